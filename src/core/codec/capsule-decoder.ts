@@ -1,0 +1,184 @@
+import { Buffer } from 'node:buffer';
+import { ErrorCodes, UdpTunnelError } from '../errors.js';
+import { CAPSULE_TYPE_DATAGRAM } from './capsule.js';
+import { readVarint, readVarintBig, varintWidth } from './varint.js';
+
+/** A capsule as the decoder reports it. */
+export interface DecodedCapsule {
+  /** Capsule type; a bigint only when it exceeds 2^53-1. */
+  type: number | bigint;
+  /** Declared value length. */
+  length: number;
+  /** The value bytes, or null when the type was skipped without buffering. */
+  value: Buffer | null;
+  /** Byte offset of the capsule's first byte within the whole stream. */
+  offset: number;
+  /** Encoded widths of the type and length varints (non-minimal encodings are valid, RFC 9297 §1.1). */
+  typeWidth: number;
+  lengthWidth: number;
+}
+
+/** Options of a CapsuleDecoder. */
+export interface CapsuleDecoderOptions {
+  /** Largest capsule value accepted; longer declared lengths fail the stream. Default 65536 + 16. */
+  maxCapsuleLength?: number;
+  /** Which types to deliver with their value; others are skipped as they stream past. Default: DATAGRAM only. */
+  deliver?: (type: number | bigint) => boolean;
+}
+
+/** Default cap on a capsule value: a full 65535-byte UDP payload plus a context id, with headroom. */
+export const DEFAULT_MAX_CAPSULE_LENGTH = 65536 + 16;
+
+const S_HEADER = 0;
+const S_VALUE = 1;
+const S_SKIP = 2;
+const S_FAILED = 3;
+
+const onlyDatagram = (type: number | bigint): boolean => type === CAPSULE_TYPE_DATAGRAM;
+
+/**
+ * Incremental capsule stream decoder (RFC 9297 §3.2). Bytes may be split anywhere: HTTP/2 DATA frames and TCP reads
+ * carry no meaning. It never allocates a declared length up front; a partial value holds only the bytes received.
+ * After an error it stays failed.
+ */
+export class CapsuleDecoder {
+  readonly maxCapsuleLength: number;
+  private readonly deliver: (type: number | bigint) => boolean;
+  private readonly onCapsule: (capsule: DecodedCapsule) => void;
+  private state: number = S_HEADER;
+  private readonly header = Buffer.alloc(16);
+  private headerLen = 0;
+  private parts: Buffer[] = [];
+  private partsLen = 0;
+  private remaining = 0;
+  private cur: DecodedCapsule | null = null;
+  /** Total bytes consumed so far; the offset of the next byte. */
+  position = 0;
+  /** Capsules fully decoded (delivered or skipped). */
+  capsules = 0;
+  /** Capsules whose values were skipped (unknown or undelivered types). */
+  skipped = 0;
+
+  constructor(onCapsule: (capsule: DecodedCapsule) => void, options: CapsuleDecoderOptions = {}) {
+    this.onCapsule = onCapsule;
+    this.maxCapsuleLength = options.maxCapsuleLength ?? DEFAULT_MAX_CAPSULE_LENGTH;
+    this.deliver = options.deliver ?? onlyDatagram;
+  }
+
+  /** True when no capsule is partly received: ending the stream here is clean. */
+  get atBoundary(): boolean {
+    return this.state === S_HEADER && this.headerLen === 0;
+  }
+
+  /** Bytes currently held for a partial capsule (bounded by maxCapsuleLength + 16). */
+  get bufferedBytes(): number {
+    return this.headerLen + this.partsLen;
+  }
+
+  /** Feeds bytes; calls onCapsule for each complete capsule. Throws UdpTunnelError on a malformed stream. */
+  push(chunk: Buffer): void {
+    if (this.state === S_FAILED) throw new UdpTunnelError(ErrorCodes.DECODER_FAILED, 'capsule decoder already failed');
+    let i = 0;
+    const n = chunk.length;
+    while (i < n) {
+      if (this.state === S_HEADER) {
+        if (this.headerLen === 0) {
+          // Fast path: the whole header lies in this chunk.
+          const used = this.parseHeader(chunk, i, this.position);
+          if (used > 0) {
+            i += used;
+            this.position += used;
+            continue;
+          }
+        }
+        // Slow path: accumulate header bytes one at a time until it parses (at most 16 bytes).
+        this.header[this.headerLen++] = chunk[i++]!;
+        this.position++;
+        const view = this.header.subarray(0, this.headerLen);
+        const used = this.parseHeader(view, 0, this.position - this.headerLen);
+        if (used > 0) this.headerLen = 0;
+        continue;
+      }
+      if (this.state === S_SKIP) {
+        const take = Math.min(this.remaining, n - i);
+        i += take;
+        this.position += take;
+        this.remaining -= take;
+        if (this.remaining === 0) this.finish(null);
+        continue;
+      }
+      // S_VALUE
+      const take = Math.min(this.remaining, n - i);
+      if (this.partsLen === 0 && take === this.remaining) {
+        // Whole value inside this chunk: deliver a view, no copy.
+        const value = chunk.subarray(i, i + take);
+        i += take;
+        this.position += take;
+        this.remaining = 0;
+        this.finish(value);
+        continue;
+      }
+      this.parts.push(chunk.subarray(i, i + take));
+      this.partsLen += take;
+      i += take;
+      this.position += take;
+      this.remaining -= take;
+      if (this.remaining === 0) {
+        const value = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.partsLen);
+        this.parts = [];
+        this.partsLen = 0;
+        this.finish(value);
+      }
+    }
+  }
+
+  /** Declares the end of the stream. Throws CAPSULE_TRUNCATED if it ends inside a capsule (RFC 9297 §3.3). */
+  end(): void {
+    if (this.state === S_FAILED) return;
+    if (this.atBoundary) return;
+    const start = this.cur?.offset ?? this.position - this.headerLen;
+    const have = this.position - start;
+    const need = this.cur ? this.cur.length + this.cur.typeWidth + this.cur.lengthWidth : undefined;
+    this.state = S_FAILED;
+    throw new UdpTunnelError(
+      ErrorCodes.CAPSULE_TRUNCATED,
+      `stream ended inside a capsule starting at byte ${start} (${have} of ${need ?? 'an incomplete header of'} bytes) (RFC 9297 §3.3)`,
+      { offset: start, have, need, rfc: 'RFC 9297 §3.3' },
+    );
+  }
+
+  /** Parses a header at buf[off]; returns bytes used, or 0 if incomplete (or failed). */
+  private parseHeader(buf: Buffer, off: number, start: number): number {
+    const tw = off < buf.length ? varintWidth(buf[off]!) : 1;
+    if (off + tw >= buf.length) return 0;
+    const lw = varintWidth(buf[off + tw]!);
+    if (off + tw + lw > buf.length) return 0;
+    let type: number | bigint = readVarint(buf, off);
+    if (type === Infinity) type = readVarintBig(buf, off)!.value;
+    const length = readVarint(buf, off + tw);
+    if (length > this.maxCapsuleLength) {
+      this.state = S_FAILED;
+      const declared = length === Infinity ? readVarintBig(buf, off + tw)!.value.toString() : String(length);
+      throw new UdpTunnelError(
+        ErrorCodes.CAPSULE_TOO_LARGE,
+        `capsule at byte ${start} declares length ${declared}, over the limit of ${this.maxCapsuleLength}`,
+        { offset: start, declared, limit: this.maxCapsuleLength, type: type.toString() },
+      );
+    }
+    this.cur = { type, length, value: null, offset: start, typeWidth: tw, lengthWidth: lw };
+    this.remaining = length;
+    this.state = this.deliver(type) ? S_VALUE : S_SKIP;
+    if (length === 0) this.finish(this.state === S_VALUE ? Buffer.alloc(0) : null);
+    return tw + lw;
+  }
+
+  private finish(value: Buffer | null): void {
+    const c = this.cur!;
+    c.value = value;
+    this.cur = null;
+    this.state = S_HEADER;
+    this.capsules++;
+    if (value === null) this.skipped++;
+    this.onCapsule(c);
+  }
+}
