@@ -1,0 +1,45 @@
+import type { Duplex } from 'node:stream';
+
+/** An established tunnel: a byte stream carrying capsules both ways. */
+export interface TunnelHandle {
+  /** The capsule stream (HTTP/2 stream, upgraded socket or POST bodies). */
+  readonly stream: Duplex;
+  /** Response headers of the proxy, for logs. */
+  readonly responseHeaders: Record<string, string | string[] | undefined>;
+  /** Ends the tunnel: 'malformed' aborts it as a protocol error (RFC 9297 §3.3), 'close' ends it normally. */
+  abort(reason: 'malformed' | 'close'): void;
+}
+
+/** TLS settings of a client transport. */
+export interface ClientTlsOptions {
+  ca?: string | Buffer;
+  insecure?: boolean;
+  servername?: string;
+  cert?: string | Buffer;
+  key?: string | Buffer;
+  /** `sha256/BASE64` pins of the proxy's certificate SPKI. */
+  pins?: string[];
+}
+
+/** Everything a transport needs to know about the proxy and the target. */
+export interface TransportOptions {
+  /** Proxy origin, `http://host:port` (cleartext) or `https://host:port` (TLS). */
+  proxy: URL;
+  /** Request path for this mode (the expanded URI template, or the POST path). */
+  path: string;
+  /** Extra request headers (RFC 9110 field names, lowercase). */
+  headers: [string, string][];
+  tls: ClientTlsOptions;
+  /** Give up on one attempt after this long. */
+  connectTimeoutMs: number;
+}
+
+/** A way to open tunnels to a proxy. Sessions do not know which one they ride. */
+export interface Transport {
+  /** Short name for logs: `h2`, `h1`, `post`. */
+  readonly name: string;
+  /** Opens one tunnel; rejects with a UdpTunnelError whose details.retryable says whether another attempt may help. */
+  open(session: string, signal: AbortSignal): Promise<TunnelHandle>;
+  /** Closes pooled connections. */
+  close(): Promise<void>;
+}

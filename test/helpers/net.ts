@@ -1,0 +1,96 @@
+import dgram from 'node:dgram';
+import type { AddressInfo } from 'node:net';
+
+/** A UDP echo server on loopback for tests. */
+export interface UdpEcho {
+  socket: dgram.Socket;
+  port: number;
+  host: string;
+  received: number;
+  close(): Promise<void>;
+}
+
+/** Starts a UDP echo server bound to `host` with port 0. */
+export function startUdpEcho(host = '127.0.0.1'): Promise<UdpEcho> {
+  const socket = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
+  const echo: UdpEcho = {
+    socket,
+    port: 0,
+    host,
+    received: 0,
+    close: () => new Promise<void>((r) => socket.close(() => r())),
+  };
+  socket.on('message', (msg, rinfo) => {
+    echo.received++;
+    socket.send(msg, rinfo.port, rinfo.address);
+  });
+  return new Promise((resolve) => {
+    socket.bind(0, host, () => {
+      echo.port = (socket.address() as AddressInfo).port;
+      resolve(echo);
+    });
+  });
+}
+
+/** A UDP client socket bound to port 0 that collects what it receives. */
+export interface UdpPeer {
+  socket: dgram.Socket;
+  port: number;
+  messages: Buffer[];
+  send(buf: Buffer | string, port: number, host: string): Promise<void>;
+  /** Resolves when `n` messages have arrived, or rejects after `ms`. */
+  waitFor(n: number, ms?: number): Promise<Buffer[]>;
+  close(): Promise<void>;
+}
+
+/** Opens a UDP peer on loopback. */
+export function openUdpPeer(host = '127.0.0.1'): Promise<UdpPeer> {
+  const socket = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
+  const messages: Buffer[] = [];
+  let waiters: { n: number; resolve: (m: Buffer[]) => void }[] = [];
+  socket.on('message', (msg) => {
+    messages.push(msg);
+    waiters = waiters.filter((w) => {
+      if (messages.length >= w.n) {
+        w.resolve(messages);
+        return false;
+      }
+      return true;
+    });
+  });
+  const peer: UdpPeer = {
+    socket,
+    port: 0,
+    messages,
+    send: (buf, port, h) =>
+      new Promise<void>((resolve, reject) => socket.send(typeof buf === 'string' ? Buffer.from(buf) : buf, port, h, (err) => (err ? reject(err) : resolve()))),
+    waitFor: (n, ms = 5000) =>
+      new Promise<Buffer[]>((resolve, reject) => {
+        if (messages.length >= n) return resolve(messages);
+        const t = setTimeout(() => reject(new Error(`timed out waiting for ${n} messages (got ${messages.length})`)), ms);
+        waiters.push({
+          n,
+          resolve: (m) => {
+            clearTimeout(t);
+            resolve(m);
+          },
+        });
+      }),
+    close: () => new Promise<void>((r) => socket.close(() => r())),
+  };
+  return new Promise((resolve) => {
+    socket.bind(0, host, () => {
+      peer.port = (socket.address() as AddressInfo).port;
+      resolve(peer);
+    });
+  });
+}
+
+/** Waits until `cond()` is true, polling; rejects after `ms`. */
+export async function waitUntil(cond: () => boolean, ms = 5000, what = 'condition'): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
