@@ -1,0 +1,31 @@
+import ora, { type Ora } from 'ora';
+
+/** A spinner on stderr, only when stderr is a TTY, CI is unset and output is not JSON; otherwise a no-op. */
+export class Spinner {
+  private readonly ora: Ora | null;
+
+  constructor(text: string, opts: { json: boolean; quiet?: boolean }) {
+    const enabled = !opts.json && !opts.quiet && process.stderr.isTTY === true && !process.env['CI'];
+    this.ora = enabled ? ora({ text, stream: process.stderr }).start() : null;
+  }
+
+  /** Updates the live text. */
+  set text(t: string) {
+    if (this.ora) this.ora.text = t;
+  }
+
+  /** Stops with a success mark. */
+  succeed(t?: string): void {
+    this.ora?.succeed(t);
+  }
+
+  /** Stops with a failure mark. */
+  fail(t?: string): void {
+    this.ora?.fail(t);
+  }
+
+  /** Stops and clears the line. */
+  stop(): void {
+    this.ora?.stop();
+  }
+}
