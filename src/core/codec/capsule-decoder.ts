@@ -20,7 +20,7 @@ export interface DecodedCapsule {
 
 /** Options of a CapsuleDecoder. */
 export interface CapsuleDecoderOptions {
-  /** Largest capsule value accepted; longer declared lengths fail the stream. Default 65536 + 16. */
+  /** Largest capsule value accepted (a non-negative safe integer); longer declared lengths fail the stream. Default 65536 + 16. */
   maxCapsuleLength?: number;
   /** Which types to deliver with their value; others are skipped as they stream past. Default: DATAGRAM only. */
   deliver?: (type: number | bigint) => boolean;
@@ -61,7 +61,15 @@ export class CapsuleDecoder {
 
   constructor(onCapsule: (capsule: DecodedCapsule) => void, options: CapsuleDecoderOptions = {}) {
     this.onCapsule = onCapsule;
-    this.maxCapsuleLength = options.maxCapsuleLength ?? DEFAULT_MAX_CAPSULE_LENGTH;
+    const max = options.maxCapsuleLength ?? DEFAULT_MAX_CAPSULE_LENGTH;
+    // NaN or Infinity would make every `length > max` check false and let a peer make us buffer without bound.
+    if (!Number.isSafeInteger(max) || max < 0) {
+      throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `maxCapsuleLength must be a non-negative safe integer, got ${max}`, {
+        option: 'maxCapsuleLength',
+        value: String(max),
+      });
+    }
+    this.maxCapsuleLength = max;
     this.deliver = options.deliver ?? onlyDatagram;
   }
 
@@ -75,7 +83,10 @@ export class CapsuleDecoder {
     return this.headerLen + this.partsLen;
   }
 
-  /** Feeds bytes; calls onCapsule for each complete capsule. Throws UdpTunnelError on a malformed stream. */
+  /**
+   * Feeds bytes; calls onCapsule for each complete capsule. Throws UdpTunnelError on a malformed stream.
+   * An error thrown by onCapsule propagates and also fails the decoder (the rest of that chunk was not consumed).
+   */
   push(chunk: Buffer): void {
     if (this.state === S_FAILED) throw new UdpTunnelError(ErrorCodes.DECODER_FAILED, 'capsule decoder already failed');
     let i = 0;
@@ -179,6 +190,12 @@ export class CapsuleDecoder {
     this.state = S_HEADER;
     this.capsules++;
     if (value === null) this.skipped++;
-    this.onCapsule(c);
+    try {
+      this.onCapsule(c);
+    } catch (err) {
+      // The unread rest of the chunk is lost, so carrying on would parse from the wrong byte.
+      this.state = S_FAILED;
+      throw err;
+    }
   }
 }

@@ -29,7 +29,7 @@ export function capsuleTypeName(type: number | bigint): string {
   const hex = `0x${type.toString(16)}`;
   if (type === CAPSULE_TYPE_DATAGRAM || type === 0n) return 'DATAGRAM';
   if (isGreaseCapsuleType(type)) return `GREASE ${hex}`;
-  const legacy = typeof type === 'number' ? LEGACY_CAPSULE_TYPES.get(type) : undefined;
+  const legacy = LEGACY_CAPSULE_TYPES.get(typeof type === 'number' ? type : Number(type));
   if (legacy !== undefined) return `${legacy} (legacy draft) ${hex}`;
   return `UNKNOWN ${hex}`;
 }
