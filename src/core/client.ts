@@ -143,7 +143,7 @@ export class TunnelClient extends EventEmitter {
     super();
     this.opts = {
       idleTimeoutMs: 60_000,
-      buffer: { enabled: false, maxDatagrams: 1024, maxBytes: 16384 },
+      buffer: { enabled: true, maxDatagrams: 1024, maxBytes: 16384 },
       maxConnectAttempts: 1,
       backoff: { baseMs: 100, maxMs: 1000 },
       maxDatagram: MAX_UDP_PAYLOAD,

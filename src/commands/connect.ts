@@ -1,0 +1,130 @@
+import { readFileSync } from 'node:fs';
+import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
+import { formatHostPort, parseHostPort } from '../core/address.js';
+import { TunnelClient, type ClientSessionStats } from '../core/client.js';
+import { buildTransport, parseHeaderFlags } from '../core/connect-config.js';
+import { parseDuration } from '../core/duration.js';
+import { color } from '../cli/color.js';
+import { withCommonOptions, makeOutput, type CommonArgs } from '../cli/common-options.js';
+import { untilShutdown } from '../cli/lifecycle.js';
+import type { Output } from '../cli/output.js';
+
+interface ConnectArgs extends CommonArgs {
+  local: string;
+  proxy: string;
+  target: string;
+  template?: string;
+  header: string[];
+  'idle-timeout': string;
+  buffer: boolean;
+  'max-buffered-datagrams': number;
+  'max-buffered-bytes': number;
+  'max-connect-attempts': number;
+  'backoff-base': string;
+  'backoff-max'?: string;
+  'max-datagram': number;
+  'max-sessions': number;
+  'connect-timeout': string;
+  insecure: boolean;
+  ca?: string;
+  servername?: string;
+}
+
+/** `udp-tunnel connect`: local UDP port -> proxy -> target. */
+export const connectCommand: CommandModule<object, ConnectArgs> = {
+  command: 'connect',
+  describe: 'Listen on a local UDP port and forward each local peer through an HTTP proxy (CONNECT-UDP, RFC 9298)',
+  builder: (y: Argv) =>
+    withCommonOptions(y)
+      .option('local', { alias: 'l', type: 'string', default: '127.0.0.1:0', describe: 'Local UDP HOST:PORT to listen on ([IPv6]:PORT; port 0 = any)' })
+      .option('proxy', { alias: 'p', type: 'string', demandOption: true, describe: 'Proxy URL: http://HOST:PORT (h2c) or https://HOST:PORT (TLS); may be a URI template' })
+      .option('target', { alias: 't', type: 'string', demandOption: true, describe: 'UDP target HOST:PORT the proxy should reach' })
+      .option('template', { type: 'string', describe: 'URI template path (default /.well-known/masque/udp/{target_host}/{target_port}/)' })
+      .option('header', { alias: 'H', type: 'string', array: true, default: [], describe: "Extra request header 'Name: value' (repeatable)" })
+      .option('idle-timeout', { type: 'string', default: '60s', describe: 'End a session after no datagram either way for this long (0 = never)' })
+      .option('buffer', { type: 'boolean', default: true, describe: 'Hold datagrams that arrive before the tunnel is ready; --no-buffer drops them (Envoy default)' })
+      .option('max-buffered-datagrams', { type: 'number', default: 1024, describe: 'With --buffer: datagrams held per session' })
+      .option('max-buffered-bytes', { type: 'number', default: 16384, describe: 'With --buffer: bytes held per session' })
+      .option('max-connect-attempts', { type: 'number', default: 1, describe: 'Attempts to set up each tunnel' })
+      .option('backoff-base', { type: 'string', default: '100ms', describe: 'First retry delay (exponential, jittered)' })
+      .option('backoff-max', { type: 'string', describe: 'Longest retry delay (default 10 x --backoff-base)' })
+      .option('max-datagram', { type: 'number', default: 65527, describe: 'Larger datagrams are dropped and counted, never truncated' })
+      .option('max-sessions', { type: 'number', default: 10000, describe: 'Concurrent local peers; more are dropped and counted' })
+      .option('connect-timeout', { type: 'string', default: '10s', describe: 'Give up on one tunnel attempt after this long' })
+      .option('insecure', { type: 'boolean', default: false, describe: 'Do not verify the proxy certificate (testing only)' })
+      .option('ca', { type: 'string', describe: 'PEM file of CA certificates to trust for the proxy' })
+      .option('servername', { type: 'string', describe: 'TLS server name (SNI and verification) if not the proxy host' })
+      .example('$0 connect --local 127.0.0.1:5353 --proxy http://127.0.0.1:4433 --target 127.0.0.1:53', 'Tunnel DNS via a local h2c proxy')
+      .example('$0 connect -l [::1]:0 -p https://proxy.example:443 -t [2001:db8::53]:53 --ca ca.pem --buffer --json', 'TLS proxy, IPv6 target, NDJSON events')
+      .example("$0 connect -p http://127.0.0.1:4433 -t 127.0.0.1:9000 -H 'x-tenant: blue' --max-connect-attempts 3", 'Extra header and retries') as unknown as Argv<ConnectArgs>,
+  handler: async (args: ArgumentsCamelCase<ConnectArgs>) => {
+    const out = makeOutput(args);
+    const local = parseHostPort(args.local, { allowPortZero: true, what: '--local' });
+    const target = parseHostPort(args.target, { what: '--target' });
+    const baseMs = parseDuration(args['backoff-base'], '--backoff-base', 'ms');
+    const tls = {
+      insecure: args.insecure,
+      ...(args.ca ? { ca: readFileSync(args.ca) } : {}),
+      ...(args.servername ? { servername: args.servername } : {}),
+    };
+    const transport = buildTransport({
+      proxy: args.proxy,
+      target,
+      ...(args.template ? { template: args.template } : {}),
+      headers: parseHeaderFlags(args.header),
+      tls,
+      connectTimeoutMs: parseDuration(args['connect-timeout'], '--connect-timeout'),
+    });
+    const client = new TunnelClient({
+      host: local.host,
+      port: local.port,
+      transport,
+      idleTimeoutMs: parseDuration(args['idle-timeout'], '--idle-timeout'),
+      buffer: { enabled: args.buffer, maxDatagrams: args['max-buffered-datagrams'], maxBytes: args['max-buffered-bytes'] },
+      maxConnectAttempts: args['max-connect-attempts'],
+      backoff: { baseMs, maxMs: args['backoff-max'] ? parseDuration(args['backoff-max'], '--backoff-max', 'ms') : baseMs * 10 },
+      maxDatagram: args['max-datagram'],
+      maxSessions: args['max-sessions'],
+    });
+    attachClientOutput(client, out);
+    const addr = await client.start();
+    out.event('listening', { protocol: 'udp', address: addr.address, port: addr.port, family: addr.family, proxy: args.proxy, target: args.target, transport: transport.name });
+    out.info(`listening on udp ${color().bold(formatHostPort(addr.address, addr.port))} -> ${args.proxy} -> ${formatHostPort(target.host, target.port)}`);
+    const { done } = untilShutdown(async () => {
+      out.info('shutting down');
+      await client.close();
+    });
+    const why = await done;
+    out.event('shutdown', { signal: why, counters: client.counters });
+    out.debug(`counters ${JSON.stringify(client.counters)}`);
+  },
+};
+
+/** Renders client events as NDJSON or human log lines. */
+export function attachClientOutput(client: TunnelClient, out: Output): void {
+  const c = color();
+  client.on('session-open', (e: { id: string; peer: string }) => {
+    out.event('session-open', e);
+    out.debug(`${c.cyan(e.id)} ${e.peer} new session`);
+  });
+  client.on('session-ready', (e: { id: string; peer: string; attempts: number; transport: string }) => {
+    out.event('session-ready', e);
+    out.info(`${c.cyan(e.id)} ${e.peer} tunnel ready${e.attempts > 1 ? ` after ${e.attempts} attempts` : ''}`);
+  });
+  client.on('connect-error', (e: { id: string; error: Error & { code?: string }; attempt: number; willRetry: boolean }) => {
+    out.event('connect-error', { id: e.id, code: e.error.code, message: e.error.message, attempt: e.attempt, willRetry: e.willRetry });
+    if (out.json) return;
+    if (e.willRetry) out.info(`${c.cyan(e.id)} attempt ${e.attempt} failed: ${e.error.message}; retrying`);
+    else out.error(`${e.id}: ${e.error.message}`);
+  });
+  client.on('session-close', (s: ClientSessionStats) => {
+    out.event('session-close', { ...s });
+    const dropped = Object.entries(s.drops).filter(([, n]) => n > 0);
+    out.info(
+      `${c.cyan(s.id)} ${s.peer} closed (${s.closeReason}) after ${(s.durationMs / 1000).toFixed(1)}s: ` +
+        `${s.rxDatagrams} dgrams/${s.rxBytes} B out, ${s.txDatagrams} dgrams/${s.txBytes} B back` +
+        (dropped.length ? c.yellow(`, dropped ${dropped.map(([k, n]) => `${k}=${n}`).join(' ')}`) : ''),
+    );
+  });
+  client.on('error', (err: Error) => out.error(err.message));
+}
