@@ -111,7 +111,11 @@ export class H2Pool {
         (c) =>
           new Promise<void>((resolve) => {
             if (c.session.destroyed) return resolve();
-            const t = setTimeout(() => c.session.destroy(), 500);
+            // A session that never finished its handshake may not emit 'close' after close() + destroy().
+            const t = setTimeout(() => {
+              c.session.destroy();
+              resolve();
+            }, 500);
             c.session.close(() => {
               clearTimeout(t);
               resolve();
