@@ -1,0 +1,92 @@
+import { createSocket } from 'node:dgram';
+import type { RemoteInfo, Socket } from 'node:dgram';
+import { ErrorCodes, UdpTunnelError } from '../errors.js';
+import { DEFAULT_SOCKET_BUFFER_BYTES, resolveUdpHost, trySetSocketBuffers } from './udp-socket.js';
+
+/** Options of startEchoServer. */
+export interface EchoServerOptions {
+  /** Address to bind (IPv4 or IPv6 literal, or a name resolved once). Default 127.0.0.1. */
+  host?: string;
+  /** Port to bind; 0 (default) picks a free one, read it back with address(). */
+  port?: number;
+  /** Receive/send socket buffer size to ask for; refusals are ignored. Default 4 MiB. */
+  socketBufferBytes?: number;
+}
+
+/** Bound address of an echo server. */
+export interface EchoAddress {
+  address: string;
+  family: 'IPv4' | 'IPv6';
+  port: number;
+}
+
+/** A running UDP echo server. */
+export interface EchoServer {
+  /** The bound address and port. */
+  address(): EchoAddress;
+  /** Datagrams received (each is echoed once). */
+  readonly datagrams: number;
+  /** Payload bytes received. */
+  readonly bytes: number;
+  /** Socket errors (failed echoes, receive errors); the server keeps running. */
+  readonly errors: number;
+  /** Stops the server; safe to call more than once. */
+  close(): Promise<void>;
+}
+
+class UdpEchoServer implements EchoServer {
+  datagrams = 0;
+  bytes = 0;
+  errors = 0;
+  private closed: Promise<void> | null = null;
+
+  constructor(private readonly socket: Socket) {
+    // One listener per server, not per datagram; the received buffer is fresh, so it is sent back as is.
+    const onSent = (err: Error | null): void => {
+      if (err) this.errors++;
+    };
+    socket.on('message', (msg: Buffer, rinfo: RemoteInfo) => {
+      this.datagrams++;
+      this.bytes += msg.length;
+      socket.send(msg, rinfo.port, rinfo.address, onSent);
+    });
+    socket.on('error', () => {
+      this.errors++;
+    });
+  }
+
+  address(): EchoAddress {
+    const a = this.socket.address();
+    return { address: a.address, family: a.family === 'IPv6' ? 'IPv6' : 'IPv4', port: a.port };
+  }
+
+  close(): Promise<void> {
+    this.closed ??= new Promise<void>((resolve) => {
+      this.socket.close(() => resolve());
+    });
+    return this.closed;
+  }
+}
+
+/** Starts a UDP echo server that sends every datagram back to its sender unchanged. */
+export async function startEchoServer(options: EchoServerOptions = {}): Promise<EchoServer> {
+  const port = options.port ?? 0;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `echo server port must be 0..65535, got ${String(port)}`, { option: 'port', value: port });
+  }
+  const { address, family } = await resolveUdpHost(options.host ?? '127.0.0.1');
+  const socket = createSocket({ type: family === 6 ? 'udp6' : 'udp4' });
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: Error): void => {
+      socket.close();
+      reject(new UdpTunnelError(ErrorCodes.IO, `echo server cannot bind ${address}:${port}: ${err.message}`, { host: address, port }, { cause: err }));
+    };
+    socket.once('error', onError);
+    socket.bind(port, address, () => {
+      socket.off('error', onError);
+      resolve();
+    });
+  });
+  trySetSocketBuffers(socket, options.socketBufferBytes ?? DEFAULT_SOCKET_BUFFER_BYTES);
+  return new UdpEchoServer(socket);
+}
