@@ -22,7 +22,7 @@ export interface EchoAddress {
 
 /** A running UDP echo server. */
 export interface EchoServer {
-  /** The bound address and port. */
+  /** The bound address and port (still readable after close). */
   address(): EchoAddress;
   /** Datagrams received (each is echoed once). */
   readonly datagrams: number;
@@ -39,8 +39,12 @@ class UdpEchoServer implements EchoServer {
   bytes = 0;
   errors = 0;
   private closed: Promise<void> | null = null;
+  // Captured at bind time so it stays readable after close().
+  private readonly bound: EchoAddress;
 
   constructor(private readonly socket: Socket) {
+    const a = socket.address();
+    this.bound = { address: a.address, family: a.family === 'IPv6' ? 'IPv6' : 'IPv4', port: a.port };
     // One listener per server, not per datagram; the received buffer is fresh, so it is sent back as is.
     const onSent = (err: Error | null): void => {
       if (err) this.errors++;
@@ -56,8 +60,7 @@ class UdpEchoServer implements EchoServer {
   }
 
   address(): EchoAddress {
-    const a = this.socket.address();
-    return { address: a.address, family: a.family === 'IPv6' ? 'IPv6' : 'IPv4', port: a.port };
+    return { ...this.bound };
   }
 
   close(): Promise<void> {

@@ -11,6 +11,7 @@ if (port === null) throw new Error('generator-worker must run in a worker thread
 
 const request = workerData as WorkerRequest;
 const controller = new AbortController();
+if (request.aborted) controller.abort();
 const onParentMessage = (msg: unknown): void => {
   if ((msg as { type?: unknown } | null)?.type === 'stop') controller.abort();
 };

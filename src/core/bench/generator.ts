@@ -107,7 +107,7 @@ export interface LoadResult {
   tooOld: number;
   /** Closed loop: probes whose window slot was freed by the timeout. */
   timedOut: number;
-  /** Probes the schedule called for but the generator did not send (it fell behind, or a send queue was full). */
+  /** Open loop: probes the schedule called for but the generator did not send (it fell behind, or a send queue was full). */
   unsent: number;
   /** Sends the socket reported as failed. */
   sendErrors: number;
@@ -146,9 +146,14 @@ export const DEFAULT_DRAIN_MS = 500;
 export const DEFAULT_TIMEOUT_MS = 1000;
 /**
  * Sends a socket may have queued in user space (the kernel buffer was full) before further probes are skipped and
- * counted as unsent; bounds memory when the path cannot keep up.
+ * counted as unsent; bounds memory when the path cannot keep up. Lowered for many sessions of big probes so that
+ * probe buffers stay within MAX_PROBE_BUFFER_BYTES.
  */
 export const SEND_QUEUE_LIMIT = 32;
+/** Memory all sessions' probe buffers may take at most (each session needs send-queue limit + 1 of them). */
+export const MAX_PROBE_BUFFER_BYTES = 128 * 1024 * 1024;
+/** Largest closed-loop window summed over sessions (bounds the outstanding tables). */
+export const MAX_TOTAL_INFLIGHT = 262_144;
 
 // Sends per event-loop turn in open loop, so replies are read between bursts.
 const MAX_BATCH = 256;
@@ -167,6 +172,8 @@ export interface NormalizedLoadOptions {
   localHost: string | undefined;
   socketBufferBytes: number;
   progressIntervalMs: number;
+  /** Per-socket send queue limit, SEND_QUEUE_LIMIT or lower to honour MAX_PROBE_BUFFER_BYTES. */
+  sendQueueLimit: number;
 }
 
 function invalid(option: string, value: unknown, rule: string): UdpTunnelError {
@@ -200,9 +207,17 @@ export function normalizeLoadOptions(opts: LoadOptions): NormalizedLoadOptions {
     if (!Number.isInteger(mode.inflight) || mode.inflight < 1 || mode.inflight > MAX_INFLIGHT) {
       throw invalid('inflight', mode.inflight, `must be an integer 1..${MAX_INFLIGHT}`);
     }
+    if (mode.inflight * opts.sessions > MAX_TOTAL_INFLIGHT) {
+      throw invalid('inflight', mode.inflight, `times sessions (${opts.sessions}) must be at most ${MAX_TOTAL_INFLIGHT}`);
+    }
     normMode = { kind: 'inflight', inflight: mode.inflight };
   } else {
     throw invalid('mode', (mode as { kind?: unknown } | undefined)?.kind, "must be { kind: 'rate' } or { kind: 'inflight' }");
+  }
+  // Every session needs at least two probe buffers (one in the kernel's hands, one to write).
+  const perSessionBuffers = Math.floor(MAX_PROBE_BUFFER_BYTES / (opts.sessions * opts.size));
+  if (perSessionBuffers < 2) {
+    throw invalid('sessions', opts.sessions, `times size (${opts.size}) must be at most ${MAX_PROBE_BUFFER_BYTES / 2} bytes`);
   }
   const socketBufferBytes = opts.socketBufferBytes ?? DEFAULT_SOCKET_BUFFER_BYTES;
   if (!Number.isInteger(socketBufferBytes) || socketBufferBytes < 1 || socketBufferBytes > 1 << 30) {
@@ -220,6 +235,7 @@ export function normalizeLoadOptions(opts: LoadOptions): NormalizedLoadOptions {
     localHost: opts.localHost,
     socketBufferBytes,
     progressIntervalMs: checkMs('progressIntervalMs', opts.progressIntervalMs ?? 1000, 10),
+    sendQueueLimit: Math.min(SEND_QUEUE_LIMIT, perSessionBuffers - 1),
   };
 }
 
@@ -231,7 +247,7 @@ class Session {
   readonly jitter = new JitterEstimator();
   // Ring of probe buffers: one is reused while sends complete synchronously; the ring only advances while the
   // socket queues sends, so a buffer is never rewritten before the kernel has copied it.
-  readonly bufs: (Buffer | undefined)[] = new Array<Buffer | undefined>(SEND_QUEUE_LIMIT + 1);
+  readonly bufs: (Buffer | undefined)[];
   bufIdx = 0;
   nextSeq = 0;
   /** First measured sequence number, -1 while still in warmup. */
@@ -247,8 +263,10 @@ class Session {
     readonly socket: Socket,
     readonly flowId: number,
     readonly table: OutstandingTable | null,
+    sendQueueLimit: number,
     onSendError: (err: Error) => void,
   ) {
+    this.bufs = new Array<Buffer | undefined>(sendQueueLimit + 1);
     this.onSent = (err) => {
       if (err) onSendError(err);
     };
@@ -319,9 +337,11 @@ class LoadRun {
   private aborted = false;
   private runStartUs = 0;
   private startUs = 0;
+  // Phase boundaries are offsets from startUs, so schedule arithmetic is exact for whole-µs intervals.
+  private warmupOffUs = 0;
+  private endOffUs = 0;
+  private stopOffUs = 0;
   private warmupEndUs = 0;
-  private sendEndUs = 0;
-  private sendStopUs = 0;
   /** Open loop: index of the next scheduled probe across all sessions. */
   private nextIndex = 0;
   private unsent = 0;
@@ -342,6 +362,12 @@ class LoadRun {
   private drainTimer: NodeJS.Timeout | null = null;
   private resolveDone: (() => void) | null = null;
   private readonly tick = (): void => this.onTick();
+  // Timers have millisecond granularity and may fire a little early by the monotonic clock: re-arm until due.
+  private readonly stopWhenDue = (): void => {
+    const left = this.endOffUs - (nowUs() - this.startUs);
+    if (left > 0) this.phaseTimer = setTimeout(this.stopWhenDue, left / 1000);
+    else this.stopSending();
+  };
   private readonly onAbort = (): void => {
     this.aborted = true;
     if (this.sending) this.stopSending();
@@ -367,19 +393,21 @@ class LoadRun {
       this.resolveDone = resolve;
     });
     this.startUs = nowUs();
-    this.warmupEndUs = this.startUs + this.o.warmupMs * 1000;
-    this.sendEndUs = this.warmupEndUs + this.o.durationMs * 1000;
+    this.warmupOffUs = this.o.warmupMs * 1000;
+    this.endOffUs = this.warmupOffUs + this.o.durationMs * 1000;
+    this.warmupEndUs = this.startUs + this.warmupOffUs;
     this.phase = this.o.warmupMs > 0 ? 'warmup' : 'measure';
     this.sending = true;
     this.lastProgressUs = this.startUs;
     if (this.onProgress) this.progressTimer = setInterval(() => this.reportProgress(), this.o.progressIntervalMs);
     this.signal?.addEventListener('abort', this.onAbort, { once: true });
     if (this.signal?.aborted) {
-      this.onAbort();
+      this.aborted = true;
+      this.stopSending(0);
     } else if (this.o.mode.kind === 'rate') {
       this.onTick();
     } else {
-      this.phaseTimer = setTimeout(() => this.stopSending(), this.o.durationMs + this.o.warmupMs);
+      this.phaseTimer = setTimeout(this.stopWhenDue, this.o.durationMs + this.o.warmupMs);
       this.sweepTimer = setInterval(() => this.sweep(), Math.max(5, Math.min(250, this.o.timeoutMs / 4)));
       for (const s of this.sessions) this.fill(s);
     }
@@ -405,7 +433,7 @@ class LoadRun {
     opened.forEach((r, i) => {
       const socket = (r as PromiseFulfilledResult<Socket>).value;
       const table = this.inflight > 0 ? new OutstandingTable(this.inflight) : null;
-      const s = new Session(socket, (base + i) >>> 0, table, (err) => {
+      const s = new Session(socket, (base + i) >>> 0, table, this.o.sendQueueLimit, (err) => {
         this.sendErrors++;
         this.lastError = err.message;
       });
@@ -424,9 +452,9 @@ class LoadRun {
   }
 
   /** Sends the next probe of `s`; returns its seq, or -1 when the socket's send queue is full. */
-  private send(s: Session, dueUs: number, sentUs: number): number {
+  private send(s: Session, dueUs: number, sentUs: number, measured: boolean): number {
     const socket = s.socket;
-    if (socket.getSendQueueCount() >= SEND_QUEUE_LIMIT) return -1;
+    if (socket.getSendQueueCount() >= this.o.sendQueueLimit) return -1;
     let buf = s.bufs[s.bufIdx];
     if (buf === undefined) {
       buf = createProbeBuffer(this.o.size);
@@ -436,7 +464,7 @@ class LoadRun {
     encodeProbe(buf, s.flowId, seq, dueUs, sentUs);
     socket.send(buf, s.onSent);
     if (socket.getSendQueueCount() > 0) s.bufIdx = (s.bufIdx + 1) % s.bufs.length;
-    if (dueUs >= this.warmupEndUs) {
+    if (measured) {
       if (s.measureStartSeq < 0) s.measureStartSeq = seq;
       s.measuredSent++;
       this.totalMeasuredSent++;
@@ -449,27 +477,28 @@ class LoadRun {
     this.tickTimer = null;
     this.tickImmediate = null;
     if (!this.sending) return;
-    const now = nowUs();
-    if (this.phase === 'warmup' && now >= this.warmupEndUs) this.phase = 'measure';
+    const nowOff = nowUs() - this.startUs;
+    if (this.phase === 'warmup' && nowOff >= this.warmupOffUs) this.phase = 'measure';
     const n = this.sessions.length;
     let budget = MAX_BATCH;
-    let due = this.startUs + this.nextIndex * this.intervalUs;
-    while (budget > 0 && due <= now && due < this.sendEndUs) {
+    let dueOff = this.nextIndex * this.intervalUs;
+    while (budget > 0 && dueOff <= nowOff && dueOff < this.endOffUs) {
       const s = this.sessions[this.nextIndex % n]!;
-      if (this.send(s, due, nowUs()) < 0 && due >= this.warmupEndUs) this.unsent++;
+      const measured = dueOff >= this.warmupOffUs;
+      if (this.send(s, this.startUs + dueOff, nowUs(), measured) < 0 && measured) this.unsent++;
       this.nextIndex++;
       budget--;
-      due = this.startUs + this.nextIndex * this.intervalUs;
+      dueOff = this.nextIndex * this.intervalUs;
     }
-    if (now >= this.sendEndUs) {
+    if (nowOff >= this.endOffUs) {
       this.stopSending();
-    } else if (due >= this.sendEndUs) {
+    } else if (dueOff >= this.endOffUs) {
       // Everything is sent; the measured window still runs to its end so rates divide by the full duration.
-      this.tickTimer = setTimeout(this.tick, (this.sendEndUs - now) / 1000);
-    } else if (due <= now) {
+      this.tickTimer = setTimeout(this.tick, (this.endOffUs - nowOff) / 1000);
+    } else if (dueOff <= nowOff) {
       this.tickImmediate = setImmediate(this.tick);
     } else {
-      this.tickTimer = setTimeout(this.tick, (due - nowUs()) / 1000);
+      this.tickTimer = setTimeout(this.tick, (dueOff - (nowUs() - this.startUs)) / 1000);
     }
   }
 
@@ -478,7 +507,7 @@ class LoadRun {
     const table = s.table!;
     while (this.sending && s.inflight < this.inflight) {
       const now = nowUs();
-      const seq = this.send(s, now, now);
+      const seq = this.send(s, now, now, now >= this.warmupEndUs);
       if (seq < 0) break; // send queue full: the sweep retries
       table.insert(seq, now);
       s.inflight++;
@@ -526,16 +555,14 @@ class LoadRun {
     if (!this.sending && this.totalAccounted >= this.totalMeasuredSent) this.finish();
   }
 
-  private stopSending(): void {
+  private stopSending(atOffUs: number = nowUs() - this.startUs): void {
     if (!this.sending) return;
     this.sending = false;
-    const now = nowUs();
-    this.sendStopUs = Math.min(now, this.sendEndUs);
+    this.stopOffUs = Math.max(0, Math.min(atOffUs, this.endOffUs));
     if (this.o.mode.kind === 'rate') {
       // Probes due in the measured window that the generator never got to.
-      const stop = this.sendStopUs;
-      const dueCount = Math.max(0, Math.ceil((stop - this.startUs) / this.intervalUs));
-      const firstMeasured = Math.max(0, Math.ceil((this.warmupEndUs - this.startUs) / this.intervalUs));
+      const dueCount = Math.ceil(this.stopOffUs / this.intervalUs);
+      const firstMeasured = Math.ceil(this.warmupOffUs / this.intervalUs);
       this.unsent += Math.max(0, dueCount - Math.max(this.nextIndex, firstMeasured));
     }
     if (this.tickTimer) clearTimeout(this.tickTimer);
@@ -587,7 +614,7 @@ class LoadRun {
   }
 
   private result(): LoadResult {
-    const measuredUs = Math.max(0, this.sendStopUs - this.warmupEndUs);
+    const measuredUs = Math.max(0, this.stopOffUs - this.warmupOffUs);
     const seconds = measuredUs / 1e6;
     let sent = 0;
     let received = 0;
@@ -666,7 +693,7 @@ export async function runLoadInWorker(options: LoadOptions): Promise<LoadResult>
   normalizeLoadOptions(options); // fail fast in the caller's thread on bad options
   const { onProgress, signal, ...rest } = options;
   const transferable: TransferableLoadOptions = rest;
-  const request: WorkerRequest = { options: transferable, progress: onProgress !== undefined };
+  const request: WorkerRequest = { options: transferable, progress: onProgress !== undefined, aborted: signal?.aborted === true };
   // Resolved next to this module, which also holds in the compiled dist/ layout.
   const worker = new Worker(new URL('./generator-worker.js', import.meta.url), { workerData: request });
   return new Promise<LoadResult>((resolve, reject) => {
@@ -674,7 +701,6 @@ export async function runLoadInWorker(options: LoadOptions): Promise<LoadResult>
     let failure: Error | null = null;
     const onAbort = (): void => worker.postMessage({ type: 'stop' });
     signal?.addEventListener('abort', onAbort, { once: true });
-    if (signal?.aborted) onAbort();
     worker.on('message', (msg: WorkerToParent) => {
       if (msg.type === 'progress') {
         try {

@@ -9,6 +9,8 @@ export interface WorkerRequest {
   options: TransferableLoadOptions;
   /** Post progress snapshots to the parent. */
   progress: boolean;
+  /** The caller's signal was already aborted: stop before sending anything. */
+  aborted: boolean;
 }
 
 /** A failure reported by the generator worker. */

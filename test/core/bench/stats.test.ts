@@ -68,7 +68,7 @@ describe('SequenceTracker', () => {
     // A rising position with arrivals up to 80 behind it: crosses the 64-wide window in both directions, and
     // jumps long enough to clear whole bitmap words.
     const arrivals = fc
-      .array(fc.tuple(fc.integer({ min: 0, max: 70 }), fc.integer({ min: 0, max: 80 })), { maxLength: 300 })
+      .array(fc.tuple(fc.integer({ min: 0, max: 70 }), fc.integer({ min: 0, max: 80 })), { minLength: 20, maxLength: 300 })
       .map((steps) => {
         let pos = 0;
         return steps.map(([step, back]) => {
