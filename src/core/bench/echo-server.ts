@@ -11,7 +11,12 @@ export interface EchoServerOptions {
   port?: number;
   /** Receive/send socket buffer size to ask for; refusals are ignored. Default 4 MiB. */
   socketBufferBytes?: number;
+  /** Replies that may wait in user space while the kernel send buffer is full; beyond it replies are dropped. Default 1024. */
+  maxQueuedReplies?: number;
 }
+
+/** Default limit on replies queued in user space by an echo server. */
+export const DEFAULT_MAX_QUEUED_REPLIES = 1024;
 
 /** Bound address of an echo server. */
 export interface EchoAddress {
@@ -24,10 +29,12 @@ export interface EchoAddress {
 export interface EchoServer {
   /** The bound address and port (still readable after close). */
   address(): EchoAddress;
-  /** Datagrams received (each is echoed once). */
+  /** Datagrams received (each is echoed once unless dropped). */
   readonly datagrams: number;
   /** Payload bytes received. */
   readonly bytes: number;
+  /** Datagrams not echoed because maxQueuedReplies replies were already waiting. */
+  readonly dropped: number;
   /** Socket errors (failed echoes, receive errors); the server keeps running. */
   readonly errors: number;
   /** Stops the server; safe to call more than once. */
@@ -37,12 +44,16 @@ export interface EchoServer {
 class UdpEchoServer implements EchoServer {
   datagrams = 0;
   bytes = 0;
+  dropped = 0;
   errors = 0;
   private closed: Promise<void> | null = null;
   // Captured at bind time so it stays readable after close().
   private readonly bound: EchoAddress;
 
-  constructor(private readonly socket: Socket) {
+  constructor(
+    private readonly socket: Socket,
+    maxQueuedReplies: number,
+  ) {
     const a = socket.address();
     this.bound = { address: a.address, family: a.family === 'IPv6' ? 'IPv6' : 'IPv4', port: a.port };
     // One listener per server, not per datagram; the received buffer is fresh, so it is sent back as is.
@@ -52,6 +63,11 @@ class UdpEchoServer implements EchoServer {
     socket.on('message', (msg: Buffer, rinfo: RemoteInfo) => {
       this.datagrams++;
       this.bytes += msg.length;
+      // Each queued reply holds its datagram in memory: bound them when the kernel cannot take more.
+      if (socket.getSendQueueCount() >= maxQueuedReplies) {
+        this.dropped++;
+        return;
+      }
       socket.send(msg, rinfo.port, rinfo.address, onSent);
     });
     socket.on('error', () => {
@@ -77,6 +93,13 @@ export async function startEchoServer(options: EchoServerOptions = {}): Promise<
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `echo server port must be 0..65535, got ${String(port)}`, { option: 'port', value: port });
   }
+  const maxQueuedReplies = options.maxQueuedReplies ?? DEFAULT_MAX_QUEUED_REPLIES;
+  if (!Number.isInteger(maxQueuedReplies) || maxQueuedReplies < 1 || maxQueuedReplies > 1 << 20) {
+    throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `echo server maxQueuedReplies must be 1..${1 << 20}, got ${String(maxQueuedReplies)}`, {
+      option: 'maxQueuedReplies',
+      value: maxQueuedReplies,
+    });
+  }
   const { address, family } = await resolveUdpHost(options.host ?? '127.0.0.1');
   const socket = createSocket({ type: family === 6 ? 'udp6' : 'udp4' });
   await new Promise<void>((resolve, reject) => {
@@ -91,5 +114,5 @@ export async function startEchoServer(options: EchoServerOptions = {}): Promise<
     });
   });
   trySetSocketBuffers(socket, options.socketBufferBytes ?? DEFAULT_SOCKET_BUFFER_BYTES);
-  return new UdpEchoServer(socket);
+  return new UdpEchoServer(socket, maxQueuedReplies);
 }

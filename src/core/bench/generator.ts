@@ -726,3 +726,25 @@ export async function runLoadInWorker(options: LoadOptions): Promise<LoadResult>
     });
   });
 }
+
+/**
+ * The --fail-if metrics of a run, keyed as parseFailIf names them, in their base units (latency percentiles from
+ * the due time). `ratio` (e.g. tunnel / direct throughput) is included only when given.
+ */
+export function failIfMetrics(result: LoadResult, ratio?: number): Record<string, number> {
+  const l = result.latencyUs;
+  const metrics: Record<string, number> = {
+    p50: l.p50,
+    p90: l.p90,
+    p99: l.p99,
+    'p99.9': l.p999,
+    max: l.max,
+    mean: l.mean,
+    jitter: result.jitterUs,
+    loss: result.lossRatio,
+    throughput: result.throughputDps,
+    mbps: result.throughputMbps,
+  };
+  if (ratio !== undefined) metrics['ratio'] = ratio;
+  return metrics;
+}

@@ -4,8 +4,10 @@ import { createSocket } from 'node:dgram';
 import type { Socket } from 'node:dgram';
 import { once } from 'node:events';
 import { describe, it } from 'node:test';
+import { Worker } from 'node:worker_threads';
 import { isUdpTunnelError } from '../../../src/core/errors.js';
-import { startEchoServer } from '../../../src/core/bench/echo-server.js';
+import { DEFAULT_MAX_QUEUED_REPLIES, startEchoServer } from '../../../src/core/bench/echo-server.js';
+import type { EchoWorkerData } from '../../helpers/echo-worker.js';
 
 /** Sends `payloads` one at a time from a fresh client and collects each reply. */
 async function exchange(host: string, port: number, payloads: Buffer[]): Promise<{ replies: Buffer[]; client: Socket }> {
@@ -82,6 +84,58 @@ describe('startEchoServer errors and lifecycle', () => {
       );
     } finally {
       await first.close();
+    }
+  });
+
+  it('drops and counts replies beyond maxQueuedReplies', async () => {
+    assert.equal(DEFAULT_MAX_QUEUED_REPLIES, 1024);
+    const gate = new SharedArrayBuffer(4);
+    const data: EchoWorkerData = { maxQueuedReplies: 1, gate };
+    // --test-udp-no-try-send makes every reply wait in the socket's queue, as when the kernel buffer is full.
+    const worker = new Worker(new URL('../../helpers/echo-worker.js', import.meta.url), { execArgv: ['--test-udp-no-try-send'], workerData: data });
+    const exited = once(worker, 'exit');
+    const [ready] = (await once(worker, 'message')) as [{ port: number }];
+    const client = createSocket('udp4');
+    client.bind(0, '127.0.0.1');
+    await once(client, 'listening');
+    let replies = 0;
+    client.on('message', () => replies++);
+    // The worker's loop is blocked: the whole burst sits in its socket and is read in one go when released.
+    const burst = 100;
+    for (let i = 0; i < burst; i++) client.send(Buffer.from(`datagram ${i}`), ready.port, '127.0.0.1');
+    await new Promise((resolve) => setImmediate(resolve));
+    Atomics.store(new Int32Array(gate), 0, 1);
+    Atomics.notify(new Int32Array(gate), 0);
+    const stats = async (): Promise<{ datagrams: number; dropped: number; errors: number }> => {
+      const got = once(worker, 'message') as Promise<[{ datagrams: number; dropped: number; errors: number }]>;
+      worker.postMessage('stats');
+      return (await got)[0];
+    };
+    // Wait (bounded) until the echo has read the burst and its replies stopped arriving.
+    let s = await stats();
+    for (let i = 0; i < 100; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      const before = replies;
+      const next = await stats();
+      if (next.datagrams > 0 && next.datagrams === s.datagrams && replies === before) break;
+      s = next;
+    }
+    s = await stats();
+    worker.postMessage('close');
+    await exited;
+    client.close();
+    assert.ok(s.datagrams > 1, `echo read ${s.datagrams}`);
+    assert.ok(s.dropped > 0, 'no reply was dropped');
+    assert.ok(s.datagrams <= burst);
+    assert.equal(s.errors, 0);
+    assert.ok(replies <= s.datagrams - s.dropped, `${replies} replies for ${s.datagrams} datagrams, ${s.dropped} dropped`);
+  });
+
+  it('rejects a bad maxQueuedReplies with UT_ERR_INVALID_OPTION', async () => {
+    for (const maxQueuedReplies of [0, -1, 1.5]) {
+      await assert.rejects(startEchoServer({ host: '127.0.0.1', maxQueuedReplies }), (err: unknown) =>
+        isUdpTunnelError(err, 'UT_ERR_INVALID_OPTION'),
+      );
     }
   });
 

@@ -6,7 +6,8 @@ import { describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { isUdpTunnelError } from '../../../src/core/errors.js';
 import { startEchoServer } from '../../../src/core/bench/echo-server.js';
-import { SEND_QUEUE_LIMIT, normalizeLoadOptions, runLoad, runLoadInWorker } from '../../../src/core/bench/generator.js';
+import { SEND_QUEUE_LIMIT, failIfMetrics, normalizeLoadOptions, runLoad, runLoadInWorker } from '../../../src/core/bench/generator.js';
+import { FAIL_METRICS, evaluateFailIf, parseFailIf } from '../../../src/core/bench/stats.js';
 import type { LoadOptions, LoadProgress, LoadResult } from '../../../src/core/bench/generator.js';
 import type { LatencySummary } from '../../../src/core/bench/stats.js';
 
@@ -108,6 +109,15 @@ for (const host of HOSTS) {
           assert.ok(['warmup', 'measure', 'drain'].includes(p.phase));
           assert.ok(p.received <= p.sent && p.sent <= 60);
         }
+        // Every --fail-if metric is available from a result (ratio only when supplied).
+        const metrics = failIfMetrics(r, 0.75);
+        assert.deepEqual(Object.keys(metrics).sort(), [...FAIL_METRICS].sort());
+        assert.deepEqual(
+          [metrics['p99.9'], metrics['loss'], metrics['throughput'], metrics['ratio']],
+          [r.latencyUs.p999, r.lossRatio, r.throughputDps, 0.75],
+        );
+        assert.equal('ratio' in failIfMetrics(r), false);
+        assert.deepEqual(evaluateFailIf(parseFailIf('ratio<0.8,ratio>0.8'), metrics), [{ condition: 'ratio<0.8', actual: 0.75 }]);
         assert.equal(await udpHandles(), 0);
       });
 
