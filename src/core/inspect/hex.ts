@@ -143,6 +143,7 @@ export function parseHexText(text: string): Buffer {
       if (missing < 0 || missing % lastLine.length !== 0) {
         fail(lineNo, `offset 0x${m[1]} does not continue the repeated line (expected a multiple of ${lastLine.length} after 0x${expected.toString(16)})`);
       }
+      if (out.length + missing > MAX_HEX_OUTPUT_BYTES) fail(lineNo, `output exceeds the ${MAX_HEX_OUTPUT_BYTES}-byte limit`);
       for (let k = 0; k < missing; k++) out.push(lastLine[k % lastLine.length]!, lineNo);
       repeatPending = false;
     } else if (offset !== expected) {
