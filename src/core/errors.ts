@@ -25,6 +25,7 @@ export const ErrorCodes = {
   HTTP2_PROTOCOL: 'UT_ERR_HTTP2_PROTOCOL',
   HPACK: 'UT_ERR_HPACK',
   HEADERS_TOO_LARGE: 'UT_ERR_HEADERS_TOO_LARGE',
+  LIMIT_EXCEEDED: 'UT_ERR_LIMIT_EXCEEDED',
 } as const;
 
 /** Union of all stable error codes. */

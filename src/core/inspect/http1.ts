@@ -29,6 +29,9 @@ export type Http1Head = Http1RequestHead | Http1ResponseHead;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const VERSION = /^HTTP\/[0-9]\.[0-9]$/;
 
+/** RFC 9112 §3: what an HTTP/1.x request line looks like (used to recognise HTTP/1.1 in a byte stream). */
+export const HTTP1_REQUEST_LINE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [^ \r\n]+ HTTP\/1\.[01]\r?$/;
+
 function malformed(message: string, offset: number): never {
   throw new UdpTunnelError(ErrorCodes.HTTP1_MALFORMED, `${message} (RFC 9112)`, { offset, rfc: 'RFC 9112' });
 }
@@ -45,22 +48,25 @@ function headEnd(buf: Buffer, from: number): number {
 
 /** Parses the text of a complete head (without the final empty line). */
 export function parseHttp1HeadText(text: string, kind: 'request' | 'response'): Http1Head {
-  const lines = text.split(/\r?\n/);
-  const start = lines[0] ?? '';
-  let offset = start.length + 1;
+  // Split into lines while keeping each line's byte offset (terminators may be CRLF or a bare LF).
+  const lines: Array<{ text: string; offset: number }> = [];
+  const eol = /\r?\n/g;
+  let from = 0;
+  for (let m = eol.exec(text); m !== null; m = eol.exec(text)) {
+    lines.push({ text: text.slice(from, m.index), offset: from });
+    from = m.index + m[0].length;
+  }
+  lines.push({ text: text.slice(from), offset: from });
+  const start = lines[0]!.text;
   const headers: HeaderList = [];
   for (let n = 1; n < lines.length; n++) {
-    const line = lines[n]!;
-    if (line === '') {
-      offset += 1;
-      continue;
-    }
+    const { text: line, offset } = lines[n]!;
+    if (line === '') continue;
     if (line.startsWith(' ') || line.startsWith('\t')) {
       // RFC 9112 §5.2: obsolete line folding; a recipient may replace it with a space.
       const last = headers[headers.length - 1];
       if (last === undefined) malformed('continuation line before any field', offset);
       last[1] = `${last[1]} ${line.trim()}`;
-      offset += line.length + 1;
       continue;
     }
     const colon = line.indexOf(':');
@@ -69,7 +75,6 @@ export function parseHttp1HeadText(text: string, kind: 'request' | 'response'): 
     // RFC 9112 §5.1: no whitespace between the field name and the colon.
     if (!TOKEN.test(name)) malformed(`invalid field name '${name.slice(0, 40)}'`, offset);
     headers.push([name, line.slice(colon + 1).trim()]);
-    offset += line.length + 1;
   }
   const parts = start.split(' ');
   if (kind === 'request') {

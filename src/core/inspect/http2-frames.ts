@@ -228,8 +228,14 @@ export class Http2FrameParser {
     if (this.failedFlag || chunk.length === 0) return out;
     let buf = chunk;
     if (this.partsLen > 0) {
-      this.parts.push(chunk);
-      buf = Buffer.concat(this.parts, this.partsLen + chunk.length);
+      // Copy only once the frame held in parts is complete: a large frame arriving in many segments stays linear.
+      this.parts.push(Buffer.from(chunk));
+      this.partsLen += chunk.length;
+      if (this.partsLen < 9) return out;
+      if (this.parts[0]!.length < 9) this.parts = [Buffer.concat(this.parts, this.partsLen)];
+      const length = this.parts[0]!.readUIntBE(0, 3);
+      if (length <= this.maxFrameSize && this.partsLen < 9 + length) return out;
+      buf = Buffer.concat(this.parts, this.partsLen);
       this.parts = [];
       this.partsLen = 0;
     }

@@ -11,7 +11,7 @@ import {
   http2Status,
 } from './http-fields.js';
 import type { RequestHead } from './http-fields.js';
-import { DEFAULT_MAX_HEAD_BYTES, Http1HeadParser } from './http1.js';
+import { DEFAULT_MAX_HEAD_BYTES, HTTP1_REQUEST_LINE, Http1HeadParser } from './http1.js';
 import { HTTP2_PREFACE, Http2FrameParser, SETTINGS_ID, http2ErrorName } from './http2-frames.js';
 import type { Http2FrameItem } from './http2-frames.js';
 import { decodeFrame } from './ip-tcp.js';
@@ -31,6 +31,8 @@ export interface CaptureDecodeOptions {
   maxCapsuleLength?: number;
   /** Out-of-order TCP bytes held per direction (default 1 MiB). */
   maxTcpBufferedBytes?: number;
+  /** Out-of-order TCP segments held per direction (default 4096). */
+  maxTcpBufferedSegments?: number;
   /** TCP connections tracked at once (default 4096). */
   maxConnections?: number;
   /** HTTP/2 streams tracked per connection (default 1000); later streams are dropped and counted. */
@@ -85,6 +87,7 @@ const ROLE_NAMES = ['client', 'server'] as const;
 const DEFAULT_MAX_STREAMS = 1000;
 const DEFAULT_DETECT_BYTES = 64 * 1024;
 const TLS_RECORD_HANDSHAKE = 0x16;
+const DETECT_LINE_BYTES = 8192;
 
 type Role = 0 | 1;
 type Emit = (ev: InspectEvent) => void;
@@ -318,7 +321,7 @@ class Http2Decoder implements ProtocolDecoder {
       if (!this.streamLimitWarned) {
         this.streamLimitWarned = true;
         this.ctx.warn({
-          code: ErrorCodes.HEADERS_TOO_LARGE,
+          code: ErrorCodes.LIMIT_EXCEEDED,
           message: `more than ${this.ctx.settings.maxStreams} open streams; later streams are not decoded`,
           session: this.connSession,
           offset: null,
@@ -591,12 +594,15 @@ class ConnectionDecoder {
     const n = Math.min(bytes.length, HTTP2_PREFACE.length);
     if (bytes.subarray(0, n).equals(HTTP2_PREFACE.subarray(0, n))) return n === HTTP2_PREFACE.length ? 'h2' : 'undecided';
     if (bytes[0] === TLS_RECORD_HANDSHAKE && (bytes.length < 2 || bytes[1] === 0x03)) return bytes.length < 2 ? 'undecided' : 'tls';
-    // RFC 9112 §3: request-line = method SP request-target SP HTTP-version; methods are tokens (commonly upper case).
-    const sp = bytes.indexOf(0x20);
-    const head = bytes.subarray(0, sp < 0 ? Math.min(bytes.length, 24) : sp);
-    if (!/^[A-Z][A-Z-]{0,23}$/.test(head.toString('latin1'))) return 'other';
-    if (sp < 0) return bytes.length >= 24 ? 'other' : 'undecided';
-    return 'h1';
+    // RFC 9112 §3: request-line = method SP request-target SP HTTP-version.
+    const lf = bytes.indexOf(0x0a);
+    if (lf < 0) {
+      const sp = bytes.indexOf(0x20);
+      const method = bytes.subarray(0, sp < 0 ? bytes.length : sp).toString('latin1');
+      if (!/^[A-Z][A-Z-]{0,23}$/.test(method) || bytes.length >= DETECT_LINE_BYTES) return 'other';
+      return 'undecided';
+    }
+    return HTTP1_REQUEST_LINE.test(bytes.subarray(0, lf).toString('latin1')) ? 'h1' : 'other';
   }
 
   private sideBytes(side: TcpSide): Buffer {
@@ -606,7 +612,7 @@ class ConnectionDecoder {
       if (h.side !== side) continue;
       parts.push(h.data);
       n += h.data.length;
-      if (n >= 64) break;
+      if (n >= DETECT_LINE_BYTES) break;
     }
     return Buffer.concat(parts);
   }
@@ -723,6 +729,7 @@ export function streamCapture(
     ...(options.maxCapsuleLength === undefined ? {} : { maxCapsuleLength: options.maxCapsuleLength }),
   });
   const decoders = new Map<number, ConnectionDecoder>();
+  const endedSides = new Map<number, number>();
   const get = (conn: TcpConnection): ConnectionDecoder => {
     let d = decoders.get(conn.id);
     if (d === undefined) {
@@ -738,10 +745,19 @@ export function streamCapture(
       onGap: (conn, side, offset, missing, t) => get(conn).gap(side, offset, missing, t),
       onEnd: (conn, side, reason, t) => {
         get(conn).end(side, reason, t);
+        // Both sides ended: the connection's decoder has emitted all it will; free it.
+        const n = (endedSides.get(conn.id) ?? 0) + 1;
+        if (n === 2) {
+          decoders.delete(conn.id);
+          endedSides.delete(conn.id);
+        } else {
+          endedSides.set(conn.id, n);
+        }
       },
     },
     {
       ...(options.maxTcpBufferedBytes === undefined ? {} : { maxBufferedBytes: options.maxTcpBufferedBytes }),
+      ...(options.maxTcpBufferedSegments === undefined ? {} : { maxBufferedSegments: options.maxTcpBufferedSegments }),
       ...(options.maxConnections === undefined ? {} : { maxConnections: options.maxConnections }),
     },
   );
@@ -771,7 +787,7 @@ export function streamCapture(
   }
   if (stats.droppedSegments > 0) {
     warnings.push({
-      code: ErrorCodes.CAPTURE_GAP,
+      code: ErrorCodes.LIMIT_EXCEEDED,
       message: `${stats.droppedSegments} out-of-order TCP segments (${stats.droppedBytes} bytes) dropped at the reassembly buffer limit`,
       session: null,
       offset: null,
@@ -779,7 +795,7 @@ export function streamCapture(
   }
   if (stats.droppedConnections > 0) {
     warnings.push({
-      code: ErrorCodes.CAPTURE_GAP,
+      code: ErrorCodes.LIMIT_EXCEEDED,
       message: `${stats.droppedConnections} TCP connections not decoded: connection limit reached`,
       session: null,
       offset: null,

@@ -40,6 +40,8 @@ export interface TcpStreamListener {
 export interface TcpReassemblyOptions {
   /** Out-of-order bytes held per direction; segments beyond it are dropped and counted (default 1 MiB). */
   maxBufferedBytes?: number;
+  /** Out-of-order segments held per direction, whatever their size (default 4096). */
+  maxBufferedSegments?: number;
   /** Connections tracked at once; closed ones are forgotten first, new ones beyond it are dropped (default 4096). */
   maxConnections?: number;
 }
@@ -61,6 +63,9 @@ export interface TcpReassemblyStats {
 
 /** Default out-of-order buffer per direction. */
 export const DEFAULT_TCP_BUFFER = 1024 * 1024;
+
+/** Default number of out-of-order segments held per direction. */
+export const DEFAULT_TCP_BUFFER_SEGMENTS = 4096;
 
 /** Default connection table size. */
 export const DEFAULT_MAX_CONNECTIONS = 4096;
@@ -103,6 +108,7 @@ function endpointKey(address: string, port: number): string {
 export class TcpReassembler {
   private readonly listener: TcpStreamListener;
   private readonly maxBuffered: number;
+  private readonly maxBufferedSegments: number;
   private readonly maxConnections: number;
   private readonly table = new Map<string, ConnState>();
   private nextId = 1;
@@ -122,6 +128,7 @@ export class TcpReassembler {
   constructor(listener: TcpStreamListener, options: TcpReassemblyOptions = {}) {
     this.listener = listener;
     this.maxBuffered = options.maxBufferedBytes ?? DEFAULT_TCP_BUFFER;
+    this.maxBufferedSegments = options.maxBufferedSegments ?? DEFAULT_TCP_BUFFER_SEGMENTS;
     this.maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   }
 
@@ -235,7 +242,7 @@ export class TcpReassembler {
         return;
       }
     }
-    if (d.pendingBytes + data.length > this.maxBuffered) {
+    if (d.pendingBytes + data.length > this.maxBuffered || d.pending.length >= this.maxBufferedSegments) {
       this.stats.droppedSegments++;
       this.stats.droppedBytes += data.length;
       return;

@@ -153,6 +153,21 @@ describe('Http2FrameParser', () => {
     assert.equal(p.atBoundary, true);
   });
 
+  it('a large frame arriving in many small pieces is held, then delivered whole', () => {
+    const p = new Http2FrameParser({ expectPreface: false });
+    p.setMaxFrameSize(1 << 20);
+    const payload = Buffer.alloc(1 << 20, 0x5a);
+    const f = h2Frame(0x0, END_STREAM, 7, payload);
+    const items: Http2FrameItem[] = [];
+    for (let o = 0; o < f.length; o += 1000) {
+      items.push(...p.push(f.subarray(o, o + 1000)));
+      if (o + 1000 < f.length) assert.equal(p.bufferedBytes, o + 1000);
+    }
+    assert.equal(items.length, 1);
+    const d = items[0]!;
+    assert.ok(d.type === 'DATA' && d.endStream && d.streamId === 7 && d.data.equals(payload));
+  });
+
   it('names error codes', () => {
     assert.equal(http2ErrorName(8), 'CANCEL (0x8)');
     assert.equal(http2ErrorName(0x99), 'UNKNOWN (0x99)');

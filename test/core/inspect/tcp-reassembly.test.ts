@@ -110,6 +110,19 @@ describe('TcpReassembler', () => {
     assert.equal(again.r.stats.droppedSegments, 1);
   });
 
+  it('also limits the number of waiting segments', () => {
+    const f = new TcpFlow('10.0.0.1', 40000, '10.0.0.2', 443);
+    const hs = f.handshake();
+    const parts = Array.from({ length: 5 }, (_, i) => f.client(String(i)));
+    const { r } = run([...hs.map((s): [SegmentSpec, number] => [s, 0]), [parts[4]!, 1], [parts[3]!, 1], [parts[2]!, 1], [parts[1]!, 1]], {
+      maxBufferedSegments: 2,
+    });
+    assert.equal(r.stats.outOfOrderSegments, 2);
+    assert.equal(r.stats.droppedSegments, 2, 'parts 2 and 1: part 0 never arrives, so nothing drains');
+    assert.equal(r.stats.droppedBytes, 2);
+    assert.equal(r.stats.gaps, 1);
+  });
+
   it('reports a gap before a FIN whose preceding bytes never arrive', () => {
     const f = new TcpFlow('10.0.0.1', 40000, '10.0.0.2', 443);
     const hs = f.handshake();
