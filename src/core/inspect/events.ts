@@ -71,7 +71,7 @@ export type ErrorLayer = 'capsule' | 'http' | 'tcp';
  * Why a session closed: 'end-stream' (both directions ended normally), 'rst-stream' (HTTP/2 RST_STREAM),
  * 'goaway' (stream above the GOAWAY last-stream-id), 'tcp-fin', 'tcp-rst', 'refused' (final response not 2xx/101),
  * 'not-a-tunnel' (request without capsule protocol; its body is not decoded), 'error' (decoding stopped after an
- * HTTP-layer error), 'capture-end' (the capture ended while the session was open), 'stream-limit' (too many streams).
+ * HTTP-layer error), 'capture-end' (the capture ended while the session was open).
  */
 export type CloseReason =
   | 'end-stream'
@@ -82,8 +82,7 @@ export type CloseReason =
   | 'refused'
   | 'not-a-tunnel'
   | 'error'
-  | 'capture-end'
-  | 'stream-limit';
+  | 'capture-end';
 
 /** A target decoded from the RFC 9298 default URI template. */
 export interface MasqueTarget {

@@ -42,8 +42,9 @@ export interface CaptureDecodeOptions {
   /** Bytes held per connection while its protocol is not yet known (default 64 KiB). */
   maxDetectBytes?: number;
   /**
-   * Which request bodies are decoded as capsule streams: 'auto' (extended CONNECT with :protocol, an HTTP/1.1
-   * Upgrade, or Capsule-Protocol: ?1 on the request) or 'all' (every request, e.g. POST mode without the header).
+   * Which request bodies are decoded as capsule streams: 'auto' (protocol connect-udp, or Capsule-Protocol: ?1 on
+   * the request) or 'all' (every HTTP/2 request, e.g. POST mode without the header, and every HTTP/1.1 Upgrade).
+   * HTTP/1.1 bodies are decoded only after an Upgrade.
    */
   capsuleStreams?: 'auto' | 'all';
 }
@@ -115,12 +116,14 @@ function closeReasonOf(reason: TcpEndReason): CloseReason {
 
 /** True when a request's body is a capsule stream. */
 function isCapsuleRequest(head: RequestHead, capsuleProtocol: boolean, mode: 'auto' | 'all'): boolean {
+  // An HTTP/1.1 body is a plain byte stream only after an Upgrade (RFC 9298 §3.2); other bodies need message
+  // framing (Content-Length, chunked) that this decoder does not parse.
+  if (head.http === '1.1' && head.protocol === null) return false;
   if (mode === 'all') return true;
-  // RFC 8441 §4 / RFC 9298 §3: extended CONNECT (HTTP/2) or Upgrade (HTTP/1.1) starts a tunnel; RFC 9297 §3.2
-  // otherwise signals the capsule protocol with the Capsule-Protocol header.
-  if (head.http === '2' && head.method === 'CONNECT' && head.protocol !== null) return true;
-  if (head.http === '1.1' && head.protocol !== null) return true;
-  return capsuleProtocol;
+  // RFC 9298 §3: connect-udp uses the capsule protocol; other protocols and plain requests signal it with
+  // Capsule-Protocol (RFC 9297 §3.4).
+  const tokens = (head.protocol ?? '').split(',').map((p) => p.trim().toLowerCase());
+  return tokens.includes('connect-udp') || capsuleProtocol;
 }
 
 /** State shared by one HTTP session (an HTTP/2 stream or an HTTP/1.1 connection). */
@@ -198,6 +201,7 @@ class Http2Decoder implements ProtocolDecoder {
   private readonly tcpEnded: [TcpEndReason | null, TcpEndReason | null] = [null, null];
   private failed = false;
   private streamLimitWarned = false;
+  private highestStreamId = 0;
 
   constructor(ctx: Context, connSession: string) {
     this.ctx = ctx;
@@ -314,6 +318,9 @@ class Http2Decoder implements ProtocolDecoder {
       if (endStream) existing.endDir(0, t, false, existing.tunnel ? 'end-stream' : 'not-a-tunnel', null, emit);
       return;
     }
+    // RFC 9113 §5.1.1: stream ids only grow; a lower id is a stream already forgotten (or a peer error).
+    if (streamId <= this.highestStreamId) return;
+    this.highestStreamId = streamId;
     let open = 0;
     for (const s of this.streams.values()) if (!s.closed) open++;
     if (open >= this.ctx.settings.maxStreams) {

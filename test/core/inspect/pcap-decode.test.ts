@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { Buffer } from 'node:buffer';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
 import { decodeCapture } from '../../../src/core/inspect/pcap-decode.js';
 import type { CaptureDecodeOptions } from '../../../src/core/inspect/pcap-decode.js';
 import type { InspectEvent } from '../../../src/core/inspect/events.js';
@@ -635,6 +636,24 @@ describe('decodeCapture: HTTP/1.1 Upgrade', () => {
     );
   });
 
+  it('an Upgrade to another protocol is reported but not decoded as capsules', () => {
+    const f = new TcpFlow('192.0.2.10', 50000, '192.0.2.20', 80);
+    const [syn, synAck, ack] = f.handshake();
+    const ws = 'GET /chat HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n';
+    const pkts: Timed[] = [
+      [syn!, 0],
+      [synAck!, 0],
+      [ack!, 0],
+      [f.client(ws), 1],
+      [f.server('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x05hello'), 2],
+      [f.client('\x81\x85abcd'), 3],
+    ];
+    assert.deepEqual(
+      decode(pcap(pkts)).map((e) => (e.event === 'close' ? `close:${e.reason}` : e.event)),
+      ['request', 'response', 'close:not-a-tunnel'],
+    );
+  });
+
   it('a malformed request head is an http-layer error', () => {
     const f = new TcpFlow('192.0.2.10', 50000, '192.0.2.20', 80);
     const [syn, synAck, ack] = f.handshake();
@@ -742,5 +761,46 @@ describe('decodeCapture: other traffic', () => {
       { event: 'end', t: 10.5, session: 'c1s1', dir: '<-', clean: false, totalBytes: 12, capsules: 2, ignoredBytes: 0 },
       { event: 'close', t: 10.5, session: 'c1s1', reason: 'tcp-rst', detail: null },
     ]);
+  });
+});
+
+describe('decodeCapture: robustness', () => {
+  it('random traffic after an HTTP/2 or HTTP/1.1 opening never throws and keeps the event invariants', () => {
+    const opening = fc.constantFrom(
+      Buffer.concat([PREFACE, settingsFrame([]), h2Frame(HEADERS, END_HEADERS, 1, REQ1_BLOCK)]),
+      Buffer.from(UPGRADE, 'latin1'),
+      Buffer.from(PREFACE),
+    );
+    const chunk = fc.tuple(fc.boolean(), fc.uint8Array({ minLength: 1, maxLength: 80 }), fc.boolean());
+    fc.assert(
+      fc.property(opening, fc.array(chunk, { maxLength: 12 }), fc.boolean(), (open, chunks, withSwitch) => {
+        const f = new TcpFlow('10.0.0.1', 40000, '10.0.0.2', 8080);
+        const pkts: Timed[] = f.handshake().map((s): Timed => [s, 0]);
+        pkts.push([f.client(open), 1]);
+        if (withSwitch) pkts.push([f.server(open[0] === 0x50 ? settingsFrame([]) : Buffer.from(SWITCHING, 'latin1')), 2]);
+        let t = 3;
+        for (const [fromClient, bytes, structured] of chunks) {
+          // Half of the chunks are well-formed DATA frames / capsules so decoding gets past the framing.
+          const payload = structured ? (open[0] === 0x50 ? h2Frame(DATA, 0, 1, Buffer.from(bytes)) : Buffer.from(bytes)) : Buffer.from(bytes);
+          pkts.push([fromClient ? f.client(payload) : f.server(payload), t++]);
+        }
+        pkts.push([f.client('', ACK | FIN), t]);
+        const result = decodeCapture(pcap(pkts));
+        const perSession = new Map<string, string[]>();
+        for (const e of result.events) {
+          assert.doesNotThrow(() => JSON.stringify(e));
+          const list = perSession.get(e.session) ?? [];
+          list.push(e.event === 'end' || e.event === 'error' ? `${e.event}${'dir' in e ? e.dir : ''}` : e.event);
+          perSession.set(e.session, list);
+        }
+        for (const [session, list] of perSession) {
+          const closes = list.filter((x) => x === 'close').length;
+          assert.ok(closes <= 1, `${session}: ${list.join(',')}`);
+          if (closes === 1) assert.equal(list[list.length - 1], 'close', `${session}: ${list.join(',')}`);
+          assert.ok(list.filter((x) => x === 'end->').length <= 1 && list.filter((x) => x === 'end<-').length <= 1);
+        }
+      }),
+      { numRuns: 150 },
+    );
   });
 });
