@@ -3,6 +3,13 @@ import type { HeaderList, HttpVersion, MasqueTarget, RequestEvent, ResponseEvent
 
 const TEMPLATE_PREFIX = '/.well-known/masque/udp/';
 
+/** Converts Node's flat `rawHeaders` ([name, value, name, value, ...], HTTP/1.1 and HTTP/2 alike) to a HeaderList. */
+export function headerListFromRaw(raw: readonly string[]): HeaderList {
+  const out: HeaderList = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) out.push([raw[i]!, raw[i + 1]!]);
+  return out;
+}
+
 /** Values of every field named `name` (case-insensitive), in order. */
 export function fieldValues(headers: HeaderList, name: string): string[] {
   const lower = name.toLowerCase();

@@ -5,6 +5,7 @@ export type { CapsuleViewEvent, CapsuleViewOptions } from './capsule-view.js';
 export { parseHexText, MAX_HEX_TEXT_LENGTH, MAX_HEX_OUTPUT_BYTES } from './hex.js';
 export {
   fieldValues,
+  headerListFromRaw,
   http2Status,
   parseCapsuleProtocol,
   parseDefaultTemplateTarget,
@@ -29,3 +30,4 @@ export { TcpReassembler } from './tcp-reassembly.js';
 export type { TcpConnection, TcpStreamListener, TcpReassemblyOptions, TcpReassemblyStats, TcpSide, TcpEndReason } from './tcp-reassembly.js';
 export { decodeCapture, streamCapture } from './pcap-decode.js';
 export type { CaptureDecodeOptions, CaptureDecodeResult, CaptureStats, CaptureWarning } from './pcap-decode.js';
+export { parseInspectEvent, parseInspectNdjson } from './event-parse.js';
