@@ -148,7 +148,16 @@ export class Http1HeadParser {
       });
     }
     const text = buf.subarray(lead, end).toString('latin1').replace(/\r?\n\r?\n$/, '');
-    const head = parseHttp1HeadText(text, this.kind);
+    let head: Http1Head;
+    try {
+      head = parseHttp1HeadText(text, this.kind);
+    } catch (err) {
+      // Offsets inside the head text are shifted by the empty lines skipped before it.
+      if (err instanceof UdpTunnelError && typeof err.details['offset'] === 'number' && lead > 0) {
+        throw new UdpTunnelError(err.code, err.message, { ...err.details, offset: err.details['offset'] + lead });
+      }
+      throw err;
+    }
     const rest = buf.subarray(end);
     this.parts = [];
     this.length = 0;

@@ -77,6 +77,13 @@ describe('Http1HeadParser', () => {
     ]);
   });
 
+  it('error offsets count the bytes of the stream, CRLFs and skipped empty lines included', () => {
+    assert.throws(
+      () => new Http1HeadParser('request').push(Buffer.from('\r\nGET / HTTP/1.1\r\nA: 1\r\nB C: 2\r\n\r\n')),
+      (e: unknown) => isUdpTunnelError(e, 'UT_ERR_HTTP1_MALFORMED') && e.details['offset'] === 24,
+    );
+  });
+
   it('response without a reason phrase', () => {
     assert.deepEqual(parseHttp1HeadText('HTTP/1.1 400', 'response'), { kind: 'response', version: 'HTTP/1.1', status: 400, reason: '', headers: [] });
   });
