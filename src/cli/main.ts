@@ -1,5 +1,6 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import { benchCommand } from '../commands/bench.js';
 import { connectCommand } from '../commands/connect.js';
 import { serveCommand } from '../commands/serve.js';
 import { describeError, EXIT_USAGE } from './errors.js';
@@ -14,7 +15,8 @@ export async function main(argv: string[] = hideBin(process.argv)): Promise<numb
     .usage('$0 <command> [options]\n\nTunnel UDP through HTTP proxies with CONNECT-UDP (RFC 9298) and DATAGRAM capsules (RFC 9297).')
     .command(connectCommand)
     .command(serveCommand)
-    .demandCommand(1, 'Name a command: connect or serve (see --help)')
+    .command(benchCommand)
+    .demandCommand(1, 'Name a command: connect, serve or bench (see --help)')
     .strict()
     .recommendCommands()
     .version(packageVersion())

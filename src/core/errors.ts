@@ -26,6 +26,7 @@ export const ErrorCodes = {
   HPACK: 'UT_ERR_HPACK',
   HEADERS_TOO_LARGE: 'UT_ERR_HEADERS_TOO_LARGE',
   LIMIT_EXCEEDED: 'UT_ERR_LIMIT_EXCEEDED',
+  BENCH_FAIL_IF: 'UT_ERR_BENCH_FAIL_IF',
 } as const;
 
 /** Union of all stable error codes. */
