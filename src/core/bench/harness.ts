@@ -437,11 +437,14 @@ function watchResources(
         const b = last[role];
         if (a === null || b === null) return null;
         const rss = samples.map((s) => (role === 'serve' ? s.serveBytes : s.connectBytes)).filter((x): x is number => x !== null);
+        const busy = a.busyUs !== null && b.busyUs !== null ? b.busyUs - a.busyUs : null;
         return {
           rssStartBytes: a.rssBytes,
           rssEndBytes: b.rssBytes,
           rssMaxBytes: rss.length > 0 ? Math.max(...rss) : null,
-          busyFraction: a.busyUs !== null && b.busyUs !== null && wallUs > 0 ? (b.busyUs - a.busyUs) / wallUs : null,
+          busyUs: busy,
+          busyFraction: busy !== null && wallUs > 0 ? busy / wallUs : null,
+          wallMs: wallUs / 1000,
         };
       };
       const cpu = process.cpuUsage(cpu0);

@@ -46,8 +46,12 @@ export interface ResourceUse {
   rssStartBytes: number | null;
   rssEndBytes: number | null;
   rssMaxBytes: number | null;
-  /** Busy time / wall time of the run, as a fraction of one core (null when unavailable). */
+  /** Busy time during the run (CPU time of a process, or event-loop active time of a worker), µs; null when unavailable. */
+  busyUs: number | null;
+  /** busyUs / wall time of the run, as a fraction of one core (null when unavailable). */
   busyFraction: number | null;
+  /** Wall time the resources were watched (warmup, measurement and drain of the tunnel path), ms. */
+  wallMs: number;
 }
 
 /** One RSS sample of the tunnel components during a tunnel run. */
