@@ -1,7 +1,14 @@
 import { Buffer } from 'node:buffer';
 import type { Duplex } from 'node:stream';
 import { CapsuleDecoder, type DecodedCapsule } from './codec/capsule-decoder.js';
-import { CONTEXT_ID_UDP, MAX_UDP_PAYLOAD, datagramHeaderLength, parseConnectUdpDatagram, writeDatagramCapsule } from './codec/datagram.js';
+import {
+  CONTEXT_ID_UDP,
+  MAX_UDP_PAYLOAD,
+  datagramHeaderLength,
+  encodeDatagramCapsule,
+  parseConnectUdpDatagram,
+  writeDatagramCapsule,
+} from './codec/datagram.js';
 import { tapChannel, type WireDirection } from './diagnostics.js';
 import { ErrorCodes, UdpTunnelError } from './errors.js';
 
@@ -59,6 +66,10 @@ export class DatagramChannel {
   private readonly txDir: WireDirection;
   private readonly rxDir: WireDirection;
   private failed = false;
+  /** Payloads accepted in this turn after the first, awaiting flush; their encoded size. */
+  private readonly pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private flushScheduled = false;
 
   constructor(stream: Duplex, opts: DatagramChannelOptions) {
     this.stream = stream;
@@ -78,30 +89,64 @@ export class DatagramChannel {
   /**
    * Sends one UDP payload as a DATAGRAM capsule. Returns false (and counts a drop) when the stream cannot take it
    * now: datagrams are dropped rather than queued without limit (RFC 9298 §5 allows loss).
+   *
+   * The first datagram of an event-loop turn is written at once; datagrams that follow in the same turn are
+   * copied into one buffer and written together when the turn ends (setImmediate), as one write and one DATA
+   * frame. RFC 9298 §6: nothing waits longer than the current turn, so no burst or delay is added.
    */
   send(payload: Buffer): boolean {
     const stream = this.stream;
-    if (stream.writableLength > this.opts.maxWriteBuffer || this.failed || !stream.writable) {
+    if (this.failed || !stream.writable || stream.writableLength + this.pendingBytes > this.opts.maxWriteBuffer) {
       this.counters.dropBackpressure++;
       return false;
     }
-    // One buffer per capsule: header and payload copied together is cheaper than two writes for small datagrams.
-    const out = Buffer.allocUnsafe(datagramHeaderLength(payload.length) + payload.length);
-    writeDatagramCapsule(out, 0, payload);
-    stream.write(out);
+    // Counted as sent once accepted: the pending batch is part of the stream's write buffer (it counts toward
+    // maxWriteBuffer above) and, like that buffer, is lost only if the stream dies first.
     this.counters.txDatagrams++;
     this.counters.txBytes += payload.length;
-    if (tapChannel.hasSubscribers) {
-      tapChannel.publish({ kind: 'bytes', session: this.opts.session, time: Date.now(), dir: this.txDir, chunk: out });
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flush);
+      this.write(encodeDatagramCapsule(payload));
+      return true;
     }
+    this.pending.push(payload);
+    this.pendingBytes += datagramHeaderLength(payload.length) + payload.length;
     return true;
   }
 
   /** Writes raw capsule bytes (an intermediary forwarding capsules it does not interpret). */
   sendRaw(bytes: Buffer): boolean {
     if (this.failed || !this.stream.writable) return false;
-    this.stream.write(bytes);
+    // Keeps the byte order: datagrams accepted earlier go first.
+    this.writePending();
+    this.write(bytes);
     return true;
+  }
+
+  /** Ends of turn: writes the datagrams accepted since the first one of this turn. */
+  private readonly flush = (): void => {
+    this.flushScheduled = false;
+    this.writePending();
+  };
+
+  private writePending(): void {
+    const n = this.pending.length;
+    if (n === 0) return;
+    const out = Buffer.allocUnsafe(this.pendingBytes);
+    let off = 0;
+    for (let i = 0; i < n; i++) off = writeDatagramCapsule(out, off, this.pending[i]!);
+    this.pending.length = 0;
+    this.pendingBytes = 0;
+    if (this.failed || !this.stream.writable) return;
+    this.write(out);
+  }
+
+  private write(bytes: Buffer): void {
+    this.stream.write(bytes);
+    if (tapChannel.hasSubscribers) {
+      tapChannel.publish({ kind: 'bytes', session: this.opts.session, time: Date.now(), dir: this.txDir, chunk: bytes });
+    }
   }
 
   private onData(chunk: Buffer): void {
