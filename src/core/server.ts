@@ -16,6 +16,10 @@ const HTTP2_HEADER_PROTOCOL = ':protocol';
 const { HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_SCHEME, HTTP2_HEADER_STATUS } =
   http2.constants;
 
+// Passed through to net.Server (the http2 typings omit it): capsules are small and latency-sensitive, and Nagle's
+// algorithm would hold one back while earlier bytes are unacknowledged.
+const NO_DELAY = { noDelay: true } as http2.ServerOptions;
+
 /** Decides whether a resolved target may be reached (RFC 9298 §7). */
 export interface TargetChecker {
   check(address: string, port: number): { allowed: true } | { allowed: false; reason: string };
@@ -130,10 +134,10 @@ export class TunnelServer extends EventEmitter {
       initialWindowSize: 1 << 20,
     };
     if (options.tls) {
-      this.h2 = http2.createSecureServer({ ...options.tls, settings, ALPNProtocols: ['h2'] });
+      this.h2 = http2.createSecureServer({ ...options.tls, settings, ALPNProtocols: ['h2'], ...NO_DELAY });
       this.front = this.h2 as unknown as net.Server;
     } else {
-      this.h2 = http2.createServer({ settings });
+      this.h2 = http2.createServer({ settings, ...NO_DELAY });
       this.front = this.h2 as unknown as net.Server;
     }
     this.h2.on('session', (s: http2.ServerHttp2Session) => this.onH2Session(s));

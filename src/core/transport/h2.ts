@@ -8,6 +8,10 @@ import type { Transport, TransportOptions, TunnelHandle } from './types.js';
 // recommended minimum of 100 until its SETTINGS arrive, then use what it announced.
 const ASSUMED_MAX_STREAMS = 100;
 
+// RFC 9113 §6.9.2: the connection window starts at 65,535 bytes whatever SETTINGS say. Many sessions share one
+// connection, so that would cap all of them together at 64 KiB in flight toward us; raise it once connected.
+const CONNECTION_WINDOW = 16 << 20;
+
 /** TLS error codes that no retry will fix. */
 const TLS_ERROR_CODES = new Set([
   'DEPTH_ZERO_SELF_SIGNED_CERT',
@@ -134,7 +138,9 @@ export class H2Pool {
   private connect(): PoolConn {
     const { proxy, tls, connectTimeoutMs } = this.opts;
     const secure = proxy.protocol === 'https:';
-    const options: SecureClientSessionOptions = {
+    const options: SecureClientSessionOptions & { noDelay?: boolean } = {
+      // Passed on to the socket: a small capsule written while earlier bytes are unacknowledged must not wait.
+      noDelay: true,
       settings: { enablePush: false, initialWindowSize: 1 << 20 },
       peerMaxConcurrentStreams: ASSUMED_MAX_STREAMS,
     };
@@ -184,6 +190,13 @@ export class H2Pool {
       });
     });
     c.ready.catch(() => {});
+    session.once('connect', () => {
+      try {
+        session.setLocalWindowSize(CONNECTION_WINDOW);
+      } catch {
+        // The session may already be closing.
+      }
+    });
     session.on('error', () => this.retire(c));
     session.on('close', () => this.retire(c));
     session.on('goaway', () => this.retire(c));
