@@ -124,7 +124,7 @@ export class DatagramChannel {
     return true;
   }
 
-  /** Ends of turn: writes the datagrams accepted since the first one of this turn. */
+  /** End of the turn: writes the datagrams accepted since the first one of this turn. */
   private readonly flush = (): void => {
     this.flushScheduled = false;
     this.writePending();
@@ -180,14 +180,22 @@ export class DatagramChannel {
       return;
     }
     // Only DATAGRAM capsules are delivered with a value (decoder default).
-    const d = parseConnectUdpDatagram(c.value);
-    if (d.contextId !== CONTEXT_ID_UDP) {
-      this.counters.dropContextId++;
-      return;
+    const value = c.value;
+    let payload: Buffer;
+    if (value.length > 0 && value[0] === CONTEXT_ID_UDP && value.length - 1 <= MAX_UDP_PAYLOAD) {
+      // RFC 9298 §5: a one-byte context ID 0 is what peers send; taken without building a parse result.
+      payload = value.subarray(1);
+    } else {
+      const d = parseConnectUdpDatagram(value);
+      if (d.contextId !== CONTEXT_ID_UDP) {
+        this.counters.dropContextId++;
+        return;
+      }
+      payload = d.payload;
     }
     this.counters.rxDatagrams++;
-    this.counters.rxBytes += d.payload.length;
-    this.opts.onDatagram(d.payload.length === 0 ? EMPTY : d.payload);
+    this.counters.rxBytes += payload.length;
+    this.opts.onDatagram(payload.length === 0 ? EMPTY : payload);
   }
 
   private fail(err: unknown): void {
