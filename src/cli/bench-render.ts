@@ -164,6 +164,20 @@ export function renderReport(doc: BenchDocument): string {
   const benchBusy = doc.runs.reduce((a, r) => a + r.resources.benchBusyFraction, 0) / Math.max(1, doc.runs.length);
   const parts = [busy('connect'), busy('serve'), `bench process (generator, echo) ${fmtPct(benchBusy, 0)}`].filter((x) => x !== null);
   out.push(`during tunnel runs: ${parts.join('; ')}`);
+  const drops = doc.components
+    .map((x) => {
+      const nonZero = Object.entries(x.drops).filter(([, v]) => v > 0);
+      return nonZero.length > 0 ? `${x.role} ${nonZero.map(([k, v]) => `${k}=${fmtInt(v)}`).join(' ')}` : null;
+    })
+    .filter((x) => x !== null);
+  const kernel = doc.runs.reduce((a, r) => a + (r.kernelUdpDrops?.rcvbufErrors ?? 0) + (r.kernelUdpDrops?.sndbufErrors ?? 0), 0);
+  if (drops.length > 0 || kernel > 0) {
+    out.push(
+      c.yellow(
+        `dropped: ${[...drops, ...(kernel > 0 ? [`kernel UDP buffers (system-wide, during tunnel runs) ${fmtInt(kernel)}`] : [])].join('; ')}`,
+      ),
+    );
+  }
   const idle = doc.idleSessionMemory;
   if (idle) {
     const per = (x: { bytesPerSession: number | null }): string => (x.bytesPerSession === null ? 'n/a' : `${fmtBytes(x.bytesPerSession)}/session`);

@@ -3,7 +3,7 @@ import { hideBin } from 'yargs/helpers';
 import { benchCommand } from '../commands/bench.js';
 import { connectCommand } from '../commands/connect.js';
 import { serveCommand } from '../commands/serve.js';
-import { describeError, EXIT_USAGE } from './errors.js';
+import { describeError, EXIT_USAGE, UsageError } from './errors.js';
 import { packageVersion } from './version.js';
 
 /** Runs the CLI with `argv` (without node and script) and returns the exit code. */
@@ -27,15 +27,17 @@ export async function main(argv: string[] = hideBin(process.argv)): Promise<numb
     .fail((msg, err) => {
       if (err) throw err;
       usageFailure = msg;
+      // Without a throw yargs would still run the command's handler after a validation failure.
+      throw new UsageError(msg);
     });
   try {
     await parser.parseAsync();
+    return 0;
+  } catch (err) {
     if (usageFailure !== null) {
       process.stderr.write(`${await parser.getHelp()}\n\nerror: ${usageFailure}\n`);
       return EXIT_USAGE;
     }
-    return 0;
-  } catch (err) {
     const { code, message } = describeError(err);
     process.stderr.write(`udp-tunnel: ${message}\n`);
     if (verbose && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);

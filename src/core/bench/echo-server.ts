@@ -102,7 +102,9 @@ export async function startEchoServer(options: EchoServerOptions = {}): Promise<
     });
   }
   const { address, family } = await resolveUdpHost(options.host ?? '127.0.0.1');
-  const socket = createSocket({ type: family === 6 ? 'udp6' : 'udp4' });
+  // Replies go to each sender's source address, always a literal: answering the lookup synchronously saves the
+  // default dns.lookup check and a deferral to the next tick per echoed datagram.
+  const socket = createSocket({ type: family === 6 ? 'udp6' : 'udp4', lookup: (a, _o, cb) => cb(null, a, family) });
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error): void => {
       socket.close();

@@ -346,7 +346,9 @@ export async function runBench(options: BenchOptions): Promise<BenchDocument> {
       const d = p.direct ? await measure(run, 'direct', direct.host, direct.port) : null;
       if (signal?.aborted && d !== null) break;
       const watch = watchResources(serve, connect, n.sampleIntervalMs);
+      const udp0 = readKernelUdpDrops();
       const t = await measure(run, 'tunnel', connect.address.address, connect.address.port);
+      const udp1 = readKernelUdpDrops();
       const resources = watch.stop();
       runs.push({
         index: run,
@@ -356,6 +358,10 @@ export async function runBench(options: BenchOptions): Promise<BenchDocument> {
         addedLatencyUs: d ? addedLatency(d.latencyUs, t.latencyUs) : null,
         resources: resources.use,
         rssSamples: resources.samples,
+        kernelUdpDrops:
+          udp0 !== null && udp1 !== null
+            ? { rcvbufErrors: udp1.rcvbufErrors - udp0.rcvbufErrors, sndbufErrors: udp1.sndbufErrors - udp0.sndbufErrors }
+            : null,
       });
     }
     if (runs.length === 0) throw new UdpTunnelError(ErrorCodes.CLOSED, 'bench interrupted before the first run finished');
@@ -388,6 +394,7 @@ export async function runBench(options: BenchOptions): Promise<BenchDocument> {
       rssStartBytes: start?.rssBytes ?? null,
       rssEndBytes: ends.get(c)?.rssBytes ?? null,
       counters: exit.counters,
+      drops: exit.drops,
       exitCode: exit.exitCode,
     });
   }
@@ -408,6 +415,27 @@ export async function runBench(options: BenchOptions): Promise<BenchDocument> {
     warnings: benchWarnings(runs, echoStats?.dropped ?? 0),
     failIf: options.failIf ? evaluateBenchFailIf(options.failIf.spec, options.failIf.conditions, summary) : null,
   };
+}
+
+/** System-wide UDP (IPv4 + IPv6) datagrams dropped at full socket buffers so far, from Linux /proc; null elsewhere. */
+export function readKernelUdpDrops(): { rcvbufErrors: number; sndbufErrors: number } | null {
+  try {
+    const snmp = readFileSync('/proc/net/snmp', 'utf8').split('\n').filter((l) => l.startsWith('Udp: '));
+    const names = snmp[0]?.split(/\s+/) ?? [];
+    const values = snmp[1]?.split(/\s+/).map(Number) ?? [];
+    let rcvbufErrors = values[names.indexOf('RcvbufErrors')] ?? NaN;
+    let sndbufErrors = values[names.indexOf('SndbufErrors')] ?? NaN;
+    try {
+      const v6 = readFileSync('/proc/net/snmp6', 'utf8');
+      rcvbufErrors += Number(/^Udp6RcvbufErrors\s+(\d+)/m.exec(v6)?.[1] ?? 0);
+      sndbufErrors += Number(/^Udp6SndbufErrors\s+(\d+)/m.exec(v6)?.[1] ?? 0);
+    } catch {
+      // No IPv6: the IPv4 counters alone.
+    }
+    return Number.isFinite(rcvbufErrors) && Number.isFinite(sndbufErrors) ? { rcvbufErrors, sndbufErrors } : null;
+  } catch {
+    return null;
+  }
 }
 
 /** Samples serve and connect RSS periodically and measures their busy time and the bench process's CPU over a run. */

@@ -78,6 +78,11 @@ export interface RunRecord {
   resources: { serve: ResourceUse | null; connect: ResourceUse | null; benchBusyFraction: number };
   /** RSS of serve and connect sampled during the tunnel path. */
   rssSamples: RssSample[];
+  /**
+   * UDP datagrams the kernel dropped during the tunnel path because a socket buffer was full (Linux
+   * /proc/net/snmp and snmp6, IPv4 + IPv6, system-wide: other programs' drops count too); null elsewhere.
+   */
+  kernelUdpDrops: { rcvbufErrors: number; sndbufErrors: number } | null;
 }
 
 /** Summaries across runs. */
@@ -341,6 +346,8 @@ export interface ComponentReport {
   rssEndBytes: number | null;
   /** Its counters when it stopped (TunnelServer / TunnelClient counters), or null. */
   counters: Record<string, unknown> | null;
+  /** Datagrams its sessions dropped over the whole bench, by reason (see ClientSessionStats / ServerSessionStats). */
+  drops: Record<string, number>;
   exitCode: number | null;
 }
 

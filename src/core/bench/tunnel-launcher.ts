@@ -38,6 +38,8 @@ export interface ComponentSample {
 export interface ComponentExit {
   /** The counters of its final report (TunnelServer or TunnelClient counters), or null if it reported none. */
   counters: Record<string, unknown> | null;
+  /** Datagrams its sessions dropped, by reason, summed over the sessions that closed (all of them on a clean stop). */
+  drops: Record<string, number>;
   /** Process exit code (process isolation), or null. */
   exitCode: number | null;
   /** Last lines of its stderr (process isolation). */
@@ -82,7 +84,7 @@ export interface ComponentSpec {
 /** Message protocol of the tunnel worker. */
 export type TunnelWorkerToParent =
   | { type: 'listening'; address: ComponentAddress }
-  | { type: 'stopped'; counters: Record<string, unknown> }
+  | { type: 'stopped'; counters: Record<string, unknown>; drops: Record<string, number> }
   | { type: 'error'; message: string; code: string | null };
 
 /** workerData of the tunnel worker. */
@@ -107,6 +109,19 @@ export const CLI_ENTRY = fileURLToPath(new URL('../../../../bin/udp-tunnel.js', 
 /** Brackets an IPv6 literal for HOST:PORT and URLs. */
 export function bracketHost(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
+}
+
+/**
+ * Adds the drop counters of one session-close report to `into`: a client session's `drops` object
+ * (ClientSessionStats) and a server session's `drop*` fields (ServerSessionStats).
+ */
+export function addSessionDrops(into: Record<string, number>, stats: Record<string, unknown>): void {
+  const add = (k: string, v: unknown): void => {
+    if (typeof v === 'number' && Number.isFinite(v)) into[k] = (into[k] ?? 0) + v;
+  };
+  const drops = stats['drops'];
+  if (drops !== null && typeof drops === 'object') for (const [k, v] of Object.entries(drops)) add(k, v);
+  for (const [k, v] of Object.entries(stats)) if (k.startsWith('drop')) add(k, v);
 }
 
 /** Reads VmRSS and CPU time of a process from Linux /proc; nulls elsewhere or when it is gone. */
@@ -184,6 +199,7 @@ async function startProcess(spec: ComponentSpec): Promise<TunnelComponent> {
     stderrTail = (stderrTail + s).slice(-STDERR_TAIL_BYTES);
   });
   let counters: Record<string, unknown> | null = null;
+  const drops: Record<string, number> = {};
   let exitCode: number | null = null;
   const exited = new Promise<void>((resolve) => {
     child.once('exit', (code, signal) => {
@@ -218,7 +234,9 @@ async function startProcess(spec: ComponentSpec): Promise<TunnelComponent> {
       fail(`it exited with code ${String(exitCode)}`);
     });
     lines.on('line', (line) => {
-      if (!line.startsWith('{"event":"listening"') && !line.startsWith('{"event":"shutdown"')) return;
+      if (!line.startsWith('{"event":"listening"') && !line.startsWith('{"event":"shutdown"') && !line.startsWith('{"event":"session-close"')) {
+        return;
+      }
       let ev: { event?: string; address?: string; port?: number; family?: string; counters?: Record<string, unknown> };
       try {
         ev = JSON.parse(line) as typeof ev;
@@ -231,6 +249,8 @@ async function startProcess(spec: ComponentSpec): Promise<TunnelComponent> {
         resolve({ address: String(ev.address), port: ev.port, family: String(ev.family) });
       } else if (ev.event === 'shutdown') {
         counters = ev.counters ?? null;
+      } else if (ev.event === 'session-close') {
+        addSessionDrops(drops, ev as Record<string, unknown>);
       }
     });
   });
@@ -252,7 +272,7 @@ async function startProcess(spec: ComponentSpec): Promise<TunnelComponent> {
         }
         // The last stdout lines may be read after the exit event.
         if (!linesClosed) await new Promise<void>((resolve) => lines.once('close', () => resolve()));
-        return { counters, exitCode, stderrTail };
+        return { counters, drops, exitCode, stderrTail };
       })();
       return stopping;
     },
@@ -272,6 +292,7 @@ async function startWorker(spec: ComponentSpec): Promise<TunnelComponent> {
   const worker = new Worker(new URL('./tunnel-worker.js', import.meta.url), { workerData: request });
   let exited = false;
   let counters: Record<string, unknown> | null = null;
+  let drops: Record<string, number> = {};
   const exitedP = new Promise<void>((resolve) =>
     worker.once('exit', () => {
       exited = true;
@@ -293,6 +314,7 @@ async function startWorker(spec: ComponentSpec): Promise<TunnelComponent> {
         reject(new UdpTunnelError(ErrorCodes.IO, `bench could not start ${spec.role}: ${msg.message}`, { role: spec.role, code: msg.code }));
       } else if (msg.type === 'stopped') {
         counters = msg.counters;
+        drops = msg.drops;
       }
     });
     worker.once('error', (err) => {
@@ -323,7 +345,7 @@ async function startWorker(spec: ComponentSpec): Promise<TunnelComponent> {
           await exitedP;
           clearTimeout(t);
         }
-        return { counters, exitCode: null, stderrTail: '' };
+        return { counters, drops, exitCode: null, stderrTail: '' };
       })();
       return stopping;
     },

@@ -6,6 +6,7 @@ import { isUdpTunnelError } from '../errors.js';
 import { TargetPolicy } from '../policy.js';
 import { TunnelServer } from '../server.js';
 import { benchMode } from './modes.js';
+import { addSessionDrops } from './tunnel-launcher.js';
 import type { TunnelWorkerRequest, TunnelWorkerToParent } from './tunnel-launcher.js';
 
 // Entry point of a serve or connect started with worker isolation: the tunnel gets an event loop of its own, apart
@@ -18,6 +19,8 @@ const post = (msg: TunnelWorkerToParent): void => port.postMessage(msg);
 
 try {
   const mode = benchMode(req.mode);
+  const drops: Record<string, number> = {};
+  const onSessionClose = (stats: object): void => addSessionDrops(drops, stats as Record<string, unknown>);
   let close: () => Promise<Record<string, unknown>>;
   if (req.role === 'serve') {
     const server = new TunnelServer({
@@ -28,6 +31,7 @@ try {
       ...(req.tls ? { tls: { cert: req.tls.cert, key: req.tls.key } } : {}),
       ...mode.serverOptions,
     });
+    server.on('session-close', onSessionClose);
     const a = await server.listen();
     close = async () => {
       await server.close();
@@ -43,6 +47,7 @@ try {
     });
     const client = new TunnelClient({ host: req.host, port: 0, transport });
     client.on('error', () => {});
+    client.on('session-close', onSessionClose);
     const a = await client.start();
     close = async () => {
       await client.close();
@@ -53,7 +58,7 @@ try {
   const onMessage = (msg: unknown): void => {
     if ((msg as { type?: unknown } | null)?.type !== 'stop') return;
     port.off('message', onMessage);
-    void close().then((counters) => post({ type: 'stopped', counters }));
+    void close().then((counters) => post({ type: 'stopped', counters, drops }));
   };
   port.on('message', onMessage);
 } catch (err) {
