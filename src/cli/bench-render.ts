@@ -171,13 +171,12 @@ export function renderReport(doc: BenchDocument): string {
     })
     .filter((x) => x !== null);
   const kernel = doc.runs.reduce((a, r) => a + (r.kernelUdpDrops?.rcvbufErrors ?? 0) + (r.kernelUdpDrops?.sndbufErrors ?? 0), 0);
-  if (drops.length > 0 || kernel > 0) {
-    out.push(
-      c.yellow(
-        `dropped: ${[...drops, ...(kernel > 0 ? [`kernel UDP buffers (system-wide, during tunnel runs) ${fmtInt(kernel)}`] : [])].join('; ')}`,
-      ),
-    );
-  }
+  const entry = doc.runs.reduce((a, r) => a + (r.connectSocketDrops ?? 0), 0);
+  const kernelParts = [
+    ...(entry > 0 ? [`at connect's UDP socket (receive buffer full) ${fmtInt(entry)}`] : []),
+    ...(kernel > 0 ? [`kernel UDP buffers, system-wide ${fmtInt(kernel)}`] : []),
+  ];
+  if (drops.length > 0 || kernelParts.length > 0) out.push(c.yellow(`dropped: ${[...drops, ...kernelParts].join('; ')}`));
   const idle = doc.idleSessionMemory;
   if (idle) {
     const per = (x: { bytesPerSession: number | null }): string => (x.bytesPerSession === null ? 'n/a' : `${fmtBytes(x.bytesPerSession)}/session`);

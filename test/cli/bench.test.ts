@@ -125,6 +125,7 @@ const DOCUMENT: Shape = {
       resources: { serve: USE, connect: USE, benchBusyFraction: 'number' },
       rssSamples: [{ tMs: 'number', serveBytes: 'number', connectBytes: 'number' }],
       kernelUdpDrops: { rcvbufErrors: 'number', sndbufErrors: 'number' },
+      connectSocketDrops: 'number',
     },
   ],
   summary: {

@@ -347,8 +347,10 @@ export async function runBench(options: BenchOptions): Promise<BenchDocument> {
       if (signal?.aborted && d !== null) break;
       const watch = watchResources(serve, connect, n.sampleIntervalMs);
       const udp0 = readKernelUdpDrops();
+      const entry0 = readUdpPortDrops(connect.address.port);
       const t = await measure(run, 'tunnel', connect.address.address, connect.address.port);
       const udp1 = readKernelUdpDrops();
+      const entry1 = readUdpPortDrops(connect.address.port);
       const resources = watch.stop();
       runs.push({
         index: run,
@@ -362,6 +364,7 @@ export async function runBench(options: BenchOptions): Promise<BenchDocument> {
           udp0 !== null && udp1 !== null
             ? { rcvbufErrors: udp1.rcvbufErrors - udp0.rcvbufErrors, sndbufErrors: udp1.sndbufErrors - udp0.sndbufErrors }
             : null,
+        connectSocketDrops: entry0 !== null && entry1 !== null ? entry1 - entry0 : null,
       });
     }
     if (runs.length === 0) throw new UdpTunnelError(ErrorCodes.CLOSED, 'bench interrupted before the first run finished');
@@ -436,6 +439,32 @@ export function readKernelUdpDrops(): { rcvbufErrors: number; sndbufErrors: numb
   } catch {
     return null;
   }
+}
+
+/**
+ * Datagrams the kernel dropped at the UDP sockets bound to local `port` because their receive buffer was full
+ * (the `drops` column of Linux /proc/net/udp and udp6); null elsewhere.
+ */
+export function readUdpPortDrops(port: number): number | null {
+  let found = false;
+  let drops = 0;
+  for (const file of ['/proc/net/udp', '/proc/net/udp6']) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      const local = f[1];
+      if (local === undefined || f.length < 13) continue;
+      if (parseInt(local.slice(local.lastIndexOf(':') + 1), 16) !== port) continue;
+      found = true;
+      drops += Number(f[f.length - 1]);
+    }
+  }
+  return found ? drops : null;
 }
 
 /** Samples serve and connect RSS periodically and measures their busy time and the bench process's CPU over a run. */

@@ -83,6 +83,11 @@ export interface RunRecord {
    * /proc/net/snmp and snmp6, IPv4 + IPv6, system-wide: other programs' drops count too); null elsewhere.
    */
   kernelUdpDrops: { rcvbufErrors: number; sndbufErrors: number } | null;
+  /**
+   * Of those, datagrams dropped at connect's local UDP socket (the tunnel's entry: overload lands here) during the
+   * tunnel path (Linux /proc/net/udp drops column); null elsewhere or without a local connect.
+   */
+  connectSocketDrops: number | null;
 }
 
 /** Summaries across runs. */

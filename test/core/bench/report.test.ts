@@ -69,6 +69,7 @@ function run(index: number, direct: PathResult | null, tunnel: PathResult): RunR
     resources: { serve: null, connect: null, benchBusyFraction: 0 },
     rssSamples: [],
     kernelUdpDrops: null,
+    connectSocketDrops: null,
   };
 }
 
