@@ -181,7 +181,7 @@ export function renderReport(doc: BenchDocument): string {
   if (idle) {
     const per = (x: { bytesPerSession: number | null }): string => (x.bytesPerSession === null ? 'n/a' : `${fmtBytes(x.bytesPerSession)}/session`);
     out.push(
-      `memory of ${fmtInt(idle.answered)}/${fmtInt(idle.sessions)} idle sessions (RSS growth): connect ${per(idle.connect)}` +
+      `memory of ${fmtInt(idle.answered)}/${fmtInt(idle.sessions)} idle sessions (RSS growth over the last half): connect ${per(idle.connect)}` +
         (doc.components.some((x) => x.role === 'serve') ? `, serve ${per(idle.serve)}` : ''),
     );
   }

@@ -77,7 +77,7 @@ const COMPONENT: Shape = {
   drops: 'record',
   exitCode: 'number',
 };
-const IDLE_SIDE: Shape = { rssBeforeBytes: 'number', rssAfterBytes: 'number', bytesPerSession: 'number' };
+const IDLE_SIDE: Shape = { bytesPerSession: 'number' };
 
 /** The whole document of one direct + tunnel run on Linux (where /proc gives RSS and CPU time). */
 const DOCUMENT: Shape = {
@@ -137,7 +137,13 @@ const DOCUMENT: Shape = {
   },
   components: [COMPONENT],
   echo: { datagrams: 'number', bytes: 'number', dropped: 'number', errors: 'number' },
-  idleSessionMemory: { sessions: 'number', answered: 'number', serve: IDLE_SIDE, connect: IDLE_SIDE },
+  idleSessionMemory: {
+    sessions: 'number',
+    answered: 'number',
+    samples: [{ sessions: 'number', answered: 'number', serveRssBytes: 'number', connectRssBytes: 'number' }],
+    serve: IDLE_SIDE,
+    connect: IDLE_SIDE,
+  },
   warnings: [{ code: 'string', message: 'string' }],
   failIf: { spec: 'string', conditions: ['string'], failures: [{ condition: 'string', actual: 'number' }], passed: 'boolean' },
 };
@@ -168,7 +174,7 @@ function assertShape(value: unknown, shape: Shape, at = '$'): void {
 
 describe('udp-tunnel bench (spawned)', () => {
   it('--json prints one document with every field, and the tunnel delivered datagrams', async () => {
-    const r = await bench([...SHORT, '--idle-sessions', '5', '--json', '--fail-if', 'loss>100%']);
+    const r = await bench([...SHORT, '--idle-sessions', '8', '--json', '--fail-if', 'loss>100%']);
     assert.equal(r.code, 0, r.stderr);
     const doc = JSON.parse(r.stdout) as Record<string, any>;
     assertShape(doc, DOCUMENT);
@@ -184,7 +190,17 @@ describe('udp-tunnel bench (spawned)', () => {
       ],
     );
     assert.deepEqual(doc['failIf'], { spec: 'loss>100%', conditions: ['loss>100%'], failures: [], passed: true });
-    assert.equal(doc['idleSessionMemory'].answered, 5);
+    assert.equal(doc['idleSessionMemory'].answered, 8);
+    assert.deepEqual(
+      doc['idleSessionMemory'].samples.map((x: { sessions: number; answered: number }) => [x.sessions, x.answered]),
+      [
+        [0, 0],
+        [2, 2],
+        [4, 4],
+        [6, 6],
+        [8, 8],
+      ],
+    );
   });
 
   it('--fail-if that holds exits 1 after printing the report', async () => {

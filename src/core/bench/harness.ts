@@ -513,9 +513,14 @@ function watchResources(
   };
 }
 
+/** Steps in which the idle-session probe opens its sessions; RSS is read after each. */
+export const IDLE_SESSION_STEPS = 4;
+
 /**
- * Opens `count` local peers that each send one datagram through the tunnel and wait for it to come back, so
- * `count` sessions are live and idle; reports the RSS growth of serve and connect per session.
+ * Opens `count` local peers in IDLE_SESSION_STEPS steps; each peer sends one datagram through the tunnel and waits
+ * for it to come back, so its session is live and then idle. RSS of serve and connect is read before the first step
+ * and after each. The per-session figure is the growth over the second half only: the first half absorbs one-time
+ * growth (new HTTP/2 connections, heap and code warm-up), so what is left is the marginal cost of one more session.
  */
 async function measureIdleSessions(
   host: string,
@@ -525,39 +530,54 @@ async function measureIdleSessions(
   connect: TunnelComponent,
   signal: AbortSignal | undefined,
 ): Promise<IdleSessionMemory> {
-  await new Promise((r) => setTimeout(r, IDLE_SETTLE_MS));
-  const before = { serve: serve?.sample() ?? null, connect: connect.sample() };
+  const settle = (): Promise<void> => new Promise((r) => setTimeout(r, IDLE_SETTLE_MS));
+  await settle();
   const sockets: Socket[] = [];
+  const samples: IdleSessionMemory['samples'] = [];
+  const sample = (opened: number, answered: number): void => {
+    samples.push({ sessions: opened, answered, serveRssBytes: serve?.sample().rssBytes ?? null, connectRssBytes: connect.sample().rssBytes });
+  };
   let answered = 0;
   const payload = Buffer.alloc(32);
+  const type = isIP(host) === 6 ? 'udp6' : 'udp4';
   try {
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, IDLE_REPLY_TIMEOUT_MS);
-      const done = (): void => {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', done);
-        resolve();
-      };
-      signal?.addEventListener('abort', done, { once: true });
-      const type = isIP(host) === 6 ? 'udp6' : 'udp4';
-      for (let i = 0; i < count; i++) {
-        const s = createSocket(type);
-        sockets.push(s);
-        s.on('error', () => {});
-        s.once('message', () => {
-          if (++answered === count) done();
-        });
-        s.bind(0, host, () => s.send(payload, port, host));
-      }
-    });
-    await new Promise((r) => setTimeout(r, IDLE_SETTLE_MS));
-    const after = { serve: serve?.sample() ?? null, connect: connect.sample() };
-    const per = (a: ComponentSample | null, b: ComponentSample | null): IdleSessionMemory['serve'] => {
-      const x = a?.rssBytes ?? null;
-      const y = b?.rssBytes ?? null;
-      return { rssBeforeBytes: x, rssAfterBytes: y, bytesPerSession: x !== null && y !== null && answered > 0 ? (y - x) / answered : null };
+    sample(0, 0);
+    let opened = 0;
+    for (let step = 1; step <= IDLE_SESSION_STEPS && !signal?.aborted; step++) {
+      const target = Math.round((count * step) / IDLE_SESSION_STEPS);
+      const want = answered + (target - opened);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, IDLE_REPLY_TIMEOUT_MS);
+        function done(): void {
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', done);
+          resolve();
+        }
+        signal?.addEventListener('abort', done, { once: true });
+        for (; opened < target; opened++) {
+          const s = createSocket(type);
+          sockets.push(s);
+          s.on('error', () => {});
+          s.once('message', () => {
+            if (++answered === want) done();
+          });
+          s.bind(0, host, () => s.send(payload, port, host));
+        }
+      });
+      await settle();
+      sample(opened, answered);
+    }
+    const mid = samples[Math.floor(samples.length / 2)]!;
+    const last = samples[samples.length - 1]!;
+    const per = (a: number | null, b: number | null): number | null =>
+      a !== null && b !== null && last.answered > mid.answered ? (b - a) / (last.answered - mid.answered) : null;
+    return {
+      sessions: count,
+      answered,
+      samples,
+      serve: { bytesPerSession: per(mid.serveRssBytes, last.serveRssBytes) },
+      connect: { bytesPerSession: per(mid.connectRssBytes, last.connectRssBytes) },
     };
-    return { sessions: count, answered, serve: per(before.serve, after.serve), connect: per(before.connect, after.connect) };
   } finally {
     await Promise.all(sockets.map((s) => new Promise<void>((r) => s.close(() => r()))));
   }

@@ -356,13 +356,18 @@ export interface ComponentReport {
   exitCode: number | null;
 }
 
-/** Memory of idle sessions: RSS before and after opening `sessions` sessions that each carried one datagram. */
+/**
+ * Memory of idle sessions: `sessions` peers opened in steps, each carrying one datagram, with the RSS of serve and
+ * connect read before the first step and after each. bytesPerSession is the RSS growth over the second half of the
+ * steps divided by the sessions answered in it (the marginal cost of a session); null when unavailable.
+ */
 export interface IdleSessionMemory {
   sessions: number;
   /** Sessions whose datagram came back (each is a live tunnel). */
   answered: number;
-  serve: { rssBeforeBytes: number | null; rssAfterBytes: number | null; bytesPerSession: number | null };
-  connect: { rssBeforeBytes: number | null; rssAfterBytes: number | null; bytesPerSession: number | null };
+  samples: { sessions: number; answered: number; serveRssBytes: number | null; connectRssBytes: number | null }[];
+  serve: { bytesPerSession: number | null };
+  connect: { bytesPerSession: number | null };
 }
 
 /** The document `udp-tunnel bench --json` prints (schema BENCH_SCHEMA); every number is raw (bytes, µs, ms, /s). */
