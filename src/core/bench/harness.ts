@@ -342,6 +342,11 @@ export async function runBench(options: BenchOptions): Promise<BenchDocument> {
       emit({ type: 'run-end', run, runs: p.runs, path, result });
       return result;
     };
+    // On fresh processes, before any traffic: freed memory from earlier sessions would otherwise absorb the growth.
+    if (p.idleSessions > 0 && !signal?.aborted) {
+      emit({ type: 'idle-sessions', sessions: p.idleSessions });
+      idle = await measureIdleSessions(p.host, connect.address.port, p.idleSessions, serve, connect, signal);
+    }
     for (let run = 1; run <= p.runs && !signal?.aborted; run++) {
       const d = p.direct ? await measure(run, 'direct', direct.host, direct.port) : null;
       if (signal?.aborted && d !== null) break;
@@ -368,10 +373,6 @@ export async function runBench(options: BenchOptions): Promise<BenchDocument> {
       });
     }
     if (runs.length === 0) throw new UdpTunnelError(ErrorCodes.CLOSED, 'bench interrupted before the first run finished');
-    if (p.idleSessions > 0 && !signal?.aborted) {
-      emit({ type: 'idle-sessions', sessions: p.idleSessions });
-      idle = await measureIdleSessions(p.host, connect.address.port, p.idleSessions, serve, connect, signal);
-    }
   } finally {
     emit({ type: 'stopping' });
     // connect first: its sessions end cleanly while serve is still there.
