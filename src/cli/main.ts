@@ -1,6 +1,7 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { connectCommand } from '../commands/connect.js';
+import { inspectCommand } from '../commands/inspect.js';
 import { serveCommand } from '../commands/serve.js';
 import { describeError, EXIT_USAGE } from './errors.js';
 import { packageVersion } from './version.js';
@@ -14,7 +15,8 @@ export async function main(argv: string[] = hideBin(process.argv)): Promise<numb
     .usage('$0 <command> [options]\n\nTunnel UDP through HTTP proxies with CONNECT-UDP (RFC 9298) and DATAGRAM capsules (RFC 9297).')
     .command(connectCommand)
     .command(serveCommand)
-    .demandCommand(1, 'Name a command: connect or serve (see --help)')
+    .command(inspectCommand)
+    .demandCommand(1, 'Name a command: connect, serve or inspect (see --help)')
     .strict()
     .recommendCommands()
     .version(packageVersion())

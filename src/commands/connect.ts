@@ -6,10 +6,11 @@ import { buildTransport, parseHeaderFlags } from '../core/connect-config.js';
 import { parseDuration } from '../core/duration.js';
 import { color } from '../cli/color.js';
 import { withCommonOptions, makeOutput, type CommonArgs } from '../cli/common-options.js';
+import { startInspectTap, withInspectTapOptions, type InspectTapArgs } from '../cli/inspect-tap.js';
 import { untilShutdown } from '../cli/lifecycle.js';
 import type { Output } from '../cli/output.js';
 
-interface ConnectArgs extends CommonArgs {
+interface ConnectArgs extends CommonArgs, InspectTapArgs {
   local: string;
   proxy: string;
   target: string;
@@ -35,7 +36,7 @@ export const connectCommand: CommandModule<object, ConnectArgs> = {
   command: 'connect',
   describe: 'Listen on a local UDP port and forward each local peer through an HTTP proxy (CONNECT-UDP, RFC 9298)',
   builder: (y: Argv) =>
-    withCommonOptions(y)
+    withInspectTapOptions(withCommonOptions(y))
       .option('local', { alias: 'l', type: 'string', default: '127.0.0.1:0', describe: 'Local UDP HOST:PORT to listen on ([IPv6]:PORT; port 0 = any)' })
       .option('proxy', { alias: 'p', type: 'string', demandOption: true, describe: 'Proxy URL: http://HOST:PORT (h2c) or https://HOST:PORT (TLS); may be a URI template' })
       .option('target', { alias: 't', type: 'string', demandOption: true, describe: 'UDP target HOST:PORT the proxy should reach' })
@@ -87,6 +88,7 @@ export const connectCommand: CommandModule<object, ConnectArgs> = {
       maxSessions: args['max-sessions'],
     });
     attachClientOutput(client, out);
+    const tap = await startInspectTap(args, out, 'connect');
     const addr = await client.start();
     out.event('listening', { protocol: 'udp', address: addr.address, port: addr.port, family: addr.family, proxy: args.proxy, target: args.target, transport: transport.name });
     out.info(`listening on udp ${color().bold(formatHostPort(addr.address, addr.port))} -> ${args.proxy} -> ${formatHostPort(target.host, target.port)}`);
@@ -95,6 +97,7 @@ export const connectCommand: CommandModule<object, ConnectArgs> = {
       await client.close();
     });
     const why = await done;
+    await tap?.stop();
     out.event('shutdown', { signal: why, counters: client.counters });
     out.debug(`counters ${JSON.stringify(client.counters)}`);
   },

@@ -8,10 +8,11 @@ import { TunnelServer, type ServerSessionStats } from '../core/server.js';
 import { color } from '../cli/color.js';
 import { makeOutput, withCommonOptions, type CommonArgs } from '../cli/common-options.js';
 import { UsageError } from '../cli/errors.js';
+import { startInspectTap, withInspectTapOptions, type InspectTapArgs } from '../cli/inspect-tap.js';
 import { untilShutdown } from '../cli/lifecycle.js';
 import type { Output } from '../cli/output.js';
 
-interface ServeArgs extends CommonArgs {
+interface ServeArgs extends CommonArgs, InspectTapArgs {
   listen: string;
   cert?: string;
   key?: string;
@@ -48,7 +49,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
   command: 'serve',
   describe: 'Run a CONNECT-UDP proxy (RFC 9298) over HTTP/2 that relays tunnels to UDP targets',
   builder: (y: Argv) =>
-    withCommonOptions(y)
+    withInspectTapOptions(withCommonOptions(y))
       .option('listen', { alias: 'l', type: 'string', default: '127.0.0.1:4433', describe: 'TCP HOST:PORT to listen on ([IPv6]:PORT; port 0 = any)' })
       .option('cert', { type: 'string', describe: 'PEM certificate: serve TLS with ALPN h2 (needs --key)' })
       .option('key', { type: 'string', describe: 'PEM private key for --cert' })
@@ -85,6 +86,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       dnsTimeoutMs: parseDuration(args['dns-timeout'], '--dns-timeout'),
     });
     attachServerOutput(server, out);
+    const tap = await startInspectTap(args, out, 'serve');
     const addr = await server.listen();
     const proto = args.cert ? 'h2' : 'h2c';
     out.event('listening', { protocol: proto, address: addr.address, port: addr.port, family: addr.family, policy: policy.describe() });
@@ -95,6 +97,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       await server.close();
     });
     const why = await done;
+    await tap?.stop();
     out.event('shutdown', { signal: why, counters: server.counters });
   },
 };

@@ -6,6 +6,7 @@ import { backoffDelay, sleep, type BackoffOptions } from './backoff.js';
 import { DEFAULT_MAX_CAPSULE_LENGTH } from './codec/capsule-decoder.js';
 import { MAX_UDP_PAYLOAD } from './codec/datagram.js';
 import { DatagramChannel, type ChannelCounters } from './datagram-channel.js';
+import { tapChannel } from './diagnostics.js';
 import { ErrorCodes, UdpTunnelError } from './errors.js';
 import { IdleTimer } from './idle-timer.js';
 import type { Transport, TunnelHandle } from './transport/types.js';
@@ -380,6 +381,7 @@ export class TunnelClient extends EventEmitter {
     }
     stats.durationMs = Date.now() - stats.openedAt;
     stats.closeReason = reason;
+    if (tapChannel.hasSubscribers) tapChannel.publish({ kind: 'close', session: s.id, time: Date.now(), reason });
     this.emit('session-close', stats);
   }
 }

@@ -26,6 +26,7 @@ export const ErrorCodes = {
   HPACK: 'UT_ERR_HPACK',
   HEADERS_TOO_LARGE: 'UT_ERR_HEADERS_TOO_LARGE',
   LIMIT_EXCEEDED: 'UT_ERR_LIMIT_EXCEEDED',
+  INSPECT_MALFORMED: 'UT_ERR_INSPECT_MALFORMED',
 } as const;
 
 /** Union of all stable error codes. */

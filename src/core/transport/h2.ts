@@ -1,5 +1,6 @@
 import http2 from 'node:http2';
 import type { SecureClientSessionOptions } from 'node:http2';
+import { tapChannel } from '../diagnostics.js';
 import { ErrorCodes, UdpTunnelError } from '../errors.js';
 import { parseProxyStatusError } from '../proxy-status.js';
 import type { Transport, TransportOptions, TunnelHandle } from './types.js';
@@ -199,6 +200,7 @@ export async function openH2Stream(
   signal: AbortSignal,
   connectTimeoutMs: number,
   what: string,
+  session?: string,
 ): Promise<TunnelHandle> {
   const conn = await pool.acquire();
   let stream: http2.ClientHttp2Stream;
@@ -207,6 +209,12 @@ export async function openH2Stream(
   } catch (err) {
     pool.release(conn);
     throw new UdpTunnelError(ErrorCodes.TUNNEL_FAILED, `could not open a stream: ${(err as Error).message}`, { retryable: true }, { cause: err });
+  }
+  if (session !== undefined && tapChannel.hasSubscribers) {
+    tapChannel.publish({ kind: 'request', session, time: Date.now(), headers: { ...headers } });
+    stream.once('response', (h) => {
+      if (tapChannel.hasSubscribers) tapChannel.publish({ kind: 'response', session, time: Date.now(), headers: { ...h } });
+    });
   }
   let released = false;
   stream.on('close', () => {
@@ -273,7 +281,7 @@ export class H2ConnectUdpTransport implements Transport {
     this.pool = new H2Pool(opts, true);
   }
 
-  open(_session: string, signal: AbortSignal): Promise<TunnelHandle> {
+  open(session: string, signal: AbortSignal): Promise<TunnelHandle> {
     const { proxy, path } = this.opts;
     const headers: http2.OutgoingHttpHeaders = {
       ':method': 'CONNECT',
@@ -284,7 +292,7 @@ export class H2ConnectUdpTransport implements Transport {
       'capsule-protocol': '?1',
     };
     for (const [k, v] of this.opts.headers) headers[k] = v;
-    return openH2Stream(this.pool, headers, signal, this.opts.connectTimeoutMs, 'CONNECT-UDP');
+    return openH2Stream(this.pool, headers, signal, this.opts.connectTimeoutMs, 'CONNECT-UDP', session);
   }
 
   close(): Promise<void> {
