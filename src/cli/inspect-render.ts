@@ -251,7 +251,7 @@ export class InspectRenderer {
         return [`${this.prefix(ev, ev.dir)} ${c.red.bold(`${layer}ERROR at byte ${ev.offset}:`)} ${c.red(`${ev.reason}${rule}`)} ${c.dim(`[${ev.code}]`)}`];
       }
       case 'end': {
-        const parts = [`end: ${ev.totalBytes} bytes, ${ev.capsules} capsules`];
+        const parts = [`end: ${ev.totalBytes} bytes, ${ev.capsules} capsule${ev.capsules === 1 ? '' : 's'}`];
         if (!ev.clean) parts.push('not clean');
         if (ev.ignoredBytes > 0) parts.push(`${ev.ignoredBytes} bytes not decoded`);
         return [`${this.prefix(ev, ev.dir)} ${c.dim(parts.join(', '))}`];

@@ -21,6 +21,7 @@ import { untilShutdown } from '../cli/lifecycle.js';
 import type { Output } from '../cli/output.js';
 
 interface InspectArgs extends CommonArgs {
+  stdin?: string;
   listen?: string;
   upstream?: string;
   raw?: string;
@@ -64,10 +65,12 @@ function listOf(values: string[]): string[] {
 
 /** `udp-tunnel inspect`: decode capsule traffic from a relay, a raw/hex stream, a recording or a capture. */
 export const inspectCommand: CommandModule<object, InspectArgs> = {
-  command: 'inspect',
+  // The hidden positional takes the lone '-' of `--raw -` / `--file -` (yargs reads '-' as a positional).
+  command: 'inspect [stdin]',
   describe: 'Decode capsule traffic (RFC 9297/9298): live as a relay, or from a raw/hex stream, a recording or a pcap capture',
   builder: (y: Argv) =>
     withCommonOptions(y)
+      .positional('stdin', { type: 'string', hidden: true })
       .option('listen', { alias: 'l', type: 'string', describe: 'Relay: accept tunnel requests on TCP HOST:PORT (h2c, or TLS with --cert/--key)', group: 'Sources (pick one):' })
       .option('upstream', { alias: 'u', type: 'string', describe: 'Relay: forward every request to this proxy, http://HOST:PORT (h2c) or https://HOST:PORT', group: 'Sources (pick one):' })
       .option('raw', { type: 'string', describe: 'Decode a raw capsule byte stream from FILE (- = stdin)', group: 'Sources (pick one):' })
@@ -101,6 +104,10 @@ export const inspectCommand: CommandModule<object, InspectArgs> = {
       .example('$0 inspect --pcap lo.pcapng --json', 'Decode a tcpdump/tshark capture to NDJSON events') as unknown as Argv<InspectArgs>,
   handler: async (args: ArgumentsCamelCase<InspectArgs>) => {
     const out = makeOutput(args);
+    // yargs hands the lone '-' over as an empty string.
+    const dash = args.stdin === '' || args.stdin === '-';
+    if (args.stdin !== undefined && !dash) throw new UsageError(`unexpected argument '${args.stdin}'`);
+    for (const k of ['raw', 'file'] as const) if (args[k] === '' && dash) args[k] = '-';
     const sources = (['listen', 'raw', 'file', 'pcap'] as const).filter((k) => args[k] !== undefined);
     if (sources.length !== 1) {
       throw new UsageError(
