@@ -46,6 +46,8 @@ interface SessionSummary {
   grease: number;
   errors: number;
   close: string | null;
+  /** A request was seen: without a close the session is still open. */
+  requested: boolean;
 }
 
 const DIR_INDEX = { '->': 0, '<-': 1 } as const;
@@ -133,7 +135,7 @@ export class InspectRenderer {
         String(s.grease),
         s.errors > 0 ? c.red(String(s.errors)) : '0',
         `${((s.last - s.first) / 1000).toFixed(3)}s`,
-        s.close ?? 'open',
+        s.close ?? (s.requested ? 'open' : '-'),
       ]);
     }
     let out = table.toString();
@@ -160,6 +162,7 @@ export class InspectRenderer {
         grease: 0,
         errors: 0,
         close: null,
+        requested: false,
       };
       this.summaries.set(ev.session, s);
     }
@@ -167,6 +170,7 @@ export class InspectRenderer {
     s.last = Math.max(s.last, ev.t);
     switch (ev.event) {
       case 'request':
+        s.requested = true;
         s.request = ev.target ? `${ev.target.host.includes(':') ? `[${ev.target.host}]` : ev.target.host}:${ev.target.port}` : `${ev.method} ${ev.path ?? '-'}`.slice(0, 48);
         return;
       case 'response': {

@@ -140,7 +140,7 @@ describe('inspect --raw and --hex', () => {
     assert.equal(lines[6], '   0.000 raw  -> end: 72 bytes, 5 capsules, not clean, 5 bytes not decoded');
     const row = lines.find((l) => l.startsWith('│ raw'));
     assert.ok(row, r.stdout);
-    assert.deepEqual(row.split('│').map((c) => c.trim()).slice(1, -1), ['raw', '-', '-', '3', '48', '0', '0', '1', '1', '1', '0.000s', 'open']);
+    assert.deepEqual(row.split('│').map((c) => c.trim()).slice(1, -1), ['raw', '-', '-', '3', '48', '0', '0', '1', '1', '1', '0.000s', '-']);
   });
 
   it('FORCE_COLOR=1 colours the same output (so the NO_COLOR check can fail)', async () => {
@@ -194,6 +194,24 @@ describe('inspect --raw and --hex', () => {
     assert.equal(none.code, 0, 'errors of filtered-out sessions do not count for --strict');
     assert.equal(none.stdout, '');
   });
+});
+
+describe('malformed streams are pinpointed to a byte offset and a rule (--strict exits 1)', () => {
+  const big = Buffer.concat([h('00 8000fff9 00'), Buffer.alloc(65528, 0x61)]);
+  for (const [name, bytes, offset, code, rfc, args] of [
+    ['a stream ending inside a capsule header', h('00 05 00 70696e67  00'), 7, 'UT_ERR_CAPSULE_TRUNCATED', 'RFC 9297 §3.3', []],
+    ['a DATAGRAM without a context ID', h('00 05 00 70696e67  00 00'), 7, 'UT_ERR_DATAGRAM_MALFORMED', 'RFC 9298 §5', []],
+    ['a DATAGRAM whose context ID varint is cut short', h('00 01 40'), 0, 'UT_ERR_DATAGRAM_MALFORMED', 'RFC 9298 §5', []],
+    ['a context-0 UDP payload over 65527 bytes', Buffer.concat([h('00 01 00'), big]), 3, 'UT_ERR_DATAGRAM_TOO_LARGE', 'RFC 9298 §5', []],
+    ['a capsule longer than --max-capsule', h('4040 10 00'), 0, 'UT_ERR_CAPSULE_TOO_LARGE', null, ['--max-capsule', '15']],
+  ] as const) {
+    it(name, async () => {
+      const r = await runCli(['inspect', '--raw', file(`bad-${offset}-${code}.bin`, bytes), '--json', '--strict', ...args]);
+      assert.equal(r.code, 1, r.stderr);
+      const errs = events(r.stdout).filter((e) => e.event === 'error');
+      assert.deepEqual(errs.map((e) => (e.event === 'error' ? [e.offset, e.code, e.rfc] : null)), [[offset, code, rfc]]);
+    });
+  }
 });
 
 describe('inspect --record and --file', () => {

@@ -438,3 +438,29 @@ describe('relay over TLS and its limits', () => {
     }
   });
 });
+
+describe('relay on ::1', () => {
+  it('listens and forwards over IPv6 loopback, target decoded from the template', async () => {
+    const echo = await startUdpEcho('::1');
+    const server = new TunnelServer({ host: '::1', port: 0, policy: new TargetPolicy() });
+    const s = await server.listen();
+    const events: InspectEvent[] = [];
+    const relay = new InspectRelay({ host: '::1', port: 0, upstream: `http://[::1]:${s.port}`, onEvent: (ev) => events.push(ev) });
+    const r = await relay.listen();
+    assert.equal(r.family, 'IPv6');
+    const tunnel = await openRawTunnel(`http://[::1]:${r.port}`, `/.well-known/masque/udp/${encodeURIComponent('::1')}/${echo.port}/`);
+    try {
+      assert.equal((await tunnel.response).headers[':status'], 200);
+      tunnel.stream.write(encodeDatagramCapsule(Buffer.from('six')));
+      assert.equal((await tunnel.waitBytes(6)).toString('hex'), encodeDatagramCapsule(Buffer.from('six')).toString('hex'));
+      const req = ofKind(events, 'request')[0];
+      assert.deepEqual(req?.target, { host: '::1', port: echo.port });
+      assert.equal(req?.authority, `[::1]:${r.port}`);
+    } finally {
+      await tunnel.close();
+      await relay.close();
+      await server.close();
+      await echo.close();
+    }
+  });
+});
