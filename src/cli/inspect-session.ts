@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import type { Writable } from 'node:stream';
 import { redactCredentials } from '../core/inspect/event-transform.js';
 import type { InspectEvent } from '../core/inspect/events.js';
 import { RecordingWriter, recordingHeader } from '../core/inspect/recording.js';
@@ -43,12 +44,16 @@ export class InspectView {
   private readonly settings: InspectViewSettings;
   private readonly out: Output;
   private readonly live: boolean;
+  private readonly target: Writable;
+  private readonly limit: number;
   private recorder: RecordingWriter | null = null;
 
-  private constructor(settings: InspectViewSettings, out: Output, live: boolean) {
+  private constructor(settings: InspectViewSettings, out: Output, live: boolean, target: Writable, limit: number) {
     this.settings = settings;
     this.out = out;
     this.live = live;
+    this.target = target;
+    this.limit = limit;
     this.renderer = new InspectRenderer({
       json: settings.json,
       verbose: settings.verbose,
@@ -61,9 +66,19 @@ export class InspectView {
     });
   }
 
-  /** Creates the view and opens the recording file (if any); `source` names the source in the recording header. */
-  static async create(settings: InspectViewSettings, out: Output, source: string, options: { live: boolean; startedAtMs: number }): Promise<InspectView> {
-    const view = new InspectView(settings, out, options.live);
+  /**
+   * Creates the view and opens the recording file (if any); `source` names the source in the recording header.
+   * Lines go to `target` (default process.stdout). While more than `limit` bytes wait there, a live view drops lines
+   * (default 4 MiB) and a replay's drain() waits (default 1 MiB).
+   */
+  static async create(
+    settings: InspectViewSettings,
+    out: Output,
+    source: string,
+    options: { live: boolean; startedAtMs: number; target?: Writable; limit?: number },
+  ): Promise<InspectView> {
+    const limit = options.limit ?? (options.live ? LIVE_STDOUT_LIMIT : REPLAY_STDOUT_HIGH);
+    const view = new InspectView(settings, out, options.live, options.target ?? process.stdout, limit);
     if (settings.record !== undefined) {
       view.recorder = await RecordingWriter.open(settings.record, recordingHeader(source, options.startedAtMs));
     }
@@ -83,7 +98,7 @@ export class InspectView {
 
   /** Resolves when stdout has room again (replays call this between chunks; live sources never wait). */
   async drain(): Promise<void> {
-    if (process.stdout.writableLength > REPLAY_STDOUT_HIGH) await once(process.stdout, 'drain');
+    if (this.target.writableLength > this.limit) await once(this.target, 'drain');
   }
 
   /**
@@ -117,10 +132,10 @@ export class InspectView {
   }
 
   private writeLine(line: string): void {
-    if (this.live && process.stdout.writableLength > LIVE_STDOUT_LIMIT) {
+    if (this.live && this.target.writableLength > this.limit) {
       this.droppedLines++;
       return;
     }
-    process.stdout.write(`${line}\n`);
+    this.target.write(`${line}\n`);
   }
 }

@@ -208,8 +208,9 @@ async function runRaw(src: string, args: InspectArgs, out: Output, settings: Ins
     maxCapsuleLength: decode.maxCapsuleLength,
   });
   const started = performance.now();
-  // A file has no timing (t = 0); a live pipe on stdin gets the time each chunk arrived.
-  const now = (): number => (src === '-' ? Math.round((performance.now() - started) * 1000) / 1000 : 0);
+  // A file (and hex text, read whole) has no timing (t = 0); a live binary pipe on stdin gets the time each chunk arrived.
+  const live = src === '-' && !args.hex;
+  const now = (): number => (live ? Math.round((performance.now() - started) * 1000) / 1000 : 0);
   if (args.hex) {
     const bytes = parseHexText(await readText(src, MAX_HEX_TEXT_LENGTH));
     for (const ev of cv.push(bytes, 0)) view.handle(ev);
