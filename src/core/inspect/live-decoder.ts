@@ -80,9 +80,18 @@ export class LiveSessionDecoder {
     this.emit(ev);
   }
 
-  /** Reports a response head (final or interim). */
+  /**
+   * Reports a response head (final or interim). A final status other than 2xx (or 101 for HTTP/1.1) means no tunnel
+   * (RFC 9298 §3.3, §3.5): both directions end there, unclean, and any body that follows is not decoded as capsules.
+   */
   response(session: string, t: number, http: HttpVersion, status: number, headers: HeaderList): void {
     this.emit(responseEvent(session, t, http, status, headers));
+    const s = this.sessions.get(session);
+    if (s === undefined || !s.tunnel) return;
+    const interim = status >= 100 && status < 200 && status !== 101;
+    const opened = (status >= 200 && status < 300) || (status === 101 && http === '1.1');
+    if (interim || opened) return;
+    for (const i of [0, 1] as const) this.endDir(s, i, t, true);
   }
 
   /**

@@ -250,3 +250,19 @@ describe('trimPreview and redactCredentials', () => {
     assert.equal(req.event === 'request' && req.headers[0]![1], 'Bearer s3cr3t');
   });
 });
+
+describe('LiveSessionDecoder and refusals', () => {
+  it('a non-2xx final response ends both directions unclean and leaves its body undecoded', () => {
+    const { d, events } = collect();
+    d.request('r', 0, requestHeadFromHttp2(CONNECT_FIELDS));
+    d.response('r', 1, '2', 103, [[':status', '103']]);
+    d.response('r', 2, '2', 403, [[':status', '403'], ['proxy-status', 'x; error=destination_ip_prohibited']]);
+    d.bytes('r', '<-', Buffer.from('<html>'), 3);
+    d.end('r', '<-', 4);
+    d.close('r', 5, 'refused', 'status 403');
+    assert.deepEqual(
+      events.map((e) => (e.event === 'end' ? `end ${e.dir} ${e.clean} ${e.totalBytes}` : e.event === 'response' ? `response ${e.status} ${e.proxyStatus}` : e.event)),
+      ['request', 'response 103 null', 'response 403 x; error=destination_ip_prohibited', 'end -> false 0', 'end <- false 0', 'close'],
+    );
+  });
+});
