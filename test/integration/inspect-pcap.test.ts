@@ -54,12 +54,20 @@ function startCapture(port: number, file: string): Promise<ChildProcess> {
 const skip = captureUnavailable();
 
 describe('pcap: a live loopback capture of connect -> serve', () => {
-  it('decodes the tunnel made during the capture', { skip: skip ?? false }, async () => {
+  it('decodes the tunnel made during the capture', { skip: skip ?? false }, async (t) => {
     const echo = await startUdpEcho();
     const server = new TunnelServer({ host: '127.0.0.1', port: 0, policy: new TargetPolicy() });
     const s = await server.listen();
     const file = join(dir, 'lo.pcapng');
-    tshark = await startCapture(s.port, file);
+    try {
+      tshark = await startCapture(s.port, file);
+    } catch (err) {
+      // Listing interfaces may work where capturing is not permitted (no CAP_NET_RAW).
+      await server.close();
+      await echo.close();
+      t.skip(`tshark could not capture on lo: ${(err as Error).message.split('\n')[0]}`);
+      return;
+    }
     const client = new TunnelClient({
       host: '127.0.0.1',
       port: 0,
