@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { parseInspectEvent } from '../../src/core/inspect/event-parse.js';
 import type { InspectEvent } from '../../src/core/inspect/events.js';
-import { runCli, startCli, type CliProcess } from '../helpers/cli.js';
+import { runCli, startCli, type CliProcess } from '../helpers/inspect-cli.js';
 import { openUdpPeer, startUdpEcho, waitUntil } from '../helpers/net.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'udp-tunnel-inspect-relay-'));
