@@ -243,12 +243,13 @@ export async function openH2Stream(
     );
     signal.addEventListener('abort', onAbort, { once: true });
     stream.on('close', onEarlyClose);
-    stream.once('response', (resHeaders) => {
+    stream.once('response', (resHeaders, flags: number) => {
       const status = Number(resHeaders[':status']);
       const h = resHeaders as Record<string, string | string[] | undefined>;
       // RFC 9298 §3.5: any 2xx is success, but a response that ends the stream cannot carry a tunnel.
       if (status < 200 || status > 299) return finish(refusedError(status, h, what));
-      if (stream.endAfterHeaders) return finish(refusedError(status, h, `${what} (response ended the stream)`));
+      // Node's endAfterHeaders is not yet set when 'response' fires; the HEADERS frame flags are.
+      if (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) return finish(refusedError(status, h, `${what} (response ended the stream)`));
       finish(null, {
         stream,
         responseHeaders: h,
