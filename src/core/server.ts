@@ -604,7 +604,8 @@ export class TunnelServer extends EventEmitter {
     }
     if (front.conn.sessions >= this.opts.maxSessionsPerConnection) {
       this.counters.limits.connectionSessions++;
-      this.countRefusal(0, 'connection_limit_reached', `connection session limit ${this.opts.maxSessionsPerConnection} reached`, front.httpVersion, front.client);
+      const details = `connection session limit ${this.opts.maxSessionsPerConnection} reached`;
+      this.emit('refused', { status: null, reset: 'REFUSED_STREAM', error: 'connection_limit_reached', details, httpVersion: front.httpVersion, client: front.client });
       return front.refuseRetry();
     }
     this.reserved++;
