@@ -2,8 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 import { formatHostPort, parseHostPort } from '../core/address.js';
 import { parseDuration, parseSize } from '../core/duration.js';
-import { isLoopback } from '../core/policy.js';
-import { buildAuthenticator, buildTargetPolicy, parsePostRoutes } from '../core/serve-config.js';
+import { buildAuthenticator, buildTargetPolicy, exposureWarning, parsePostRoutes } from '../core/serve-config.js';
 import { TunnelServer, type ServerSessionStats, type ServerTlsOptions } from '../core/server.js';
 import { describeCertificate, generateCertificate } from '../core/tls-cert.js';
 import { color } from '../cli/color.js';
@@ -152,11 +151,10 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       out.info(`${certInfo.selfSigned ? 'self-signed certificate' : 'certificate'} pin ${color().bold(certInfo.pin)} (connect --pin), SHA-256 fingerprint ${certInfo.fingerprint256}`);
     }
     for (const [path, t] of postRoutes) out.info(`POST ${path} -> ${formatHostPort(t.host, t.port)} (POST mode, not RFC 9298)`);
-    if (!auth.enabled && !isLoopback(addr.address)) {
-      out.warn(
-        `serve is listening on ${formatHostPort(addr.address, addr.port)} WITHOUT AUTHENTICATION: anyone who can reach this port may relay UDP ` +
-          'to every target the policy allows. Add --token, --token-file or --basic (and TLS), or listen on 127.0.0.1.',
-      );
+    const warning = exposureWarning(addr.address, auth.enabled, Boolean(tls));
+    if (warning !== null) {
+      out.warn(color().bold(warning));
+      out.event('warning', { message: warning });
     }
     out.debug(`target policy: ${policy.describe().join('; ')}`);
     const { done } = untilShutdown(async () => {

@@ -55,3 +55,19 @@ export function buildAuthenticator(src: ServeAuthSources): Authenticator {
   if (tokens.length === 0 && src.envToken) tokens.push(src.envToken);
   return new Authenticator({ tokens, basic: [...(src.basic ?? [])] });
 }
+
+/**
+ * The warning `serve` prints when it listens beyond loopback without authentication (RFC 9298 §7: restrict use to
+ * authorized clients), or null when there is nothing to warn about.
+ */
+export function exposureWarning(listenAddress: string, authEnabled: boolean, tlsEnabled: boolean): string | null {
+  if (isLoopback(listenAddress)) return null;
+  if (!authEnabled) {
+    return (
+      `listening on ${listenAddress} WITHOUT AUTHENTICATION: anyone who can reach this port may relay UDP to every target ` +
+      'the policy allows. Add --token, --token-file or --basic (with TLS), or listen on 127.0.0.1.'
+    );
+  }
+  if (!tlsEnabled) return `listening on ${listenAddress} without TLS: credentials cross the network in cleartext. Add --cert/--key or --self-signed.`;
+  return null;
+}

@@ -237,7 +237,11 @@ async function openH2StreamOnce(
   const conn = await pool.acquire();
   let stream: http2.ClientHttp2Stream;
   try {
-    stream = conn.session!.request(headers, { endStream: false });
+    // waitForTrailers: Node would otherwise send END_STREAM ahead of an abort's RST_STREAM (RFC 9297 §3.3 wants a reset).
+    stream = conn.session!.request(headers, { endStream: false, waitForTrailers: true });
+    stream.on('wantTrailers', () => {
+      if (!stream.closed && !stream.destroyed) stream.sendTrailers({});
+    });
   } catch (err) {
     pool.release(conn);
     throw new UdpTunnelError(ErrorCodes.TUNNEL_FAILED, `could not open a stream: ${(err as Error).message}`, { retryable: true }, { cause: err });
