@@ -3,7 +3,7 @@ import type net from 'node:net';
 import { ErrorCodes, UdpTunnelError } from '../errors.js';
 import { listsToken, parseResponseHead, type Http1Head } from '../http1-head.js';
 import { refusedError } from './h2.js';
-import { connectProxySocket } from './proxy-socket.js';
+import { connectProxySocket, connectionError, lastSocketError } from './proxy-socket.js';
 import type { Transport, TransportOptions, TunnelHandle } from './types.js';
 
 /** Largest response head the client reads before giving up on a proxy. */
@@ -109,8 +109,10 @@ function readResponseHead(socket: net.Socket, timeoutMs: number, signal: AbortSi
       }
       finish(null, r.head);
     };
-    const onClose = (): void =>
-      finish(new UdpTunnelError(ErrorCodes.TUNNEL_FAILED, `proxy ${proxy.host} closed the connection before answering`, { retryable: true }));
+    const onClose = (): void => {
+      const cause = lastSocketError(socket);
+      finish(cause ? connectionError(cause, proxy) : new UdpTunnelError(ErrorCodes.TUNNEL_FAILED, `proxy ${proxy.host} closed the connection before answering`, { retryable: true }));
+    };
     const onAbort = (): void => finish(new UdpTunnelError(ErrorCodes.CLOSED, 'session closed while connecting', { retryable: false }));
     const timer = setTimeout(() => finish(new UdpTunnelError(ErrorCodes.TIMEOUT, `no response from proxy within ${timeoutMs} ms`, { retryable: true })), timeoutMs);
     signal.addEventListener('abort', onAbort, { once: true });

@@ -2,7 +2,7 @@ import http2 from 'node:http2';
 import type net from 'node:net';
 import { ErrorCodes, UdpTunnelError } from '../errors.js';
 import { parseProxyStatusError } from '../proxy-status.js';
-import { connectProxySocket, connectionError } from './proxy-socket.js';
+import { connectProxySocket, connectionError, lastSocketError } from './proxy-socket.js';
 import type { Transport, TransportOptions, TunnelHandle } from './types.js';
 
 export { connectionError };
@@ -13,6 +13,40 @@ const REFUSED_STREAM_RETRIES = 3;
 // RFC 9113 §6.5.2: SETTINGS_MAX_CONCURRENT_STREAMS is unlimited until the peer says otherwise; we assume the
 // recommended minimum of 100 until its SETTINGS arrive, then use what it announced.
 const ASSUMED_MAX_STREAMS = 100;
+
+// How long to wait for the server's SETTINGS before handing a TLS socket to the HTTP/2 session anyway.
+const SERVER_PREFACE_WAIT_MS = 500;
+
+/**
+ * Waits for the server's first bytes (its SETTINGS, RFC 9113 §3.4) and puts them back. Over TLS 1.3 a refused
+ * client certificate arrives as an alert only after the handshake; the HTTP/2 session would read it natively and
+ * never report it, so it is caught here. Resolves after `ms` without data for servers that wait for our preface.
+ */
+function awaitServerPreface(socket: net.Socket, ms: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const done = (err: Error | null): void => {
+      clearTimeout(timer);
+      socket.removeListener('data', onData);
+      socket.removeListener('error', onError);
+      socket.removeListener('close', onClose);
+      socket.pause();
+      if (err) reject(err);
+      else resolve();
+    };
+    const onData = (chunk: Buffer): void => {
+      done(null);
+      socket.unshift(chunk);
+    };
+    const onError = (err: Error): void => done(err);
+    const onClose = (): void => done(lastSocketError(socket) ?? new Error('connection closed after the TLS handshake'));
+    const timer = setTimeout(() => done(null), ms);
+    const early = lastSocketError(socket);
+    if (early || socket.destroyed) return done(early ?? new Error('connection closed after the TLS handshake'));
+    socket.on('data', onData);
+    socket.once('error', onError);
+    socket.once('close', onClose);
+  });
+}
 
 interface PoolConn {
   /** Null until the byte stream to the proxy is up. */
@@ -148,6 +182,15 @@ export class H2Pool {
         throw err;
       }
       c.socket = socket;
+      if (proxy.protocol === 'https:') {
+        try {
+          await awaitServerPreface(socket, Math.min(SERVER_PREFACE_WAIT_MS, connectTimeoutMs));
+        } catch (err) {
+          socket.destroy();
+          this.retire(c);
+          throw connectionError(err, proxy);
+        }
+      }
       if (this.closed || c.dead) {
         socket.destroy();
         throw new UdpTunnelError(ErrorCodes.CLOSED, 'client is closing', { retryable: false });
@@ -158,6 +201,11 @@ export class H2Pool {
         peerMaxConcurrentStreams: ASSUMED_MAX_STREAMS,
       });
       c.session = session;
+      // The session reads the socket natively and misses TLS alerts that arrive after the handshake (TLS 1.3 sends
+      // "certificate required" late); pass them on so setup fails with the real cause instead of a timeout.
+      socket.on('error', (err) => {
+        if (!session.destroyed) session.destroy(err);
+      });
       session.on('error', () => this.retire(c));
       session.on('close', () => this.retire(c));
       session.on('goaway', () => this.retire(c));
@@ -199,7 +247,8 @@ export class H2Pool {
       });
       session.once('close', () => {
         clearTimeout(timer);
-        reject(new UdpTunnelError(ErrorCodes.PROXY_UNREACHABLE, `connection to proxy ${proxy.host} closed during setup`, { retryable: true }));
+        const cause = c.socket ? lastSocketError(c.socket) : undefined;
+        reject(cause ? connectionError(cause, proxy) : new UdpTunnelError(ErrorCodes.PROXY_UNREACHABLE, `connection to proxy ${proxy.host} closed during setup`, { retryable: true }));
       });
     });
   }

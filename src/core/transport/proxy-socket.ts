@@ -29,7 +29,9 @@ export function connectionError(err: unknown, proxy: URL): UdpTunnelError {
     const hint = /CERTIFICATE_REQUIRED|BAD_CERTIFICATE|UNKNOWN_CA/.test(code)
       ? 'the proxy wants a client certificate it trusts: use --cert FILE --key FILE'
       : 'use --ca FILE, --pin sha256/... or --insecure for a private proxy';
-    return new UdpTunnelError(ErrorCodes.TLS, `TLS handshake with ${proxy.host} failed: ${e.message} (${code}); ${hint}`, { retryable: false, osCode: code }, { cause: err });
+    // OpenSSL messages carry a hex prefix and a source path; keep only the reason.
+    const reason = /SSL routines:[^:]*:([^:]+)/.exec(e.message)?.[1] ?? String(e.message).split('\n')[0];
+    return new UdpTunnelError(ErrorCodes.TLS, `TLS handshake with ${proxy.host} failed: ${reason} (${code}); ${hint}`, { retryable: false, osCode: code }, { cause: err });
   }
   return new UdpTunnelError(ErrorCodes.PROXY_UNREACHABLE, `cannot reach proxy ${proxy.host}: ${e?.message ?? String(err)}`, { retryable: true, osCode: code }, { cause: err });
 }
@@ -49,6 +51,13 @@ export function parsePins(pins: readonly string[]): string[] {
     }
     return `sha256/${m[1]}`;
   });
+}
+
+const lastErrors = new WeakMap<net.Socket, Error>();
+
+/** The last error a socket from connectProxySocket reported after it was handed out (e.g. a TLS 1.3 alert). */
+export function lastSocketError(socket: net.Socket): Error | undefined {
+  return lastErrors.get(socket);
 }
 
 /** Options of connectProxySocket. */
@@ -104,7 +113,8 @@ export function connectProxySocket(opts: ProxySocketOptions): Promise<net.Socket
         socket.destroy();
         reject(err);
       } else {
-        socket.on('error', () => {});
+        // Errors after the handshake (TLS 1.3 sends a missing-client-certificate alert late) are kept for messages.
+        socket.on('error', (e) => lastErrors.set(socket, e));
         resolve(socket);
       }
     };
