@@ -136,6 +136,8 @@ interface ConnState {
   /** Tunnels set up or relaying on this connection. */
   sessions: number;
   headerTimer: NodeJS.Timeout | null;
+  /** Set once the socket belongs to the HTTP/2 server, which must then be the one to close it. */
+  h2: http2.ServerHttp2Session | null;
 }
 
 /**
@@ -341,13 +343,14 @@ export class TunnelServer extends EventEmitter {
   }
 
   private newConn(socket: net.Socket): ConnState {
-    const conn: ConnState = { socket, sessions: 0, headerTimer: null };
+    const conn: ConnState = { socket, sessions: 0, headerTimer: null, h2: null };
     if (this.opts.headerTimeoutMs > 0) {
       conn.headerTimer = setTimeout(() => {
         conn.headerTimer = null;
         // Slow or silent clients would otherwise hold a socket forever (slowloris).
         this.counters.limits.headerTime++;
-        socket.destroy();
+        if (conn.h2 !== null) conn.h2.destroy();
+        else socket.destroy();
       }, this.opts.headerTimeoutMs);
     }
     socket.once('close', () => this.clearHeaderTimer(conn));
@@ -408,6 +411,7 @@ export class TunnelServer extends EventEmitter {
       return;
     }
     this.h2Sessions.set(session, conn);
+    conn.h2 = session;
     session.on('close', () => this.h2Sessions.delete(session));
     session.on('error', () => {});
     // A large connection window so one busy stream does not stall the others; streams keep their own bound.
