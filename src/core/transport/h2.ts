@@ -151,7 +151,11 @@ export class H2Pool {
               c.socket?.destroy();
               return resolve();
             }
-            const t = setTimeout(() => session.destroy(), 500);
+            // A session that never finished its handshake may not emit 'close' after close() + destroy().
+            const t = setTimeout(() => {
+              session.destroy();
+              resolve();
+            }, 500);
             session.close(() => {
               clearTimeout(t);
               resolve();

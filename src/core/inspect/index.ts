@@ -1,0 +1,33 @@
+/** Public API of the inspect decoding layer: event schema, capsule stream views, hex input and capture decoding. */
+export * from './events.js';
+export { CapsuleView, DEFAULT_PREVIEW_BYTES } from './capsule-view.js';
+export type { CapsuleViewEvent, CapsuleViewOptions } from './capsule-view.js';
+export { parseHexText, MAX_HEX_TEXT_LENGTH, MAX_HEX_OUTPUT_BYTES } from './hex.js';
+export {
+  fieldValues,
+  headerListFromRaw,
+  http2Status,
+  parseCapsuleProtocol,
+  parseDefaultTemplateTarget,
+  parseStatus,
+  requestEvent,
+  requestHeadFromHttp1,
+  requestHeadFromHttp2,
+  responseEvent,
+} from './http-fields.js';
+export type { RequestHead } from './http-fields.js';
+export { HpackDecoder, huffmanDecode, huffmanEncode } from './hpack.js';
+export type { HpackDecoderOptions } from './hpack.js';
+export { Http1HeadParser, parseHttp1HeadText, DEFAULT_MAX_HEAD_BYTES } from './http1.js';
+export type { Http1Head, Http1HeadResult, Http1RequestHead, Http1ResponseHead } from './http1.js';
+export { Http2FrameParser, HTTP2_PREFACE, FRAME_TYPE, SETTINGS_ID, http2ErrorName } from './http2-frames.js';
+export type { Http2FrameItem, Http2FrameParserOptions } from './http2-frames.js';
+export { readCapture, detectCaptureFormat, LINKTYPE } from './pcap.js';
+export type { CaptureFile, CaptureFormat, CapturePacket } from './pcap.js';
+export { decodeFrame, TCP_FLAG } from './ip-tcp.js';
+export type { TcpSegment, FrameDecode, SkipReason } from './ip-tcp.js';
+export { TcpReassembler } from './tcp-reassembly.js';
+export type { TcpConnection, TcpStreamListener, TcpReassemblyOptions, TcpReassemblyStats, TcpSide, TcpEndReason } from './tcp-reassembly.js';
+export { decodeCapture, streamCapture } from './pcap-decode.js';
+export type { CaptureDecodeOptions, CaptureDecodeResult, CaptureStats, CaptureWarning } from './pcap-decode.js';
+export { parseInspectEvent, parseInspectNdjson } from './event-parse.js';
