@@ -26,7 +26,7 @@ interface ServeArgs extends CommonArgs {
   basic: string[];
   'idle-timeout': string;
   'max-sessions': number;
-  'max-sessions-per-connection': number;
+  'max-sessions-per-connection'?: number;
   'max-streams': number;
   'max-capsule': string;
   'max-datagram': number;
@@ -65,7 +65,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       .option('basic', { type: 'string', array: true, default: [], describe: 'Accept Basic credentials USER:PASS (repeatable)' })
       .option('idle-timeout', { type: 'string', default: '120s', describe: 'Close a session after no datagram either way for this long (0 = never)' })
       .option('max-sessions', { type: 'number', default: 10000, describe: 'Tunnels on this server at once; more get 503' })
-      .option('max-sessions-per-connection', { type: 'number', default: 100, describe: 'Tunnels one HTTP/2 connection may hold; more are refused with REFUSED_STREAM' })
+      .option('max-sessions-per-connection', { type: 'number', describe: 'Tunnels one HTTP/2 connection may hold; more are refused with REFUSED_STREAM (default: --max-streams)' })
       .option('max-streams', { type: 'number', default: 100, describe: 'SETTINGS_MAX_CONCURRENT_STREAMS per HTTP/2 connection' })
       .option('max-capsule', { type: 'string', default: '65552', describe: 'Largest capsule accepted; a longer one aborts its stream' })
       .option('max-datagram', { type: 'number', default: 65527, describe: 'Largest UDP payload relayed either way; larger ones are dropped and counted' })
@@ -119,7 +119,9 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       postRoutes,
       idleTimeoutMs: parseDuration(args['idle-timeout'], '--idle-timeout'),
       maxSessions: positive(args['max-sessions'], '--max-sessions'),
-      maxSessionsPerConnection: positive(args['max-sessions-per-connection'], '--max-sessions-per-connection'),
+      ...(args['max-sessions-per-connection'] !== undefined
+        ? { maxSessionsPerConnection: positive(args['max-sessions-per-connection'], '--max-sessions-per-connection') }
+        : {}),
       maxStreamsPerConnection: positive(args['max-streams'], '--max-streams'),
       maxCapsuleLength: parseSize(args['max-capsule'], '--max-capsule'),
       maxDatagram: args['max-datagram'],

@@ -65,7 +65,7 @@ export interface TunnelServerOptions {
   maxStreamBuffer?: number;
   /** Tunnels across the whole server. */
   maxSessions?: number;
-  /** Tunnels one client connection may hold at once (HTTP/2 and POST); more are refused with REFUSED_STREAM. */
+  /** Tunnels one client connection may hold at once (HTTP/2 and POST); more are refused with REFUSED_STREAM. Default: maxStreamsPerConnection. */
   maxSessionsPerConnection?: number;
   /** SETTINGS_MAX_CONCURRENT_STREAMS advertised per HTTP/2 connection. */
   maxStreamsPerConnection?: number;
@@ -239,12 +239,13 @@ export class TunnelServer extends EventEmitter {
       maxDatagram: MAX_UDP_PAYLOAD,
       maxStreamBuffer: 256 * 1024,
       maxSessions: 10_000,
-      maxSessionsPerConnection: 100,
       maxStreamsPerConnection: 100,
       headerTimeoutMs: 10_000,
       maxHeaderSize: 16 * 1024,
       dnsTimeoutMs: 5000,
       ...options,
+      // By default a connection may hold as many tunnels as it may open streams.
+      maxSessionsPerConnection: options.maxSessionsPerConnection ?? options.maxStreamsPerConnection ?? 100,
     };
     this.matcher = compileTemplateMatcher(this.opts.template);
     this.postRoutes = options.postRoutes ?? new Map();

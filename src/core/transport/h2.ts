@@ -52,6 +52,8 @@ interface PoolConn {
   /** Null until the byte stream to the proxy is up. */
   session: http2.ClientHttp2Session | null;
   socket: net.Socket | null;
+  /** Streams on this connection that the proxy accepted and that are still open. */
+  open: number;
   ready: Promise<void>;
   reserved: number;
   limit: number;
@@ -135,7 +137,8 @@ export class H2Pool {
 
   /** Lowers a connection's stream budget after the proxy refused a stream on it (RFC 9113 §8.7). */
   refusedOn(c: PoolConn): void {
-    c.limit = Math.min(c.limit, c.reserved);
+    // The proxy holds what it has already accepted; anything more goes to another connection.
+    c.limit = Math.min(c.limit, c.open);
   }
 
   /** Closes every connection. */
@@ -174,7 +177,7 @@ export class H2Pool {
   private connect(): PoolConn {
     const { proxy, tls, connectTimeoutMs } = this.opts;
     this.connectionsOpened++;
-    const c: PoolConn = { session: null, socket: null, ready: Promise.resolve(), reserved: 0, limit: ASSUMED_MAX_STREAMS, dead: false };
+    const c: PoolConn = { session: null, socket: null, open: 0, ready: Promise.resolve(), reserved: 0, limit: ASSUMED_MAX_STREAMS, dead: false };
     this.conns.push(c);
     c.ready = (async () => {
       const started = Date.now();
@@ -342,6 +345,8 @@ async function openH2StreamOnce(
       // RFC 9298 §3.5: any 2xx is success, but a response that ends the stream cannot carry a tunnel.
       if (status < 200 || status > 299) return finish(refusedError(status, h, what, sentCredentials));
       if (stream.endAfterHeaders) return finish(refusedError(status, h, `${what} (response ended the stream)`, sentCredentials));
+      conn.open++;
+      stream.once('close', () => conn.open--);
       finish(null, {
         stream,
         responseHeaders: h,
