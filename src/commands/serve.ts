@@ -37,9 +37,6 @@ interface ServeArgs extends CommonArgs {
   'dns-timeout': string;
 }
 
-/** Re-exported for callers that built policies through the command module. */
-export { buildTargetPolicy as buildPolicy };
-
 function positive(n: number, what: string): number {
   if (!Number.isInteger(n) || n < 1) throw new UsageError(`${what} must be a whole number of at least 1`);
   return n;

@@ -221,7 +221,10 @@ export class TunnelServer extends EventEmitter {
   private readonly h2: http2.Http2Server;
   private readonly front: net.Server;
   private readonly sessions = new Map<string, Session>();
+  /** Accepted TCP connections (for TLS: before the handshake too). */
   private readonly sockets = new Set<net.Socket>();
+  /** TLS sockets on top of some of those connections. */
+  private readonly tlsSockets = new Set<net.Socket>();
   private readonly h2Sessions = new Map<http2.ServerHttp2Session, ConnState>();
   /** Set only while a socket is handed to the HTTP/2 server, whose 'session' event fires synchronously. */
   private pendingConn: ConnState | null = null;
@@ -324,10 +327,13 @@ export class TunnelServer extends EventEmitter {
     for (const s of [...this.sessions.values()]) this.closeSession(s, 'server-shutdown');
     for (const s of this.h2Sessions.keys()) s.close();
     const h2Owned = new Set([...this.h2Sessions.values()].map((c) => c.socket));
-    for (const socket of this.sockets) if (!h2Owned.has(socket)) socket.destroy();
+    // HTTP/2 connections get a GOAWAY and a moment to finish; everything else closes now. Under TLS the raw
+    // connections carry the TLS sockets, so only those still in their handshake are cut here.
+    const conns = this.opts.tls ? this.tlsSockets : this.sockets;
+    for (const socket of conns) if (!h2Owned.has(socket)) socket.destroy();
     const timer = setTimeout(() => {
       for (const s of this.h2Sessions.keys()) s.destroy();
-      for (const socket of this.sockets) socket.destroy();
+      for (const socket of [...this.tlsSockets, ...this.sockets]) socket.destroy();
     }, 1000);
     await done;
     clearTimeout(timer);
@@ -335,11 +341,12 @@ export class TunnelServer extends EventEmitter {
 
   // ---- connection fronts -------------------------------------------------------------------------------------
 
-  private track(socket: net.Socket, counted: boolean): void {
-    if (counted) this.counters.connections++;
-    this.sockets.add(socket);
+  private track(socket: net.Socket, raw: boolean): void {
+    const set = raw ? this.sockets : this.tlsSockets;
+    if (raw) this.counters.connections++;
+    set.add(socket);
     socket.on('error', () => {});
-    socket.once('close', () => this.sockets.delete(socket));
+    socket.once('close', () => set.delete(socket));
     if (this.closing) socket.destroy();
   }
 

@@ -5,7 +5,6 @@ import { parseProxyStatusError } from '../proxy-status.js';
 import { connectProxySocket, connectionError, lastSocketError } from './proxy-socket.js';
 import type { Transport, TransportOptions, TunnelHandle } from './types.js';
 
-export { connectionError };
 
 // RFC 9113 §8.7: REFUSED_STREAM means the request was not processed and may be retried; bound the retries.
 const REFUSED_STREAM_RETRIES = 3;
