@@ -25,15 +25,17 @@ export async function main(argv: string[] = hideBin(process.argv)): Promise<numb
     .fail((msg, err) => {
       if (err) throw err;
       usageFailure = msg;
+      // Throwing stops yargs here; returning would let it run the command handler despite the failed validation.
+      throw new Error(msg);
     });
   try {
     await parser.parseAsync();
+    return 0;
+  } catch (err) {
     if (usageFailure !== null) {
       process.stderr.write(`${await parser.getHelp()}\n\nerror: ${usageFailure}\n`);
       return EXIT_USAGE;
     }
-    return 0;
-  } catch (err) {
     const { code, message } = describeError(err);
     process.stderr.write(`udp-tunnel: ${message}\n`);
     if (verbose && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);

@@ -97,6 +97,12 @@ export const connectCommand: CommandModule<object, ConnectArgs> = {
     if (args.mode === 'connect-udp' && !args.target) throw new UsageError('--target HOST:PORT is required in connect-udp mode');
     if (args.mode === 'post' && args.http !== '2') throw new UsageError('--mode post runs over HTTP/2 only; drop --http 1.1');
     if (Boolean(args.cert) !== Boolean(args.key)) throw new UsageError('--cert and --key go together');
+    const tlsFlags = ['ca', 'servername', 'cert'].filter((f) => args[f as 'ca' | 'servername' | 'cert'] !== undefined);
+    if (args.pin.length > 0) tlsFlags.push('pin');
+    if (args.insecure) tlsFlags.push('insecure');
+    if (tlsFlags.length > 0 && !/^https:/i.test(args.proxy)) {
+      throw new UsageError(`--${tlsFlags.join(', --')} need an https:// proxy URL`);
+    }
     const target = args.target ? parseHostPort(args.target, { what: '--target' }) : undefined;
     const baseMs = parseDuration(args['backoff-base'], '--backoff-base', 'ms');
     const tls = {
