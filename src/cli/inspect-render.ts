@@ -228,7 +228,7 @@ export class InspectRenderer {
     const v = this.opts.verbose;
     switch (ev.event) {
       case 'request': {
-        const parts = [c.bold(ev.method)];
+        const parts = [c.bold(ev.method || '-')];
         if (ev.protocol !== null) parts.push(ev.protocol);
         parts.push(ev.path ?? '-');
         if (ev.target) parts.push(`target ${ev.target.host.includes(':') ? `[${ev.target.host}]` : ev.target.host}:${ev.target.port}`);

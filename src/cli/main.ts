@@ -1,22 +1,23 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { connectCommand } from '../commands/connect.js';
+import { demoCommand } from '../commands/demo.js';
 import { inspectCommand } from '../commands/inspect.js';
 import { serveCommand } from '../commands/serve.js';
-import { describeError, EXIT_USAGE } from './errors.js';
+import { describeError, EXIT_USAGE, UsageError } from './errors.js';
 import { packageVersion } from './version.js';
 
 /** Runs the CLI with `argv` (without node and script) and returns the exit code. */
 export async function main(argv: string[] = hideBin(process.argv)): Promise<number> {
   const verbose = argv.includes('-v') || argv.includes('--verbose');
-  let usageFailure: string | null = null;
   const parser = yargs(argv)
     .scriptName('udp-tunnel')
     .usage('$0 <command> [options]\n\nTunnel UDP through HTTP proxies with CONNECT-UDP (RFC 9298) and DATAGRAM capsules (RFC 9297).')
     .command(connectCommand)
     .command(serveCommand)
     .command(inspectCommand)
-    .demandCommand(1, 'Name a command: connect, serve or inspect (see --help)')
+    .command(demoCommand)
+    .demandCommand(1, 'Name a command: connect, serve, inspect or demo (see --help)')
     .strict()
     .recommendCommands()
     .version(packageVersion())
@@ -25,19 +26,17 @@ export async function main(argv: string[] = hideBin(process.argv)): Promise<numb
     .wrap(Math.min(110, process.stdout.columns || 100))
     .epilogue('Exit codes: 0 ok, 1 runtime failure, 2 usage error. Docs: README.md')
     .fail((msg, err) => {
+      // Throwing stops yargs from running the command handler after a validation failure.
       if (err) throw err;
-      usageFailure = msg;
+      throw new UsageError(msg);
     });
   try {
     await parser.parseAsync();
-    if (usageFailure !== null) {
-      process.stderr.write(`${await parser.getHelp()}\n\nerror: ${usageFailure}\n`);
-      return EXIT_USAGE;
-    }
     return 0;
   } catch (err) {
     const { code, message } = describeError(err);
     process.stderr.write(`udp-tunnel: ${message}\n`);
+    if (code === EXIT_USAGE && err instanceof UsageError) process.stderr.write(`Run 'udp-tunnel --help' or 'udp-tunnel <command> --help' for usage.\n`);
     if (verbose && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
     return code;
   }

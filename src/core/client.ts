@@ -335,6 +335,7 @@ export class TunnelClient extends EventEmitter {
       role: 'client',
       maxCapsuleLength: this.opts.maxCapsuleLength,
       maxWriteBuffer: this.opts.maxStreamBuffer,
+      maxDatagram: this.opts.maxDatagram,
       onDatagram: (payload) => {
         s.idle.touch();
         s.stats.txDatagrams++;
@@ -377,6 +378,8 @@ export class TunnelClient extends EventEmitter {
       const c: ChannelCounters = s.channel.counters;
       stats.drops.backpressure = c.dropBackpressure;
       stats.drops.contextId = c.dropContextId;
+      // Tunnel datagrams over --max-datagram (local ones are counted on arrival).
+      stats.drops.oversize += c.dropOversize;
       stats.skippedCapsules = c.skippedCapsules;
     }
     stats.durationMs = Date.now() - stats.openedAt;

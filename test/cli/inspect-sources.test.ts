@@ -335,7 +335,7 @@ describe('inspect usage errors (exit 2)', () => {
     it(args.join(' '), async () => {
       const r = await runCli([...args]);
       assert.equal(r.code, 2);
-      assert.equal(r.stderr, `udp-tunnel: ${message}\n`);
+      assert.equal(r.stderr, `udp-tunnel: ${message}\nRun 'udp-tunnel --help' or 'udp-tunnel <command> --help' for usage.\n`);
     });
   }
 });

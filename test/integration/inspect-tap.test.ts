@@ -124,3 +124,57 @@ async function collect(path: string): Promise<InspectEvent[]> {
   for await (const item of readRecording(createReadStream(path))) if (item.kind === 'event') out.push(item.event);
   return out;
 }
+
+describe('the tap on every transport', () => {
+  for (const combo of [
+    { name: 'connect-udp over HTTP/1.1', mode: 'connect-udp' as const, http: '1.1' as const, request: ['1.1', 'GET', 'connect-udp'], status: 101 },
+    { name: 'POST over HTTP/2', mode: 'post' as const, http: '2' as const, request: ['2', 'POST', null], status: 200 },
+  ]) {
+    it(`${combo.name}: client and server taps report the request line, the status and every capsule`, async () => {
+      const echo = await startUdpEcho();
+      const server = new TunnelServer({ host: '127.0.0.1', port: 0, policy: new TargetPolicy(), postRoutes: new Map([['/echo', { host: '127.0.0.1', port: echo.port }]]) });
+      const s = await server.listen();
+      const client = new TunnelClient({
+        host: '127.0.0.1',
+        port: 0,
+        transport: buildTransport({
+          proxy: `http://127.0.0.1:${s.port}`,
+          mode: combo.mode,
+          http: combo.http,
+          postPath: '/echo',
+          target: { host: '127.0.0.1', port: echo.port },
+          connectTimeoutMs: 5000,
+        }),
+      });
+      const events: InspectEvent[] = [];
+      const tap = new TapInspector({ onEvent: (ev) => events.push(ev) });
+      tap.start();
+      const local = await client.start();
+      const peer = await openUdpPeer();
+      try {
+        await peer.send('over the tap', local.port, '127.0.0.1');
+        await peer.waitFor(1);
+        await waitUntil(() => events.filter((e) => e.event === 'capsule').length === 4, 2000, 'four capsule events');
+      } finally {
+        await peer.close();
+        await client.close();
+        await server.close();
+        await echo.close();
+        tap.stop();
+      }
+      const path = combo.mode === 'post' ? '/echo' : `/.well-known/masque/udp/127.0.0.1/${echo.port}/`;
+      for (const session of ['c1', 's1']) {
+        const req = events.find((e) => e.session === session && e.event === 'request');
+        assert.ok(req && req.event === 'request', `${session} request`);
+        assert.deepEqual([req.http, req.method, req.protocol, req.path, req.capsuleProtocol], [...combo.request, path, true]);
+        const res = events.find((e) => e.session === session && e.event === 'response');
+        assert.equal(res?.event === 'response' && res.status, combo.status);
+        const caps = events.filter((e) => e.session === session && e.event === 'capsule');
+        assert.deepEqual(caps.map((c) => (c.event === 'capsule' ? [c.dir, c.payloadHex] : null)), [
+          ['->', Buffer.from('over the tap').toString('hex')],
+          ['<-', Buffer.from('over the tap').toString('hex')],
+        ]);
+      }
+    });
+  }
+});

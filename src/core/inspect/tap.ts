@@ -20,8 +20,9 @@ export function tapCloseReason(text: string): { reason: CloseReason; detail: str
   return { reason: 'local', detail: text };
 }
 
-function headOf(headers: Record<string, unknown>): RequestHead {
-  const list = headerListFromObject(headers);
+function headOf(m: Extract<TapMessage, { kind: 'request' }>): RequestHead {
+  const list = headerListFromObject(m.headers);
+  if (m.requestLine) return requestHeadFromHttp1(m.requestLine.method, m.requestLine.target, list);
   if (list.some(([n]) => n === ':method')) return requestHeadFromHttp2(list);
   return { ...requestHeadFromHttp1('', '', list), path: null };
 }
@@ -72,16 +73,19 @@ export class TapInspector {
     const t = this.rel(m.time);
     switch (m.kind) {
       case 'request': {
-        const head = headOf(m.headers);
+        const head = headOf(m);
         // Bounded like the decoder's session table; a missing entry only defaults the response's version to '2'.
         if (this.http.size < MAX_TRACKED) this.http.set(m.session, head.http);
         this.decoder.request(m.session, t, head);
         return;
       }
       case 'response': {
-        const list = headerListFromObject(m.headers);
-        const status = parseStatus(list.find(([n]) => n === ':status')?.[1] ?? null);
-        this.decoder.response(m.session, t, this.http.get(m.session) ?? '2', status, list);
+        const http = this.http.get(m.session) ?? '2';
+        const all = headerListFromObject(m.headers);
+        const status = parseStatus(all.find(([n]) => n === ':status')?.[1] ?? null);
+        // HTTP/1.1 has no pseudo-header fields: the status travels as `:status` only inside the tap message.
+        const list = http === '1.1' ? all.filter(([n]) => n !== ':status') : all;
+        this.decoder.response(m.session, t, http, status, list);
         return;
       }
       case 'bytes':
