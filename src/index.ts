@@ -18,3 +18,4 @@ export * from './core/auth.js';
 export * from './core/resolver.js';
 export type * from './core/transport/types.js';
 export { H2ConnectUdpTransport, H2Pool } from './core/transport/h2.js';
+export * from './core/inspect/index.js';
