@@ -21,7 +21,6 @@ import { untilShutdown } from '../cli/lifecycle.js';
 import type { Output } from '../cli/output.js';
 
 interface InspectArgs extends CommonArgs {
-  stdin?: string;
   listen?: string;
   upstream?: string;
   raw?: string;
@@ -65,12 +64,14 @@ function listOf(values: string[]): string[] {
 
 /** `udp-tunnel inspect`: decode capsule traffic from a relay, a raw/hex stream, a recording or a capture. */
 export const inspectCommand: CommandModule<object, InspectArgs> = {
-  // The hidden positional takes the lone '-' of `--raw -` / `--file -` (yargs reads '-' as a positional).
-  command: 'inspect [stdin]',
+  command: 'inspect',
   describe: 'Decode capsule traffic (RFC 9297/9298): live as a relay, or from a raw/hex stream, a recording or a pcap capture',
   builder: (y: Argv) =>
     withCommonOptions(y)
-      .positional('stdin', { type: 'string', hidden: true })
+      .usage('$0 inspect (--listen HOST:PORT --upstream URL | --raw FILE|- | --file FILE|- | --pcap FILE) [options]\n\nDecode capsule traffic (RFC 9297/9298) live as a relay, or from a raw/hex stream, a recording or a capture.')
+      // yargs reads the lone '-' of `--raw -` / `--file -` as a positional: allow positionals, still refuse unknown options.
+      .strict(false)
+      .strictOptions(true)
       .option('listen', { alias: 'l', type: 'string', describe: 'Relay: accept tunnel requests on TCP HOST:PORT (h2c, or TLS with --cert/--key)', group: 'Sources (pick one):' })
       .option('upstream', { alias: 'u', type: 'string', describe: 'Relay: forward every request to this proxy, http://HOST:PORT (h2c) or https://HOST:PORT', group: 'Sources (pick one):' })
       .option('raw', { type: 'string', describe: 'Decode a raw capsule byte stream from FILE (- = stdin)', group: 'Sources (pick one):' })
@@ -104,10 +105,11 @@ export const inspectCommand: CommandModule<object, InspectArgs> = {
       .example('$0 inspect --pcap lo.pcapng --json', 'Decode a tcpdump/tshark capture to NDJSON events') as unknown as Argv<InspectArgs>,
   handler: async (args: ArgumentsCamelCase<InspectArgs>) => {
     const out = makeOutput(args);
-    // yargs hands the lone '-' over as an empty string.
-    const dash = args.stdin === '' || args.stdin === '-';
-    if (args.stdin !== undefined && !dash) throw new UsageError(`unexpected argument '${args.stdin}'`);
-    for (const k of ['raw', 'file'] as const) if (args[k] === '' && dash) args[k] = '-';
+    const extra = args._.slice(1).map(String);
+    const bad = extra.find((a) => a !== '-');
+    if (bad !== undefined || extra.length > 1) throw new UsageError(`unexpected argument '${bad ?? '-'}'`);
+    // The option itself was left empty by yargs when '-' was split off.
+    for (const k of ['raw', 'file'] as const) if (args[k] === '' && extra.length === 1) args[k] = '-';
     const sources = (['listen', 'raw', 'file', 'pcap'] as const).filter((k) => args[k] !== undefined);
     if (sources.length !== 1) {
       throw new UsageError(

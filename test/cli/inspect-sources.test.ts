@@ -331,6 +331,7 @@ describe('inspect usage errors (exit 2)', () => {
     [['inspect', '--raw', 'a', '--bytes', '-1'], '--bytes must be a non-negative integer, got -1'],
     [['inspect', '--listen', '127.0.0.1:0'], 'the relay needs --upstream URL (the proxy to forward to)'],
     [['inspect', '--raw', 'a', 'extra'], "unexpected argument 'extra'"],
+    [['inspect', '--raw', 'a', '--bogus'], 'Unknown argument: bogus'],
   ] as const) {
     it(args.join(' '), async () => {
       const r = await runCli([...args]);
