@@ -1,5 +1,6 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import { benchCommand } from '../commands/bench.js';
 import { connectCommand } from '../commands/connect.js';
 import { demoCommand } from '../commands/demo.js';
 import { inspectCommand } from '../commands/inspect.js';
@@ -16,8 +17,9 @@ export async function main(argv: string[] = hideBin(process.argv)): Promise<numb
     .command(connectCommand)
     .command(serveCommand)
     .command(inspectCommand)
+    .command(benchCommand)
     .command(demoCommand)
-    .demandCommand(1, 'Name a command: connect, serve, inspect or demo (see --help)')
+    .demandCommand(1, 'Name a command: connect, serve, inspect, bench or demo (see --help)')
     .strict()
     .recommendCommands()
     .version(packageVersion())

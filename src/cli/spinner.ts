@@ -9,6 +9,11 @@ export class Spinner {
     this.ora = enabled ? ora({ text, stream: process.stderr }).start() : null;
   }
 
+  /** True when a spinner is actually shown (stderr is a TTY, CI unset, not JSON or quiet). */
+  get active(): boolean {
+    return this.ora !== null && this.ora.isSpinning;
+  }
+
   /** Updates the live text. */
   set text(t: string) {
     if (this.ora) this.ora.text = t;

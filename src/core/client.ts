@@ -1,4 +1,5 @@
 import dgram from 'node:dgram';
+import { lookup } from 'node:dns/promises';
 import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -98,7 +99,6 @@ type State = 'connecting' | 'open' | 'closed';
 
 interface ClientSession {
   id: string;
-  key: string;
   address: string;
   port: number;
   state: State;
@@ -110,6 +110,15 @@ interface ClientSession {
   abort: AbortController;
   stats: ClientSessionStats;
   sendDone: (err: Error | null) => void;
+}
+
+/**
+ * Lookup for the local socket, which only ever sends to peers' source addresses and binds a resolved address:
+ * both are literals, so the answer is the input, given synchronously. The default (dns.lookup) would test the
+ * literal and defer every reply datagram to the next tick.
+ */
+function literalLookup(family: 4 | 6): NonNullable<dgram.SocketOptions['lookup']> {
+  return (address, _options, callback) => callback(null, address, family);
 }
 
 /**
@@ -135,7 +144,10 @@ export class TunnelClient extends EventEmitter {
     datagrams_dropped: 0,
   };
   private readonly opts: Required<TunnelClientOptions>;
-  private readonly sessions = new Map<string, ClientSession>();
+  private readonly sessions = new Set<ClientSession>();
+  // Sessions by local peer port, then address: finding a peer's session allocates nothing (no key string per
+  // datagram). A port almost always has a single peer address, so the list is short.
+  private readonly byPort = new Map<number, ClientSession[]>();
   private socket: dgram.Socket | null = null;
   private nextId = 1;
   private closing = false;
@@ -159,13 +171,15 @@ export class TunnelClient extends EventEmitter {
   }
 
   /** Binds the local UDP socket; resolves with the bound address. */
-  start(): Promise<AddressInfo> {
-    const type = isIP(this.opts.host) === 6 ? 'udp6' : 'udp4';
-    const socket = dgram.createSocket({ type, ipv6Only: type === 'udp6' });
+  async start(): Promise<AddressInfo> {
+    // Resolved once here, so the socket's lookup only ever sees address literals (see literalLookup).
+    const host = isIP(this.opts.host) !== 0 ? this.opts.host : (await lookup(this.opts.host)).address;
+    const type = isIP(host) === 6 ? 'udp6' : 'udp4';
+    const socket = dgram.createSocket({ type, ipv6Only: type === 'udp6', lookup: literalLookup(type === 'udp6' ? 6 : 4) });
     this.socket = socket;
     return new Promise((resolve, reject) => {
       socket.once('error', reject);
-      socket.bind(this.opts.port, this.opts.host, () => {
+      socket.bind(this.opts.port, host, () => {
         socket.off('error', reject);
         // A socket error here (rare for UDP) must not kill the process; report it.
         socket.on('error', (err) => this.emit('error', err));
@@ -196,7 +210,7 @@ export class TunnelClient extends EventEmitter {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
-    for (const s of [...this.sessions.values()]) this.closeSession(s, 'client-shutdown');
+    for (const s of [...this.sessions]) this.closeSession(s, 'client-shutdown');
     await this.opts.transport.close();
     await new Promise<void>((resolve) => {
       if (!this.socket) return resolve();
@@ -206,15 +220,23 @@ export class TunnelClient extends EventEmitter {
 
   private onLocalDatagram(msg: Buffer, address: string, port: number): void {
     if (this.closing) return;
-    const key = `${address}|${port}`;
-    let s = this.sessions.get(key);
+    let s: ClientSession | undefined;
+    const list = this.byPort.get(port);
+    if (list !== undefined) {
+      for (let i = 0; i < list.length; i++) {
+        if (list[i]!.address === address) {
+          s = list[i];
+          break;
+        }
+      }
+    }
     if (s === undefined) {
       if (this.sessions.size >= this.opts.maxSessions) {
         this.counters.downstream_sess_overflow++;
         this.counters.datagrams_dropped++;
         return;
       }
-      s = this.createSession(key, address, port);
+      s = this.createSession(address, port);
     }
     s.idle.touch();
     s.stats.rxDatagrams++;
@@ -247,11 +269,10 @@ export class TunnelClient extends EventEmitter {
     s.pendingBytes += msg.length;
   }
 
-  private createSession(key: string, address: string, port: number): ClientSession {
+  private createSession(address: string, port: number): ClientSession {
     const id = `c${this.nextId++}`;
     const s: ClientSession = {
       id,
-      key,
       address,
       port,
       state: 'connecting',
@@ -287,7 +308,10 @@ export class TunnelClient extends EventEmitter {
         }
       },
     };
-    this.sessions.set(key, s);
+    this.sessions.add(s);
+    const peers = this.byPort.get(port);
+    if (peers === undefined) this.byPort.set(port, [s]);
+    else peers.push(s);
     this.counters.downstream_sess_total++;
     this.counters.downstream_sess_active = this.sessions.size;
     this.emit('session-open', { id, peer: s.stats.peer });
@@ -364,7 +388,12 @@ export class TunnelClient extends EventEmitter {
     s.state = 'closed';
     s.idle.stop();
     s.abort.abort();
-    if (this.sessions.get(s.key) === s) this.sessions.delete(s.key);
+    if (this.sessions.delete(s)) {
+      const peers = this.byPort.get(s.port);
+      const i = peers?.indexOf(s) ?? -1;
+      if (i >= 0) peers!.splice(i, 1);
+      if (peers?.length === 0) this.byPort.delete(s.port);
+    }
     this.counters.downstream_sess_active = this.sessions.size;
     if (s.pending.length > 0) {
       s.stats.drops.unsent += s.pending.length;

@@ -1,7 +1,14 @@
 import { Buffer } from 'node:buffer';
 import type { Duplex } from 'node:stream';
 import { CapsuleDecoder, type DecodedCapsule } from './codec/capsule-decoder.js';
-import { CONTEXT_ID_UDP, MAX_UDP_PAYLOAD, datagramHeaderLength, parseConnectUdpDatagram, writeDatagramCapsule } from './codec/datagram.js';
+import {
+  CONTEXT_ID_UDP,
+  MAX_UDP_PAYLOAD,
+  datagramHeaderLength,
+  encodeDatagramCapsule,
+  parseConnectUdpDatagram,
+  writeDatagramCapsule,
+} from './codec/datagram.js';
 import { tapChannel, type WireDirection } from './diagnostics.js';
 import { ErrorCodes, UdpTunnelError } from './errors.js';
 
@@ -44,9 +51,19 @@ export interface DatagramChannelOptions {
   onDatagram: (payload: Buffer) => void;
   /** Called once when the incoming capsule stream is malformed; the owner must abort the stream. */
   onMalformed: (err: UdpTunnelError) => void;
+  /**
+   * Gather the datagrams of one event-loop turn into one write. Default: on, except for HTTP/2 streams, whose
+   * session already gathers every frame of a turn into one socket write (see send()).
+   */
+  coalesceWrites?: boolean;
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** True for a node:http2 stream (it has a session and a reset code); its session batches writes itself. */
+function isHttp2Stream(stream: Duplex): boolean {
+  return 'session' in stream && 'rstCode' in stream;
+}
 
 /**
  * Carries UDP payloads as DATAGRAM capsules (RFC 9297 §3.5, RFC 9298 §5) over any byte stream: an HTTP/2 stream,
@@ -70,6 +87,11 @@ export class DatagramChannel {
   private readonly rxDir: WireDirection;
   private readonly maxDatagram: number;
   private failed = false;
+  private readonly coalesce: boolean;
+  /** Payloads accepted in this turn, awaiting the flush at its end; their encoded size. */
+  private readonly pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private flushScheduled = false;
 
   constructor(stream: Duplex, opts: DatagramChannelOptions) {
     this.stream = stream;
@@ -78,6 +100,7 @@ export class DatagramChannel {
     this.txDir = opts.role === 'client' ? '->' : '<-';
     this.rxDir = opts.role === 'client' ? '<-' : '->';
     this.decoder = new CapsuleDecoder((c) => this.onCapsule(c), { maxCapsuleLength: opts.maxCapsuleLength });
+    this.coalesce = opts.coalesceWrites ?? !isHttp2Stream(stream);
     stream.on('data', (chunk: Buffer) => this.onData(chunk));
     stream.on('end', () => this.onEnd());
     // A front may have paused the stream while reading an HTTP/1.1 head; 'data' alone does not undo an explicit pause.
@@ -92,6 +115,12 @@ export class DatagramChannel {
   /**
    * Sends one UDP payload as a DATAGRAM capsule. Returns false (and counts a drop) when the stream cannot take it
    * now: datagrams are dropped rather than queued without limit (RFC 9298 §5 allows loss).
+   *
+   * When coalescing, the datagrams of one event-loop turn are copied into one buffer and written together when
+   * the turn ends (setImmediate, same loop iteration): one write and one syscall instead of one per datagram on a
+   * socket. An HTTP/2 stream is written through at once instead: its session already sends all frames of a turn in
+   * one socket write, and a write made from setImmediate would only leave in the next iteration. RFC 9298 §6:
+   * either way nothing waits beyond the current turn, so no burst or delay is added.
    */
   send(payload: Buffer): boolean {
     const stream = this.stream;
@@ -99,27 +128,59 @@ export class DatagramChannel {
       this.drop('oversize');
       return false;
     }
-    if (stream.writableLength > this.opts.maxWriteBuffer || this.failed || !stream.writable) {
+    if (this.failed || !stream.writable || stream.writableLength + this.pendingBytes > this.opts.maxWriteBuffer) {
       this.drop('backpressure');
       return false;
     }
-    // One buffer per capsule: header and payload copied together is cheaper than two writes for small datagrams.
-    const out = Buffer.allocUnsafe(datagramHeaderLength(payload.length) + payload.length);
-    writeDatagramCapsule(out, 0, payload);
-    stream.write(out);
+    // Counted as sent once accepted: a pending batch is part of the stream's write buffer (it counts toward
+    // maxWriteBuffer above) and, like that buffer, is lost only if the stream dies first.
     this.counters.txDatagrams++;
     this.counters.txBytes += payload.length;
-    if (tapChannel.hasSubscribers) {
-      tapChannel.publish({ kind: 'bytes', session: this.opts.session, time: Date.now(), dir: this.txDir, chunk: out });
+    if (!this.coalesce) {
+      this.write(encodeDatagramCapsule(payload));
+      return true;
     }
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flush);
+    }
+    this.pending.push(payload);
+    this.pendingBytes += datagramHeaderLength(payload.length) + payload.length;
     return true;
   }
 
   /** Writes raw capsule bytes (an intermediary forwarding capsules it does not interpret). */
   sendRaw(bytes: Buffer): boolean {
     if (this.failed || !this.stream.writable) return false;
-    this.stream.write(bytes);
+    // Keeps the byte order: datagrams accepted earlier go first.
+    this.writePending();
+    this.write(bytes);
     return true;
+  }
+
+  /** End of the turn: writes the datagrams accepted during it. */
+  private readonly flush = (): void => {
+    this.flushScheduled = false;
+    this.writePending();
+  };
+
+  private writePending(): void {
+    const n = this.pending.length;
+    if (n === 0) return;
+    const out = Buffer.allocUnsafe(this.pendingBytes);
+    let off = 0;
+    for (let i = 0; i < n; i++) off = writeDatagramCapsule(out, off, this.pending[i]!);
+    this.pending.length = 0;
+    this.pendingBytes = 0;
+    if (this.failed || !this.stream.writable) return;
+    this.write(out);
+  }
+
+  private write(bytes: Buffer): void {
+    this.stream.write(bytes);
+    if (tapChannel.hasSubscribers) {
+      tapChannel.publish({ kind: 'bytes', session: this.opts.session, time: Date.now(), dir: this.txDir, chunk: bytes });
+    }
   }
 
   private onData(chunk: Buffer): void {
@@ -153,19 +214,27 @@ export class DatagramChannel {
       return;
     }
     // Only DATAGRAM capsules are delivered with a value (decoder default).
-    const d = parseConnectUdpDatagram(c.value);
-    if (d.contextId !== CONTEXT_ID_UDP) {
-      this.drop('contextId');
-      return;
+    const value = c.value;
+    let payload: Buffer;
+    if (value.length > 0 && value[0] === CONTEXT_ID_UDP && value.length - 1 <= MAX_UDP_PAYLOAD) {
+      // RFC 9298 §5: a one-byte context ID 0 is what peers send; taken without building a parse result.
+      payload = value.subarray(1);
+    } else {
+      const d = parseConnectUdpDatagram(value);
+      if (d.contextId !== CONTEXT_ID_UDP) {
+        this.drop('contextId');
+        return;
+      }
+      payload = d.payload;
     }
-    if (d.payload.length > this.maxDatagram) {
+    if (payload.length > this.maxDatagram) {
       // RFC 9298 §5: too big for where it goes next -> dropped and counted, never truncated.
       this.drop('oversize');
       return;
     }
     this.counters.rxDatagrams++;
-    this.counters.rxBytes += d.payload.length;
-    this.opts.onDatagram(d.payload.length === 0 ? EMPTY : d.payload);
+    this.counters.rxBytes += payload.length;
+    this.opts.onDatagram(payload.length === 0 ? EMPTY : payload);
   }
 
   private drop(kind: ChannelDropKind): void {

@@ -28,6 +28,7 @@ export const ErrorCodes = {
   HEADERS_TOO_LARGE: 'UT_ERR_HEADERS_TOO_LARGE',
   LIMIT_EXCEEDED: 'UT_ERR_LIMIT_EXCEEDED',
   INSPECT_MALFORMED: 'UT_ERR_INSPECT_MALFORMED',
+  BENCH_FAIL_IF: 'UT_ERR_BENCH_FAIL_IF',
 } as const;
 
 /** Union of all stable error codes. */

@@ -24,6 +24,9 @@ const HTTP2_HEADER_PROTOCOL = ':protocol';
 /** RFC 9113 §3.4: the client connection preface; anything else on a cleartext listener is HTTP/1.1. */
 export const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 
+// Passed through to net.Server (the http2 typings omit it): capsules are small and latency-sensitive, and Nagle's
+// algorithm would hold one back while earlier bytes are unacknowledged.
+
 /** Decides whether a resolved target may be reached (RFC 9298 §7). */
 export interface TargetChecker {
   check(address: string, port: number): { allowed: true } | { allowed: false; reason: string };
@@ -345,7 +348,11 @@ export class TunnelServer extends EventEmitter {
 
   private track(socket: net.Socket, raw: boolean): void {
     const set = raw ? this.sockets : this.tlsSockets;
-    if (raw) this.counters.connections++;
+    if (raw) {
+      this.counters.connections++;
+      // Capsules are small writes on a long-lived stream; Nagle would hold them back behind unacknowledged bytes.
+      socket.setNoDelay(true);
+    }
     set.add(socket);
     socket.on('error', () => {});
     socket.once('close', () => set.delete(socket));

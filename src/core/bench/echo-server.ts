@@ -1,5 +1,6 @@
 import { createSocket } from 'node:dgram';
 import type { RemoteInfo, Socket } from 'node:dgram';
+import { Worker } from 'node:worker_threads';
 import { ErrorCodes, UdpTunnelError } from '../errors.js';
 import { DEFAULT_SOCKET_BUFFER_BYTES, resolveUdpHost, trySetSocketBuffers } from './udp-socket.js';
 
@@ -101,7 +102,9 @@ export async function startEchoServer(options: EchoServerOptions = {}): Promise<
     });
   }
   const { address, family } = await resolveUdpHost(options.host ?? '127.0.0.1');
-  const socket = createSocket({ type: family === 6 ? 'udp6' : 'udp4' });
+  // Replies go to each sender's source address, always a literal: answering the lookup synchronously saves the
+  // default dns.lookup check and a deferral to the next tick per echoed datagram.
+  const socket = createSocket({ type: family === 6 ? 'udp6' : 'udp4', lookup: (a, _o, cb) => cb(null, a, family) });
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error): void => {
       socket.close();
@@ -115,4 +118,95 @@ export async function startEchoServer(options: EchoServerOptions = {}): Promise<
   });
   trySetSocketBuffers(socket, options.socketBufferBytes ?? DEFAULT_SOCKET_BUFFER_BYTES);
   return new UdpEchoServer(socket, maxQueuedReplies);
+}
+
+/** Counters of an echo server, as a plain object. */
+export interface EchoStats {
+  datagrams: number;
+  bytes: number;
+  dropped: number;
+  errors: number;
+}
+
+/** workerData of the echo worker. */
+export interface EchoWorkerRequest {
+  options: EchoServerOptions;
+}
+
+/** Messages the echo worker posts to its parent. */
+export type EchoWorkerToParent =
+  | { type: 'listening'; address: EchoAddress }
+  | { type: 'stats'; stats: EchoStats }
+  | { type: 'closed'; stats: EchoStats }
+  | { type: 'error'; message: string };
+
+/** An echo server running in a worker thread. */
+export interface EchoWorker {
+  /** The bound address and port. */
+  readonly address: EchoAddress;
+  /** Current counters. */
+  stats(): Promise<EchoStats>;
+  /** Stops the server and the thread; resolves with the final counters. Safe to call more than once. */
+  close(): Promise<EchoStats>;
+}
+
+/**
+ * Starts an echo server in a worker thread of its own, so a load generator or a tunnel in this process cannot delay
+ * its replies (and it cannot delay theirs).
+ */
+export async function startEchoInWorker(options: EchoServerOptions = {}): Promise<EchoWorker> {
+  const request: EchoWorkerRequest = { options };
+  const worker = new Worker(new URL('./echo-worker.js', import.meta.url), { workerData: request });
+  const waiters: { type: 'stats' | 'closed'; resolve: (s: EchoStats) => void }[] = [];
+  let exited = false;
+  let lastStats: EchoStats = { datagrams: 0, bytes: 0, dropped: 0, errors: 0 };
+  const address = await new Promise<EchoAddress>((resolve, reject) => {
+    const onMessage = (msg: EchoWorkerToParent): void => {
+      if (msg.type === 'listening') resolve(msg.address);
+      else if (msg.type === 'error') reject(new UdpTunnelError(ErrorCodes.IO, `echo server: ${msg.message}`));
+    };
+    worker.once('message', onMessage);
+    worker.once('error', (err) => reject(new UdpTunnelError(ErrorCodes.IO, `echo worker failed: ${err.message}`, {}, { cause: err })));
+    worker.once('exit', (code) => reject(new UdpTunnelError(ErrorCodes.IO, `echo worker exited with code ${code} before listening`)));
+  });
+  worker.removeAllListeners();
+  const settleAll = (): void => {
+    for (const w of waiters.splice(0)) w.resolve(lastStats);
+  };
+  worker.on('message', (msg: EchoWorkerToParent) => {
+    if (msg.type !== 'stats' && msg.type !== 'closed') return;
+    lastStats = msg.stats;
+    const i = waiters.findIndex((w) => w.type === msg.type);
+    if (i >= 0) waiters.splice(i, 1)[0]!.resolve(msg.stats);
+  });
+  worker.on('error', () => {});
+  worker.on('exit', () => {
+    exited = true;
+    settleAll();
+  });
+  let closing: Promise<EchoStats> | null = null;
+  return {
+    address,
+    stats() {
+      if (exited || closing) return Promise.resolve(lastStats);
+      return new Promise((resolve) => {
+        waiters.push({ type: 'stats', resolve });
+        worker.postMessage({ type: 'stats' });
+      });
+    },
+    close() {
+      closing ??= new Promise<EchoStats>((resolve) => {
+        if (exited) return resolve(lastStats);
+        waiters.push({ type: 'closed', resolve });
+        worker.postMessage({ type: 'close' });
+      }).then(async (s) => {
+        // The thread ends by itself once its socket and port are closed; terminate covers a stuck one.
+        const t = setTimeout(() => void worker.terminate(), 2000);
+        if (!exited) await new Promise((r) => worker.once('exit', r));
+        clearTimeout(t);
+        return s;
+      });
+      return closing;
+    },
+  };
 }

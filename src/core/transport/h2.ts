@@ -14,6 +14,10 @@ const REFUSED_STREAM_RETRIES = 3;
 // recommended minimum of 100 until its SETTINGS arrive, then use what it announced.
 const ASSUMED_MAX_STREAMS = 100;
 
+// RFC 9113 §6.9.2: the connection window starts at 65,535 bytes whatever SETTINGS say. Many sessions share one
+// connection, so that would cap all of them together at 64 KiB in flight toward us; raise it once connected.
+const CONNECTION_WINDOW = 16 << 20;
+
 // How long to wait for the server's SETTINGS before handing a TLS socket to the HTTP/2 session anyway.
 const SERVER_PREFACE_WAIT_MS = 500;
 
@@ -189,6 +193,8 @@ export class H2Pool {
         throw err;
       }
       c.socket = socket;
+      // A small capsule written while earlier bytes are unacknowledged must not wait for Nagle.
+      socket.setNoDelay(true);
       if (proxy.protocol === 'https:') {
         try {
           await awaitServerPreface(socket, Math.min(SERVER_PREFACE_WAIT_MS, connectTimeoutMs));
@@ -208,6 +214,13 @@ export class H2Pool {
         peerMaxConcurrentStreams: ASSUMED_MAX_STREAMS,
       });
       c.session = session;
+      session.once('connect', () => {
+        try {
+          session.setLocalWindowSize(CONNECTION_WINDOW);
+        } catch {
+          // The session may already be closing.
+        }
+      });
       // The session reads the socket natively and misses TLS alerts that arrive after the handshake (TLS 1.3 sends
       // "certificate required" late); pass them on so setup fails with the real cause instead of a timeout.
       socket.on('error', (err) => {

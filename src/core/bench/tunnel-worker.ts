@@ -1,0 +1,66 @@
+import { parentPort, workerData } from 'node:worker_threads';
+import { parseHostPort } from '../address.js';
+import { TunnelClient } from '../client.js';
+import { buildTransport } from '../connect-config.js';
+import { isUdpTunnelError } from '../errors.js';
+import { TargetPolicy } from '../policy.js';
+import { TunnelServer } from '../server.js';
+import { benchMode } from './modes.js';
+import { addSessionDrops } from './tunnel-launcher.js';
+import type { TunnelWorkerRequest, TunnelWorkerToParent } from './tunnel-launcher.js';
+
+// Entry point of a serve or connect started with worker isolation: the tunnel gets an event loop of its own, apart
+// from the load generator's. Messages: parent 'stop' -> close and report counters, then the thread ends.
+const port = parentPort;
+if (port === null) throw new Error('tunnel-worker must run in a worker thread');
+
+const req = workerData as TunnelWorkerRequest;
+const post = (msg: TunnelWorkerToParent): void => port.postMessage(msg);
+
+try {
+  const mode = benchMode(req.mode);
+  const drops: Record<string, number> = {};
+  const onSessionClose = (stats: object): void => addSessionDrops(drops, stats as Record<string, unknown>);
+  let close: () => Promise<Record<string, unknown>>;
+  if (req.role === 'serve') {
+    const server = new TunnelServer({
+      host: req.host,
+      port: 0,
+      // Default policy: loopback targets only, which is where the bench's echo lives (RFC 9298 §7).
+      policy: new TargetPolicy(),
+      ...(req.tls ? { tls: { cert: req.tls.cert, key: req.tls.key } } : {}),
+      ...mode.serverOptions,
+    });
+    server.on('session-close', onSessionClose);
+    const a = await server.listen();
+    close = async () => {
+      await server.close();
+      return { ...server.counters };
+    };
+    post({ type: 'listening', address: { address: a.address, port: a.port, family: a.family } });
+  } else {
+    const transport = buildTransport({
+      proxy: req.proxy ?? '',
+      target: parseHostPort(req.target ?? '', { what: '--target' }),
+      tls: { ...(req.tls ? { ca: req.tls.cert } : {}), ...(req.insecure ? { insecure: true } : {}) },
+      ...mode.proxyConfig,
+    });
+    const client = new TunnelClient({ host: req.host, port: 0, transport });
+    client.on('error', () => {});
+    client.on('session-close', onSessionClose);
+    const a = await client.start();
+    close = async () => {
+      await client.close();
+      return { ...client.counters };
+    };
+    post({ type: 'listening', address: { address: a.address, port: a.port, family: a.family } });
+  }
+  const onMessage = (msg: unknown): void => {
+    if ((msg as { type?: unknown } | null)?.type !== 'stop') return;
+    port.off('message', onMessage);
+    void close().then((counters) => post({ type: 'stopped', counters, drops }));
+  };
+  port.on('message', onMessage);
+} catch (err) {
+  post({ type: 'error', message: (err as Error).message, code: isUdpTunnelError(err) ? err.code : null });
+}

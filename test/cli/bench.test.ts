@@ -1,0 +1,215 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const BIN = fileURLToPath(new URL('../../../bin/udp-tunnel.js', import.meta.url));
+// About a second of measuring in all: the point is that it works and reports every field, not how fast it is.
+const SHORT = ['--runs', '1', '--duration', '300ms', '--warmup', '100ms'];
+
+interface Ran {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function bench(args: string[]): Promise<Ran> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, 'bench', ...args], { env: { ...process.env, NO_COLOR: '1', CI: '1' } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
+    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** A JSON type, 'record' (an object of numbers, keys free), an array of one shape, or an object with exactly these keys. */
+type Shape = 'number' | 'string' | 'boolean' | 'null' | 'number|null' | 'object|null' | 'record' | Shape[] | { [key: string]: Shape };
+
+const LATENCY: Shape = { count: 'number', min: 'number', max: 'number', mean: 'number', p50: 'number', p90: 'number', p99: 'number', p999: 'number', clamped: 'number' };
+const PATH: Shape = {
+  target: { address: 'string', family: 'number', port: 'number' },
+  mode: { kind: 'string', inflight: 'number' },
+  size: 'number',
+  sessions: 'number',
+  elapsedMs: 'number',
+  totalMs: 'number',
+  aborted: 'boolean',
+  sent: 'number',
+  received: 'number',
+  lost: 'number',
+  lossRatio: 'number',
+  outOfOrder: 'number',
+  duplicates: 'number',
+  tooOld: 'number',
+  timedOut: 'number',
+  unsent: 'number',
+  sendErrors: 'number',
+  socketErrors: 'number',
+  invalid: 'number',
+  jitterUs: 'number',
+  throughputDps: 'number',
+  throughputMbps: 'number',
+  sendRateDps: 'number',
+  latencyUs: LATENCY,
+  serviceLatencyUs: LATENCY,
+  socketBuffers: { recv: 'number', send: 'number' },
+  lastError: 'null',
+  sessionSpread: { minReceived: 'number', maxReceived: 'number', sessionsWithLoss: 'number' },
+};
+const METRICS = ['throughputDps', 'throughputMbps', 'lossRatio', 'jitterUs', 'latencyP50Us', 'latencyP90Us', 'latencyP99Us', 'latencyP999Us', 'latencyMaxUs', 'latencyMeanUs'];
+const SUMMARY: Shape = { n: 'number', mean: 'number', stddev: 'number', min: 'number', max: 'number' };
+const per = (shape: Shape, keys: string[]): Shape => Object.fromEntries(keys.map((k) => [k, shape]));
+const USE: Shape = { rssStartBytes: 'number', rssEndBytes: 'number', rssMaxBytes: 'number', busyUs: 'number', busyFraction: 'number', wallMs: 'number' };
+const TOTALS: Shape = { sent: 'number', received: 'number', lost: 'number', lossRatio: 'number', outOfOrder: 'number', duplicates: 'number', timedOut: 'number', unsent: 'number' };
+const ADDED = ['p50', 'p90', 'p99', 'p999', 'mean'];
+const COMPONENT: Shape = {
+  role: 'string',
+  isolation: 'string',
+  pid: 'number',
+  address: 'string',
+  port: 'number',
+  rssStartBytes: 'number',
+  rssEndBytes: 'number',
+  counters: 'object|null',
+  drops: 'record',
+  exitCode: 'number',
+};
+const IDLE_SIDE: Shape = { rssBeforeBytes: 'number', rssAfterBytes: 'number', bytesPerSession: 'number' };
+
+/** The whole document of one direct + tunnel run on Linux (where /proc gives RSS and CPU time). */
+const DOCUMENT: Shape = {
+  schema: 'string',
+  tool: { name: 'string', version: 'string' },
+  startedAt: 'string',
+  finishedAt: 'string',
+  wallMs: 'number',
+  environment: {
+    node: 'string',
+    v8: 'string',
+    platform: 'string',
+    arch: 'string',
+    cpus: 'number',
+    cpuModel: 'string',
+    totalMemoryBytes: 'number',
+    loadAverageStart: ['number'],
+    loadAverageEnd: ['number'],
+  },
+  parameters: {
+    size: 'number',
+    sessions: 'number',
+    load: { kind: 'string', inflight: 'number' },
+    durationMs: 'number',
+    warmupMs: 'number',
+    drainMs: 'number',
+    timeoutMs: 'number',
+    runs: 'number',
+    tls: 'boolean',
+    mode: 'string',
+    isolation: 'string',
+    host: 'string',
+    proxy: 'null',
+    target: 'null',
+    direct: 'boolean',
+    idleSessions: 'number',
+  },
+  runs: [
+    {
+      index: 'number',
+      direct: PATH,
+      tunnel: PATH,
+      ratio: { ...(per('number', METRICS) as Record<string, Shape>), lossRatio: 'number|null' },
+      addedLatencyUs: per('number', ADDED),
+      resources: { serve: USE, connect: USE, benchBusyFraction: 'number' },
+      rssSamples: [{ tMs: 'number', serveBytes: 'number', connectBytes: 'number' }],
+      kernelUdpDrops: { rcvbufErrors: 'number', sndbufErrors: 'number' },
+      connectSocketDrops: 'number',
+    },
+  ],
+  summary: {
+    direct: per(SUMMARY, METRICS),
+    tunnel: per(SUMMARY, METRICS),
+    ratio: { ...(per(SUMMARY, METRICS) as Record<string, Shape>), lossRatio: 'object|null' },
+    addedLatencyUs: per(SUMMARY, ADDED),
+    totals: { direct: TOTALS, tunnel: TOTALS },
+  },
+  components: [COMPONENT],
+  echo: { datagrams: 'number', bytes: 'number', dropped: 'number', errors: 'number' },
+  idleSessionMemory: { sessions: 'number', answered: 'number', serve: IDLE_SIDE, connect: IDLE_SIDE },
+  warnings: [{ code: 'string', message: 'string' }],
+  failIf: { spec: 'string', conditions: ['string'], failures: [{ condition: 'string', actual: 'number' }], passed: 'boolean' },
+};
+
+/** Asserts that `value` has exactly the keys of `shape`, recursively, with values of the given types. */
+function assertShape(value: unknown, shape: Shape, at = '$'): void {
+  if (shape === 'record') {
+    assert.ok(value !== null && typeof value === 'object' && !Array.isArray(value), `${at}: expected an object`);
+    for (const [k, v] of Object.entries(value as object)) assert.ok(Number.isFinite(v), `${at}.${k}: not a finite number`);
+    return;
+  }
+  if (typeof shape === 'string') {
+    const kinds = shape.split('|');
+    const kind = value === null ? 'null' : typeof value;
+    assert.ok(kinds.includes(kind), `${at}: expected ${shape}, got ${kind}`);
+    if (kind === 'number') assert.ok(Number.isFinite(value), `${at}: not a finite number`);
+    return;
+  }
+  if (Array.isArray(shape)) {
+    assert.ok(Array.isArray(value), `${at}: expected an array`);
+    (value as unknown[]).forEach((v, i) => assertShape(v, shape[0]!, `${at}[${i}]`));
+    return;
+  }
+  assert.ok(value !== null && typeof value === 'object' && !Array.isArray(value), `${at}: expected an object`);
+  assert.deepEqual(Object.keys(value as object).sort(), Object.keys(shape).sort(), `${at}: keys`);
+  for (const [k, s] of Object.entries(shape)) assertShape((value as Record<string, unknown>)[k], s, `${at}.${k}`);
+}
+
+describe('udp-tunnel bench (spawned)', () => {
+  it('--json prints one document with every field, and the tunnel delivered datagrams', async () => {
+    const r = await bench([...SHORT, '--idle-sessions', '5', '--json', '--fail-if', 'loss>100%']);
+    assert.equal(r.code, 0, r.stderr);
+    const doc = JSON.parse(r.stdout) as Record<string, any>;
+    assertShape(doc, DOCUMENT);
+    assert.equal(doc['schema'], 'udp-tunnel-bench/1');
+    assert.equal(doc['runs'].length, 1);
+    assert.ok(doc['runs'][0].tunnel.received > 0, 'tunnel delivered datagrams');
+    assert.equal(doc['runs'][0].tunnel.received + doc['runs'][0].tunnel.lost, doc['runs'][0].tunnel.sent);
+    assert.deepEqual(
+      doc['components'].map((c: { role: string; exitCode: number }) => [c.role, c.exitCode]),
+      [
+        ['serve', 0],
+        ['connect', 0],
+      ],
+    );
+    assert.deepEqual(doc['failIf'], { spec: 'loss>100%', conditions: ['loss>100%'], failures: [], passed: true });
+    assert.equal(doc['idleSessionMemory'].answered, 5);
+  });
+
+  it('--fail-if that holds exits 1 after printing the report', async () => {
+    const r = await bench([...SHORT, '--idle-sessions', '0', '--no-direct', '--fail-if', 'loss>=0%']);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stdout, /^udp-tunnel \d+\.\d+\.\d+ bench · Node v\d+/);
+    assert.match(r.stdout, /--fail-if: loss>=0% holds \(actual 0\)/);
+    assert.match(r.stderr, /UT_ERR_BENCH_FAIL_IF/);
+    assert.doesNotMatch(r.stdout + r.stderr, /\u001b\[/, 'NO_COLOR output has no ANSI escapes');
+  });
+
+  const usage: [string, string[], RegExp][] = [
+    ['a latency threshold without a unit', ['--fail-if', 'p99>5'], /p99 needs a unit/],
+    ['an unknown --fail-if metric', ['--fail-if', 'speed<1'], /unknown metric "speed"/],
+    ['ratio without the direct path', ['--no-direct', '--fail-if', 'ratio<0.5'], /needs the direct path/],
+    ['--proxy without --target', ['--proxy', 'http://127.0.0.1:9'], /--proxy and --target go together/],
+    ['--rate with --inflight', ['--rate', '100', '--inflight', '4'], /mutually exclusive/],
+    ['an unknown --mode', ['--mode', 'smoke-signals'], /Invalid values/],
+  ];
+  for (const [what, args, message] of usage) {
+    it(`exits 2 on ${what}, before starting anything`, async () => {
+      const r = await bench([...SHORT, ...args]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.equal(r.stdout, '');
+      assert.match(r.stderr, message);
+    });
+  }
+});

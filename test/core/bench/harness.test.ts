@@ -1,0 +1,154 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { isUdpTunnelError } from '../../../src/core/errors.js';
+import { BENCH_DEFAULTS, normalizeBenchOptions, runBench } from '../../../src/core/bench/harness.js';
+import type { BenchEvent, BenchOptions } from '../../../src/core/bench/harness.js';
+import { componentArgs } from '../../../src/core/bench/tunnel-launcher.js';
+import { parseFailIf } from '../../../src/core/bench/stats.js';
+
+const SHORT: BenchOptions = { toolVersion: '9.9.9', runs: 1, durationMs: 300, warmupMs: 100, drainMs: 300, idleSessions: 5 };
+
+/** True while a process with this id exists. */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('normalizeBenchOptions', () => {
+  it('fills the documented defaults', () => {
+    const n = normalizeBenchOptions({ toolVersion: '1' });
+    assert.deepEqual(n.params, {
+      size: 64,
+      sessions: 1,
+      load: { kind: 'inflight', inflight: 32 },
+      durationMs: 2000,
+      warmupMs: 1000,
+      drainMs: 500,
+      timeoutMs: 1000,
+      runs: 3,
+      tls: false,
+      mode: 'connect-udp',
+      isolation: 'process',
+      host: '127.0.0.1',
+      proxy: null,
+      target: null,
+      direct: true,
+      idleSessions: 1000,
+    });
+    assert.equal(BENCH_DEFAULTS.runs, 3);
+  });
+
+  const bad: [string, Partial<BenchOptions>][] = [
+    ['runs 0', { runs: 0 }],
+    ['runs 1.5', { runs: 1.5 }],
+    ['idle sessions -1', { idleSessions: -1 }],
+    ['a host name', { host: 'localhost' }],
+    ['an unknown mode', { mode: 'carrier-pigeon' }],
+    ['an unknown isolation', { isolation: 'thread' as 'worker' }],
+    ['a proxy without a target', { proxy: 'http://127.0.0.1:1' }],
+    ['a target without a proxy', { target: '127.0.0.1:7' }],
+    ['a bad target', { proxy: 'http://127.0.0.1:1', target: '127.0.0.1' }],
+    ['--tls with an external proxy', { proxy: 'http://127.0.0.1:1', target: '127.0.0.1:7', tls: true }],
+    ['a ratio condition without the direct path', { direct: false, failIf: { spec: 'ratio<1', conditions: parseFailIf('ratio<1') } }],
+    ['a size below the probe header', { size: 31 }],
+    ['both a zero rate', { load: { kind: 'rate', rate: 0 } }],
+    ['a sampling period under 10 ms', { sampleIntervalMs: 5 }],
+  ];
+  for (const [what, opts] of bad) {
+    it(`refuses ${what}`, () => {
+      assert.throws(
+        () => normalizeBenchOptions({ toolVersion: '1', ...opts }),
+        (e: unknown) => isUdpTunnelError(e, 'UT_ERR_INVALID_OPTION') || isUdpTunnelError(e, 'UT_ERR_INVALID_ADDRESS'),
+      );
+    });
+  }
+});
+
+describe('componentArgs', () => {
+  it('builds serve and connect command lines with port 0, JSON output and the TLS files', () => {
+    const tls = { certPath: '/c.pem', keyPath: '/k.pem', cert: '', key: '' };
+    assert.deepEqual(componentArgs({ role: 'serve', isolation: 'process', mode: 'connect-udp', host: '::1', tls }), [
+      'serve', '--listen', '[::1]:0', '--json', '--quiet', '--cert', '/c.pem', '--key', '/k.pem',
+    ]);
+    assert.deepEqual(
+      componentArgs({ role: 'connect', isolation: 'process', mode: 'connect-udp', host: '127.0.0.1', proxy: 'https://127.0.0.1:9', target: '127.0.0.1:7', tls }),
+      ['connect', '--local', '127.0.0.1:0', '--proxy', 'https://127.0.0.1:9', '--target', '127.0.0.1:7', '--json', '--quiet', '--ca', '/c.pem'],
+    );
+  });
+});
+
+describe('runBench', () => {
+  it('runs direct and tunnel paths with worker isolation and reports consistent numbers', async () => {
+    const events: BenchEvent['type'][] = [];
+    const doc = await runBench({ ...SHORT, isolation: 'worker', onEvent: (e) => events.push(e.type) });
+    assert.equal(doc.runs.length, 1);
+    const r = doc.runs[0]!;
+    assert.ok(r.direct !== null && r.direct.received > 0, 'direct path delivered');
+    assert.ok(r.tunnel.received > 0, 'tunnel delivered');
+    assert.equal(r.tunnel.received + r.tunnel.lost, r.tunnel.sent);
+    assert.equal(r.ratio!.throughputDps, r.tunnel.throughputDps / r.direct.throughputDps);
+    assert.deepEqual(
+      doc.components.map((c) => [c.role, c.isolation, c.pid]),
+      [
+        ['serve', 'worker', null],
+        ['connect', 'worker', null],
+      ],
+    );
+    const client = doc.components[1]!.counters!;
+    // Every datagram the generator sent through the tunnel (warmup included) and the idle probes reached connect.
+    assert.ok((client['downstream_sess_rx_datagrams'] as number) >= r.tunnel.sent + 5);
+    assert.equal(client['sess_tunnel_success'], 1 + 5);
+    assert.equal(doc.idleSessionMemory!.sessions, 5);
+    assert.equal(doc.idleSessionMemory!.answered, 5);
+    assert.equal(doc.echo!.datagrams >= r.direct.sent + r.tunnel.sent, true);
+    assert.deepEqual(events.filter((t) => t !== 'progress'), [
+      'starting', 'starting', 'starting', 'ready', 'run-start', 'run-end', 'run-start', 'run-end', 'idle-sessions', 'stopping',
+    ]);
+  });
+
+  it('runs serve and connect as processes over TLS, and stops them', async () => {
+    const doc = await runBench({ ...SHORT, tls: true, direct: false, idleSessions: 0 });
+    assert.equal(doc.parameters.tls, true);
+    assert.equal(doc.runs[0]!.direct, null);
+    assert.equal(doc.runs[0]!.ratio, null);
+    assert.ok(doc.runs[0]!.tunnel.received > 0);
+    assert.equal(doc.idleSessionMemory, null);
+    for (const c of doc.components) {
+      assert.equal(c.isolation, 'process');
+      assert.equal(c.exitCode, 0);
+      assert.equal(typeof c.pid, 'number');
+      assert.equal(alive(c.pid!), false, `${c.role} still running`);
+    }
+    assert.equal(doc.components[0]!.counters!['sessionsTotal'], 1);
+  });
+
+  it('stops early when aborted and reports what it measured', async () => {
+    const ac = new AbortController();
+    const doc = await runBench({
+      ...SHORT,
+      durationMs: 30_000,
+      direct: false,
+      isolation: 'worker',
+      signal: ac.signal,
+      onEvent: (e) => {
+        if (e.type === 'progress' && e.path === 'tunnel') ac.abort();
+      },
+    });
+    assert.equal(doc.runs.length, 1);
+    assert.equal(doc.runs[0]!.tunnel.aborted, true);
+    assert.equal(doc.runs[0]!.tunnel.elapsedMs < 30_000, true);
+    assert.equal(doc.idleSessionMemory, null);
+    assert.ok(doc.warnings.some((w) => w.code === 'ABORTED'));
+  });
+
+  it('refuses to report when aborted before the first run', async () => {
+    await assert.rejects(
+      runBench({ ...SHORT, isolation: 'worker', signal: AbortSignal.abort() }),
+      (e: unknown) => isUdpTunnelError(e, 'UT_ERR_CLOSED'),
+    );
+  });
+});
