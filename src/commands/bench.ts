@@ -52,7 +52,7 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
       .option('drain', { type: 'string', default: '500ms', hidden: true, describe: 'Wait for late replies after sending stops' })
       .option('timeout', { type: 'string', default: '1s', hidden: true, describe: 'Closed loop: a reply later than this frees its slot' })
       .option('runs', { type: 'number', default: BENCH_DEFAULTS.runs, describe: 'Direct + tunnel pairs; summarized as mean ± stddev' })
-      .option('tls', { type: 'boolean', default: false, describe: "Run the bench's serve with TLS (throwaway certificate, needs openssl)" })
+      .option('tls', { type: 'boolean', default: false, describe: "Run the bench's serve with TLS (throwaway self-signed certificate)" })
       .option('mode', { type: 'string', choices: BENCH_MODES.map((m) => m.name), default: BENCH_DEFAULTS.mode, describe: 'Tunnel transport' })
       .option('isolation', {
         type: 'string',

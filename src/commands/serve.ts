@@ -1,100 +1,169 @@
 import { readFileSync } from 'node:fs';
-import { networkInterfaces } from 'node:os';
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 import { formatHostPort, parseHostPort } from '../core/address.js';
 import { parseDuration, parseSize } from '../core/duration.js';
-import { TargetPolicy, isLoopback, parseRuleList, type PolicyRule } from '../core/policy.js';
-import { TunnelServer, type ServerSessionStats } from '../core/server.js';
+import { buildAuthenticator, buildTargetPolicy, exposureWarning, parsePostRoutes } from '../core/serve-config.js';
+import { TunnelServer, type ServerSessionStats, type ServerTlsOptions } from '../core/server.js';
+import { describeCertificate, generateCertificate } from '../core/tls-cert.js';
 import { color } from '../cli/color.js';
 import { makeOutput, withCommonOptions, type CommonArgs } from '../cli/common-options.js';
 import { UsageError } from '../cli/errors.js';
+import { startInspectTap, withInspectTapOptions, type InspectTapArgs } from '../cli/inspect-tap.js';
 import { untilShutdown } from '../cli/lifecycle.js';
 import type { Output } from '../cli/output.js';
 
-interface ServeArgs extends CommonArgs {
+interface ServeArgs extends CommonArgs, InspectTapArgs {
   listen: string;
   cert?: string;
   key?: string;
+  'self-signed': boolean;
+  'client-ca'?: string;
   template?: string;
   allow: string[];
   deny: string[];
+  'post-route': string[];
+  token: string[];
+  'token-file'?: string;
+  basic: string[];
   'idle-timeout': string;
   'max-sessions': number;
+  'max-sessions-per-connection'?: number;
   'max-streams': number;
   'max-capsule': string;
+  'max-datagram': number;
   'max-stream-buffer': string;
+  'header-timeout': string;
+  'max-header-size': string;
   'dns-server': string[];
   'dns-timeout': string;
 }
 
-/** Builds the target policy from --deny and --allow (deny rules are checked first) and the listening address. */
-export function buildPolicy(allow: string[], deny: string[], listenHost: string): TargetPolicy {
-  const rules: PolicyRule[] = [];
-  for (const d of deny) rules.push(...parseRuleList(d, 'deny'));
-  for (const a of allow) rules.push(...parseRuleList(a, 'allow'));
-  // RFC 9298 §7: the proxy's own addresses are refused by default. Loopback stays governed by the loopback rule,
-  // otherwise the default (loopback-only) could never reach a local service.
-  const own: string[] = [];
-  if (listenHost === '0.0.0.0' || listenHost === '::') {
-    for (const list of Object.values(networkInterfaces())) for (const i of list ?? []) if (!i.internal) own.push(i.address);
-  } else if (!isLoopback(listenHost) && /^[\d.:a-fA-F]+$/.test(listenHost)) {
-    own.push(listenHost);
-  }
-  return new TargetPolicy({ rules, ownAddresses: own });
+function positive(n: number, what: string): number {
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${what} must be a whole number of at least 1`);
+  return n;
 }
 
 /** `udp-tunnel serve`: the proxy side. */
 export const serveCommand: CommandModule<object, ServeArgs> = {
   command: 'serve',
-  describe: 'Run a CONNECT-UDP proxy (RFC 9298) over HTTP/2 that relays tunnels to UDP targets',
+  describe: 'Run a CONNECT-UDP proxy (RFC 9298) over HTTP/2 and HTTP/1.1, plus optional POST routes, relaying to UDP targets',
   builder: (y: Argv) =>
-    withCommonOptions(y)
+    withInspectTapOptions(withCommonOptions(y))
       .option('listen', { alias: 'l', type: 'string', default: '127.0.0.1:4433', describe: 'TCP HOST:PORT to listen on ([IPv6]:PORT; port 0 = any)' })
-      .option('cert', { type: 'string', describe: 'PEM certificate: serve TLS with ALPN h2 (needs --key)' })
+      .option('cert', { type: 'string', describe: 'PEM certificate: serve TLS, ALPN h2 and http/1.1 (needs --key)' })
       .option('key', { type: 'string', describe: 'PEM private key for --cert' })
+      .option('self-signed', { type: 'boolean', default: false, describe: 'Serve TLS with an ephemeral self-signed certificate (local use); prints its pin for connect --pin' })
+      .option('client-ca', { type: 'string', describe: 'PEM CA bundle: require client certificates it signed (mTLS); needs TLS' })
       .option('template', { type: 'string', describe: 'URI template path (default /.well-known/masque/udp/{target_host}/{target_port}/)' })
       .option('allow', { type: 'string', array: true, default: [], describe: 'Allow targets CIDR[:PORT|:LO-HI] (repeatable, comma-separated); default: loopback only' })
-      .option('deny', { type: 'string', array: true, default: [], describe: 'Deny targets CIDR[:PORT|:LO-HI]; checked before --allow' })
+      .option('deny', { type: 'string', array: true, default: [], describe: 'Deny targets CIDR[:PORT|:LO-HI]; every deny is checked before any allow' })
+      .option('post-route', { type: 'string', array: true, default: [], describe: 'POST mode (not RFC 9298): map a request PATH=HOST:PORT (repeatable); same target policy' })
+      .option('token', { type: 'string', array: true, default: [], describe: 'Require Authorization/Proxy-Authorization: Bearer TOKEN (repeatable; also UDP_TUNNEL_TOKEN)' })
+      .option('token-file', { type: 'string', describe: 'File of accepted bearer tokens, one per line (# comments)' })
+      .option('basic', { type: 'string', array: true, default: [], describe: 'Accept Basic credentials USER:PASS (repeatable)' })
       .option('idle-timeout', { type: 'string', default: '120s', describe: 'Close a session after no datagram either way for this long (0 = never)' })
-      .option('max-sessions', { type: 'number', default: 10000, describe: 'Concurrent sessions on this server; more get 503' })
-      .option('max-streams', { type: 'number', default: 100, describe: 'SETTINGS_MAX_CONCURRENT_STREAMS per connection' })
-      .option('max-capsule', { type: 'string', default: '65552', describe: 'Largest capsule accepted; a longer one resets its stream' })
-      .option('max-stream-buffer', { type: 'string', default: '256k', describe: 'Bytes queued toward a client before datagrams are dropped' })
+      .option('max-sessions', { type: 'number', default: 10000, describe: 'Tunnels on this server at once; more get 503' })
+      .option('max-sessions-per-connection', { type: 'number', describe: 'Tunnels one HTTP/2 connection may hold; more are refused with REFUSED_STREAM (default: --max-streams)' })
+      .option('max-streams', { type: 'number', default: 100, describe: 'SETTINGS_MAX_CONCURRENT_STREAMS per HTTP/2 connection' })
+      .option('max-capsule', { type: 'string', default: '65552', describe: 'Largest capsule accepted; a longer one aborts its stream' })
+      .option('max-datagram', { type: 'number', default: 65527, describe: 'Largest UDP payload relayed either way; larger ones are dropped and counted' })
+      .option('max-stream-buffer', { type: 'string', default: '256k', describe: 'Bytes queued toward a client before datagrams are dropped; also the HTTP/2 stream window' })
+      .option('header-timeout', { type: 'string', default: '10s', describe: 'Time a connection has for its TLS handshake and first request head' })
+      .option('max-header-size', { type: 'string', default: '16k', describe: 'Largest HTTP/1.1 request head (431 beyond) and HTTP/2 header list' })
       .option('dns-server', { type: 'string', array: true, default: [], describe: 'DNS server IP[:PORT] for target names (default: system resolver)' })
       .option('dns-timeout', { type: 'string', default: '5s', describe: 'Answer 504 when resolving a target takes longer' })
-      .example('$0 serve --listen 127.0.0.1:4433', 'Cleartext HTTP/2 (h2c) proxy for loopback targets')
-      .example('$0 serve -l [::]:443 --cert cert.pem --key key.pem --allow 10.0.0.0/8:53 --json', 'TLS proxy that may reach DNS servers in 10/8')
+      .example('$0 serve --listen 127.0.0.1:4433', 'Cleartext proxy (h2c and HTTP/1.1) for loopback targets')
+      .example('$0 serve -l [::]:443 --cert cert.pem --key key.pem --token-file tokens.txt --allow 10.0.0.0/8:53', 'TLS proxy with tokens that may reach DNS servers in 10/8')
+      .example('$0 serve --self-signed --post-route /dns=127.0.0.1:53 --json', 'Ephemeral TLS certificate and a POST route')
       .example('$0 serve -l 127.0.0.1:0 --json | head -1', 'Pick a free port and print it as JSON') as unknown as Argv<ServeArgs>,
   handler: async (args: ArgumentsCamelCase<ServeArgs>) => {
     const out = makeOutput(args);
     const listen = parseHostPort(args.listen, { allowPortZero: true, what: '--listen' });
     if (Boolean(args.cert) !== Boolean(args.key)) throw new UsageError('--cert and --key go together');
-    const policy = buildPolicy(args.allow, args.deny, listen.host);
+    if (args.cert && args['self-signed']) throw new UsageError('--self-signed and --cert exclude each other');
+    if (args['client-ca'] && !args.cert && !args['self-signed']) throw new UsageError('--client-ca needs TLS: add --cert/--key or --self-signed');
+    if (!Number.isInteger(args['max-datagram']) || args['max-datagram'] < 0 || args['max-datagram'] > 65527) {
+      throw new UsageError('--max-datagram must be 0..65527 (RFC 9298 §5)');
+    }
+    const policy = buildTargetPolicy(args.allow, args.deny, listen.host);
+    const postRoutes = parsePostRoutes(args['post-route']);
+    const auth = buildAuthenticator({
+      tokens: args.token,
+      ...(args['token-file'] ? { tokenFile: args['token-file'] } : {}),
+      ...(process.env['UDP_TUNNEL_TOKEN'] ? { envToken: process.env['UDP_TUNNEL_TOKEN'] } : {}),
+      basic: args.basic,
+    });
+    let tls: ServerTlsOptions | undefined;
+    let certInfo: { selfSigned: boolean; fingerprint256: string; pin: string } | undefined;
+    if (args['self-signed']) {
+      const hosts = ['localhost', '127.0.0.1', '::1'];
+      if (!hosts.includes(listen.host) && listen.host !== '0.0.0.0' && listen.host !== '::') hosts.push(listen.host);
+      const gen = await generateCertificate({ altNames: hosts });
+      tls = { cert: gen.cert, key: gen.key };
+      certInfo = { selfSigned: true, fingerprint256: gen.fingerprint256, pin: gen.pin };
+    } else if (args.cert && args.key) {
+      const cert = readFileSync(args.cert);
+      tls = { cert, key: readFileSync(args.key) };
+      certInfo = { selfSigned: false, ...describeCertificate(cert) };
+    }
+    if (tls && args['client-ca']) tls.ca = readFileSync(args['client-ca']);
     const server = new TunnelServer({
       host: listen.host,
       port: listen.port,
-      ...(args.cert && args.key ? { tls: { cert: readFileSync(args.cert), key: readFileSync(args.key) } } : {}),
+      ...(tls ? { tls } : {}),
       ...(args.template ? { template: args.template } : {}),
       policy,
+      authenticator: auth,
+      postRoutes,
       idleTimeoutMs: parseDuration(args['idle-timeout'], '--idle-timeout'),
-      maxSessions: args['max-sessions'],
-      maxStreamsPerConnection: args['max-streams'],
+      maxSessions: positive(args['max-sessions'], '--max-sessions'),
+      ...(args['max-sessions-per-connection'] !== undefined
+        ? { maxSessionsPerConnection: positive(args['max-sessions-per-connection'], '--max-sessions-per-connection') }
+        : {}),
+      maxStreamsPerConnection: positive(args['max-streams'], '--max-streams'),
       maxCapsuleLength: parseSize(args['max-capsule'], '--max-capsule'),
+      maxDatagram: args['max-datagram'],
       maxStreamBuffer: parseSize(args['max-stream-buffer'], '--max-stream-buffer'),
+      headerTimeoutMs: parseDuration(args['header-timeout'], '--header-timeout'),
+      maxHeaderSize: parseSize(args['max-header-size'], '--max-header-size'),
       ...(args['dns-server'].length ? { dnsServers: args['dns-server'] } : {}),
       dnsTimeoutMs: parseDuration(args['dns-timeout'], '--dns-timeout'),
     });
     attachServerOutput(server, out);
+    const tap = await startInspectTap(args, out, 'serve');
     const addr = await server.listen();
-    const proto = args.cert ? 'h2' : 'h2c';
-    out.event('listening', { protocol: proto, address: addr.address, port: addr.port, family: addr.family, policy: policy.describe() });
-    out.info(`serving CONNECT-UDP on ${color().bold(`${proto === 'h2' ? 'https' : 'http'}://${formatHostPort(addr.address, addr.port)}`)} (${proto})`);
+    const scheme = tls ? 'https' : 'http';
+    const protocols = tls ? ['h2', 'http/1.1'] : ['h2c', 'http/1.1'];
+    out.event('listening', {
+      protocol: tls ? 'h2' : 'h2c',
+      protocols,
+      address: addr.address,
+      port: addr.port,
+      family: addr.family,
+      url: `${scheme}://${formatHostPort(addr.address, addr.port)}`,
+      auth: auth.enabled ? auth.schemes : [],
+      mtls: Boolean(tls?.ca),
+      postRoutes: [...postRoutes.keys()],
+      ...(certInfo ? { tls: certInfo } : {}),
+      policy: policy.describe(),
+    });
+    out.info(`serving CONNECT-UDP on ${color().bold(`${scheme}://${formatHostPort(addr.address, addr.port)}`)} (${protocols.join(', ')})`);
+    if (certInfo) {
+      out.info(`${certInfo.selfSigned ? 'self-signed certificate' : 'certificate'} pin ${color().bold(certInfo.pin)} (connect --pin), SHA-256 fingerprint ${certInfo.fingerprint256}`);
+    }
+    for (const [path, t] of postRoutes) out.info(`POST ${path} -> ${formatHostPort(t.host, t.port)} (POST mode, not RFC 9298)`);
+    const warning = exposureWarning(addr.address, auth.enabled, Boolean(tls));
+    if (warning !== null) {
+      out.warn(color().bold(warning));
+      out.event('warning', { message: warning });
+    }
     out.debug(`target policy: ${policy.describe().join('; ')}`);
     const { done } = untilShutdown(async () => {
       out.info('shutting down');
       await server.close();
     });
     const why = await done;
+    await tap?.stop();
     out.event('shutdown', { signal: why, counters: server.counters });
   },
 };
@@ -102,24 +171,24 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
 /** Renders server events as NDJSON or human log lines. */
 export function attachServerOutput(server: TunnelServer, out: Output): void {
   const c = color();
-  server.on('session-open', (e: { id: string; client: string; target: string; resolved: string }) => {
+  server.on('session-open', (e: { id: string; client: string; target: string; resolved: string; transport: string }) => {
     out.event('session-open', e);
-    out.info(`${c.magenta(e.id)} ${e.client} -> ${e.target}${e.resolved !== e.target.replace(/:\d+$/, '') ? ` (${e.resolved})` : ''}`);
+    out.info(`${c.magenta(e.id)} ${e.client} -> ${e.target}${e.resolved !== e.target.replace(/:\d+$/, '') ? ` (${e.resolved})` : ''} [${e.transport}]`);
   });
   server.on('session-close', (s: ServerSessionStats) => {
     out.event('session-close', { ...s });
+    const drops = s.dropBackpressure + s.dropContextId + s.dropUdpSend + s.dropOversize;
     out.info(
       `${c.magenta(s.id)} closed (${s.closeReason}) after ${(s.durationMs / 1000).toFixed(1)}s: ` +
         `${s.rxDatagrams} dgrams/${s.rxBytes} B in, ${s.txDatagrams} dgrams/${s.txBytes} B out` +
-        (s.dropBackpressure + s.dropContextId + s.dropUdpSend > 0
-          ? c.yellow(`, dropped backpressure=${s.dropBackpressure} contextId=${s.dropContextId} udpSend=${s.dropUdpSend}`)
+        (drops > 0
+          ? c.yellow(`, dropped backpressure=${s.dropBackpressure} oversize=${s.dropOversize} contextId=${s.dropContextId} udpSend=${s.dropUdpSend}`)
           : ''),
     );
   });
-  server.on('refused', (e: { status: number; error: string; details: string }) => {
+  server.on('refused', (e: { status: number | null; reset?: string; error: string; details: string; httpVersion: number; client: string }) => {
     out.event('refused', e);
-    out.info(c.yellow(`refused ${e.status} ${e.error}: ${e.details}`));
+    out.info(c.yellow(`refused ${e.status ?? e.reset} ${e.error} for ${e.client}: ${e.details}`));
   });
   server.on('error', (err: Error) => out.error(err.message));
 }
-

@@ -7,6 +7,7 @@ import { backoffDelay, sleep, type BackoffOptions } from './backoff.js';
 import { DEFAULT_MAX_CAPSULE_LENGTH } from './codec/capsule-decoder.js';
 import { MAX_UDP_PAYLOAD } from './codec/datagram.js';
 import { DatagramChannel, type ChannelCounters } from './datagram-channel.js';
+import { tapChannel } from './diagnostics.js';
 import { ErrorCodes, UdpTunnelError } from './errors.js';
 import { IdleTimer } from './idle-timer.js';
 import type { Transport, TunnelHandle } from './transport/types.js';
@@ -358,6 +359,7 @@ export class TunnelClient extends EventEmitter {
       role: 'client',
       maxCapsuleLength: this.opts.maxCapsuleLength,
       maxWriteBuffer: this.opts.maxStreamBuffer,
+      maxDatagram: this.opts.maxDatagram,
       onDatagram: (payload) => {
         s.idle.touch();
         s.stats.txDatagrams++;
@@ -405,10 +407,13 @@ export class TunnelClient extends EventEmitter {
       const c: ChannelCounters = s.channel.counters;
       stats.drops.backpressure = c.dropBackpressure;
       stats.drops.contextId = c.dropContextId;
+      // Tunnel datagrams over --max-datagram (local ones are counted on arrival).
+      stats.drops.oversize += c.dropOversize;
       stats.skippedCapsules = c.skippedCapsules;
     }
     stats.durationMs = Date.now() - stats.openedAt;
     stats.closeReason = reason;
+    if (tapChannel.hasSubscribers) tapChannel.publish({ kind: 'close', session: s.id, time: Date.now(), reason });
     this.emit('session-close', stats);
   }
 }

@@ -1,15 +1,34 @@
 import { formatHostPort, type HostPort } from './address.js';
+import { parseProxyUrlCredentials } from './auth.js';
 import { ErrorCodes, UdpTunnelError } from './errors.js';
-import { H2ConnectUdpTransport } from './transport/h2.js';
+import { H1ConnectUdpTransport } from './transport/h1.js';
+import { H2ConnectUdpTransport, H2PostTransport } from './transport/h2.js';
 import type { ClientTlsOptions, Transport, TransportOptions } from './transport/types.js';
 import { DEFAULT_URI_TEMPLATE, expandUriTemplate, parseUriTemplate } from './uri-template.js';
 
+/** Which request opens a tunnel: CONNECT-UDP (RFC 9298) or a POST to a proxy-side route (not RFC 9298). */
+export type ClientMode = 'connect-udp' | 'post';
+
+/** HTTP version for CONNECT-UDP: extended CONNECT over HTTP/2 (RFC 9298 §3.4) or Upgrade over HTTP/1.1 (§3.2). */
+export type HttpVersionChoice = '2' | '1.1';
+
 /** How the client reaches the proxy. */
 export interface ProxyConfig {
-  /** `http://host:port` (cleartext) or `https://host:port` (TLS). May itself be a URI template (RFC 9298 §2). */
+  /**
+   * `http://host:port` (cleartext) or `https://host:port` (TLS). May itself be a URI template (RFC 9298 §2).
+   * `user:pass@` userinfo is sent as Basic credentials.
+   */
   proxy: string;
-  /** The UDP target; goes into the URI template. */
-  target: HostPort;
+  /** The UDP target; goes into the URI template (CONNECT-UDP only; in POST mode the proxy's route decides). */
+  target?: HostPort;
+  /** Default `connect-udp`. */
+  mode?: ClientMode;
+  /** Default `2`. POST mode is HTTP/2 only. */
+  http?: HttpVersionChoice;
+  /** POST mode request path; default `/`. */
+  postPath?: string;
+  /** Bearer token; takes the place of URL credentials (giving both is an error). */
+  token?: string;
   /** URI template path; default `/.well-known/masque/udp/{target_host}/{target_port}/`. */
   template?: string;
   /** Extra request headers as `[name, value]`. */
@@ -78,20 +97,59 @@ export function targetPath(template: string, target: HostPort): string {
   return expandUriTemplate(template, { target_host: target.host, target_port: String(target.port) });
 }
 
-/** Builds the transport for a CONNECT-UDP over HTTP/2 configuration. */
+/** The proxy URL with any password replaced, for logs and events (secrets never reach output). */
+export function redactProxyUrl(proxy: string): string {
+  return proxy.replace(/^([a-z][a-z0-9+.-]*:\/\/)([^@/]*)@/i, (_m, scheme: string, userinfo: string) => {
+    const colon = userinfo.indexOf(':');
+    return colon < 0 ? `${scheme}${userinfo}@` : `${scheme}${userinfo.slice(0, colon)}:***@`;
+  });
+}
+
+/** The Authorization value for a token or for URL userinfo; throws INVALID_OPTION when both or a bad token is given. */
+export function clientAuthorization(url: URL, token: string | undefined): string | undefined {
+  const fromUrl = parseProxyUrlCredentials(url);
+  if (token !== undefined && token !== '') {
+    if (fromUrl !== undefined) throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, 'give either --token (UDP_TUNNEL_TOKEN) or user:pass@ in the proxy URL, not both');
+    // RFC 6750 §2.1: b64token syntax; this also keeps CR/LF out of the request head.
+    if (!/^[A-Za-z0-9\-._~+/]+=*$/.test(token)) throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, 'the token must use token68 characters (A-Z a-z 0-9 - . _ ~ + / then =)');
+    return `Bearer ${token}`;
+  }
+  return fromUrl;
+}
+
+/** Builds the transport for a configuration: HTTP/2 or HTTP/1.1 CONNECT-UDP, or HTTP/2 POST. */
 export function buildTransport(cfg: ProxyConfig): Transport {
   const { url, template } = parseProxyUrl(cfg.proxy, cfg.template);
+  const authorization = clientAuthorization(url, cfg.token);
+  // The userinfo never goes on the wire as part of a URL (RFC 9110 §4.2.4).
+  url.username = '';
+  url.password = '';
+  const mode = cfg.mode ?? 'connect-udp';
+  const http = cfg.http ?? '2';
+  let path: string;
+  if (mode === 'post') {
+    if (http !== '2') throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, '--mode post runs over HTTP/2 only; drop --http 1.1');
+    path = cfg.postPath ?? '/';
+    if (!path.startsWith('/') || /[\s\x00-\x1f\x7f]/.test(path)) throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `--post-path '${path}' must start with / and contain no spaces or control characters`);
+  } else {
+    if (!cfg.target) throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, 'connect-udp mode needs a --target HOST:PORT');
+    path = targetPath(template, cfg.target);
+  }
   const opts: TransportOptions = {
     proxy: url,
-    path: targetPath(template, cfg.target),
+    path,
     headers: cfg.headers ?? [],
     tls: cfg.tls ?? {},
     connectTimeoutMs: cfg.connectTimeoutMs ?? 10_000,
+    ...(authorization ? { authorization } : {}),
   };
-  return new H2ConnectUdpTransport(opts);
+  if (mode === 'post') return new H2PostTransport(opts);
+  return http === '1.1' ? new H1ConnectUdpTransport(opts) : new H2ConnectUdpTransport(opts);
 }
 
-/** One-line description for logs. */
+/** One-line description for logs (credentials redacted). */
 export function describeProxy(cfg: ProxyConfig): string {
-  return `${cfg.proxy} -> ${formatHostPort(cfg.target.host, cfg.target.port)}`;
+  const proxy = redactProxyUrl(cfg.proxy);
+  if (cfg.mode === 'post') return `${proxy} POST ${cfg.postPath ?? '/'}`;
+  return cfg.target ? `${proxy} -> ${formatHostPort(cfg.target.host, cfg.target.port)}` : proxy;
 }

@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { isValidHost, parsePort } from './address.js';
+import { isValidHost, parsePort, type HostPort } from './address.js';
 import type { ProxyErrorType } from './proxy-status.js';
 import type { TemplateMatcher } from './uri-template.js';
 
@@ -15,11 +15,23 @@ export interface IncomingTunnelRequest {
   scheme?: string | undefined;
   /** Raw Capsule-Protocol header value(s). */
   capsuleProtocol: string | string[] | undefined;
+  /** HTTP/1.1: how many Host fields arrived (RFC 9112 §3.2: exactly one). */
+  hostCount?: number;
+  /** HTTP/1.1: whether the Connection field lists `upgrade` (RFC 9110 §7.8). */
+  connectionUpgrade?: boolean;
+  /** Content-Length or Transfer-Encoding present: not allowed with the capsule protocol (RFC 9297 §3.2). */
+  framingHeaders?: boolean;
 }
+
+/** Which kind of tunnel a valid request asks for. */
+export type TunnelMode = 'connect-udp' | 'post';
+
+/** POST mode routes: request path -> fixed target (the request itself names no target). */
+export type PostRoutes = ReadonlyMap<string, HostPort>;
 
 /** Result of validating a request: the target, or the status and Proxy-Status error to answer with. */
 export type RequestVerdict =
-  | { ok: true; host: string; port: number }
+  | { ok: true; host: string; port: number; mode: TunnelMode }
   | { ok: false; status: number; error: ProxyErrorType; details: string; allow?: string };
 
 /**
@@ -37,24 +49,43 @@ export function capsuleProtocolEnabled(value: string | string[] | undefined): bo
 }
 
 /**
- * Validates a CONNECT-UDP request (RFC 9298 §3) in one linear pass and returns the decoded target,
- * or the refusal status. Strict about requests; the target policy is applied later, to resolved addresses.
+ * Validates a tunnel request in one linear pass and returns the decoded target, or the refusal status:
+ * CONNECT-UDP over HTTP/2 (RFC 9298 §3.4) or HTTP/1.1 (RFC 9298 §3.2), or a POST to a configured route
+ * (Envoy `use_post`; not RFC 9298). Strict about requests; the target policy is applied later, to resolved addresses.
  */
-export function validateConnectUdpRequest(req: IncomingTunnelRequest, matcher: TemplateMatcher): RequestVerdict {
+export function validateConnectUdpRequest(req: IncomingTunnelRequest, matcher: TemplateMatcher, postRoutes: PostRoutes = new Map()): RequestVerdict {
   const refuse = (status: number, error: ProxyErrorType, details: string, allow?: string): RequestVerdict =>
     allow === undefined ? { ok: false, status, error, details } : { ok: false, status, error, details, allow };
+  const allowed = postRoutes.size > 0 ? (req.httpVersion === 2 ? 'CONNECT, POST' : 'GET') : req.httpVersion === 2 ? 'CONNECT' : 'GET';
   if (req.httpVersion === 2) {
+    if (req.method === 'POST' && req.protocol === undefined) {
+      if (postRoutes.size === 0) return refuse(405, 'http_request_error', 'POST mode is not enabled on this proxy', allowed);
+      if (!req.path) return refuse(400, 'http_request_error', 'missing :path');
+      // RFC 9297 §3.2: capsule-protocol bodies carry no Content-Length.
+      if (req.framingHeaders) return refuse(400, 'http_request_error', 'content-length is not allowed on a capsule stream');
+      const route = postRoutes.get(req.path);
+      if (route === undefined) return refuse(404, 'http_request_error', 'no POST route for this path');
+      return { ok: true, host: route.host, port: route.port, mode: 'post' };
+    }
     // RFC 9298 §3.4 / RFC 8441 §4: extended CONNECT with :protocol connect-udp.
-    if (req.method !== 'CONNECT') return refuse(405, 'http_request_error', `method ${req.method} not allowed`, 'CONNECT');
+    if (req.method !== 'CONNECT') return refuse(405, 'http_request_error', `method ${req.method} not allowed`, allowed);
     if (req.protocol === undefined) return refuse(501, 'http_request_error', 'CONNECT without :protocol (plain TCP CONNECT) is not supported');
     if (req.protocol !== 'connect-udp') return refuse(501, 'http_request_error', `unsupported :protocol ${req.protocol}`);
     if (!req.scheme || !req.path || !req.authority) return refuse(400, 'http_request_error', 'missing :scheme, :path or :authority');
   } else {
-    // RFC 9298 §3.2: GET with Upgrade: connect-udp.
-    if (req.method !== 'GET') return refuse(405, 'http_request_error', `method ${req.method} not allowed`, 'GET');
+    // RFC 9298 §3.2: GET with Upgrade: connect-udp; POST mode is HTTP/2 only.
+    if (req.method === 'POST' && req.path !== undefined && postRoutes.has(req.path)) {
+      return refuse(400, 'http_request_error', 'POST mode needs HTTP/2');
+    }
+    if (req.method !== 'GET') return refuse(405, 'http_request_error', `method ${req.method} not allowed`, allowed);
+    // RFC 9112 §3.2: a request with no Host or more than one Host gets 400.
+    if (req.hostCount !== undefined && req.hostCount !== 1) return refuse(400, 'http_request_error', `expected one Host field, got ${req.hostCount}`);
     if (req.protocol?.toLowerCase() !== 'connect-udp') return refuse(400, 'http_request_error', 'missing Upgrade: connect-udp');
+    if (req.connectionUpgrade === false) return refuse(400, 'http_request_error', 'missing Connection: Upgrade');
     if (!req.path || !req.authority) return refuse(400, 'http_request_error', 'missing request target or Host');
   }
+  // RFC 9297 §3.2: the capsule protocol cannot be used with Content-Length or Transfer-Encoding.
+  if (req.framingHeaders) return refuse(400, 'http_request_error', 'content-length or transfer-encoding is not allowed on a capsule stream');
   const vars = matcher.match(req.path);
   if (vars === null) return refuse(404, 'http_request_error', 'path does not match the URI template');
   const rawHost = vars['target_host'];
@@ -76,5 +107,5 @@ export function validateConnectUdpRequest(req: IncomingTunnelRequest, matcher: T
   // RFC 9298 §2: target_port is digits only, 1..65535.
   const port = parsePort(portText);
   if (port < 0) return refuse(400, 'http_request_error', 'invalid target_port');
-  return { ok: true, host, port };
+  return { ok: true, host, port, mode: 'connect-udp' };
 }

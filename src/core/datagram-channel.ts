@@ -26,7 +26,12 @@ export interface ChannelCounters {
   dropContextId: number;
   /** Capsules of unknown or GREASE types, skipped (RFC 9297 §3.2). */
   skippedCapsules: number;
+  /** Datagrams over `maxDatagram`, either direction: dropped, never truncated (RFC 9298 §5). */
+  dropOversize: number;
 }
+
+/** Why the channel dropped a datagram. */
+export type ChannelDropKind = 'backpressure' | 'contextId' | 'oversize';
 
 /** Options of a DatagramChannel. */
 export interface DatagramChannelOptions {
@@ -38,6 +43,10 @@ export interface DatagramChannelOptions {
   maxCapsuleLength: number;
   /** Bytes the stream may hold unsent before new datagrams are dropped rather than queued. */
   maxWriteBuffer: number;
+  /** Largest UDP payload carried either way; larger ones are dropped and counted. Default 65527 (RFC 9298 §5). */
+  maxDatagram?: number;
+  /** Called for every drop, so owners can keep live totals. */
+  onDrop?: (kind: ChannelDropKind) => void;
   /** Called for each received UDP payload (context 0). The buffer may be a view; consume it synchronously or copy. */
   onDatagram: (payload: Buffer) => void;
   /** Called once when the incoming capsule stream is malformed; the owner must abort the stream. */
@@ -69,12 +78,14 @@ export class DatagramChannel {
     dropBackpressure: 0,
     dropContextId: 0,
     skippedCapsules: 0,
+    dropOversize: 0,
   };
   private readonly stream: Duplex;
   private readonly opts: DatagramChannelOptions;
   private readonly decoder: CapsuleDecoder;
   private readonly txDir: WireDirection;
   private readonly rxDir: WireDirection;
+  private readonly maxDatagram: number;
   private failed = false;
   private readonly coalesce: boolean;
   /** Payloads accepted in this turn, awaiting the flush at its end; their encoded size. */
@@ -85,12 +96,15 @@ export class DatagramChannel {
   constructor(stream: Duplex, opts: DatagramChannelOptions) {
     this.stream = stream;
     this.opts = opts;
+    this.maxDatagram = Math.min(opts.maxDatagram ?? MAX_UDP_PAYLOAD, MAX_UDP_PAYLOAD);
     this.txDir = opts.role === 'client' ? '->' : '<-';
     this.rxDir = opts.role === 'client' ? '<-' : '->';
     this.decoder = new CapsuleDecoder((c) => this.onCapsule(c), { maxCapsuleLength: opts.maxCapsuleLength });
     this.coalesce = opts.coalesceWrites ?? !isHttp2Stream(stream);
     stream.on('data', (chunk: Buffer) => this.onData(chunk));
     stream.on('end', () => this.onEnd());
+    // A front may have paused the stream while reading an HTTP/1.1 head; 'data' alone does not undo an explicit pause.
+    stream.resume();
   }
 
   /** Bytes of a partial capsule currently held by the decoder. */
@@ -110,8 +124,12 @@ export class DatagramChannel {
    */
   send(payload: Buffer): boolean {
     const stream = this.stream;
+    if (payload.length > this.maxDatagram) {
+      this.drop('oversize');
+      return false;
+    }
     if (this.failed || !stream.writable || stream.writableLength + this.pendingBytes > this.opts.maxWriteBuffer) {
-      this.counters.dropBackpressure++;
+      this.drop('backpressure');
       return false;
     }
     // Counted as sent once accepted: a pending batch is part of the stream's write buffer (it counts toward
@@ -204,14 +222,26 @@ export class DatagramChannel {
     } else {
       const d = parseConnectUdpDatagram(value);
       if (d.contextId !== CONTEXT_ID_UDP) {
-        this.counters.dropContextId++;
+        this.drop('contextId');
         return;
       }
       payload = d.payload;
     }
+    if (payload.length > this.maxDatagram) {
+      // RFC 9298 §5: too big for where it goes next -> dropped and counted, never truncated.
+      this.drop('oversize');
+      return;
+    }
     this.counters.rxDatagrams++;
     this.counters.rxBytes += payload.length;
     this.opts.onDatagram(payload.length === 0 ? EMPTY : payload);
+  }
+
+  private drop(kind: ChannelDropKind): void {
+    if (kind === 'backpressure') this.counters.dropBackpressure++;
+    else if (kind === 'contextId') this.counters.dropContextId++;
+    else this.counters.dropOversize++;
+    this.opts.onDrop?.(kind);
   }
 
   private fail(err: unknown): void {

@@ -9,9 +9,16 @@ export const TAP_CHANNEL_NAME = 'udp-tunnel:tap';
 /** Direction as seen on the wire: '->' client to proxy, '<-' proxy to client. */
 export type WireDirection = '->' | '<-';
 
-/** Messages published on TAP_CHANNEL_NAME. */
+/** Messages published on TAP_CHANNEL_NAME. Response headers carry the status as `:status`, also for HTTP/1.1. */
 export type TapMessage =
-  | { kind: 'request'; session: string; time: number; headers: Record<string, string | string[] | undefined> }
+  | {
+      kind: 'request';
+      session: string;
+      time: number;
+      headers: Record<string, string | string[] | undefined>;
+      /** HTTP/1.1 only (HTTP/2 carries these as pseudo-header fields). */
+      requestLine?: { method: string; target: string };
+    }
   | { kind: 'response'; session: string; time: number; headers: Record<string, string | string[] | undefined> }
   | { kind: 'bytes'; session: string; time: number; dir: WireDirection; chunk: Buffer }
   | { kind: 'end'; session: string; time: number; dir: WireDirection }

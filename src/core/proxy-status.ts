@@ -10,14 +10,19 @@ export type ProxyErrorType =
   | 'connection_refused'
   | 'connection_limit_reached'
   | 'proxy_internal_error'
-  | 'proxy_configuration_error';
+  | 'proxy_configuration_error'
+  | 'connection_timeout'
+  | 'connection_terminated'
+  | 'tls_protocol_error'
+  | 'tls_certificate_error'
+  | 'http_protocol_error';
 
 /** The proxy name in our Proxy-Status entries (an sf-token, RFC 9209 §2). */
 export const PROXY_STATUS_NAME = 'udp-tunnel';
 
 /** Formats a Proxy-Status header value (RFC 9209 §2) with an error type and optional parameters. */
-export function formatProxyStatus(error: ProxyErrorType, params: { rcode?: string; details?: string } = {}): string {
-  let out = `${PROXY_STATUS_NAME}; error=${error}`;
+export function formatProxyStatus(error: ProxyErrorType, params: { rcode?: string; details?: string; name?: string } = {}): string {
+  let out = `${params.name ?? PROXY_STATUS_NAME}; error=${error}`;
   if (params.rcode !== undefined) out += `; rcode=${sfString(params.rcode)}`;
   if (params.details !== undefined) out += `; details=${sfString(params.details)}`;
   return out;

@@ -1,55 +1,81 @@
+import { Buffer } from 'node:buffer';
 import dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import http2 from 'node:http2';
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import tls from 'node:tls';
+import type { AuthHeaders } from './auth.js';
 import { DEFAULT_MAX_CAPSULE_LENGTH } from './codec/capsule-decoder.js';
-import { capsuleProtocolEnabled, validateConnectUdpRequest, type IncomingTunnelRequest } from './connect-udp-request.js';
-import { DatagramChannel, type ChannelCounters } from './datagram-channel.js';
+import { MAX_UDP_PAYLOAD } from './codec/datagram.js';
+import { validateConnectUdpRequest, type IncomingTunnelRequest, type PostRoutes, type TunnelMode } from './connect-udp-request.js';
+import { DatagramChannel, type ChannelCounters, type ChannelDropKind } from './datagram-channel.js';
 import { tapChannel } from './diagnostics.js';
-import type { UdpTunnelError } from './errors.js';
+import { ErrorCodes, type UdpTunnelError } from './errors.js';
+import { formatResponseHead, headerValues, listsToken, parseRequestHead, rawHeaderList, type Http1Head } from './http1-head.js';
 import { IdleTimer } from './idle-timer.js';
 import { formatProxyStatus, type ProxyErrorType } from './proxy-status.js';
 import { Resolver, type ResolvedAddress } from './resolver.js';
 import { DEFAULT_URI_TEMPLATE, compileTemplateMatcher, type TemplateMatcher } from './uri-template.js';
 
+const { HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_SCHEME, HTTP2_HEADER_STATUS } = http2.constants;
 const HTTP2_HEADER_PROTOCOL = ':protocol';
-const { HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_SCHEME, HTTP2_HEADER_STATUS } =
-  http2.constants;
+
+/** RFC 9113 §3.4: the client connection preface; anything else on a cleartext listener is HTTP/1.1. */
+export const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 
 // Passed through to net.Server (the http2 typings omit it): capsules are small and latency-sensitive, and Nagle's
 // algorithm would hold one back while earlier bytes are unacknowledged.
-const NO_DELAY = { noDelay: true } as http2.ServerOptions;
 
 /** Decides whether a resolved target may be reached (RFC 9298 §7). */
 export interface TargetChecker {
   check(address: string, port: number): { allowed: true } | { allowed: false; reason: string };
 }
 
-/** Decides whether a request's credentials are acceptable; absent = no authentication. */
+/** Decides whether a request's credentials are acceptable, and how to challenge when they are not. */
 export interface RequestAuthenticator {
   readonly enabled: boolean;
-  check(headers: Record<string, string | string[] | undefined>): { ok: true; user?: string } | { ok: false; reason: string };
+  check(headers: AuthHeaders): { ok: true; user?: string } | { ok: false; reason: string };
+  challenge(httpVersion: 1 | 2): { status: number; headers: Record<string, string> };
+}
+
+/** TLS settings of the listener; `ca` turns on client certificate verification (mTLS). */
+export interface ServerTlsOptions {
+  cert: string | Buffer;
+  key: string | Buffer;
+  /** CA bundle for client certificates; when set, clients must present a certificate it signed. */
+  ca?: string | Buffer;
 }
 
 /** Options of a TunnelServer. */
 export interface TunnelServerOptions {
   host: string;
   port: number;
-  /** TLS with ALPN h2; cleartext h2c (prior knowledge) when absent. */
-  tls?: { cert: string | Buffer; key: string | Buffer; ca?: string | Buffer; requestCert?: boolean };
+  /** TLS with ALPN h2 and http/1.1; cleartext (h2c prior knowledge and HTTP/1.1 side by side) when absent. */
+  tls?: ServerTlsOptions;
   /** URI template (RFC 9298 §2); default `/.well-known/masque/udp/{target_host}/{target_port}/`. */
   template?: string;
   policy: TargetChecker;
   authenticator?: RequestAuthenticator;
+  /** POST mode: exact request path -> target (not RFC 9298). */
+  postRoutes?: PostRoutes;
   /** Inactivity in both directions that closes a session; 0 = never. RFC 9298 §3.1 suggests at least 2 minutes. */
   idleTimeoutMs?: number;
   maxCapsuleLength?: number;
-  /** Bytes a stream may hold unsent toward the client before datagrams are dropped. */
+  /** Largest UDP payload relayed either way; larger datagrams are dropped and counted. */
+  maxDatagram?: number;
+  /** Bytes a stream may hold unsent toward the client before datagrams are dropped; also the HTTP/2 per-stream receive window. */
   maxStreamBuffer?: number;
-  /** Sessions across the whole server. */
+  /** Tunnels across the whole server. */
   maxSessions?: number;
-  /** SETTINGS_MAX_CONCURRENT_STREAMS advertised per connection. */
+  /** Tunnels one client connection may hold at once (HTTP/2 and POST); more are refused with REFUSED_STREAM. Default: maxStreamsPerConnection. */
+  maxSessionsPerConnection?: number;
+  /** SETTINGS_MAX_CONCURRENT_STREAMS advertised per HTTP/2 connection. */
   maxStreamsPerConnection?: number;
+  /** Time a new connection has to complete its TLS handshake and first request head; slower clients are cut off. */
+  headerTimeoutMs?: number;
+  /** Largest HTTP/1.1 request head (and HTTP/2 header list) accepted; larger HTTP/1.1 heads get 431. */
+  maxHeaderSize?: number;
   /** DNS servers for target names; the system resolver when absent. */
   dnsServers?: string[];
   dnsTimeoutMs?: number;
@@ -61,55 +87,154 @@ export interface ServerSessionStats extends ChannelCounters {
   client: string;
   target: string;
   resolved: string;
-  /** UDP datagrams the target sent that could not be relayed, or that the target refused. */
+  /** `h1`, `h2` or `post`. */
+  transport: string;
+  /** UDP datagrams that could not be sent to the target. */
   dropUdpSend: number;
   openedAt: number;
   durationMs: number;
   closeReason: string;
 }
 
+/** How often each configured limit was hit. */
+export interface ServerLimitCounters {
+  /** Requests refused (503) because the server already held maxSessions tunnels. */
+  serverSessions: number;
+  /** Streams refused (REFUSED_STREAM) because their connection already held maxSessionsPerConnection tunnels. */
+  connectionSessions: number;
+  /** Capsule streams aborted for a capsule longer than maxCapsuleLength. */
+  capsuleLength: number;
+  /** Datagrams dropped for exceeding maxDatagram, either direction. */
+  datagramSize: number;
+  /** Connections cut off for not completing the TLS handshake or first request head within headerTimeoutMs. */
+  headerTime: number;
+  /** Datagrams dropped because their stream already held maxStreamBuffer unsent bytes. */
+  streamBuffer: number;
+  /** HTTP/1.1 requests refused with 431 for a head over maxHeaderSize. */
+  headerSize: number;
+}
+
 /** Server-wide counters. */
 export interface ServerCounters {
   connections: number;
+  connectionsH1: number;
+  connectionsH2: number;
   requests: number;
   sessionsTotal: number;
   sessionsActive: number;
+  /** Refusals by status code. */
   refused: Record<number, number>;
+  /** Requests without acceptable credentials. */
+  authFailures: number;
   malformedStreams: number;
   idleTimeouts: number;
+  /** TLS handshakes that failed (other than by timeout). */
+  tlsErrors: number;
+  limits: ServerLimitCounters;
+}
+
+/** Per-connection bookkeeping. */
+interface ConnState {
+  socket: net.Socket;
+  /** Tunnels set up or relaying on this connection. */
+  sessions: number;
+  headerTimer: NodeJS.Timeout | null;
+  /** Set once the socket belongs to the HTTP/2 server, which must then be the one to close it. */
+  h2: http2.ServerHttp2Session | null;
+}
+
+/**
+ * What the shared request handling needs from the front a request arrived through (an HTTP/2 stream or an
+ * HTTP/1.1 connection awaiting its upgrade). The front owns the wire format of answers.
+ */
+interface RequestFront {
+  readonly httpVersion: 1 | 2;
+  readonly client: string;
+  readonly conn: ConnState;
+  /** Raw `[name, value, ...]` list, so duplicate credential fields stay visible to the authenticator. */
+  readonly rawHeaders: readonly string[];
+  /** HTTP/1.1 request line, for the tap. */
+  readonly requestLine?: { method: string; target: string };
+  /** True once no answer can reach the client. */
+  gone(): boolean;
+  /** Answers with a refusal and ends the request. */
+  refuse(status: number, headers: Record<string, string>): void;
+  /** Refuses in a way that tells the client to retry elsewhere (HTTP/2 REFUSED_STREAM, RFC 9113 §8.7). */
+  refuseRetry(): void;
+  /** Sends the success response and returns the capsule stream. */
+  accept(): Duplex;
+  /** Ends an accepted tunnel: 'malformed' aborts it (RFC 9297 §3.3), 'close' ends it. */
+  end(reason: 'malformed' | 'close'): void;
 }
 
 interface Session {
   id: string;
-  stream: http2.ServerHttp2Stream;
+  front: RequestFront;
+  stream: Duplex;
   udp: dgram.Socket;
   channel: DatagramChannel;
   idle: IdleTimer;
   stats: ServerSessionStats;
   closed: boolean;
+  /** Gives back the server-wide and per-connection slots. */
+  release: () => void;
+}
+
+const CREDENTIAL_HEADERS = new Set(['authorization', 'proxy-authorization']);
+
+/** Copies headers for the tap with credentials replaced, so a tap never sees secrets. */
+function redactHeaders(pairs: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i + 1 < pairs.length; i += 2) {
+    const name = String(pairs[i]).toLowerCase();
+    const value = CREDENTIAL_HEADERS.has(name) ? '[redacted]' : String(pairs[i + 1]);
+    out[name] = out[name] === undefined ? value : `${out[name]}, ${value}`;
+  }
+  return out;
+}
+
+function peerName(socket: net.Socket): string {
+  const a = socket.remoteAddress ?? 'unknown';
+  return net.isIPv6(a) ? `[${a}]:${socket.remotePort}` : `${a}:${socket.remotePort}`;
 }
 
 /**
- * The proxy side of udp-tunnel: accepts CONNECT-UDP requests (RFC 9298) over HTTP/2 and relays each stream to its
- * own connected UDP socket. Events: 'session-open', 'session-close' (ServerSessionStats), 'refused', 'error'.
+ * The proxy side of udp-tunnel. One listener accepts CONNECT-UDP over HTTP/2 (RFC 9298 §3.4) and HTTP/1.1
+ * (RFC 9298 §3.2), and POST tunnels to configured routes; each front hands a validated target and a byte stream to
+ * one shared relay that owns the connected UDP socket. Events: 'session-open', 'session-close' (ServerSessionStats),
+ * 'refused', 'error'.
  */
 export class TunnelServer extends EventEmitter {
   readonly counters: ServerCounters = {
     connections: 0,
+    connectionsH1: 0,
+    connectionsH2: 0,
     requests: 0,
     sessionsTotal: 0,
     sessionsActive: 0,
     refused: {},
+    authFailures: 0,
     malformedStreams: 0,
     idleTimeouts: 0,
+    tlsErrors: 0,
+    limits: { serverSessions: 0, connectionSessions: 0, capsuleLength: 0, datagramSize: 0, headerTime: 0, streamBuffer: 0, headerSize: 0 },
   };
-  private readonly opts: Required<Omit<TunnelServerOptions, 'tls' | 'authenticator' | 'dnsServers'>> & TunnelServerOptions;
+  private readonly opts: Required<Omit<TunnelServerOptions, 'tls' | 'authenticator' | 'dnsServers' | 'postRoutes'>> & TunnelServerOptions;
   private readonly matcher: TemplateMatcher;
+  private readonly postRoutes: PostRoutes;
   private readonly resolver: Resolver;
-  private readonly h2: http2.Http2Server | http2.Http2SecureServer;
+  private readonly h2: http2.Http2Server;
   private readonly front: net.Server;
   private readonly sessions = new Map<string, Session>();
-  private readonly h2Sessions = new Set<http2.ServerHttp2Session>();
+  /** Accepted TCP connections (for TLS: before the handshake too). */
+  private readonly sockets = new Set<net.Socket>();
+  /** TLS sockets on top of some of those connections. */
+  private readonly tlsSockets = new Set<net.Socket>();
+  private readonly h2Sessions = new Map<http2.ServerHttp2Session, ConnState>();
+  /** Set only while a socket is handed to the HTTP/2 server, whose 'session' event fires synchronously. */
+  private pendingConn: ConnState | null = null;
+  /** Tunnels being set up or relaying (the server-wide limit counts both). */
+  private reserved = 0;
   private nextId = 1;
   private closing = false;
 
@@ -119,37 +244,62 @@ export class TunnelServer extends EventEmitter {
       template: DEFAULT_URI_TEMPLATE,
       idleTimeoutMs: 120_000,
       maxCapsuleLength: DEFAULT_MAX_CAPSULE_LENGTH,
+      maxDatagram: MAX_UDP_PAYLOAD,
       maxStreamBuffer: 256 * 1024,
       maxSessions: 10_000,
       maxStreamsPerConnection: 100,
+      headerTimeoutMs: 10_000,
+      maxHeaderSize: 16 * 1024,
       dnsTimeoutMs: 5000,
       ...options,
+      // By default a connection may hold as many tunnels as it may open streams.
+      maxSessionsPerConnection: options.maxSessionsPerConnection ?? options.maxStreamsPerConnection ?? 100,
     };
     this.matcher = compileTemplateMatcher(this.opts.template);
+    this.postRoutes = options.postRoutes ?? new Map();
     this.resolver = new Resolver({ ...(options.dnsServers ? { servers: options.dnsServers } : {}), timeoutMs: this.opts.dnsTimeoutMs });
     const settings: http2.Settings = {
       // RFC 8441 §3: extended CONNECT must be advertised before clients may use :protocol.
       enableConnectProtocol: true,
       maxConcurrentStreams: this.opts.maxStreamsPerConnection,
-      initialWindowSize: 1 << 20,
+      // RFC 9113 §6.9.2: the per-stream window bounds what one stream can make us buffer before we read it.
+      initialWindowSize: Math.max(65_535, Math.min(this.opts.maxStreamBuffer, 2 ** 31 - 1)),
+      maxHeaderListSize: this.opts.maxHeaderSize,
     };
-    if (options.tls) {
-      this.h2 = http2.createSecureServer({ ...options.tls, settings, ALPNProtocols: ['h2'], ...NO_DELAY });
-      this.front = this.h2 as unknown as net.Server;
-    } else {
-      this.h2 = http2.createServer({ settings, ...NO_DELAY });
-      this.front = this.h2 as unknown as net.Server;
-    }
+    // Sockets are always accepted by our own front and handed over, so one cleartext-class server serves both
+    // h2c and TLS connections whose ALPN chose h2.
+    this.h2 = http2.createServer({ settings, maxSessionMemory: 64 });
     this.h2.on('session', (s: http2.ServerHttp2Session) => this.onH2Session(s));
-    this.h2.on('stream', (stream, headers, flags) => this.onStream(stream, headers, flags));
+    this.h2.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, rawHeaders: unknown) =>
+      this.onH2Stream(stream, headers, flags, rawHeaders as string[]),
+    );
     this.h2.on('sessionError', () => {});
-    this.front.on('connection', () => this.counters.connections++);
+    if (options.tls) {
+      const t = options.tls;
+      this.front = tls.createServer({
+        cert: t.cert,
+        key: t.key,
+        ...(t.ca ? { ca: t.ca, requestCert: true, rejectUnauthorized: true } : {}),
+        // RFC 7301: the client's ALPN choice decides HTTP/2 or HTTP/1.1 on this listener.
+        ALPNProtocols: ['h2', 'http/1.1'],
+        handshakeTimeout: this.opts.headerTimeoutMs,
+      });
+      this.front.on('connection', (socket: net.Socket) => this.track(socket, true));
+      this.front.on('secureConnection', (socket: tls.TLSSocket) => this.onSecureConnection(socket));
+      this.front.on('tlsClientError', (err: NodeJS.ErrnoException, socket: net.Socket) => {
+        if (err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT') this.counters.limits.headerTime++;
+        else this.counters.tlsErrors++;
+        socket.destroy();
+      });
+    } else {
+      this.front = net.createServer((socket) => this.onCleartextConnection(socket));
+    }
   }
 
   /** Starts listening; resolves with the bound address (port 0 gives the real port). */
   listen(): Promise<net.AddressInfo> {
     return new Promise((resolve, reject) => {
-      const onError = (err: Error) => reject(err);
+      const onError = (err: Error): void => reject(err);
       this.front.once('error', onError);
       this.front.listen({ host: this.opts.host, port: this.opts.port }, () => {
         this.front.off('error', onError);
@@ -169,25 +319,119 @@ export class TunnelServer extends EventEmitter {
     return this.sessions.size;
   }
 
+  /** Number of client connections open now (any protocol, including ones still sending their first request). */
+  get openConnections(): number {
+    return this.sockets.size;
+  }
+
   /** Closes the listener, every session and every connection. */
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
     const done = new Promise<void>((resolve) => this.front.close(() => resolve()));
     for (const s of [...this.sessions.values()]) this.closeSession(s, 'server-shutdown');
-    for (const s of this.h2Sessions) s.close();
+    for (const s of this.h2Sessions.keys()) s.close();
+    const h2Owned = new Set([...this.h2Sessions.values()].map((c) => c.socket));
+    // HTTP/2 connections get a GOAWAY and a moment to finish; everything else closes now. Under TLS the raw
+    // connections carry the TLS sockets, so only those still in their handshake are cut here.
+    const conns = this.opts.tls ? this.tlsSockets : this.sockets;
+    for (const socket of conns) if (!h2Owned.has(socket)) socket.destroy();
     const timer = setTimeout(() => {
-      for (const s of this.h2Sessions) s.destroy();
+      for (const s of this.h2Sessions.keys()) s.destroy();
+      for (const socket of [...this.tlsSockets, ...this.sockets]) socket.destroy();
     }, 1000);
     await done;
     clearTimeout(timer);
   }
 
+  // ---- connection fronts -------------------------------------------------------------------------------------
+
+  private track(socket: net.Socket, raw: boolean): void {
+    const set = raw ? this.sockets : this.tlsSockets;
+    if (raw) {
+      this.counters.connections++;
+      // Capsules are small writes on a long-lived stream; Nagle would hold them back behind unacknowledged bytes.
+      socket.setNoDelay(true);
+    }
+    set.add(socket);
+    socket.on('error', () => {});
+    socket.once('close', () => set.delete(socket));
+    if (this.closing) socket.destroy();
+  }
+
+  private newConn(socket: net.Socket): ConnState {
+    const conn: ConnState = { socket, sessions: 0, headerTimer: null, h2: null };
+    if (this.opts.headerTimeoutMs > 0) {
+      conn.headerTimer = setTimeout(() => {
+        conn.headerTimer = null;
+        // Slow or silent clients would otherwise hold a socket forever (slowloris).
+        this.counters.limits.headerTime++;
+        if (conn.h2 !== null) conn.h2.destroy();
+        else socket.destroy();
+      }, this.opts.headerTimeoutMs);
+    }
+    socket.once('close', () => this.clearHeaderTimer(conn));
+    return conn;
+  }
+
+  private clearHeaderTimer(conn: ConnState): void {
+    if (conn.headerTimer !== null) clearTimeout(conn.headerTimer);
+    conn.headerTimer = null;
+  }
+
+  /** Cleartext: peek at the first bytes; the HTTP/2 preface means h2c prior knowledge (RFC 9113 §3.3), else HTTP/1.1. */
+  private onCleartextConnection(socket: net.Socket): void {
+    this.track(socket, true);
+    if (socket.destroyed) return;
+    const conn = this.newConn(socket);
+    let buf: Buffer = Buffer.alloc(0);
+    const onData = (chunk: Buffer): void => {
+      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+      const n = Math.min(buf.length, H2_PREFACE.length);
+      const isPrefix = buf.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
+      if (isPrefix && buf.length < H2_PREFACE.length) return;
+      socket.removeListener('data', onData);
+      socket.pause();
+      if (isPrefix) {
+        socket.unshift(buf);
+        this.handToH2(socket, conn);
+      } else {
+        this.onH1Connection(socket, conn, buf);
+      }
+    };
+    socket.on('data', onData);
+  }
+
+  private onSecureConnection(socket: tls.TLSSocket): void {
+    this.track(socket, false);
+    if (socket.destroyed) return;
+    const conn = this.newConn(socket);
+    // RFC 7301 §3.2: ALPN picked the protocol; no ALPN at all means HTTP/1.1 (RFC 9113 §3.2 needs "h2").
+    if (socket.alpnProtocol === 'h2') this.handToH2(socket, conn);
+    else this.onH1Connection(socket, conn, Buffer.alloc(0));
+  }
+
+  private handToH2(socket: net.Socket, conn: ConnState): void {
+    this.counters.connectionsH2++;
+    this.pendingConn = conn;
+    try {
+      this.h2.emit('connection', socket);
+    } finally {
+      this.pendingConn = null;
+    }
+  }
+
   private onH2Session(session: http2.ServerHttp2Session): void {
-    this.h2Sessions.add(session);
+    const conn = this.pendingConn;
+    if (conn === null) {
+      session.destroy();
+      return;
+    }
+    this.h2Sessions.set(session, conn);
+    conn.h2 = session;
     session.on('close', () => this.h2Sessions.delete(session));
     session.on('error', () => {});
-    // Large connection window so one busy stream does not stall the others.
+    // A large connection window so one busy stream does not stall the others; streams keep their own bound.
     session.on('connect', () => {
       try {
         session.setLocalWindowSize(16 << 20);
@@ -197,18 +441,42 @@ export class TunnelServer extends EventEmitter {
     });
   }
 
-  private refuse(stream: http2.ServerHttp2Stream, status: number, error: ProxyErrorType, details: string, extra: Record<string, string> = {}): void {
-    this.counters.refused[status] = (this.counters.refused[status] ?? 0) + 1;
-    this.emit('refused', { status, error, details });
-    if (stream.destroyed || stream.closed || stream.headersSent) return;
-    // RFC 9209 §2: say why in Proxy-Status.
-    stream.respond({ [HTTP2_HEADER_STATUS]: status, 'proxy-status': formatProxyStatus(error, { details }), ...extra }, { endStream: true });
-  }
-
-  private onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number): void {
-    this.counters.requests++;
+  private onH2Stream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, rawHeaders: string[]): void {
     stream.on('error', () => {});
-    if (this.closing) return this.refuse(stream, 503, 'proxy_internal_error', 'shutting down');
+    const conn = this.h2Sessions.get(stream.session as http2.ServerHttp2Session);
+    if (conn === undefined) {
+      stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+      return;
+    }
+    this.clearHeaderTimer(conn);
+    const front: RequestFront = {
+      httpVersion: 2,
+      client: peerName(conn.socket),
+      conn,
+      rawHeaders: Array.isArray(rawHeaders) ? rawHeaders : [],
+      gone: () => stream.destroyed || stream.closed,
+      refuse: (status, extra) => {
+        if (stream.destroyed || stream.closed || stream.headersSent) return;
+        stream.respond({ [HTTP2_HEADER_STATUS]: status, ...extra }, { endStream: true });
+      },
+      refuseRetry: () => {
+        if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+      },
+      accept: () => {
+        // RFC 9298 §3.5 / RFC 9297 §3.4: a 2xx with Capsule-Protocol: ?1 opens the tunnel. waitForTrailers keeps
+        // Node from ending the stream by itself, so an abort below is a bare RST_STREAM, never END_STREAM first.
+        stream.respond({ [HTTP2_HEADER_STATUS]: 200, 'capsule-protocol': '?1' }, { waitForTrailers: true });
+        stream.on('wantTrailers', () => {
+          if (!stream.closed && !stream.destroyed) stream.sendTrailers({});
+        });
+        return stream;
+      },
+      end: (reason) => {
+        if (stream.destroyed || stream.closed) return;
+        // RFC 9297 §3.3 + RFC 9113 §8.1.1: a malformed capsule stream is a stream error of type PROTOCOL_ERROR.
+        stream.close(reason === 'malformed' ? http2.constants.NGHTTP2_PROTOCOL_ERROR : http2.constants.NGHTTP2_NO_ERROR);
+      },
+    };
     const req: IncomingTunnelRequest = {
       httpVersion: 2,
       method: String(headers[HTTP2_HEADER_METHOD] ?? ''),
@@ -217,42 +485,179 @@ export class TunnelServer extends EventEmitter {
       authority: headers[HTTP2_HEADER_AUTHORITY] as string | undefined,
       scheme: headers[HTTP2_HEADER_SCHEME] as string | undefined,
       capsuleProtocol: headers['capsule-protocol'],
+      framingHeaders: headers['content-length'] !== undefined,
     };
-    const verdict = validateConnectUdpRequest(req, this.matcher);
-    if (!verdict.ok) {
-      return this.refuse(stream, verdict.status, verdict.error, verdict.details, verdict.allow ? { allow: verdict.allow } : {});
-    }
-    // RFC 9298 §3.4 / RFC 9113 §8.5: a CONNECT request that ends its stream carries no tunnel: malformed.
-    if (flags & http2.constants.NGHTTP2_FLAG_END_STREAM || stream.readableEnded) {
-      return this.refuse(stream, 400, 'http_request_error', 'request stream ended with the headers');
-    }
-    if (this.opts.authenticator?.enabled) {
-      const auth = this.opts.authenticator.check(headers as Record<string, string | string[] | undefined>);
-      if (!auth.ok) {
-        return this.refuse(stream, 401, 'http_request_denied', `authentication ${auth.reason}`, {
-          'www-authenticate': 'Bearer realm="udp-tunnel", Basic realm="udp-tunnel"',
-        });
-      }
-    }
-    if (this.sessions.size >= this.opts.maxSessions) {
-      return this.refuse(stream, 503, 'connection_limit_reached', `server session limit ${this.opts.maxSessions} reached`);
-    }
-    void this.openTunnel(stream, headers, verdict.host, verdict.port);
+    // RFC 9113 §8.5 / RFC 9298 §3.4: a request that ends its stream with the headers cannot carry a tunnel.
+    const ended = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0 || stream.readableEnded;
+    this.handleRequest(front, req, ended);
   }
 
-  private async openTunnel(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, host: string, port: number): Promise<void> {
+  /** HTTP/1.1: reads one bounded request head; the connection then carries one tunnel or one refusal. */
+  private onH1Connection(socket: net.Socket, conn: ConnState, initial: Buffer): void {
+    this.counters.connectionsH1++;
+    let buf: Buffer = initial;
+    let done = false;
+    const attempt = (): void => {
+      const r = parseRequestHead(buf, this.opts.maxHeaderSize);
+      if (r.state === 'incomplete') return;
+      done = true;
+      socket.removeListener('data', onData);
+      socket.pause();
+      this.clearHeaderTimer(conn);
+      if (r.state === 'error') {
+        this.counters.requests++;
+        if (r.status === 431) this.counters.limits.headerSize++;
+        this.countRefusal(r.status, 'http_request_error', r.details, 1, peerName(socket));
+        this.h1Refuse(socket, r.status, { 'proxy-status': formatProxyStatus('http_request_error', { details: r.details }) });
+        return;
+      }
+      this.onH1Request(socket, conn, r.head);
+    };
+    const onData = (chunk: Buffer): void => {
+      if (done) return;
+      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+      attempt();
+    };
+    socket.on('data', onData);
+    if (buf.length > 0) attempt();
+    socket.resume();
+  }
+
+  private h1Refuse(socket: net.Socket, status: number, headers: Record<string, string>): void {
+    if (socket.destroyed) return;
+    socket.write(formatResponseHead(status, { ...headers, 'content-length': '0', connection: 'close' }));
+    socket.end();
+    // Drain what the client still sends so it can read the answer; cut off a client that never closes.
+    socket.resume();
+    const t = setTimeout(() => socket.destroy(), 2000);
+    socket.once('close', () => clearTimeout(t));
+  }
+
+  private onH1Request(socket: net.Socket, conn: ConnState, head: Http1Head): void {
+    let path: string | undefined;
+    let authority: string | undefined = headerValues(head.headers, 'host')[0];
+    if (head.target.startsWith('/')) path = head.target;
+    else if (/^https?:\/\//i.test(head.target)) {
+      // RFC 9112 §3.2.2: absolute-form; its authority replaces Host.
+      try {
+        const u = new URL(head.target);
+        path = `${u.pathname}${u.search}`;
+        authority = u.host;
+      } catch {
+        path = undefined;
+      }
+    }
+    const upgrade = listsToken(head.headers, 'upgrade', 'connect-udp') ? 'connect-udp' : headerValues(head.headers, 'upgrade')[0];
+    const capsule = headerValues(head.headers, 'capsule-protocol');
+    const req: IncomingTunnelRequest = {
+      httpVersion: 1,
+      method: head.method,
+      protocol: upgrade,
+      path,
+      authority,
+      capsuleProtocol: capsule.length === 0 ? undefined : capsule,
+      hostCount: headerValues(head.headers, 'host').length,
+      connectionUpgrade: listsToken(head.headers, 'connection', 'upgrade'),
+      framingHeaders: headerValues(head.headers, 'content-length').length + headerValues(head.headers, 'transfer-encoding').length > 0,
+    };
+    let accepted = false;
+    const front: RequestFront = {
+      httpVersion: 1,
+      client: peerName(socket),
+      conn,
+      rawHeaders: rawHeaderList(head.headers),
+      requestLine: { method: head.method, target: head.target },
+      gone: () => socket.destroyed,
+      refuse: (status, extra) => this.h1Refuse(socket, status, extra),
+      refuseRetry: () => this.h1Refuse(socket, 503, {}),
+      accept: () => {
+        accepted = true;
+        // RFC 9298 §3.3: 101 with Connection: Upgrade and Upgrade: connect-udp; RFC 9297 §3.4 Capsule-Protocol.
+        socket.write(formatResponseHead(101, { connection: 'Upgrade', upgrade: 'connect-udp', 'capsule-protocol': '?1' }));
+        // Bytes that followed the request head already belong to the capsule stream.
+        if (head.rest.length > 0) socket.unshift(head.rest);
+        return socket;
+      },
+      end: (reason) => {
+        if (socket.destroyed) return;
+        // RFC 9297 §3.3: over HTTP/1.1 a malformed capsule stream closes the connection.
+        if (reason === 'malformed' || !accepted) socket.destroy();
+        else {
+          socket.end();
+          const t = setTimeout(() => socket.destroy(), 1000);
+          socket.once('close', () => clearTimeout(t));
+        }
+      },
+    };
+    this.handleRequest(front, req, false);
+  }
+
+  // ---- shared request handling -------------------------------------------------------------------------------
+
+  private countRefusal(status: number, error: ProxyErrorType, details: string, httpVersion: 1 | 2, client: string): void {
+    this.counters.refused[status] = (this.counters.refused[status] ?? 0) + 1;
+    this.emit('refused', { status, error, details, httpVersion, client });
+  }
+
+  private refuse(front: RequestFront, status: number, error: ProxyErrorType, details: string, extra: Record<string, string> = {}, rcode?: string): void {
+    this.countRefusal(status, error, details, front.httpVersion, front.client);
+    // RFC 9209 §2: say why in Proxy-Status.
+    front.refuse(status, { 'proxy-status': formatProxyStatus(error, { ...(rcode ? { rcode } : {}), details }), ...extra });
+  }
+
+  /** Every front ends here: authenticate, validate, apply limits, then relay. */
+  private handleRequest(front: RequestFront, req: IncomingTunnelRequest, endedWithHeaders: boolean): void {
+    this.counters.requests++;
+    if (this.closing) return this.refuse(front, 503, 'proxy_internal_error', 'shutting down');
+    const auth = this.opts.authenticator;
+    if (auth?.enabled) {
+      const r = auth.check(front.rawHeaders);
+      if (!r.ok) {
+        this.counters.authFailures++;
+        // RFC 9110 §15.5.2 / §15.5.8: 401 with WWW-Authenticate (HTTP/2), 407 with Proxy-Authenticate (HTTP/1.1).
+        const c = auth.challenge(front.httpVersion);
+        return this.refuse(front, c.status, 'http_request_denied', `authentication ${r.reason}`, c.headers);
+      }
+    }
+    const verdict = validateConnectUdpRequest(req, this.matcher, this.postRoutes);
+    if (!verdict.ok) {
+      return this.refuse(front, verdict.status, verdict.error, verdict.details, verdict.allow ? { allow: verdict.allow } : {});
+    }
+    if (endedWithHeaders) return this.refuse(front, 400, 'http_request_error', 'request stream ended with the headers');
+    if (this.reserved >= this.opts.maxSessions) {
+      this.counters.limits.serverSessions++;
+      return this.refuse(front, 503, 'connection_limit_reached', `server session limit ${this.opts.maxSessions} reached`);
+    }
+    if (front.conn.sessions >= this.opts.maxSessionsPerConnection) {
+      this.counters.limits.connectionSessions++;
+      const details = `connection session limit ${this.opts.maxSessionsPerConnection} reached`;
+      this.emit('refused', { status: null, reset: 'REFUSED_STREAM', error: 'connection_limit_reached', details, httpVersion: front.httpVersion, client: front.client });
+      return front.refuseRetry();
+    }
+    this.reserved++;
+    front.conn.sessions++;
+    let held = true;
+    const release = (): void => {
+      if (!held) return;
+      held = false;
+      this.reserved--;
+      front.conn.sessions--;
+    };
+    const transport = verdict.mode === 'post' ? 'post' : front.httpVersion === 2 ? 'h2' : 'h1';
+    this.relay(front, verdict.host, verdict.port, transport, release).catch((err: unknown) => {
+      release();
+      this.refuse(front, 500, 'proxy_internal_error', (err as Error)?.message ?? 'internal error');
+    });
+  }
+
+  /** The one relay routine: resolve, apply the policy, open the connected UDP socket, answer, relay both ways. */
+  private async relay(front: RequestFront, host: string, port: number, transport: TunnelMode | 'h1' | 'h2', release: () => void): Promise<void> {
     // RFC 9298 §3.1: resolve before replying, and apply the policy to the resolved address (§7).
     const res = await this.resolver.resolve(host);
-    if (stream.destroyed || stream.closed) return;
+    if (front.gone()) return release();
     if (!res.ok) {
-      const status = res.error === 'dns_timeout' ? 504 : 502;
-      this.counters.refused[status] = (this.counters.refused[status] ?? 0) + 1;
-      this.emit('refused', { status, error: res.error, details: res.message });
-      stream.respond(
-        { [HTTP2_HEADER_STATUS]: status, 'proxy-status': formatProxyStatus(res.error, { ...(res.rcode ? { rcode: res.rcode } : {}), details: res.message }) },
-        { endStream: true },
-      );
-      return;
+      release();
+      return this.refuse(front, res.error === 'dns_timeout' ? 504 : 502, res.error, res.message, {}, res.rcode);
     }
     let chosen: ResolvedAddress | undefined;
     let reason = 'no address';
@@ -264,16 +669,30 @@ export class TunnelServer extends EventEmitter {
       }
       reason = v.reason;
     }
-    if (!chosen) return this.refuse(stream, 403, 'destination_ip_prohibited', reason);
+    if (!chosen) {
+      release();
+      return this.refuse(front, 403, 'destination_ip_prohibited', reason);
+    }
     const target = chosen;
     const udp = dgram.createSocket({ type: target.family === 6 ? 'udp6' : 'udp4' });
+    const connected = await new Promise<Error | null>((resolve) => {
+      udp.once('error', (err) => resolve(err));
+      // RFC 9298 §3.1: one connected UDP socket per request.
+      udp.connect(port, target.address, () => resolve(null));
+    });
+    if (connected || front.gone() || this.closing) {
+      udp.close();
+      release();
+      if (connected) this.refuse(front, 502, 'destination_ip_unroutable', connected.message);
+      return;
+    }
     const id = `s${this.nextId++}`;
-    const peer = stream.session?.socket;
     const stats: ServerSessionStats = {
       id,
-      client: peer ? `${peer.remoteAddress}:${peer.remotePort}` : 'unknown',
+      client: front.client,
       target: `${host}:${port}`,
       resolved: target.address,
+      transport,
       rxDatagrams: 0,
       rxBytes: 0,
       txDatagrams: 0,
@@ -281,66 +700,57 @@ export class TunnelServer extends EventEmitter {
       dropBackpressure: 0,
       dropContextId: 0,
       skippedCapsules: 0,
+      dropOversize: 0,
       dropUdpSend: 0,
       openedAt: Date.now(),
       durationMs: 0,
       closeReason: '',
     };
-    const connected = await new Promise<Error | null>((resolve) => {
-      udp.once('error', (err) => resolve(err));
-      // RFC 9298 §3.1: one connected UDP socket per request.
-      udp.connect(port, target.address, () => resolve(null));
-    });
-    if (connected) {
-      udp.close();
-      return this.refuse(stream, 502, 'destination_ip_unroutable', connected.message);
-    }
-    if (stream.destroyed || stream.closed || this.closing) {
-      udp.close();
-      return;
-    }
-    stream.respond({ [HTTP2_HEADER_STATUS]: 200, 'capsule-protocol': '?1' });
+    const stream = front.accept();
     if (tapChannel.hasSubscribers) {
-      tapChannel.publish({ kind: 'request', session: id, time: Date.now(), headers: { ...headers } });
-      tapChannel.publish({ kind: 'response', session: id, time: Date.now(), headers: { ':status': '200', 'capsule-protocol': '?1' } });
+      tapChannel.publish({
+        kind: 'request',
+        session: id,
+        time: Date.now(),
+        headers: redactHeaders(front.rawHeaders),
+        ...(front.requestLine ? { requestLine: front.requestLine } : {}),
+      });
+      tapChannel.publish({ kind: 'response', session: id, time: Date.now(), headers: { ':status': front.httpVersion === 2 ? '200' : '101', 'capsule-protocol': '?1' } });
     }
-    const session = {} as Session;
+    const session = { id, front, stream, udp, stats, closed: false, release } as Session;
     const sendDone = (err: Error | null): void => {
       if (err) stats.dropUdpSend++;
     };
-    const channel = new DatagramChannel(stream, {
+    session.channel = new DatagramChannel(stream, {
       session: id,
       role: 'server',
       maxCapsuleLength: this.opts.maxCapsuleLength,
       maxWriteBuffer: this.opts.maxStreamBuffer,
+      maxDatagram: this.opts.maxDatagram,
+      onDrop: (kind) => this.onDrop(kind),
       onDatagram: (payload) => {
         session.idle.touch();
         udp.send(payload, sendDone);
       },
       onMalformed: (err) => this.onMalformed(session, err),
     });
-    Object.assign(session, {
-      id,
-      stream,
-      udp,
-      channel,
-      stats,
-      closed: false,
-      idle: new IdleTimer(this.opts.idleTimeoutMs, () => {
-        this.counters.idleTimeouts++;
-        this.closeSession(session, 'idle-timeout');
-      }),
+    session.idle = new IdleTimer(this.opts.idleTimeoutMs, () => {
+      this.counters.idleTimeouts++;
+      this.closeSession(session, 'idle-timeout');
     });
     udp.removeAllListeners('error');
     udp.on('message', (msg) => {
       session.idle.touch();
-      channel.send(msg);
+      session.channel.send(msg);
     });
     udp.on('error', (err: NodeJS.ErrnoException) => {
       // RFC 9298 §3.1: when the OS reports the socket unusable (ICMP unreachable), close the stream.
       this.closeSession(session, err.code === 'ECONNREFUSED' ? 'target-unreachable' : `udp-error:${err.code ?? err.message}`);
     });
-    stream.on('close', () => this.closeSession(session, stream.rstCode ? `stream-reset:${stream.rstCode}` : 'stream-closed'));
+    stream.on('close', () => {
+      const rst = (stream as Partial<http2.ServerHttp2Stream>).rstCode;
+      this.closeSession(session, rst ? `stream-reset:${rst}` : 'stream-closed');
+    });
     stream.on('end', () => {
       // The client finished sending; end our half too so the stream closes cleanly.
       if (!session.closed && !stream.writableEnded) stream.end();
@@ -348,14 +758,19 @@ export class TunnelServer extends EventEmitter {
     this.sessions.set(id, session);
     this.counters.sessionsTotal++;
     this.counters.sessionsActive = this.sessions.size;
-    this.emit('session-open', { id, client: stats.client, target: stats.target, resolved: target.address });
+    this.emit('session-open', { id, client: stats.client, target: stats.target, resolved: target.address, transport });
+  }
+
+  private onDrop(kind: ChannelDropKind): void {
+    if (kind === 'oversize') this.counters.limits.datagramSize++;
+    else if (kind === 'backpressure') this.counters.limits.streamBuffer++;
   }
 
   private onMalformed(session: Session, err: UdpTunnelError): void {
     this.counters.malformedStreams++;
+    if (err.code === ErrorCodes.CAPSULE_TOO_LARGE) this.counters.limits.capsuleLength++;
     session.stats.closeReason = `malformed: ${err.message}`;
-    // RFC 9297 §3.3 + RFC 9113 §8.1.1: a malformed message is a stream error of type PROTOCOL_ERROR.
-    if (!session.stream.destroyed) session.stream.close(http2.constants.NGHTTP2_PROTOCOL_ERROR);
+    session.front.end('malformed');
     this.closeSession(session, session.stats.closeReason);
   }
 
@@ -363,6 +778,7 @@ export class TunnelServer extends EventEmitter {
     if (session.closed) return;
     session.closed = true;
     session.idle.stop();
+    session.release();
     this.sessions.delete(session.id);
     this.counters.sessionsActive = this.sessions.size;
     try {
@@ -370,7 +786,7 @@ export class TunnelServer extends EventEmitter {
     } catch {
       /* already closed */
     }
-    if (!session.stream.destroyed && !session.stream.closed) session.stream.close(http2.constants.NGHTTP2_NO_ERROR);
+    session.front.end('close');
     const stats = session.stats;
     Object.assign(stats, session.channel.counters);
     stats.durationMs = Date.now() - stats.openedAt;
@@ -379,4 +795,3 @@ export class TunnelServer extends EventEmitter {
     this.emit('session-close', stats);
   }
 }
-

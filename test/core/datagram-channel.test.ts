@@ -85,7 +85,7 @@ describe('DatagramChannel over a socket', () => {
     assert.equal(writes.bytes, sent.reduce((a, p) => a + encodeDatagramCapsule(p).length, 0));
     await until(() => rxOpts.got.length === sent.length);
     assert.deepEqual(rxOpts.got.map((b) => b.toString('hex')), sent.map((b) => b.toString('hex')));
-    assert.deepEqual(tx.counters, { rxDatagrams: 0, rxBytes: 0, txDatagrams: 100, txBytes: sent.reduce((a, p) => a + p.length, 0), dropBackpressure: 0, dropContextId: 0, skippedCapsules: 0 });
+    assert.deepEqual(tx.counters, { rxDatagrams: 0, rxBytes: 0, txDatagrams: 100, txBytes: sent.reduce((a, p) => a + p.length, 0), dropBackpressure: 0, dropContextId: 0, dropOversize: 0, skippedCapsules: 0 });
   });
 
   it('writes each datagram at once when coalescing is off', async () => {

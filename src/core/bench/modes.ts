@@ -32,6 +32,14 @@ export const BENCH_MODES: readonly BenchModeSpec[] = [
     proxyConfig: {},
     serverOptions: {},
   },
+  {
+    name: 'connect-udp-h1',
+    describe: 'CONNECT-UDP over HTTP/1.1 Upgrade (RFC 9298 §3.2), one TCP connection per session',
+    serveArgs: [],
+    connectArgs: ['--http', '1.1'],
+    proxyConfig: { http: '1.1' },
+    serverOptions: {},
+  },
 ];
 
 /** Name of the default mode. */

@@ -1,8 +1,7 @@
-import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ErrorCodes, UdpTunnelError } from '../errors.js';
+import { generateCertificate } from '../tls-cert.js';
 
 /** A throwaway certificate and key on disk (for `serve --cert/--key` and `connect --ca`) and in memory. */
 export interface ThrowawayCert {
@@ -15,8 +14,8 @@ export interface ThrowawayCert {
 }
 
 /**
- * Makes a one-day self-signed EC certificate for localhost, 127.0.0.1 and ::1 with the `openssl` command, in a
- * private temporary directory. Nothing is kept: the bench removes it when done.
+ * Makes a one-day self-signed certificate for localhost, 127.0.0.1 and ::1 in a private temporary directory, for
+ * tunnel processes that take files. Nothing is kept: the bench removes it when done.
  */
 export async function makeThrowawayCert(): Promise<ThrowawayCert> {
   const dir = await mkdtemp(join(tmpdir(), 'udp-tunnel-bench-'));
@@ -24,26 +23,12 @@ export async function makeThrowawayCert(): Promise<ThrowawayCert> {
   const keyPath = join(dir, 'key.pem');
   const dispose = (): Promise<void> => rm(dir, { recursive: true, force: true });
   try {
-    await new Promise<void>((resolve, reject) => {
-      execFile(
-        'openssl',
-        [
-          'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-          '-keyout', keyPath, '-out', certPath, '-days', '1', '-subj', '/CN=localhost',
-          '-addext', 'subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost',
-        ],
-        { timeout: 10_000 },
-        (err) => (err ? reject(err) : resolve()),
-      );
-    });
-    return { certPath, keyPath, cert: await readFile(certPath, 'utf8'), key: await readFile(keyPath, 'utf8'), dispose };
+    const { cert, key } = await generateCertificate({ days: 1 });
+    await writeFile(certPath, cert);
+    await writeFile(keyPath, key, { mode: 0o600 });
+    return { certPath, keyPath, cert, key, dispose };
   } catch (err) {
     await dispose();
-    throw new UdpTunnelError(
-      ErrorCodes.IO,
-      `bench --tls needs the openssl command to make a throwaway certificate: ${(err as Error).message}`,
-      {},
-      { cause: err },
-    );
+    throw err;
   }
 }

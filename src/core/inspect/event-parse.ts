@@ -14,7 +14,7 @@ const orNull = (c: Check): Check => (v) => v === null || c(v);
 const isHeaders: Check = (v) => Array.isArray(v) && v.every((p) => Array.isArray(p) && p.length === 2 && isStr(p[0]) && isStr(p[1]));
 const isTarget: Check = (v) =>
   v === null || (typeof v === 'object' && isStr((v as Record<string, unknown>)['host']) && isCount((v as Record<string, unknown>)['port']));
-const CLOSE_REASONS = new Set(['end-stream', 'rst-stream', 'goaway', 'tcp-fin', 'tcp-rst', 'refused', 'not-a-tunnel', 'error', 'capture-end']);
+const CLOSE_REASONS = new Set(['end-stream', 'rst-stream', 'goaway', 'tcp-fin', 'tcp-rst', 'refused', 'not-a-tunnel', 'error', 'capture-end', 'local']);
 
 const REQUIRED: Record<InspectEvent['event'], Record<string, Check>> = {
   request: {

@@ -71,7 +71,8 @@ export type ErrorLayer = 'capsule' | 'http' | 'tcp';
  * Why a session closed: 'end-stream' (both directions ended normally), 'rst-stream' (HTTP/2 RST_STREAM),
  * 'goaway' (stream above the GOAWAY last-stream-id), 'tcp-fin', 'tcp-rst', 'refused' (final response not 2xx/101),
  * 'not-a-tunnel' (request without capsule protocol; its body is not decoded), 'error' (decoding stopped after an
- * HTTP-layer error), 'capture-end' (the capture ended while the session was open).
+ * HTTP-layer error), 'capture-end' (the capture ended while the session was open), 'local' (a relay or tap
+ * endpoint ended the session itself: idle timeout, shutdown, target unreachable; `detail` says which).
  */
 export type CloseReason =
   | 'end-stream'
@@ -82,7 +83,8 @@ export type CloseReason =
   | 'refused'
   | 'not-a-tunnel'
   | 'error'
-  | 'capture-end';
+  | 'capture-end'
+  | 'local';
 
 /** A target decoded from the RFC 9298 default URI template. */
 export interface MasqueTarget {

@@ -10,6 +10,20 @@ export function headerListFromRaw(raw: readonly string[]): HeaderList {
   return out;
 }
 
+/**
+ * Converts a Node header object (IncomingHttpHeaders / OutgoingHttpHeaders) to a HeaderList: one pair per value,
+ * in the object's key order; numbers (such as `:status`) become strings and undefined values are left out.
+ */
+export function headerListFromObject(headers: Readonly<Record<string, unknown>>): HeaderList {
+  const out: HeaderList = [];
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || value === null) continue;
+    if (Array.isArray(value)) for (const v of value) out.push([name, String(v)]);
+    else out.push([name, String(value)]);
+  }
+  return out;
+}
+
 /** Values of every field named `name` (case-insensitive), in order. */
 export function fieldValues(headers: HeaderList, name: string): string[] {
   const lower = name.toLowerCase();
@@ -143,4 +157,18 @@ export function responseEvent(session: string, t: number, http: HttpVersion, sta
 export function http2Status(headers: HeaderList): number {
   for (const [n, v] of headers) if (n === ':status') return parseStatus(v);
   return 0;
+}
+
+/**
+ * True when a request's body is a capsule stream: 'auto' decodes connect-udp requests (RFC 9298 §3 always uses the
+ * capsule protocol) and requests with `Capsule-Protocol: ?1` (RFC 9297 §3.4); 'all' decodes every HTTP/2 request
+ * body and every HTTP/1.1 Upgrade (e.g. POST mode without the header).
+ */
+export function isCapsuleRequest(head: RequestHead, capsuleProtocol: boolean, mode: 'auto' | 'all'): boolean {
+  // An HTTP/1.1 body is a plain byte stream only after an Upgrade (RFC 9298 §3.2); other bodies need message
+  // framing (Content-Length, chunked) that this decoder does not parse.
+  if (head.http === '1.1' && head.protocol === null) return false;
+  if (mode === 'all') return true;
+  const tokens = (head.protocol ?? '').split(',').map((p) => p.trim().toLowerCase());
+  return tokens.includes('connect-udp') || capsuleProtocol;
 }

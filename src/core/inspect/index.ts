@@ -5,7 +5,9 @@ export type { CapsuleViewEvent, CapsuleViewOptions } from './capsule-view.js';
 export { parseHexText, MAX_HEX_TEXT_LENGTH, MAX_HEX_OUTPUT_BYTES } from './hex.js';
 export {
   fieldValues,
+  headerListFromObject,
   headerListFromRaw,
+  isCapsuleRequest,
   http2Status,
   parseCapsuleProtocol,
   parseDefaultTemplateTarget,
@@ -31,3 +33,20 @@ export type { TcpConnection, TcpStreamListener, TcpReassemblyOptions, TcpReassem
 export { decodeCapture, streamCapture } from './pcap-decode.js';
 export type { CaptureDecodeOptions, CaptureDecodeResult, CaptureStats, CaptureWarning } from './pcap-decode.js';
 export { parseInspectEvent, parseInspectNdjson } from './event-parse.js';
+export { LiveSessionDecoder, DEFAULT_MAX_LIVE_SESSIONS } from './live-decoder.js';
+export type { LiveDecoderOptions, LiveDecoderStats } from './live-decoder.js';
+export { InspectRelay, RELAY_PROXY_STATUS_NAME, parseUpstreamUrl, upstreamFailure } from './relay.js';
+export type { InspectRelayOptions, RelayCounters, RelayUpstreamTls } from './relay.js';
+export { TapInspector, tapCloseReason } from './tap.js';
+export type { TapInspectorOptions } from './tap.js';
+export {
+  RecordingWriter,
+  readRecording,
+  recordingHeader,
+  RECORDING_FORMAT,
+  RECORDING_VERSION,
+  DEFAULT_RECORDING_BUFFER,
+  DEFAULT_MAX_RECORDING_LINE,
+} from './recording.js';
+export type { RecordingHeader, RecordingItem, RecordingWriterOptions } from './recording.js';
+export { trimPreview, redactCredentials } from './event-transform.js';

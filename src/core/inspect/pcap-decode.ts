@@ -4,13 +4,13 @@ import { CapsuleView } from './capsule-view.js';
 import type { CloseReason, Direction, ErrorLayer, HeaderList, InspectEvent } from './events.js';
 import { DEFAULT_MAX_HEADER_LIST_SIZE, HpackDecoder } from './hpack.js';
 import {
+  isCapsuleRequest,
   requestEvent,
   requestHeadFromHttp1,
   requestHeadFromHttp2,
   responseEvent,
   http2Status,
 } from './http-fields.js';
-import type { RequestHead } from './http-fields.js';
 import { DEFAULT_MAX_HEAD_BYTES, HTTP1_REQUEST_LINE, Http1HeadParser } from './http1.js';
 import { HTTP2_PREFACE, Http2FrameParser, SETTINGS_ID, http2ErrorName } from './http2-frames.js';
 import type { Http2FrameItem } from './http2-frames.js';
@@ -112,18 +112,6 @@ interface Context {
 
 function closeReasonOf(reason: TcpEndReason): CloseReason {
   return reason === 'fin' ? 'tcp-fin' : reason === 'rst' ? 'tcp-rst' : 'capture-end';
-}
-
-/** True when a request's body is a capsule stream. */
-function isCapsuleRequest(head: RequestHead, capsuleProtocol: boolean, mode: 'auto' | 'all'): boolean {
-  // An HTTP/1.1 body is a plain byte stream only after an Upgrade (RFC 9298 §3.2); other bodies need message
-  // framing (Content-Length, chunked) that this decoder does not parse.
-  if (head.http === '1.1' && head.protocol === null) return false;
-  if (mode === 'all') return true;
-  // RFC 9298 §3: connect-udp uses the capsule protocol; other protocols and plain requests signal it with
-  // Capsule-Protocol (RFC 9297 §3.4).
-  const tokens = (head.protocol ?? '').split(',').map((p) => p.trim().toLowerCase());
-  return tokens.includes('connect-udp') || capsuleProtocol;
 }
 
 /** State shared by one HTTP session (an HTTP/2 stream or an HTTP/1.1 connection). */

@@ -1,8 +1,14 @@
 import http2 from 'node:http2';
-import type { SecureClientSessionOptions } from 'node:http2';
+import type net from 'node:net';
+import { tapChannel } from '../diagnostics.js';
 import { ErrorCodes, UdpTunnelError } from '../errors.js';
 import { parseProxyStatusError } from '../proxy-status.js';
+import { connectProxySocket, connectionError, lastSocketError } from './proxy-socket.js';
 import type { Transport, TransportOptions, TunnelHandle } from './types.js';
+
+
+// RFC 9113 §8.7: REFUSED_STREAM means the request was not processed and may be retried; bound the retries.
+const REFUSED_STREAM_RETRIES = 3;
 
 // RFC 9113 §6.5.2: SETTINGS_MAX_CONCURRENT_STREAMS is unlimited until the peer says otherwise; we assume the
 // recommended minimum of 100 until its SETTINGS arrive, then use what it announced.
@@ -12,46 +18,73 @@ const ASSUMED_MAX_STREAMS = 100;
 // connection, so that would cap all of them together at 64 KiB in flight toward us; raise it once connected.
 const CONNECTION_WINDOW = 16 << 20;
 
-/** TLS error codes that no retry will fix. */
-const TLS_ERROR_CODES = new Set([
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'CERT_HAS_EXPIRED',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-  'ERR_SSL_WRONG_VERSION_NUMBER',
-  'UT_ERR_TLS',
-]);
+// How long to wait for the server's SETTINGS before handing a TLS socket to the HTTP/2 session anyway.
+const SERVER_PREFACE_WAIT_MS = 500;
+
+/**
+ * Waits for the server's first bytes (its SETTINGS, RFC 9113 §3.4) and puts them back. Over TLS 1.3 a refused
+ * client certificate arrives as an alert only after the handshake; the HTTP/2 session would read it natively and
+ * never report it, so it is caught here. Resolves after `ms` without data for servers that wait for our preface.
+ */
+function awaitServerPreface(socket: net.Socket, ms: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const done = (err: Error | null): void => {
+      clearTimeout(timer);
+      socket.removeListener('data', onData);
+      socket.removeListener('error', onError);
+      socket.removeListener('close', onClose);
+      socket.pause();
+      if (err) reject(err);
+      else resolve();
+    };
+    const onData = (chunk: Buffer): void => {
+      done(null);
+      socket.unshift(chunk);
+    };
+    const onError = (err: Error): void => done(err);
+    const onClose = (): void => done(lastSocketError(socket) ?? new Error('connection closed after the TLS handshake'));
+    const timer = setTimeout(() => done(null), ms);
+    const early = lastSocketError(socket);
+    if (early || socket.destroyed) return done(early ?? new Error('connection closed after the TLS handshake'));
+    socket.on('data', onData);
+    socket.once('error', onError);
+    socket.once('close', onClose);
+  });
+}
 
 interface PoolConn {
-  session: http2.ClientHttp2Session;
+  /** Null until the byte stream to the proxy is up. */
+  session: http2.ClientHttp2Session | null;
+  socket: net.Socket | null;
+  /** Streams on this connection that the proxy accepted and that are still open. */
+  open: number;
   ready: Promise<void>;
   reserved: number;
   limit: number;
   dead: boolean;
 }
 
-/** Maps a connection-level failure to a coded error. */
-export function connectionError(err: unknown, proxy: URL): UdpTunnelError {
-  if (err instanceof UdpTunnelError) return err;
-  const e = err as NodeJS.ErrnoException;
-  const code = e?.code ?? '';
-  if (TLS_ERROR_CODES.has(code) || /certificate|ssl|tls/i.test(code)) {
-    return new UdpTunnelError(ErrorCodes.TLS, `TLS handshake with ${proxy.host} failed: ${e.message} (${code}); use --ca FILE, --pin or --insecure for a private proxy`, { retryable: false, osCode: code }, { cause: err });
-  }
-  return new UdpTunnelError(ErrorCodes.PROXY_UNREACHABLE, `cannot reach proxy ${proxy.host}: ${e?.message ?? String(err)}`, { retryable: true, osCode: code }, { cause: err });
-}
-
 /** Error for a non-2xx answer, or a 2xx that ends the stream. */
-export function refusedError(status: number, headers: Record<string, string | string[] | undefined>, what: string): UdpTunnelError {
-  const proxyStatus = headers['proxy-status'] as string | undefined;
+export function refusedError(
+  status: number,
+  headers: Record<string, string | string[] | undefined>,
+  what: string,
+  sentCredentials = false,
+): UdpTunnelError {
+  const raw = headers['proxy-status'];
+  const proxyStatus = Array.isArray(raw) ? raw.join(', ') : raw;
   const kind = parseProxyStatusError(proxyStatus);
   // 5xx and 429 may succeed on another attempt; other 4xx will not.
   const retryable = status >= 500 || status === 429;
+  let hint = '';
+  if (status === 401 || status === 407) {
+    hint = sentCredentials
+      ? '; the proxy rejected the credentials'
+      : '; the proxy requires credentials: pass --token (or UDP_TUNNEL_TOKEN) or user:pass@ in the proxy URL';
+  }
   return new UdpTunnelError(
-    ErrorCodes.TUNNEL_REFUSED,
-    `proxy refused ${what}: HTTP ${status}${kind ? ` (${kind})` : ''}`,
+    status === 401 || status === 407 ? ErrorCodes.AUTH_REQUIRED : ErrorCodes.TUNNEL_REFUSED,
+    `proxy refused ${what}: HTTP ${status}${kind ? ` (${kind})` : ''}${hint}`,
     { status, proxyStatus, retryable },
   );
 }
@@ -102,8 +135,14 @@ export class H2Pool {
     // Keep one idle connection; close extra ones once they carry nothing.
     if (c.reserved === 0 && !c.dead && this.conns.filter((x) => !x.dead).length > 1) {
       this.retire(c);
-      c.session.close();
+      c.session?.close();
     }
+  }
+
+  /** Lowers a connection's stream budget after the proxy refused a stream on it (RFC 9113 §8.7). */
+  refusedOn(c: PoolConn): void {
+    // The proxy holds what it has already accepted; anything more goes to another connection.
+    c.limit = Math.min(c.limit, c.open);
   }
 
   /** Closes every connection. */
@@ -114,13 +153,17 @@ export class H2Pool {
       all.map(
         (c) =>
           new Promise<void>((resolve) => {
-            if (c.session.destroyed) return resolve();
+            const session = c.session;
+            if (session === null || session.destroyed) {
+              c.socket?.destroy();
+              return resolve();
+            }
             // A session that never finished its handshake may not emit 'close' after close() + destroy().
             const t = setTimeout(() => {
-              c.session.destroy();
+              session.destroy();
               resolve();
             }, 500);
-            c.session.close(() => {
+            session.close(() => {
               clearTimeout(t);
               resolve();
             });
@@ -137,30 +180,68 @@ export class H2Pool {
 
   private connect(): PoolConn {
     const { proxy, tls, connectTimeoutMs } = this.opts;
-    const secure = proxy.protocol === 'https:';
-    const options: SecureClientSessionOptions & { noDelay?: boolean } = {
-      // Passed on to the socket: a small capsule written while earlier bytes are unacknowledged must not wait.
-      noDelay: true,
-      settings: { enablePush: false, initialWindowSize: 1 << 20 },
-      peerMaxConcurrentStreams: ASSUMED_MAX_STREAMS,
-    };
-    if (secure) {
-      if (tls.ca) options.ca = tls.ca;
-      if (tls.cert) options.cert = tls.cert;
-      if (tls.key) options.key = tls.key;
-      if (tls.servername) options.servername = tls.servername;
-      options.rejectUnauthorized = !tls.insecure;
-      options.ALPNProtocols = ['h2'];
-    }
-    const session = http2.connect(proxy.origin, options);
     this.connectionsOpened++;
-    const c: PoolConn = { session, ready: Promise.resolve(), reserved: 0, limit: ASSUMED_MAX_STREAMS, dead: false };
-    c.ready = new Promise<void>((resolve, reject) => {
+    const c: PoolConn = { session: null, socket: null, open: 0, ready: Promise.resolve(), reserved: 0, limit: ASSUMED_MAX_STREAMS, dead: false };
+    this.conns.push(c);
+    c.ready = (async () => {
+      const started = Date.now();
+      let socket: net.Socket;
+      try {
+        socket = await connectProxySocket({ proxy, tls, alpn: ['h2'], timeoutMs: connectTimeoutMs });
+      } catch (err) {
+        this.retire(c);
+        throw err;
+      }
+      c.socket = socket;
+      // A small capsule written while earlier bytes are unacknowledged must not wait for Nagle.
+      socket.setNoDelay(true);
+      if (proxy.protocol === 'https:') {
+        try {
+          await awaitServerPreface(socket, Math.min(SERVER_PREFACE_WAIT_MS, connectTimeoutMs));
+        } catch (err) {
+          socket.destroy();
+          this.retire(c);
+          throw connectionError(err, proxy);
+        }
+      }
+      if (this.closed || c.dead) {
+        socket.destroy();
+        throw new UdpTunnelError(ErrorCodes.CLOSED, 'client is closing', { retryable: false });
+      }
+      const session = http2.connect(proxy.origin, {
+        createConnection: () => socket,
+        settings: { enablePush: false, initialWindowSize: 1 << 20 },
+        peerMaxConcurrentStreams: ASSUMED_MAX_STREAMS,
+      });
+      c.session = session;
+      session.once('connect', () => {
+        try {
+          session.setLocalWindowSize(CONNECTION_WINDOW);
+        } catch {
+          // The session may already be closing.
+        }
+      });
+      // The session reads the socket natively and misses TLS alerts that arrive after the handshake (TLS 1.3 sends
+      // "certificate required" late); pass them on so setup fails with the real cause instead of a timeout.
+      socket.on('error', (err) => {
+        if (!session.destroyed) session.destroy(err);
+      });
+      session.on('error', () => this.retire(c));
+      session.on('close', () => this.retire(c));
+      session.on('goaway', () => this.retire(c));
+      await this.awaitSettings(c, session, Math.max(1, connectTimeoutMs - (Date.now() - started)));
+    })();
+    c.ready.catch(() => {});
+    return c;
+  }
+
+  private awaitSettings(c: PoolConn, session: http2.ClientHttp2Session, timeoutMs: number): Promise<void> {
+    const { proxy } = this.opts;
+    return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
-        const err = new UdpTunnelError(ErrorCodes.TIMEOUT, `proxy ${proxy.host} did not complete the HTTP/2 handshake within ${connectTimeoutMs} ms`, { retryable: true });
-        reject(err);
+        reject(new UdpTunnelError(ErrorCodes.TIMEOUT, `proxy ${proxy.host} did not complete the HTTP/2 handshake within ${timeoutMs} ms`, { retryable: true }));
         session.destroy();
-      }, connectTimeoutMs);
+      }, timeoutMs);
       // RFC 8441 §3 (and PROTOCOL.md): wait for the server's SETTINGS before sending :protocol.
       session.once('remoteSettings', (settings) => {
         clearTimeout(timer);
@@ -186,40 +267,61 @@ export class H2Pool {
       });
       session.once('close', () => {
         clearTimeout(timer);
-        reject(new UdpTunnelError(ErrorCodes.PROXY_UNREACHABLE, `connection to proxy ${proxy.host} closed during setup`, { retryable: true }));
+        const cause = c.socket ? lastSocketError(c.socket) : undefined;
+        reject(cause ? connectionError(cause, proxy) : new UdpTunnelError(ErrorCodes.PROXY_UNREACHABLE, `connection to proxy ${proxy.host} closed during setup`, { retryable: true }));
       });
     });
-    c.ready.catch(() => {});
-    session.once('connect', () => {
-      try {
-        session.setLocalWindowSize(CONNECTION_WINDOW);
-      } catch {
-        // The session may already be closing.
-      }
-    });
-    session.on('error', () => this.retire(c));
-    session.on('close', () => this.retire(c));
-    session.on('goaway', () => this.retire(c));
-    this.conns.push(c);
-    return c;
   }
 }
 
-/** Opens a stream on the pool with the given request headers and waits for a 2xx answer. */
+/**
+ * Opens a stream on the pool with the given request headers and waits for a 2xx answer. A stream the proxy
+ * refuses with REFUSED_STREAM (RFC 9113 §8.7: not processed) is retried on another connection.
+ */
 export async function openH2Stream(
   pool: H2Pool,
   headers: http2.OutgoingHttpHeaders,
   signal: AbortSignal,
   connectTimeoutMs: number,
   what: string,
+  sentCredentials = false,
+  session?: string,
+): Promise<TunnelHandle> {
+  for (let i = 0; ; i++) {
+    try {
+      return await openH2StreamOnce(pool, headers, signal, connectTimeoutMs, what, sentCredentials, session);
+    } catch (err) {
+      if (!(err instanceof UdpTunnelError) || err.details['rstCode'] !== http2.constants.NGHTTP2_REFUSED_STREAM || i >= REFUSED_STREAM_RETRIES) throw err;
+    }
+  }
+}
+
+async function openH2StreamOnce(
+  pool: H2Pool,
+  headers: http2.OutgoingHttpHeaders,
+  signal: AbortSignal,
+  connectTimeoutMs: number,
+  what: string,
+  sentCredentials: boolean,
+  session: string | undefined,
 ): Promise<TunnelHandle> {
   const conn = await pool.acquire();
   let stream: http2.ClientHttp2Stream;
   try {
-    stream = conn.session.request(headers, { endStream: false });
+    // waitForTrailers: Node would otherwise send END_STREAM ahead of an abort's RST_STREAM (RFC 9297 §3.3 wants a reset).
+    stream = conn.session!.request(headers, { endStream: false, waitForTrailers: true });
+    stream.on('wantTrailers', () => {
+      if (!stream.closed && !stream.destroyed) stream.sendTrailers({});
+    });
   } catch (err) {
     pool.release(conn);
     throw new UdpTunnelError(ErrorCodes.TUNNEL_FAILED, `could not open a stream: ${(err as Error).message}`, { retryable: true }, { cause: err });
+  }
+  if (session !== undefined && tapChannel.hasSubscribers) {
+    tapChannel.publish({ kind: 'request', session, time: Date.now(), headers: { ...headers } });
+    stream.once('response', (h) => {
+      if (tapChannel.hasSubscribers) tapChannel.publish({ kind: 'response', session, time: Date.now(), headers: { ...h } });
+    });
   }
   let released = false;
   stream.on('close', () => {
@@ -243,25 +345,30 @@ export async function openH2Stream(
       } else resolve(handle!);
     };
     const onAbort = (): void => finish(new UdpTunnelError(ErrorCodes.CLOSED, 'session closed while connecting', { retryable: false }));
-    const onEarlyClose = (): void =>
+    const onEarlyClose = (): void => {
+      if (stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM) pool.refusedOn(conn);
       finish(
         new UdpTunnelError(ErrorCodes.TUNNEL_FAILED, `proxy closed the stream before answering (code ${stream.rstCode ?? 'none'})`, {
           retryable: true,
           rstCode: stream.rstCode,
         }),
       );
+    };
     const timer = setTimeout(
       () => finish(new UdpTunnelError(ErrorCodes.TIMEOUT, `no response from proxy within ${connectTimeoutMs} ms`, { retryable: true })),
       connectTimeoutMs,
     );
     signal.addEventListener('abort', onAbort, { once: true });
     stream.on('close', onEarlyClose);
-    stream.once('response', (resHeaders) => {
+    stream.once('response', (resHeaders, flags: number) => {
       const status = Number(resHeaders[':status']);
       const h = resHeaders as Record<string, string | string[] | undefined>;
       // RFC 9298 §3.5: any 2xx is success, but a response that ends the stream cannot carry a tunnel.
-      if (status < 200 || status > 299) return finish(refusedError(status, h, what));
-      if (stream.endAfterHeaders) return finish(refusedError(status, h, `${what} (response ended the stream)`));
+      if (status < 200 || status > 299) return finish(refusedError(status, h, what, sentCredentials));
+      // Node's endAfterHeaders is not yet set when 'response' fires; the HEADERS frame flags are.
+      if (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) return finish(refusedError(status, h, `${what} (response ended the stream)`, sentCredentials));
+      conn.open++;
+      stream.once('close', () => conn.open--);
       finish(null, {
         stream,
         responseHeaders: h,
@@ -286,7 +393,7 @@ export class H2ConnectUdpTransport implements Transport {
     this.pool = new H2Pool(opts, true);
   }
 
-  open(_session: string, signal: AbortSignal): Promise<TunnelHandle> {
+  open(session: string, signal: AbortSignal): Promise<TunnelHandle> {
     const { proxy, path } = this.opts;
     const headers: http2.OutgoingHttpHeaders = {
       ':method': 'CONNECT',
@@ -297,7 +404,41 @@ export class H2ConnectUdpTransport implements Transport {
       'capsule-protocol': '?1',
     };
     for (const [k, v] of this.opts.headers) headers[k] = v;
-    return openH2Stream(this.pool, headers, signal, this.opts.connectTimeoutMs, 'CONNECT-UDP');
+    if (this.opts.authorization) headers['authorization'] = this.opts.authorization;
+    return openH2Stream(this.pool, headers, signal, this.opts.connectTimeoutMs, 'CONNECT-UDP', Boolean(this.opts.authorization), session);
+  }
+
+  close(): Promise<void> {
+    return this.pool.close();
+  }
+}
+
+/**
+ * POST mode (Envoy `use_post`; not RFC 9298): an HTTP/2 POST to a path the proxy maps to a fixed target; request
+ * and response bodies carry DATAGRAM capsules (RFC 9297 §3.5), so datagram boundaries survive.
+ */
+export class H2PostTransport implements Transport {
+  readonly name = 'post';
+  readonly pool: H2Pool;
+  private readonly opts: TransportOptions;
+
+  constructor(opts: TransportOptions) {
+    this.opts = opts;
+    this.pool = new H2Pool(opts, false);
+  }
+
+  open(session: string, signal: AbortSignal): Promise<TunnelHandle> {
+    const { proxy, path } = this.opts;
+    const headers: http2.OutgoingHttpHeaders = {
+      ':method': 'POST',
+      ':scheme': proxy.protocol === 'https:' ? 'https' : 'http',
+      ':authority': proxy.host,
+      ':path': path,
+      'capsule-protocol': '?1',
+    };
+    for (const [k, v] of this.opts.headers) headers[k] = v;
+    if (this.opts.authorization) headers['authorization'] = this.opts.authorization;
+    return openH2Stream(this.pool, headers, signal, this.opts.connectTimeoutMs, 'POST tunnel', Boolean(this.opts.authorization), session);
   }
 
   close(): Promise<void> {

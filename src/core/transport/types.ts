@@ -17,7 +17,7 @@ export interface ClientTlsOptions {
   servername?: string;
   cert?: string | Buffer;
   key?: string | Buffer;
-  /** `sha256/BASE64` pins of the proxy's certificate SPKI. */
+  /** `sha256/BASE64` pins of the proxy certificate's SubjectPublicKeyInfo; with no `ca`, a pin replaces chain checks. */
   pins?: string[];
 }
 
@@ -32,6 +32,8 @@ export interface TransportOptions {
   tls: ClientTlsOptions;
   /** Give up on one attempt after this long. */
   connectTimeoutMs: number;
+  /** Credentials to send (`Bearer ...` or `Basic ...`); HTTP/2 sends Authorization, HTTP/1.1 Proxy-Authorization. */
+  authorization?: string;
 }
 
 /** A way to open tunnels to a proxy. Sessions do not know which one they ride. */

@@ -1,0 +1,73 @@
+import { networkInterfaces } from 'node:os';
+import { parseHostPort, type HostPort } from './address.js';
+import { Authenticator, loadTokenFile } from './auth.js';
+import { ErrorCodes, UdpTunnelError } from './errors.js';
+import { TargetPolicy, isLoopback, parseRuleList, type PolicyRule } from './policy.js';
+
+/**
+ * Builds the target policy from --deny and --allow (every deny rule is checked before any allow rule) and the
+ * listening address, whose own addresses are refused unless an allow rule names them (RFC 9298 §7).
+ * `interfaceAddresses` overrides the host's interface list (for a wildcard listener) in tests.
+ */
+export function buildTargetPolicy(allow: readonly string[], deny: readonly string[], listenHost: string, interfaceAddresses?: readonly string[]): TargetPolicy {
+  const rules: PolicyRule[] = [];
+  for (const d of deny) rules.push(...parseRuleList(d, 'deny'));
+  for (const a of allow) rules.push(...parseRuleList(a, 'allow'));
+  // Loopback stays governed by the loopback default, otherwise the default could never reach a local service.
+  const own: string[] = [];
+  if (listenHost === '0.0.0.0' || listenHost === '::') {
+    const list = interfaceAddresses ?? Object.values(networkInterfaces()).flatMap((l) => (l ?? []).filter((i) => !i.internal).map((i) => i.address));
+    for (const addr of list) if (!isLoopback(addr)) own.push(addr);
+  } else if (!isLoopback(listenHost) && /^[\d.:a-fA-F]+$/.test(listenHost)) {
+    own.push(listenHost);
+  }
+  return new TargetPolicy({ rules, ownAddresses: own });
+}
+
+/** Parses `--post-route PATH=HOST:PORT` entries into a path -> target map. Throws INVALID_OPTION. */
+export function parsePostRoutes(specs: readonly string[]): Map<string, HostPort> {
+  const routes = new Map<string, HostPort>();
+  for (const spec of specs) {
+    const eq = spec.indexOf('=');
+    const path = eq > 0 ? spec.slice(0, eq) : '';
+    if (!path.startsWith('/') || /[\s\x00-\x1f\x7f]/.test(path)) {
+      throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `--post-route '${spec}': expected PATH=HOST:PORT with PATH starting with /`);
+    }
+    if (routes.has(path)) throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `--post-route: path ${path} given twice`);
+    routes.set(path, parseHostPort(spec.slice(eq + 1), { what: `--post-route ${path} target` }));
+  }
+  return routes;
+}
+
+/** Sources of proxy credentials for `serve`. */
+export interface ServeAuthSources {
+  tokens?: readonly string[];
+  tokenFile?: string;
+  /** UDP_TUNNEL_TOKEN, used only when no --token or --token-file is given. */
+  envToken?: string;
+  basic?: readonly string[];
+}
+
+/** Builds the authenticator; disabled when no source names any credential. Error messages never echo secrets. */
+export function buildAuthenticator(src: ServeAuthSources): Authenticator {
+  const tokens = [...(src.tokens ?? [])];
+  if (src.tokenFile) tokens.push(...loadTokenFile(src.tokenFile));
+  if (tokens.length === 0 && src.envToken) tokens.push(src.envToken);
+  return new Authenticator({ tokens, basic: [...(src.basic ?? [])] });
+}
+
+/**
+ * The warning `serve` prints when it listens beyond loopback without authentication (RFC 9298 §7: restrict use to
+ * authorized clients), or null when there is nothing to warn about.
+ */
+export function exposureWarning(listenAddress: string, authEnabled: boolean, tlsEnabled: boolean): string | null {
+  if (isLoopback(listenAddress)) return null;
+  if (!authEnabled) {
+    return (
+      `listening on ${listenAddress} WITHOUT AUTHENTICATION: anyone who can reach this port may relay UDP to every target ` +
+      'the policy allows. Add --token, --token-file or --basic (with TLS), or listen on 127.0.0.1.'
+    );
+  }
+  if (!tlsEnabled) return `listening on ${listenAddress} without TLS: credentials cross the network in cleartext. Add --cert/--key or --self-signed.`;
+  return null;
+}

@@ -1,0 +1,21 @@
+/** Public library API of udp-tunnel. The CLI in src/cli and src/commands is wiring around these. */
+export * from './core/errors.js';
+export * from './core/codec/varint.js';
+export * from './core/codec/capsule.js';
+export * from './core/codec/capsule-decoder.js';
+export * from './core/codec/datagram.js';
+export * from './core/address.js';
+export * from './core/uri-template.js';
+export * from './core/proxy-status.js';
+export * from './core/connect-udp-request.js';
+export * from './core/datagram-channel.js';
+export * from './core/diagnostics.js';
+export * from './core/client.js';
+export * from './core/server.js';
+export * from './core/connect-config.js';
+export * from './core/policy.js';
+export * from './core/auth.js';
+export * from './core/resolver.js';
+export type * from './core/transport/types.js';
+export { H2ConnectUdpTransport, H2Pool } from './core/transport/h2.js';
+export * from './core/inspect/index.js';

@@ -1,0 +1,117 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { ANSI_RE, runCli, startCli } from '../helpers/cli.js';
+import { openUdpPeer, startUdpEcho } from '../helpers/net.js';
+
+const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+describe('udp-tunnel CLI', () => {
+  it('--help lists the commands and exits 0', async () => {
+    const r = await runCli(['--help']);
+    assert.equal(r.code, 0);
+    for (const cmd of ['connect', 'serve', 'demo']) assert.match(r.stdout, new RegExp(`udp-tunnel ${cmd}`));
+  });
+
+  for (const cmd of ['connect', 'serve', 'demo']) {
+    it(`${cmd} --help shows at least two examples`, async () => {
+      const r = await runCli([cmd, '--help']);
+      assert.equal(r.code, 0);
+      const examples = r.stdout.split('Examples:')[1] ?? '';
+      assert.ok((examples.match(/udp-tunnel /g) ?? []).length >= 2, r.stdout);
+    });
+  }
+
+  it('--version prints the package version', async () => {
+    const r = await runCli(['--version']);
+    assert.equal(r.code, 0);
+    assert.equal(r.stdout.trim(), pkg.version);
+  });
+
+  it('an unknown flag is a usage error (exit 2)', async () => {
+    const r = await runCli(['serve', '--no-such-flag']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /Unknown argument/);
+  });
+
+  it('no command is a usage error (exit 2)', async () => {
+    const r = await runCli([]);
+    assert.equal(r.code, 2);
+  });
+
+  it('connect without --proxy is a usage error (exit 2)', async () => {
+    const r = await runCli(['connect', '--target', '127.0.0.1:53']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /proxy/);
+  });
+
+  it('a bad address gives a one-line message and exit 2', async () => {
+    const r = await runCli(['connect', '--proxy', 'http://127.0.0.1:1', '--target', '::1:53']);
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr.trim().split('\n').length, 1);
+    assert.match(r.stderr, /IPv6 addresses must be written in brackets/);
+  });
+
+  it('a bad proxy URL scheme is a usage error', async () => {
+    const r = await runCli(['connect', '--proxy', 'ftp://127.0.0.1:1', '--target', '127.0.0.1:53']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /http:\/\/ .*https:\/\//);
+  });
+
+  it('a listen address in use is a runtime failure (exit 1), stack only with --verbose', async () => {
+    const first = startCli(['serve', '--listen', '127.0.0.1:0', '--json']);
+    const l = await first.waitForEvent('listening');
+    const r = await runCli(['serve', '--listen', `127.0.0.1:${l['port']}`]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /address already in use/);
+    assert.doesNotMatch(r.stderr, /\n\s+at /);
+    const v = await runCli(['serve', '--listen', `127.0.0.1:${l['port']}`, '--verbose']);
+    assert.equal(v.code, 1);
+    assert.match(v.stderr, /\n\s+at /);
+    assert.equal(await first.stop(), 0);
+  });
+
+  it('NO_COLOR=1 output has no ANSI codes; FORCE_COLOR=1 has them', async () => {
+    const plain = await runCli(['demo', '--peers', '1', '--count', '5'], { NO_COLOR: '1', FORCE_COLOR: '1' });
+    assert.equal(plain.code, 0);
+    assert.doesNotMatch(plain.stdout + plain.stderr, ANSI_RE);
+    const colored = await runCli(['demo', '--peers', '1', '--count', '5'], { FORCE_COLOR: '1' });
+    assert.equal(colored.code, 0);
+    assert.match(colored.stdout, ANSI_RE);
+  });
+
+  it('demo --json prints one parseable document and exits 0', async () => {
+    const r = await runCli(['demo', '--peers', '2', '--count', '20', '--json']);
+    assert.equal(r.code, 0);
+    const doc = JSON.parse(r.stdout) as { ok: boolean; peers: { sent: number; received: number; corrupted: number }[] };
+    assert.equal(doc.ok, true);
+    assert.equal(doc.peers.length, 2);
+    for (const p of doc.peers) assert.deepEqual([p.sent, p.received, p.corrupted], [20, 20, 0]);
+  });
+
+  it('serve + connect as real processes: --json listening lines carry the real ports; a datagram round-trips; SIGINT exits 0', async () => {
+    const echo = await startUdpEcho();
+    const serve = startCli(['serve', '--listen', '127.0.0.1:0', '--json']);
+    const sl = await serve.waitForEvent('listening');
+    assert.equal(sl['protocol'], 'h2c');
+    assert.ok(Number(sl['port']) > 0);
+    const connect = startCli(['connect', '--local', '127.0.0.1:0', '--proxy', `http://127.0.0.1:${sl['port']}`, '--target', `127.0.0.1:${echo.port}`, '--json']);
+    const cl = await connect.waitForEvent('listening');
+    assert.equal(cl['protocol'], 'udp');
+    assert.ok(Number(cl['port']) > 0);
+    const peer = await openUdpPeer();
+    await peer.send('cli round trip', Number(cl['port']), '127.0.0.1');
+    const got = await peer.waitFor(1, 10_000);
+    assert.equal(String(got[0]), 'cli round trip');
+    await connect.waitForEvent('session-ready');
+    assert.equal(await connect.stop('SIGINT'), 0);
+    const closeEv = connect.lines.find((l) => l['event'] === 'session-close');
+    assert.ok(closeEv, 'session-close event on shutdown');
+    assert.equal(closeEv!['rxDatagrams'], 1);
+    assert.equal(closeEv!['txDatagrams'], 1);
+    assert.equal(await serve.stop('SIGTERM'), 0);
+    for (const line of [...serve.lines, ...connect.lines]) assert.equal(typeof line['event'], 'string');
+    await peer.close();
+    await echo.close();
+  });
+});

@@ -1,0 +1,43 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const BIN = fileURLToPath(new URL('../../../bin/udp-tunnel.js', import.meta.url));
+const run = (...args: string[]): { code: number | null; stdout: string; stderr: string } => {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' }, timeout: 10_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+};
+
+describe('CLI flags for transports, auth and TLS', () => {
+  it('help says POST mode is not RFC 9298 and lists the new flags', () => {
+    const connect = run('connect', '--help');
+    assert.equal(connect.code, 0);
+    assert.match(connect.stdout, /NOT RFC 9298/);
+    for (const flag of ['--http', '--mode', '--post-path', '--token', '--pin', '--cert', '--key', '--servername']) assert.ok(connect.stdout.includes(flag), flag);
+    const serve = run('serve', '--help');
+    assert.equal(serve.code, 0);
+    assert.match(serve.stdout, /not RFC 9298/);
+    for (const flag of ['--post-route', '--token-file', '--basic', '--self-signed', '--client-ca', '--header-timeout', '--max-header-size', '--max-sessions-per-connection']) {
+      assert.ok(serve.stdout.includes(flag), flag);
+    }
+  });
+
+  const usage: Array<[string, string[], RegExp]> = [
+    ['POST over HTTP/1.1', ['connect', '-p', 'http://127.0.0.1:1', '--mode', 'post', '--http', '1.1'], /--mode post runs over HTTP\/2 only/],
+    ['connect-udp without a target', ['connect', '-p', 'http://127.0.0.1:1'], /--target HOST:PORT is required/],
+    ['TLS flags on a cleartext proxy', ['connect', '-p', 'http://127.0.0.1:1', '-t', '127.0.0.1:1', '--insecure'], /--insecure need an https:\/\/ proxy URL/],
+    ['a malformed pin', ['connect', '-p', 'https://127.0.0.1:1', '-t', '127.0.0.1:1', '--pin', 'sha1/abc'], /--pin 'sha1\/abc'/],
+    ['an unknown --http', ['connect', '-p', 'http://127.0.0.1:1', '-t', '127.0.0.1:1', '--http', '3'], /Invalid values/],
+    ['a bad POST route', ['serve', '--post-route', 'nopath'], /--post-route 'nopath'/],
+    ['--client-ca without TLS', ['serve', '--client-ca', 'ca.pem'], /--client-ca needs TLS/],
+    ['--self-signed with --cert', ['serve', '--self-signed', '--cert', 'a', '--key', 'b'], /exclude each other/],
+  ];
+  for (const [name, args, message] of usage) {
+    it(`exits 2 for ${name}`, () => {
+      const r = run(...args);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, message);
+    });
+  }
+});
