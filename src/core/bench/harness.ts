@@ -36,7 +36,7 @@ import type { FailCondition } from './stats.js';
 import { makeThrowawayCert } from './self-signed.js';
 import type { ThrowawayCert } from './self-signed.js';
 import { bracketHost, startComponent } from './tunnel-launcher.js';
-import type { ComponentExit, ComponentSample, Isolation, TunnelComponent } from './tunnel-launcher.js';
+import type { ComponentExit, ComponentSample, ComponentSpec, Isolation, TunnelComponent } from './tunnel-launcher.js';
 
 /** Which path a generator run measures. */
 export type BenchPath = 'direct' | 'tunnel';
@@ -270,8 +270,9 @@ export async function runBench(options: BenchOptions): Promise<BenchDocument> {
   let idle: IdleSessionMemory | null = null;
   try {
     const mode = benchMode(p.mode);
-    let proxyUrl: string;
+    let proxyUrl = '';
     let targetSpec: string;
+    let serveSpec: ComponentSpec | null = null;
     let connectCa: { certPath: string; keyPath: string; cert: string; key: string } | undefined;
     if (p.proxy !== null && p.target !== null) {
       proxyUrl = p.proxy;
@@ -289,29 +290,30 @@ export async function runBench(options: BenchOptions): Promise<BenchDocument> {
         cert = await makeThrowawayCert();
         connectCa = cert;
       }
-      emit({ type: 'starting', what: 'serve' });
-      serve = await startComponent({
+      serveSpec = {
         role: 'serve',
         isolation: p.isolation,
         mode: mode.name,
         host: p.host,
         ...(cert ? { tls: cert } : {}),
         nodeOptions: n.nodeOptions,
-      });
-      proxyUrl = `${p.tls ? 'https' : 'http'}://${bracketHost(serve.address.address)}:${serve.address.port}`;
+      };
+      emit({ type: 'starting', what: 'serve' });
+      serve = await startComponent(serveSpec);
     }
-    emit({ type: 'starting', what: 'connect' });
-    connect = await startComponent({
+    const connectSpec = (proxyFor: TunnelComponent | null): ComponentSpec => ({
       role: 'connect',
       isolation: p.isolation,
       mode: mode.name,
       host: p.host,
-      proxy: proxyUrl,
+      proxy: proxyFor ? `${p.tls ? 'https' : 'http'}://${bracketHost(proxyFor.address.address)}:${proxyFor.address.port}` : proxyUrl,
       target: targetSpec,
       ...(connectCa ? { tls: connectCa } : {}),
       ...(n.insecure ? { insecure: true } : {}),
       nodeOptions: n.nodeOptions,
     });
+    emit({ type: 'starting', what: 'connect' });
+    connect = await startComponent(connectSpec(serve));
     for (const c of [serve, connect]) if (c) starts.set(c, c.sample());
     emit({
       type: 'ready',
@@ -342,11 +344,6 @@ export async function runBench(options: BenchOptions): Promise<BenchDocument> {
       emit({ type: 'run-end', run, runs: p.runs, path, result });
       return result;
     };
-    // On fresh processes, before any traffic: freed memory from earlier sessions would otherwise absorb the growth.
-    if (p.idleSessions > 0 && !signal?.aborted) {
-      emit({ type: 'idle-sessions', sessions: p.idleSessions });
-      idle = await measureIdleSessions(p.host, connect.address.port, p.idleSessions, serve, connect, signal);
-    }
     for (let run = 1; run <= p.runs && !signal?.aborted; run++) {
       const d = p.direct ? await measure(run, 'direct', direct.host, direct.port) : null;
       if (signal?.aborted && d !== null) break;
@@ -373,6 +370,25 @@ export async function runBench(options: BenchOptions): Promise<BenchDocument> {
       });
     }
     if (runs.length === 0) throw new UdpTunnelError(ErrorCodes.CLOSED, 'bench interrupted before the first run finished');
+    // On a second, fresh serve and connect: memory freed by earlier sessions would absorb the growth on the first
+    // pair, and a thousand idle sessions kept there during the runs would enlarge its heap and its GC pauses.
+    if (p.idleSessions > 0 && !signal?.aborted) {
+      emit({ type: 'idle-sessions', sessions: p.idleSessions });
+      // A small fixed young generation: garbage from setting sessions up is collected at once instead of growing
+      // the semi-spaces in multi-megabyte steps, which would swamp the per-session growth in RSS.
+      const probeOptions = p.isolation === 'process' ? [...n.nodeOptions, '--min-semi-space-size=1', '--max-semi-space-size=1'] : n.nodeOptions;
+      const probeServe = serveSpec ? await startComponent({ ...serveSpec, nodeOptions: probeOptions }) : null;
+      try {
+        const probeConnect = await startComponent({ ...connectSpec(probeServe), nodeOptions: probeOptions });
+        try {
+          idle = await measureIdleSessions(p.host, probeConnect.address.port, p.idleSessions, probeServe, probeConnect, signal);
+        } finally {
+          await probeConnect.stop();
+        }
+      } finally {
+        await probeServe?.stop();
+      }
+    }
   } finally {
     emit({ type: 'stopping' });
     // connect first: its sessions end cleanly while serve is still there.
