@@ -382,30 +382,32 @@ async function openH2StreamOnce(
   });
 }
 
-/** CONNECT-UDP over HTTP/2 extended CONNECT (RFC 9298 §3.4, RFC 8441). */
-export class H2ConnectUdpTransport implements Transport {
-  readonly name = 'h2';
+/** Shared by the two HTTP/2 transports: one pool, one request shape that differs only in method and :protocol. */
+abstract class H2TunnelTransport implements Transport {
+  abstract readonly name: string;
   readonly pool: H2Pool;
   private readonly opts: TransportOptions;
+  private readonly extendedConnect: boolean;
 
-  constructor(opts: TransportOptions) {
+  protected constructor(opts: TransportOptions, extendedConnect: boolean) {
     this.opts = opts;
-    this.pool = new H2Pool(opts, true);
+    this.extendedConnect = extendedConnect;
+    this.pool = new H2Pool(opts, extendedConnect);
   }
 
   open(session: string, signal: AbortSignal): Promise<TunnelHandle> {
     const { proxy, path } = this.opts;
-    const headers: http2.OutgoingHttpHeaders = {
-      ':method': 'CONNECT',
-      ':protocol': 'connect-udp',
-      ':scheme': proxy.protocol === 'https:' ? 'https' : 'http',
-      ':authority': proxy.host,
-      ':path': path,
-      'capsule-protocol': '?1',
-    };
+    const headers: http2.OutgoingHttpHeaders = this.extendedConnect
+      ? { ':method': 'CONNECT', ':protocol': 'connect-udp' }
+      : { ':method': 'POST' };
+    headers[':scheme'] = proxy.protocol === 'https:' ? 'https' : 'http';
+    headers[':authority'] = proxy.host;
+    headers[':path'] = path;
+    headers['capsule-protocol'] = '?1';
     for (const [k, v] of this.opts.headers) headers[k] = v;
     if (this.opts.authorization) headers['authorization'] = this.opts.authorization;
-    return openH2Stream(this.pool, headers, signal, this.opts.connectTimeoutMs, 'CONNECT-UDP', Boolean(this.opts.authorization), session);
+    const what = this.extendedConnect ? 'CONNECT-UDP' : 'POST tunnel';
+    return openH2Stream(this.pool, headers, signal, this.opts.connectTimeoutMs, what, Boolean(this.opts.authorization), session);
   }
 
   close(): Promise<void> {
@@ -413,35 +415,23 @@ export class H2ConnectUdpTransport implements Transport {
   }
 }
 
+/** CONNECT-UDP over HTTP/2 extended CONNECT (RFC 9298 §3.4, RFC 8441). */
+export class H2ConnectUdpTransport extends H2TunnelTransport {
+  readonly name = 'h2';
+
+  constructor(opts: TransportOptions) {
+    super(opts, true);
+  }
+}
+
 /**
  * POST mode (Envoy `use_post`; not RFC 9298): an HTTP/2 POST to a path the proxy maps to a fixed target; request
  * and response bodies carry DATAGRAM capsules (RFC 9297 §3.5), so datagram boundaries survive.
  */
-export class H2PostTransport implements Transport {
+export class H2PostTransport extends H2TunnelTransport {
   readonly name = 'post';
-  readonly pool: H2Pool;
-  private readonly opts: TransportOptions;
 
   constructor(opts: TransportOptions) {
-    this.opts = opts;
-    this.pool = new H2Pool(opts, false);
-  }
-
-  open(session: string, signal: AbortSignal): Promise<TunnelHandle> {
-    const { proxy, path } = this.opts;
-    const headers: http2.OutgoingHttpHeaders = {
-      ':method': 'POST',
-      ':scheme': proxy.protocol === 'https:' ? 'https' : 'http',
-      ':authority': proxy.host,
-      ':path': path,
-      'capsule-protocol': '?1',
-    };
-    for (const [k, v] of this.opts.headers) headers[k] = v;
-    if (this.opts.authorization) headers['authorization'] = this.opts.authorization;
-    return openH2Stream(this.pool, headers, signal, this.opts.connectTimeoutMs, 'POST tunnel', Boolean(this.opts.authorization), session);
-  }
-
-  close(): Promise<void> {
-    return this.pool.close();
+    super(opts, false);
   }
 }
