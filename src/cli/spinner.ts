@@ -1,11 +1,17 @@
 import ora, { type Ora } from 'ora';
 
-/** A spinner on stderr, only when stderr is a TTY, CI is unset and output is not JSON; otherwise a no-op. */
+/**
+ * A spinner on stderr, only when stderr is a TTY with a known width, CI is unset and output is not JSON; otherwise
+ * a no-op.
+ */
 export class Spinner {
   private readonly ora: Ora | null;
 
   constructor(text: string, opts: { json: boolean; quiet?: boolean }) {
-    const enabled = !opts.json && !opts.quiet && process.stderr.isTTY === true && !process.env['CI'];
+    // A terminal that reports zero columns (e.g. a pty without a window size) would make ora's line-clearing
+    // arithmetic divide by zero and flood the terminal with escape codes.
+    const enabled =
+      !opts.json && !opts.quiet && process.stderr.isTTY === true && (process.stderr.columns ?? 0) > 0 && !process.env['CI'];
     this.ora = enabled ? ora({ text, stream: process.stderr }).start() : null;
   }
 
