@@ -60,6 +60,11 @@ export interface DatagramChannelOptions {
 
 const EMPTY = Buffer.alloc(0);
 
+/** A zeroed ChannelCounters, for channels and for stats records that embed them. */
+export function emptyChannelCounters(): ChannelCounters {
+  return { rxDatagrams: 0, rxBytes: 0, txDatagrams: 0, txBytes: 0, dropBackpressure: 0, dropContextId: 0, skippedCapsules: 0, dropOversize: 0 };
+}
+
 /** True for a node:http2 stream (it has a session and a reset code); its session batches writes itself. */
 function isHttp2Stream(stream: Duplex): boolean {
   return 'session' in stream && 'rstCode' in stream;
@@ -70,16 +75,7 @@ function isHttp2Stream(stream: Duplex): boolean {
  * an upgraded HTTP/1.1 socket or a POST body. Transports only establish the stream; this class does the framing.
  */
 export class DatagramChannel {
-  readonly counters: ChannelCounters = {
-    rxDatagrams: 0,
-    rxBytes: 0,
-    txDatagrams: 0,
-    txBytes: 0,
-    dropBackpressure: 0,
-    dropContextId: 0,
-    skippedCapsules: 0,
-    dropOversize: 0,
-  };
+  readonly counters: ChannelCounters = emptyChannelCounters();
   private readonly stream: Duplex;
   private readonly opts: DatagramChannelOptions;
   private readonly decoder: CapsuleDecoder;

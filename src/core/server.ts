@@ -9,7 +9,7 @@ import type { AuthHeaders } from './auth.js';
 import { DEFAULT_MAX_CAPSULE_LENGTH } from './codec/capsule-decoder.js';
 import { MAX_UDP_PAYLOAD } from './codec/datagram.js';
 import { validateConnectUdpRequest, type IncomingTunnelRequest, type PostRoutes, type TunnelMode } from './connect-udp-request.js';
-import { DatagramChannel, type ChannelCounters, type ChannelDropKind } from './datagram-channel.js';
+import { DatagramChannel, emptyChannelCounters, type ChannelCounters, type ChannelDropKind } from './datagram-channel.js';
 import { tapChannel } from './diagnostics.js';
 import { ErrorCodes, type UdpTunnelError } from './errors.js';
 import { formatResponseHead, headerValues, listsToken, parseRequestHead, rawHeaderList, type Http1Head } from './http1-head.js';
@@ -693,14 +693,7 @@ export class TunnelServer extends EventEmitter {
       target: `${host}:${port}`,
       resolved: target.address,
       transport,
-      rxDatagrams: 0,
-      rxBytes: 0,
-      txDatagrams: 0,
-      txBytes: 0,
-      dropBackpressure: 0,
-      dropContextId: 0,
-      skippedCapsules: 0,
-      dropOversize: 0,
+      ...emptyChannelCounters(),
       dropUdpSend: 0,
       openedAt: Date.now(),
       durationMs: 0,

@@ -18,8 +18,7 @@ import { decodeFrame } from './ip-tcp.js';
 import type { SkipReason } from './ip-tcp.js';
 import { readCapture } from './pcap.js';
 import type { CaptureFormat } from './pcap.js';
-import { TcpReassembler } from './tcp-reassembly.js';
-import type { TcpConnection, TcpEndReason, TcpReassemblyStats, TcpSide } from './tcp-reassembly.js';
+import { TcpReassembler, emptyTcpReassemblyStats, type TcpConnection, type TcpEndReason, type TcpReassemblyStats, type TcpSide } from './tcp-reassembly.js';
 
 /** Options of decodeCapture. */
 export interface CaptureDecodeOptions {
@@ -677,15 +676,7 @@ function emptyStats(): CaptureStats {
     otherConnections: 0,
     streams: 0,
     droppedStreams: 0,
-    segments: 0,
-    connections: 0,
-    droppedConnectionSegments: 0,
-    droppedConnections: 0,
-    retransmittedBytes: 0,
-    outOfOrderSegments: 0,
-    droppedSegments: 0,
-    droppedBytes: 0,
-    gaps: 0,
+    ...emptyTcpReassemblyStats(),
   };
 }
 

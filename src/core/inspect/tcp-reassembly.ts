@@ -61,6 +61,21 @@ export interface TcpReassemblyStats {
   gaps: number;
 }
 
+/** Zeroed reassembly counters (also the base of the capture decoder's stats). */
+export function emptyTcpReassemblyStats(): TcpReassemblyStats {
+  return {
+    segments: 0,
+    connections: 0,
+    droppedConnectionSegments: 0,
+    droppedConnections: 0,
+    retransmittedBytes: 0,
+    outOfOrderSegments: 0,
+    droppedSegments: 0,
+    droppedBytes: 0,
+    gaps: 0,
+  };
+}
+
 /** Default out-of-order buffer per direction. */
 export const DEFAULT_TCP_BUFFER = 1024 * 1024;
 
@@ -113,17 +128,7 @@ export class TcpReassembler {
   private readonly table = new Map<string, ConnState>();
   private nextId = 1;
   /** Counters. */
-  readonly stats: TcpReassemblyStats = {
-    segments: 0,
-    connections: 0,
-    droppedConnectionSegments: 0,
-    droppedConnections: 0,
-    retransmittedBytes: 0,
-    outOfOrderSegments: 0,
-    droppedSegments: 0,
-    droppedBytes: 0,
-    gaps: 0,
-  };
+  readonly stats: TcpReassemblyStats = emptyTcpReassemblyStats();
 
   constructor(listener: TcpStreamListener, options: TcpReassemblyOptions = {}) {
     this.listener = listener;
