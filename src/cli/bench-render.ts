@@ -63,7 +63,8 @@ function describeLoad(doc: BenchDocument): string {
 export function renderHeader(p: BenchParameters, env: BenchEnvironment, version: string): string {
   const c = color();
   const load = p.load.kind === 'rate' ? `open loop ${fmtInt(p.load.rate)} datagrams/s` : `closed loop, ${p.load.inflight} in flight per session`;
-  const path = p.proxy !== null ? `external proxy ${p.proxy} -> ${p.target}` : `${p.mode} (${p.tls ? 'TLS h2' : 'h2c'}) on ${p.host}, ${p.isolation} isolation`;
+  const mode = p.postPath !== null ? `${p.mode} ${p.postPath}` : p.mode;
+  const path = p.proxy !== null ? `external proxy ${p.proxy} -> ${p.target}, ${mode}` : `${mode} (${p.tls ? 'TLS h2' : 'h2c'}) on ${p.host}, ${p.isolation} isolation`;
   return [
     c.bold(`udp-tunnel ${version} bench`) + c.dim(` · Node ${env.node} · ${env.cpus} CPUs (${env.cpuModel}) · ${env.platform} ${env.arch}`),
     `  ${p.size}-byte datagrams, ${p.sessions} session${p.sessions === 1 ? '' : 's'}, ${load}`,

@@ -24,6 +24,7 @@ interface BenchArgs extends CommonArgs {
   runs: number;
   tls: boolean;
   mode: string;
+  'post-path'?: string;
   isolation: 'process' | 'worker';
   host: string;
   proxy?: string;
@@ -53,7 +54,16 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
       .option('timeout', { type: 'string', default: '1s', hidden: true, describe: 'Closed loop: a reply later than this frees its slot' })
       .option('runs', { type: 'number', default: BENCH_DEFAULTS.runs, describe: 'Direct + tunnel pairs; summarized as mean ± stddev' })
       .option('tls', { type: 'boolean', default: false, describe: "Run the bench's serve with TLS (throwaway self-signed certificate)" })
-      .option('mode', { type: 'string', choices: BENCH_MODES.map((m) => m.name), default: BENCH_DEFAULTS.mode, describe: 'Tunnel transport' })
+      .option('mode', {
+        type: 'string',
+        choices: BENCH_MODES.map((m) => m.name),
+        default: BENCH_DEFAULTS.mode,
+        describe: `Tunnel transport: ${BENCH_MODES.map((m) => `${m.name} = ${m.describe}`).join('; ')}`,
+      })
+      .option('post-path', {
+        type: 'string',
+        describe: `With --mode post: the request path (default ${BENCH_DEFAULTS.postPath}); the bench's serve routes it to its echo, an external --proxy must route it to --target`,
+      })
       .option('isolation', {
         type: 'string',
         choices: ['process', 'worker'],
@@ -62,7 +72,7 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
       })
       .option('host', { type: 'string', default: BENCH_DEFAULTS.host, describe: 'Local address for echo, serve and connect (127.0.0.1 or ::1)' })
       .option('proxy', { type: 'string', describe: 'Benchmark this proxy (http:// or https:// URL) instead of a local serve; needs --target' })
-      .option('target', { type: 'string', describe: 'With --proxy: a UDP echo HOST:PORT the proxy can reach' })
+      .option('target', { type: 'string', describe: 'With --proxy: a UDP echo HOST:PORT the proxy can reach (--mode post: the proxy must route --post-path to it)' })
       .option('insecure', { type: 'boolean', default: false, describe: 'With an https --proxy: do not verify its certificate' })
       .option('ca', { type: 'string', describe: 'With an https --proxy: PEM file of CAs to trust' })
       .option('direct', { type: 'boolean', default: true, describe: 'Measure the direct path too (--no-direct: tunnel only, no ratios)' })
@@ -82,7 +92,8 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
       .example('$0 bench --size 1200 --inflight 64', 'Bulk throughput')
       .example('$0 bench --rate 20000 --sessions 100 --duration 10s', 'Open loop, 100 peers')
       .example("$0 bench --json --fail-if 'p99>5ms,loss>0.1%,ratio<0.5'", 'CI gate: one JSON document, exit code 1 on a regression')
-      .example('$0 bench --proxy https://proxy.example:443 --target 10.0.0.5:7 --no-direct', 'Benchmark an external proxy') as unknown as Argv<BenchArgs>,
+      .example('$0 bench --proxy https://proxy.example:443 --target 10.0.0.5:7 --no-direct', 'Benchmark an external proxy')
+      .example('$0 bench --mode post --proxy https://proxy.example:443 --target 10.0.0.5:7', 'POST mode against an external proxy, which must route /bench to the target') as unknown as Argv<BenchArgs>,
   handler: async (args: ArgumentsCamelCase<BenchArgs>) => {
     const out = makeOutput(args);
     const failIf = args['fail-if'] !== undefined ? { spec: args['fail-if'], conditions: parseFailIf(args['fail-if']) } : undefined;
@@ -118,6 +129,7 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
         runs: args.runs,
         tls: args.tls,
         mode: args.mode,
+        ...(args['post-path'] !== undefined ? { postPath: args['post-path'] } : {}),
         isolation: args.isolation,
         host: args.host,
         ...(args.proxy !== undefined ? { proxy: args.proxy } : {}),

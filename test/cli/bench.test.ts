@@ -113,6 +113,7 @@ const DOCUMENT: Shape = {
     proxy: 'null',
     target: 'null',
     direct: 'boolean',
+    postPath: 'null',
     idleSessions: 'number',
   },
   runs: [
@@ -203,6 +204,20 @@ describe('udp-tunnel bench (spawned)', () => {
     );
   });
 
+  it('--mode post runs the POST transport through a route to the echo', async () => {
+    const r = await bench([...SHORT, '--mode', 'post', '--idle-sessions', '0', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const doc = JSON.parse(r.stdout) as Record<string, any>;
+    assert.equal(doc['schema'], 'udp-tunnel-bench/1');
+    assert.equal(doc['parameters'].mode, 'post');
+    assert.equal(doc['parameters'].postPath, '/bench');
+    assert.ok(doc['runs'][0].tunnel.received > 0, 'tunnel delivered datagrams');
+    assert.equal(doc['runs'][0].tunnel.received + doc['runs'][0].tunnel.lost, doc['runs'][0].tunnel.sent);
+    const [serve, connect] = doc['components'] as { role: string; exitCode: number; counters: Record<string, unknown> }[];
+    assert.deepEqual([serve!.role, serve!.exitCode, serve!.counters['requests'], serve!.counters['sessionsTotal']], ['serve', 0, 1, 1]);
+    assert.deepEqual([connect!.role, connect!.exitCode, connect!.counters['sess_tunnel_success']], ['connect', 0, 1]);
+  });
+
   it('--fail-if that holds exits 1 after printing the report', async () => {
     const r = await bench([...SHORT, '--idle-sessions', '0', '--no-direct', '--fail-if', 'loss>=0%']);
     assert.equal(r.code, 1, r.stderr);
@@ -219,6 +234,7 @@ describe('udp-tunnel bench (spawned)', () => {
     ['--proxy without --target', ['--proxy', 'http://127.0.0.1:9'], /--proxy and --target go together/],
     ['--rate with --inflight', ['--rate', '100', '--inflight', '4'], /mutually exclusive/],
     ['an unknown --mode', ['--mode', 'smoke-signals'], /Invalid values/],
+    ['--post-path without --mode post', ['--post-path', '/bench'], /--post-path applies only to --mode post/],
   ];
   for (const [what, args, message] of usage) {
     it(`exits 2 on ${what}, before starting anything`, async () => {

@@ -10,7 +10,7 @@ import { startEchoInWorker } from './echo-server.js';
 import type { EchoStats, EchoWorker } from './echo-server.js';
 import { DEFAULT_DRAIN_MS, DEFAULT_TIMEOUT_MS, normalizeLoadOptions, runLoadInWorker } from './generator.js';
 import type { LoadMode, LoadOptions, LoadProgress } from './generator.js';
-import { DEFAULT_BENCH_MODE, benchMode } from './modes.js';
+import { BENCH_MODES, DEFAULT_BENCH_MODE, DEFAULT_BENCH_POST_PATH, benchMode, checkBenchPostPath } from './modes.js';
 import {
   BENCH_SCHEMA,
   addedLatency,
@@ -81,6 +81,11 @@ export interface BenchOptions {
   tls?: boolean;
   /** Tunnel transport (see BENCH_MODES). */
   mode?: string;
+  /**
+   * Request path of a mode that names no target (POST): the bench's serve routes it to its echo; an external
+   * `proxy` must route it to `target` itself. Only with such a mode.
+   */
+  postPath?: string;
   /** How serve and connect are kept off the generator's event loop. */
   isolation?: Isolation;
   /** Address every local component binds: 127.0.0.1 or ::1 (or another local address). */
@@ -121,6 +126,7 @@ export const BENCH_DEFAULTS = {
   runs: 3,
   tls: false,
   mode: DEFAULT_BENCH_MODE,
+  postPath: DEFAULT_BENCH_POST_PATH,
   isolation: 'process' as Isolation,
   host: '127.0.0.1',
   direct: true,
@@ -163,7 +169,13 @@ export function normalizeBenchOptions(o: BenchOptions): Normalized {
   }
   const isolation = o.isolation ?? d.isolation;
   if (isolation !== 'process' && isolation !== 'worker') throw invalid('isolation', isolation, 'must be process or worker');
-  const mode = benchMode(o.mode ?? d.mode).name;
+  const modeSpec = benchMode(o.mode ?? d.mode);
+  const mode = modeSpec.name;
+  if (o.postPath !== undefined && !modeSpec.usesPostPath) {
+    const which = BENCH_MODES.filter((m) => m.usesPostPath).map((m) => `--mode ${m.name}`);
+    throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `--post-path applies only to ${which.join(', ')}`, { option: 'post-path', value: o.postPath });
+  }
+  const postPath = modeSpec.usesPostPath ? checkBenchPostPath(o.postPath ?? d.postPath) : null;
   const proxy = o.proxy ?? null;
   const target = o.target ?? null;
   if ((proxy === null) !== (target === null)) {
@@ -208,6 +220,7 @@ export function normalizeBenchOptions(o: BenchOptions): Normalized {
       runs,
       tls: o.tls ?? d.tls,
       mode,
+      postPath,
       isolation,
       host,
       proxy,
@@ -295,6 +308,8 @@ export async function runBench(options: BenchOptions): Promise<BenchDocument> {
         isolation: p.isolation,
         mode: mode.name,
         host: p.host,
+        target: targetSpec,
+        ...(p.postPath !== null ? { postPath: p.postPath } : {}),
         ...(cert ? { tls: cert } : {}),
         nodeOptions: n.nodeOptions,
       };
@@ -308,6 +323,7 @@ export async function runBench(options: BenchOptions): Promise<BenchDocument> {
       host: p.host,
       proxy: proxyFor ? `${p.tls ? 'https' : 'http'}://${bracketHost(proxyFor.address.address)}:${proxyFor.address.port}` : proxyUrl,
       target: targetSpec,
+      ...(p.postPath !== null ? { postPath: p.postPath } : {}),
       ...(connectCa ? { tls: connectCa } : {}),
       ...(n.insecure ? { insecure: true } : {}),
       nodeOptions: n.nodeOptions,

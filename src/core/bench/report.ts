@@ -315,6 +315,8 @@ export interface BenchParameters {
   runs: number;
   tls: boolean;
   mode: string;
+  /** Request path of a mode that names no target (POST), which the proxy routes to the target; else null. */
+  postPath: string | null;
   isolation: 'process' | 'worker';
   host: string;
   /** External proxy URL, or null when the bench ran its own serve. */

@@ -4,8 +4,10 @@ import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { formatHostPort, parseHostPort } from '../address.js';
 import { ErrorCodes, UdpTunnelError } from '../errors.js';
-import { benchMode } from './modes.js';
+import { DEFAULT_BENCH_POST_PATH, benchMode } from './modes.js';
+import type { BenchModeContext } from './modes.js';
 
 /** How serve and connect are kept off the generator's event loop. */
 export type Isolation = 'process' | 'worker';
@@ -69,8 +71,13 @@ export interface ComponentSpec {
   host: string;
   /** connect only: proxy URL. */
   proxy?: string;
-  /** connect only: target HOST:PORT. */
+  /**
+   * The UDP echo, HOST:PORT: connect's --target, and where serve routes the request path of a mode that names no
+   * target (POST). Needed by both roles.
+   */
   target?: string;
+  /** Request path of a mode that names no target (POST); default DEFAULT_BENCH_POST_PATH. */
+  postPath?: string;
   /** serve: certificate and key; connect: CA to trust. Paths for processes, PEM text for workers. */
   tls?: { certPath: string; keyPath: string; cert: string; key: string };
   /** connect only: do not verify the proxy certificate (external proxies). */
@@ -94,6 +101,7 @@ export interface TunnelWorkerRequest {
   host: string;
   proxy?: string;
   target?: string;
+  postPath?: string;
   tls?: { cert: string; key: string };
   insecure?: boolean;
 }
@@ -162,25 +170,30 @@ function track(child: ChildProcess): void {
   child.once('exit', () => live.delete(child));
 }
 
+/** The mode context of a component: its target and request path. Throws INVALID_OPTION without a target. */
+export function componentContext(spec: Pick<ComponentSpec, 'role' | 'target' | 'postPath'>): BenchModeContext {
+  if (spec.target === undefined) throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `a bench ${spec.role} component needs a target`);
+  return { target: parseHostPort(spec.target, { what: '--target' }), postPath: spec.postPath ?? DEFAULT_BENCH_POST_PATH };
+}
+
 /** The command line of a component process, after the Node options. */
 export function componentArgs(spec: ComponentSpec): string[] {
   const mode = benchMode(spec.mode);
+  const ctx = componentContext(spec);
   const listen = `${bracketHost(spec.host)}:0`;
   if (spec.role === 'serve') {
     return [
       'serve', '--listen', listen, '--json', '--quiet',
       ...(spec.tls ? ['--cert', spec.tls.certPath, '--key', spec.tls.keyPath] : []),
-      ...mode.serveArgs,
+      ...mode.serveArgs(ctx),
     ];
   }
-  if (spec.proxy === undefined || spec.target === undefined) {
-    throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, 'a bench connect component needs a proxy and a target');
-  }
+  if (spec.proxy === undefined) throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, 'a bench connect component needs a proxy');
   return [
-    'connect', '--local', listen, '--proxy', spec.proxy, '--target', spec.target, '--json', '--quiet',
+    'connect', '--local', listen, '--proxy', spec.proxy, '--target', formatHostPort(ctx.target.host, ctx.target.port), '--json', '--quiet',
     ...(spec.tls ? ['--ca', spec.tls.certPath] : []),
     ...(spec.insecure ? ['--insecure'] : []),
-    ...mode.connectArgs,
+    ...mode.connectArgs(ctx),
   ];
 }
 
@@ -286,6 +299,7 @@ async function startWorker(spec: ComponentSpec): Promise<TunnelComponent> {
     host: spec.host,
     ...(spec.proxy !== undefined ? { proxy: spec.proxy } : {}),
     ...(spec.target !== undefined ? { target: spec.target } : {}),
+    ...(spec.postPath !== undefined ? { postPath: spec.postPath } : {}),
     ...(spec.tls ? { tls: { cert: spec.tls.cert, key: spec.tls.key } } : {}),
     ...(spec.insecure ? { insecure: true } : {}),
   };

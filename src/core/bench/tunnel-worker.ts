@@ -1,12 +1,11 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { parseHostPort } from '../address.js';
 import { TunnelClient } from '../client.js';
 import { buildTransport } from '../connect-config.js';
 import { isUdpTunnelError } from '../errors.js';
 import { TargetPolicy } from '../policy.js';
 import { TunnelServer } from '../server.js';
 import { benchMode } from './modes.js';
-import { addSessionDrops } from './tunnel-launcher.js';
+import { addSessionDrops, componentContext } from './tunnel-launcher.js';
 import type { TunnelWorkerRequest, TunnelWorkerToParent } from './tunnel-launcher.js';
 
 // Entry point of a serve or connect started with worker isolation: the tunnel gets an event loop of its own, apart
@@ -19,6 +18,7 @@ const post = (msg: TunnelWorkerToParent): void => port.postMessage(msg);
 
 try {
   const mode = benchMode(req.mode);
+  const ctx = componentContext(req);
   const drops: Record<string, number> = {};
   const onSessionClose = (stats: object): void => addSessionDrops(drops, stats as Record<string, unknown>);
   let close: () => Promise<Record<string, unknown>>;
@@ -29,7 +29,7 @@ try {
       // Default policy: loopback targets only, which is where the bench's echo lives (RFC 9298 §7).
       policy: new TargetPolicy(),
       ...(req.tls ? { tls: { cert: req.tls.cert, key: req.tls.key } } : {}),
-      ...mode.serverOptions,
+      ...mode.serverOptions(ctx),
     });
     server.on('session-close', onSessionClose);
     const a = await server.listen();
@@ -41,9 +41,9 @@ try {
   } else {
     const transport = buildTransport({
       proxy: req.proxy ?? '',
-      target: parseHostPort(req.target ?? '', { what: '--target' }),
+      target: ctx.target,
       tls: { ...(req.tls ? { ca: req.tls.cert } : {}), ...(req.insecure ? { insecure: true } : {}) },
-      ...mode.proxyConfig,
+      ...mode.proxyConfig(ctx),
     });
     const client = new TunnelClient({ host: req.host, port: 0, transport });
     client.on('error', () => {});

@@ -4,6 +4,10 @@ import { isUdpTunnelError } from '../../../src/core/errors.js';
 import { BENCH_DEFAULTS, normalizeBenchOptions, runBench } from '../../../src/core/bench/harness.js';
 import type { BenchEvent, BenchOptions } from '../../../src/core/bench/harness.js';
 import { componentArgs } from '../../../src/core/bench/tunnel-launcher.js';
+import { startEchoInWorker } from '../../../src/core/bench/echo-server.js';
+import { TargetPolicy } from '../../../src/core/policy.js';
+import { TunnelServer } from '../../../src/core/server.js';
+import type { ServerSessionStats } from '../../../src/core/server.js';
 import { parseFailIf } from '../../../src/core/bench/stats.js';
 
 const SHORT: BenchOptions = { toolVersion: '9.9.9', runs: 1, durationMs: 300, warmupMs: 100, drainMs: 300, idleSessions: 5 };
@@ -32,6 +36,7 @@ describe('normalizeBenchOptions', () => {
       runs: 3,
       tls: false,
       mode: 'connect-udp',
+      postPath: null,
       isolation: 'process',
       host: '127.0.0.1',
       proxy: null,
@@ -40,6 +45,12 @@ describe('normalizeBenchOptions', () => {
       idleSessions: 1000,
     });
     assert.equal(BENCH_DEFAULTS.runs, 3);
+  });
+
+  it('records the post path only for a mode whose request carries one', () => {
+    assert.equal(normalizeBenchOptions({ toolVersion: '1', mode: 'post' }).params.postPath, '/bench');
+    assert.equal(normalizeBenchOptions({ toolVersion: '1', mode: 'post', postPath: '/x' }).params.postPath, '/x');
+    assert.equal(normalizeBenchOptions({ toolVersion: '1', mode: 'connect-udp-h1' }).params.postPath, null);
   });
 
   const bad: [string, Partial<BenchOptions>][] = [
@@ -57,6 +68,9 @@ describe('normalizeBenchOptions', () => {
     ['a size below the probe header', { size: 31 }],
     ['both a zero rate', { load: { kind: 'rate', rate: 0 } }],
     ['a sampling period under 10 ms', { sampleIntervalMs: 5 }],
+    ['a post path with a CONNECT-UDP mode', { mode: 'connect-udp', postPath: '/bench' }],
+    ['a post path without a leading slash', { mode: 'post', postPath: 'bench' }],
+    ['a post path with =', { mode: 'post', postPath: '/a=b' }],
   ];
   for (const [what, opts] of bad) {
     it(`refuses ${what}`, () => {
@@ -71,7 +85,7 @@ describe('normalizeBenchOptions', () => {
 describe('componentArgs', () => {
   it('builds serve and connect command lines with port 0, JSON output and the TLS files', () => {
     const tls = { certPath: '/c.pem', keyPath: '/k.pem', cert: '', key: '' };
-    assert.deepEqual(componentArgs({ role: 'serve', isolation: 'process', mode: 'connect-udp', host: '::1', tls }), [
+    assert.deepEqual(componentArgs({ role: 'serve', isolation: 'process', mode: 'connect-udp', host: '::1', target: '[::1]:7', tls }), [
       'serve', '--listen', '[::1]:0', '--json', '--quiet', '--cert', '/c.pem', '--key', '/k.pem',
     ]);
     assert.deepEqual(
@@ -125,6 +139,38 @@ describe('runBench', () => {
       assert.equal(alive(c.pid!), false, `${c.role} still running`);
     }
     assert.equal(doc.components[0]!.counters!['sessionsTotal'], 1);
+  });
+
+  it('drives an external proxy in POST mode over the path it routes to the target', async () => {
+    const echo = await startEchoInWorker({ host: '127.0.0.1' });
+    const target = { host: echo.address.address, port: echo.address.port };
+    // Only the POST route reaches the echo; the request names no target (not RFC 9298).
+    const server = new TunnelServer({ host: '127.0.0.1', port: 0, policy: new TargetPolicy(), postRoutes: new Map([['/ext', target]]) });
+    const closed: ServerSessionStats[] = [];
+    server.on('session-close', (s: ServerSessionStats) => closed.push(s));
+    try {
+      const a = await server.listen();
+      const doc = await runBench({
+        ...SHORT,
+        idleSessions: 0,
+        direct: false,
+        isolation: 'worker',
+        mode: 'post',
+        postPath: '/ext',
+        proxy: `http://127.0.0.1:${a.port}`,
+        target: `127.0.0.1:${target.port}`,
+      });
+      assert.equal(doc.parameters.mode, 'post');
+      assert.equal(doc.parameters.postPath, '/ext');
+      assert.ok(doc.runs[0]!.tunnel.received > 0, 'tunnel delivered datagrams');
+      assert.deepEqual(doc.components.map((c) => c.role), ['connect']);
+      assert.equal(doc.components[0]!.counters!['sess_tunnel_success'], 1);
+    } finally {
+      await server.close();
+      await echo.close();
+    }
+    assert.deepEqual(closed.map((s) => [s.transport, s.target]), [['post', `127.0.0.1:${target.port}`]]);
+    assert.equal(server.counters.sessionsTotal, 1);
   });
 
   it('stops early when aborted and reports what it measured', async () => {
