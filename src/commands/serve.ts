@@ -33,6 +33,8 @@ interface ServeArgs extends CommonArgs, InspectTapArgs {
   'max-datagram': number;
   'max-stream-buffer': string;
   'header-timeout': string;
+  'connection-idle-timeout': string;
+  'max-connections': number;
   'max-header-size': string;
   'dns-server': string[];
   'dns-timeout': string;
@@ -69,7 +71,13 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       .option('max-datagram', { type: 'number', default: 65527, describe: 'Largest UDP payload relayed either way; larger ones are dropped and counted' })
       .option('max-stream-buffer', { type: 'string', default: '256k', describe: 'Bytes queued toward a client before datagrams are dropped; also the HTTP/2 stream window' })
       .option('header-timeout', { type: 'string', default: '10s', describe: 'Time a connection has for its TLS handshake and first request head' })
-      .option('max-header-size', { type: 'string', default: '16k', describe: 'Largest HTTP/1.1 request head (431 beyond) and HTTP/2 header list' })
+      .option('connection-idle-timeout', {
+        type: 'string',
+        default: '60s',
+        describe: 'Close an HTTP/2 connection (GOAWAY, NO_ERROR) after it had no open stream for this long (0 = never)',
+      })
+      .option('max-connections', { type: 'number', default: 10000, describe: 'Client TCP connections open at once; further ones are closed on accept' })
+      .option('max-header-size', { type: 'string', default: '16k', describe: 'Largest HTTP/1.1 request head and HTTP/2 header list (431 beyond); also SETTINGS_MAX_HEADER_LIST_SIZE' })
       .option('dns-server', { type: 'string', array: true, default: [], describe: 'DNS server IP[:PORT] for target names (default: system resolver)' })
       .option('dns-timeout', { type: 'string', default: '5s', describe: 'Answer 504 when resolving a target takes longer' })
       .example('$0 serve --listen 127.0.0.1:4433', 'Cleartext proxy (h2c and HTTP/1.1) for loopback targets')
@@ -125,6 +133,8 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       maxDatagram: args['max-datagram'],
       maxStreamBuffer: parseSize(args['max-stream-buffer'], '--max-stream-buffer'),
       headerTimeoutMs: parseDuration(args['header-timeout'], '--header-timeout'),
+      connectionIdleTimeoutMs: parseDuration(args['connection-idle-timeout'], '--connection-idle-timeout'),
+      maxConnections: positive(args['max-connections'], '--max-connections'),
       maxHeaderSize: parseSize(args['max-header-size'], '--max-header-size'),
       ...(args['dns-server'].length ? { dnsServers: args['dns-server'] } : {}),
       dnsTimeoutMs: parseDuration(args['dns-timeout'], '--dns-timeout'),

@@ -27,6 +27,19 @@ export const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin
 // Passed through to net.Server (the http2 typings omit it): capsules are small and latency-sensitive, and Nagle's
 // algorithm would hold one back while earlier bytes are unacknowledged.
 
+/** How long a connection told to close may linger before it is cut off. */
+const CLOSE_GRACE_MS = 1000;
+
+/**
+ * RFC 9113 §6.5.2: the size of a header list is the sum of each field's name and value length in octets plus 32.
+ * `raw` is Node's flat `[name, value, ...]` list, whose strings hold one character per received octet.
+ */
+export function headerListSize(raw: readonly string[]): number {
+  let size = 0;
+  for (let i = 0; i + 1 < raw.length; i += 2) size += String(raw[i]).length + String(raw[i + 1]).length + 32;
+  return size;
+}
+
 /** Decides whether a resolved target may be reached (RFC 9298 §7). */
 export interface TargetChecker {
   check(address: string, port: number): { allowed: true } | { allowed: false; reason: string };
@@ -74,7 +87,14 @@ export interface TunnelServerOptions {
   maxStreamsPerConnection?: number;
   /** Time a new connection has to complete its TLS handshake and first request head; slower clients are cut off. */
   headerTimeoutMs?: number;
-  /** Largest HTTP/1.1 request head (and HTTP/2 header list) accepted; larger HTTP/1.1 heads get 431. */
+  /**
+   * Time an HTTP/2 connection may stay open without any open stream once its first request came; it then gets a
+   * GOAWAY with NO_ERROR and is closed. 0 = never. Default 60 s.
+   */
+  connectionIdleTimeoutMs?: number;
+  /** Client TCP connections open at once (any protocol); further ones are closed as soon as they are accepted. Default 10,000. */
+  maxConnections?: number;
+  /** Largest HTTP/1.1 request head and HTTP/2 header list (RFC 9113 §6.5.2 size) accepted; larger requests get 431. */
   maxHeaderSize?: number;
   /** DNS servers for target names; the system resolver when absent. */
   dnsServers?: string[];
@@ -110,12 +130,20 @@ export interface ServerLimitCounters {
   headerTime: number;
   /** Datagrams dropped because their stream already held maxStreamBuffer unsent bytes. */
   streamBuffer: number;
-  /** HTTP/1.1 requests refused with 431 for a head over maxHeaderSize. */
+  /**
+   * Requests refused with 431 for an HTTP/1.1 head or HTTP/2 header list over maxHeaderSize. An HTTP/2 peer that has
+   * acknowledged our SETTINGS is refused by Node's HTTP/2 layer first (RST_STREAM ENHANCE_YOUR_CALM), uncounted.
+   */
   headerSize: number;
+  /** HTTP/2 connections closed with GOAWAY (NO_ERROR) after connectionIdleTimeoutMs without an open stream. */
+  connectionIdle: number;
+  /** TCP connections closed on accept because maxConnections were already open. */
+  connections: number;
 }
 
 /** Server-wide counters. */
 export interface ServerCounters {
+  /** TCP connections accepted (those closed at maxConnections are counted in limits.connections instead). */
   connections: number;
   connectionsH1: number;
   connectionsH2: number;
@@ -141,6 +169,10 @@ interface ConnState {
   headerTimer: NodeJS.Timeout | null;
   /** Set once the socket belongs to the HTTP/2 server, which must then be the one to close it. */
   h2: http2.ServerHttp2Session | null;
+  /** HTTP/2 streams of this connection that are open (from their request until they close). */
+  streams: number;
+  /** Runs while an HTTP/2 connection has no open stream. */
+  idleTimer: NodeJS.Timeout | null;
 }
 
 /**
@@ -217,7 +249,7 @@ export class TunnelServer extends EventEmitter {
     malformedStreams: 0,
     idleTimeouts: 0,
     tlsErrors: 0,
-    limits: { serverSessions: 0, connectionSessions: 0, capsuleLength: 0, datagramSize: 0, headerTime: 0, streamBuffer: 0, headerSize: 0 },
+    limits: { serverSessions: 0, connectionSessions: 0, capsuleLength: 0, datagramSize: 0, headerTime: 0, streamBuffer: 0, headerSize: 0, connectionIdle: 0, connections: 0 },
   };
   private readonly opts: Required<Omit<TunnelServerOptions, 'tls' | 'authenticator' | 'dnsServers' | 'postRoutes'>> & TunnelServerOptions;
   private readonly matcher: TemplateMatcher;
@@ -249,6 +281,8 @@ export class TunnelServer extends EventEmitter {
       maxSessions: 10_000,
       maxStreamsPerConnection: 100,
       headerTimeoutMs: 10_000,
+      connectionIdleTimeoutMs: 60_000,
+      maxConnections: 10_000,
       maxHeaderSize: 16 * 1024,
       dnsTimeoutMs: 5000,
       ...options,
@@ -294,6 +328,12 @@ export class TunnelServer extends EventEmitter {
     } else {
       this.front = net.createServer((socket) => this.onCleartextConnection(socket));
     }
+    // Every connection costs a descriptor and memory whatever it sends; past the limit net.Server closes new ones
+    // before any byte is read (and before TLS starts) and reports them here.
+    this.front.maxConnections = this.opts.maxConnections;
+    this.front.on('drop', () => {
+      this.counters.limits.connections++;
+    });
   }
 
   /** Starts listening; resolves with the bound address (port 0 gives the real port). */
@@ -330,7 +370,10 @@ export class TunnelServer extends EventEmitter {
     this.closing = true;
     const done = new Promise<void>((resolve) => this.front.close(() => resolve()));
     for (const s of [...this.sessions.values()]) this.closeSession(s, 'server-shutdown');
-    for (const s of this.h2Sessions.keys()) s.close();
+    for (const [s, conn] of this.h2Sessions) {
+      this.clearIdleTimer(conn);
+      s.close();
+    }
     const h2Owned = new Set([...this.h2Sessions.values()].map((c) => c.socket));
     // HTTP/2 connections get a GOAWAY and a moment to finish; everything else closes now. Under TLS the raw
     // connections carry the TLS sockets, so only those still in their handshake are cut here.
@@ -360,7 +403,7 @@ export class TunnelServer extends EventEmitter {
   }
 
   private newConn(socket: net.Socket): ConnState {
-    const conn: ConnState = { socket, sessions: 0, headerTimer: null, h2: null };
+    const conn: ConnState = { socket, sessions: 0, headerTimer: null, h2: null, streams: 0, idleTimer: null };
     if (this.opts.headerTimeoutMs > 0) {
       conn.headerTimer = setTimeout(() => {
         conn.headerTimer = null;
@@ -370,8 +413,37 @@ export class TunnelServer extends EventEmitter {
         else socket.destroy();
       }, this.opts.headerTimeoutMs);
     }
-    socket.once('close', () => this.clearHeaderTimer(conn));
+    socket.once('close', () => {
+      this.clearHeaderTimer(conn);
+      this.clearIdleTimer(conn);
+    });
     return conn;
+  }
+
+  private clearIdleTimer(conn: ConnState): void {
+    if (conn.idleTimer !== null) clearTimeout(conn.idleTimer);
+    conn.idleTimer = null;
+  }
+
+  /** Starts the idle clock of an HTTP/2 connection that has no open stream. */
+  private armIdleTimer(conn: ConnState): void {
+    const ms = this.opts.connectionIdleTimeoutMs;
+    const session = conn.h2;
+    if (ms <= 0 || session === null || session.closed || session.destroyed || conn.idleTimer !== null || conn.streams > 0 || this.closing) return;
+    conn.idleTimer = setTimeout(() => {
+      conn.idleTimer = null;
+      if (session.closed || session.destroyed || conn.streams > 0) return;
+      this.counters.limits.connectionIdle++;
+      // RFC 9113 §6.8: GOAWAY with NO_ERROR and the last stream we processed is the graceful close; the client
+      // opens its next request on a new connection. Node's close() sends exactly that and ends the connection.
+      session.close();
+      // A peer that never closes its side would otherwise keep the socket.
+      const grace = setTimeout(() => {
+        session.destroy();
+        conn.socket.destroy();
+      }, CLOSE_GRACE_MS);
+      conn.socket.once('close', () => clearTimeout(grace));
+    }, ms);
   }
 
   private clearHeaderTimer(conn: ConnState): void {
@@ -429,7 +501,12 @@ export class TunnelServer extends EventEmitter {
     }
     this.h2Sessions.set(session, conn);
     conn.h2 = session;
-    session.on('close', () => this.h2Sessions.delete(session));
+    session.on('close', () => {
+      this.h2Sessions.delete(session);
+      this.clearIdleTimer(conn);
+    });
+    // Before the first request the header timer guards the connection; without one the idle clock starts now.
+    if (conn.headerTimer === null) this.armIdleTimer(conn);
     session.on('error', () => {});
     // A large connection window so one busy stream does not stall the others; streams keep their own bound.
     session.on('connect', () => {
@@ -449,6 +526,25 @@ export class TunnelServer extends EventEmitter {
       return;
     }
     this.clearHeaderTimer(conn);
+    conn.streams++;
+    this.clearIdleTimer(conn);
+    stream.once('close', () => {
+      conn.streams--;
+      this.armIdleTimer(conn);
+    });
+    const size = headerListSize(Array.isArray(rawHeaders) ? rawHeaders : []);
+    if (size > this.opts.maxHeaderSize) {
+      // Node enforces SETTINGS_MAX_HEADER_LIST_SIZE only once the peer acknowledged our SETTINGS; a peer that never
+      // does could send far more. RFC 9113 §10.5.1: refuse with 431 (RFC 6585 §5).
+      this.counters.requests++;
+      this.counters.limits.headerSize++;
+      const details = `header list of ${size} bytes exceeds the limit of ${this.opts.maxHeaderSize}`;
+      this.countRefusal(431, 'http_request_error', details, 2, peerName(conn.socket));
+      if (!stream.destroyed && !stream.closed) {
+        stream.respond({ [HTTP2_HEADER_STATUS]: 431, 'proxy-status': formatProxyStatus('http_request_error', { details }) }, { endStream: true });
+      }
+      return;
+    }
     const front: RequestFront = {
       httpVersion: 2,
       client: peerName(conn.socket),

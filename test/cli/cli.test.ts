@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import http2 from 'node:http2';
 import { describe, it } from 'node:test';
 import { ANSI_RE, runCli, startCli } from '../helpers/cli.js';
 import { openUdpPeer, startUdpEcho } from '../helpers/net.js';
@@ -69,6 +70,38 @@ describe('udp-tunnel CLI', () => {
     assert.equal(v.code, 1);
     assert.match(v.stderr, /\n\s+at /);
     assert.equal(await first.stop(), 0);
+  });
+
+  it('serve --help lists the connection limits; bad values are usage errors (exit 2)', async () => {
+    const help = await runCli(['serve', '--help']);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /--connection-idle-timeout\s+Close an HTTP\/2 connection \(GOAWAY, NO_ERROR\)[\s\S]*\[default: "60s"\]/);
+    assert.match(help.stdout, /--max-connections\s+Client TCP connections open at once[\s\S]*\[default: 10000\]/);
+    const zero = await runCli(['serve', '--listen', '127.0.0.1:0', '--max-connections', '0']);
+    assert.equal(zero.code, 2);
+    assert.match(zero.stderr, /--max-connections must be a whole number of at least 1/);
+    const bad = await runCli(['serve', '--listen', '127.0.0.1:0', '--connection-idle-timeout', 'soon']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--connection-idle-timeout: invalid duration 'soon'/);
+  });
+
+  it('serve --connection-idle-timeout closes an idle HTTP/2 connection; the shutdown counters show it', async () => {
+    const serve = startCli(['serve', '--listen', '127.0.0.1:0', '--connection-idle-timeout', '150ms', '--json']);
+    const l = await serve.waitForEvent('listening');
+    const session = http2.connect(`http://127.0.0.1:${l['port']}`);
+    session.on('error', () => {});
+    const goaway = new Promise<number>((resolve) => session.once('goaway', (code: number) => resolve(code)));
+    const req = session.request({ ':method': 'CONNECT', ':protocol': 'connect-udp', ':scheme': 'http', ':authority': `127.0.0.1:${l['port']}`, ':path': '/nope' });
+    req.on('error', () => {});
+    const status = await new Promise<number>((resolve) => req.once('response', (h) => resolve(Number(h[':status']))));
+    assert.equal(status, 404);
+    assert.equal(await goaway, http2.constants.NGHTTP2_NO_ERROR);
+    session.destroy();
+    assert.equal(await serve.stop('SIGTERM'), 0);
+    const shutdown = serve.lines.find((x) => x['event'] === 'shutdown') as { counters: { limits: Record<string, number> } } | undefined;
+    assert.ok(shutdown);
+    assert.equal(shutdown.counters.limits['connectionIdle'], 1);
+    assert.equal(shutdown.counters.limits['connections'], 0);
   });
 
   it('NO_COLOR=1 output has no ANSI codes; FORCE_COLOR=1 has them', async () => {
