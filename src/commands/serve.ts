@@ -70,7 +70,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       .option('max-capsule', { type: 'string', default: '65552', describe: 'Largest capsule accepted; a longer one aborts its stream' })
       .option('max-datagram', { type: 'number', default: 65527, describe: 'Largest UDP payload relayed either way; larger ones are dropped and counted' })
       .option('max-stream-buffer', { type: 'string', default: '256k', describe: 'Bytes queued toward a client before datagrams are dropped; also the HTTP/2 stream window' })
-      .option('header-timeout', { type: 'string', default: '10s', describe: 'Time a connection has for its TLS handshake and first request head' })
+      .option('header-timeout', { type: 'string', default: '10s', describe: 'Time a connection has for its TLS handshake and first request head (and an HTTP/2 peer to acknowledge SETTINGS)' })
       .option('connection-idle-timeout', {
         type: 'string',
         default: '60s',

@@ -139,6 +139,8 @@ export interface ServerLimitCounters {
   connectionIdle: number;
   /** TCP connections closed on accept because maxConnections were already open. */
   connections: number;
+  /** HTTP/2 connections closed with GOAWAY (SETTINGS_TIMEOUT) for not acknowledging our SETTINGS within headerTimeoutMs. */
+  settingsTimeout: number;
 }
 
 /** Server-wide counters. */
@@ -249,7 +251,7 @@ export class TunnelServer extends EventEmitter {
     malformedStreams: 0,
     idleTimeouts: 0,
     tlsErrors: 0,
-    limits: { serverSessions: 0, connectionSessions: 0, capsuleLength: 0, datagramSize: 0, headerTime: 0, streamBuffer: 0, headerSize: 0, connectionIdle: 0, connections: 0 },
+    limits: { serverSessions: 0, connectionSessions: 0, capsuleLength: 0, datagramSize: 0, headerTime: 0, streamBuffer: 0, headerSize: 0, connectionIdle: 0, connections: 0, settingsTimeout: 0 },
   };
   private readonly opts: Required<Omit<TunnelServerOptions, 'tls' | 'authenticator' | 'dnsServers' | 'postRoutes'>> & TunnelServerOptions;
   private readonly matcher: TemplateMatcher;
@@ -507,6 +509,7 @@ export class TunnelServer extends EventEmitter {
     });
     // Before the first request the header timer guards the connection; without one the idle clock starts now.
     if (conn.headerTimer === null) this.armIdleTimer(conn);
+    this.armSettingsTimer(session);
     session.on('error', () => {});
     // A large connection window so one busy stream does not stall the others; streams keep their own bound.
     session.on('connect', () => {
@@ -516,6 +519,24 @@ export class TunnelServer extends EventEmitter {
         /* the session may already be closing */
       }
     });
+  }
+
+  /**
+   * RFC 9113 §6.5.3: our SETTINGS (header list size, stream windows) bind the peer only once it acknowledges them,
+   * so a peer that never does is ended with SETTINGS_TIMEOUT after headerTimeoutMs.
+   */
+  private armSettingsTimer(session: http2.ServerHttp2Session): void {
+    const ms = this.opts.headerTimeoutMs;
+    if (ms <= 0) return;
+    const timer = setTimeout(() => {
+      if (session.destroyed || session.closed) return;
+      this.counters.limits.settingsTimeout++;
+      // destroy(err, code) would put NO_ERROR on the wire; the GOAWAY is queued first so the peer learns why.
+      session.goaway(http2.constants.NGHTTP2_SETTINGS_TIMEOUT);
+      setImmediate(() => session.destroy());
+    }, ms);
+    session.once('localSettings', () => clearTimeout(timer));
+    session.once('close', () => clearTimeout(timer));
   }
 
   private onH2Stream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, rawHeaders: string[]): void {

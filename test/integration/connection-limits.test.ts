@@ -162,6 +162,51 @@ describe('connection limits: idle HTTP/2 connections, connection count, HTTP/2 h
     });
   }
 
+  for (const host of HOSTS) {
+    const tunnelRequest = (port: number): Array<[string, string]> => [
+      [':method', 'CONNECT'],
+      [':protocol', 'connect-udp'],
+      [':scheme', 'http'],
+      [':authority', authority(host, port)],
+      [':path', tunnelPath(host)],
+      ['capsule-protocol', '?1'],
+    ];
+
+    it(`SETTINGS acknowledgement (${host}): a peer that never acknowledges gets GOAWAY SETTINGS_TIMEOUT, even with a tunnel open, counted`, async () => {
+      const { server, port } = await start(host, { headerTimeoutMs: 300, connectionIdleTimeoutMs: 0 });
+      const peer = await openRawH2Peer(port, host, { ack: false });
+      try {
+        peer.request(1, tunnelRequest(port), false);
+        assert.equal(statusOf(await peer.waitFrame(isStream('HEADERS', 1))), 200);
+        const goaway = await peer.waitFrame((f) => f.type === 'GOAWAY', 5000);
+        assert.ok(goaway.type === 'GOAWAY');
+        // RFC 9113 §7: SETTINGS_TIMEOUT is 0x4.
+        assert.equal(goaway.errorCode, 0x4);
+        assert.equal(await peer.waitClosed(5000), true);
+        assert.equal(server.counters.limits.settingsTimeout, 1);
+        assert.equal(server.counters.limits.headerTime, 0, 'the first request arrived in time');
+        await waitUntil(() => server.openConnections === 0, 3000, 'connection released');
+      } finally {
+        peer.destroy();
+      }
+    });
+
+    it(`SETTINGS acknowledgement (${host}): a peer that acknowledges keeps its tunnel past the same time`, async () => {
+      const { server, port } = await start(host, { headerTimeoutMs: 300, connectionIdleTimeoutMs: 0 });
+      const peer = await openRawH2Peer(port, host, { ack: true });
+      try {
+        peer.request(1, tunnelRequest(port), false);
+        assert.equal(statusOf(await peer.waitFrame(isStream('HEADERS', 1))), 200);
+        assert.equal(await peer.waitClosed(900), false);
+        assert.equal(peer.frames.some((f) => f.type === 'GOAWAY'), false);
+        assert.equal(server.counters.limits.settingsTimeout, 0);
+        assert.equal(server.counters.sessionsActive, 1);
+      } finally {
+        peer.destroy();
+      }
+    });
+  }
+
   it('connectionIdleTimeoutMs without a header timer: a connection that never sends a request goes idle from its start', async () => {
     const { server, port } = await start('127.0.0.1', { connectionIdleTimeoutMs: 150, headerTimeoutMs: 0 });
     const peer = await openRawH2Peer(port, '127.0.0.1');
