@@ -20,7 +20,15 @@ export interface BenchModeSpec {
   readonly proxyConfig: Readonly<Partial<ProxyConfig>>;
   /** Extra TunnelServer options. */
   readonly serverOptions: Readonly<Partial<TunnelServerOptions>>;
+  /**
+   * What stands where serve and connect sit: the tunnel (absent = 'tunnel'), or the bare relays of bare-relay.ts,
+   * a reference floor that is not a tunnel (the serve/connect fields above are then unused).
+   */
+  readonly kind?: BenchModeKind;
 }
+
+/** What a bench mode runs in serve's and connect's places. */
+export type BenchModeKind = 'tunnel' | 'bare-relay';
 
 /** The transports the bench can drive, in --help order. */
 export const BENCH_MODES: readonly BenchModeSpec[] = [
@@ -40,10 +48,25 @@ export const BENCH_MODES: readonly BenchModeSpec[] = [
     proxyConfig: { http: '1.1' },
     serverOptions: {},
   },
+  {
+    name: 'bare-relay',
+    describe:
+      'NOT a tunnel, a reference floor: two bare Node relays where connect and serve sit, one TCP connection per peer, 2-byte length-prefixed frames, no HTTP',
+    serveArgs: [],
+    connectArgs: [],
+    proxyConfig: {},
+    serverOptions: {},
+    kind: 'bare-relay',
+  },
 ];
 
 /** Name of the default mode. */
 export const DEFAULT_BENCH_MODE = 'connect-udp';
+
+/** What a mode runs in serve's and connect's places. */
+export function benchModeKind(mode: BenchModeSpec): BenchModeKind {
+  return mode.kind ?? 'tunnel';
+}
 
 /** Looks up a mode by name; throws INVALID_OPTION listing the known ones. */
 export function benchMode(name: string): BenchModeSpec {

@@ -5,12 +5,12 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ErrorCodes, UdpTunnelError } from '../errors.js';
-import { benchMode } from './modes.js';
+import { benchMode, benchModeKind } from './modes.js';
 
 /** How serve and connect are kept off the generator's event loop. */
 export type Isolation = 'process' | 'worker';
 
-/** Which tunnel program a component runs. */
+/** Which place a component takes: serve's or connect's (in bare-relay mode: relay-back's or relay-front's). */
 export type ComponentRole = 'serve' | 'connect';
 
 /** Where a component listens, from its `listening` report. */
@@ -67,9 +67,9 @@ export interface ComponentSpec {
   mode: string;
   /** Loopback or local address to listen on. */
   host: string;
-  /** connect only: proxy URL. */
+  /** connect only: proxy URL (bare-relay: the relay-back's address as a URL). */
   proxy?: string;
-  /** connect only: target HOST:PORT. */
+  /** connect: target HOST:PORT; bare-relay: the relay-back's target (the front ignores it). */
   target?: string;
   /** serve: certificate and key; connect: CA to trust. Paths for processes, PEM text for workers. */
   tls?: { certPath: string; keyPath: string; cert: string; key: string };
@@ -105,6 +105,9 @@ const CLOCK_TICKS_PER_SECOND = 100;
 
 /** The CLI entry, from dist/src/core/bench up to the package root. */
 export const CLI_ENTRY = fileURLToPath(new URL('../../../../bin/udp-tunnel.js', import.meta.url));
+
+/** The bare relays' process entry (bare-relay mode), next to this module in dist. */
+export const BARE_RELAY_ENTRY = fileURLToPath(new URL('./bare-relay-process.js', import.meta.url));
 
 /** Brackets an IPv6 literal for HOST:PORT and URLs. */
 export function bracketHost(host: string): string {
@@ -184,13 +187,33 @@ export function componentArgs(spec: ComponentSpec): string[] {
   ];
 }
 
+/**
+ * The command line of a bare-relay component process, after the entry: relay-back in serve's place (it needs the
+ * target), relay-front in connect's place (it reaches the back at the host and port of `proxy`).
+ */
+export function bareRelayArgs(spec: ComponentSpec): string[] {
+  const listen = `${bracketHost(spec.host)}:0`;
+  if (spec.role === 'serve') {
+    if (spec.target === undefined) throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, 'a bench relay-back needs a target');
+    return ['back', '--listen', listen, '--target', spec.target, ...(spec.tls ? ['--cert', spec.tls.certPath, '--key', spec.tls.keyPath] : [])];
+  }
+  if (spec.proxy === undefined) throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, 'a bench relay-front needs the relay-back address');
+  const back = new URL(spec.proxy);
+  return ['front', '--listen', listen, '--back', `${back.hostname}:${back.port}`, ...(spec.tls ? ['--ca', spec.tls.certPath] : [])];
+}
+
+/** The whole command line of a component process after the Node options: the entry module and its arguments. */
+export function componentCommand(spec: ComponentSpec): string[] {
+  return benchModeKind(benchMode(spec.mode)) === 'bare-relay' ? [BARE_RELAY_ENTRY, ...bareRelayArgs(spec)] : [CLI_ENTRY, ...componentArgs(spec)];
+}
+
 /** Starts serve or connect, isolated as asked, and waits for its `listening` report. */
 export function startComponent(spec: ComponentSpec): Promise<TunnelComponent> {
   return spec.isolation === 'process' ? startProcess(spec) : startWorker(spec);
 }
 
 async function startProcess(spec: ComponentSpec): Promise<TunnelComponent> {
-  const args = [...(spec.nodeOptions ?? []), CLI_ENTRY, ...componentArgs(spec)];
+  const args = [...(spec.nodeOptions ?? []), ...componentCommand(spec)];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   track(child);
   let stderrTail = '';
