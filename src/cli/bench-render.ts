@@ -1,5 +1,6 @@
 import Table from 'cli-table3';
 import type { BenchEvent } from '../core/bench/harness.js';
+import { BENCH_MODES, benchMode, benchModeKind } from '../core/bench/modes.js';
 import type { BenchDocument, BenchEnvironment, BenchParameters, PathResult, SummaryMetric } from '../core/bench/report.js';
 import type { NumberSummary } from '../core/bench/stats.js';
 import { color } from './color.js';
@@ -54,6 +55,21 @@ function fmtRatio(s: NumberSummary | null | undefined): string {
   return s.n > 1 ? `${s.mean.toFixed(3)} ± ${s.stddev.toFixed(3)}` : s.mean.toFixed(3);
 }
 
+/** True when a bench ran the bare relays (a reference floor, not a tunnel) in serve's and connect's places. */
+export function isBareRelay(mode: string): boolean {
+  const m = BENCH_MODES.find((x) => x.name === mode);
+  return m !== undefined && benchModeKind(m) === 'bare-relay';
+}
+
+/** The line that keeps a reader from taking the bare-relay numbers for a tunnel's. */
+export const BARE_RELAY_NOTE =
+  'note: bare-relay is a reference floor, not a tunnel: two bare Node relays stand where connect and serve sit (one TCP connection per peer, 2-byte length-prefixed frames, no HTTP)';
+
+/** What the report calls the measured path and the two components. */
+function names(mode: string): { path: string; connect: string; serve: string } {
+  return isBareRelay(mode) ? { path: 'relay', connect: 'relay-front', serve: 'relay-back' } : { path: 'tunnel', connect: 'connect', serve: 'serve' };
+}
+
 function describeLoad(doc: BenchDocument): string {
   const l = doc.parameters.load;
   return l.kind === 'rate' ? `open loop ${fmtInt(l.rate)} datagrams/s` : `closed loop ${l.inflight} in flight per session`;
@@ -63,30 +79,40 @@ function describeLoad(doc: BenchDocument): string {
 export function renderHeader(p: BenchParameters, env: BenchEnvironment, version: string): string {
   const c = color();
   const load = p.load.kind === 'rate' ? `open loop ${fmtInt(p.load.rate)} datagrams/s` : `closed loop, ${p.load.inflight} in flight per session`;
+  const bare = isBareRelay(p.mode);
+  const n = names(p.mode);
   const mode = p.postPath !== null ? `${p.mode} ${p.postPath}` : p.mode;
-  const path = p.proxy !== null ? `external proxy ${p.proxy} -> ${p.target}, ${mode}` : `${mode} (${p.tls ? 'TLS h2' : 'h2c'}) on ${p.host}, ${p.isolation} isolation`;
+  const wire = benchMode(p.mode).http1 === true ? (p.tls ? 'TLS HTTP/1.1' : 'cleartext HTTP/1.1') : p.tls ? 'TLS h2' : 'h2c';
+  const path =
+    p.proxy !== null
+      ? `external proxy ${p.proxy} -> ${p.target}, ${mode}`
+      : bare
+        ? `bare-relay (${p.tls ? 'TLS over TCP' : 'plain TCP'}, no HTTP) on ${p.host}, ${p.isolation} isolation`
+        : `${mode} (${wire}) on ${p.host}, ${p.isolation} isolation`;
   return [
     c.bold(`udp-tunnel ${version} bench`) + c.dim(` · Node ${env.node} · ${env.cpus} CPUs (${env.cpuModel}) · ${env.platform} ${env.arch}`),
     `  ${p.size}-byte datagrams, ${p.sessions} session${p.sessions === 1 ? '' : 's'}, ${load}`,
-    `  ${p.runs} run${p.runs === 1 ? '' : 's'} of ${p.direct ? 'direct + tunnel' : 'tunnel only'}, each ${p.warmupMs} ms warmup + ${p.durationMs} ms measured`,
-    `  tunnel: ${path}`,
+    `  ${p.runs} run${p.runs === 1 ? '' : 's'} of ${p.direct ? `direct + ${n.path}` : `${n.path} only`}, each ${p.warmupMs} ms warmup + ${p.durationMs} ms measured`,
+    `  ${n.path}: ${path}`,
+    ...(bare ? [`  ${c.yellow(BARE_RELAY_NOTE)}`] : []),
   ].join('\n');
 }
 
-/** One line for the spinner or the log. */
-export function renderEvent(e: BenchEvent): string | null {
+/** One line for the spinner or the log; `tunnelLabel` names the tunnel path ('relay' in bare-relay mode). */
+export function renderEvent(e: BenchEvent, tunnelLabel = 'tunnel'): string | null {
+  const label = (path: string): string => (path === 'tunnel' ? tunnelLabel : path);
   switch (e.type) {
     case 'starting':
       return `starting ${e.what}`;
     case 'run-start':
-      return `run ${e.run}/${e.runs} ${e.path}: starting`;
+      return `run ${e.run}/${e.runs} ${label(e.path)}: starting`;
     case 'progress': {
       const s = e.snapshot;
       const phase = s.phase === 'warmup' ? 'warming up' : s.phase === 'drain' ? 'draining' : 'measuring';
-      return `run ${e.run}/${e.runs} ${e.path}: ${phase} · ${fmtInt(s.recentDps)} dgram/s · p50 ${fmtUs(s.latencyP50Us)} · p99 ${fmtUs(s.latencyP99Us)} · ${fmtInt(s.received)}/${fmtInt(s.sent)} back`;
+      return `run ${e.run}/${e.runs} ${label(e.path)}: ${phase} · ${fmtInt(s.recentDps)} dgram/s · p50 ${fmtUs(s.latencyP50Us)} · p99 ${fmtUs(s.latencyP99Us)} · ${fmtInt(s.received)}/${fmtInt(s.sent)} back`;
     }
     case 'run-end':
-      return `run ${e.run}/${e.runs} ${e.path}: ${fmtInt(e.result.throughputDps)} dgram/s, p50 ${fmtUs(e.result.latencyUs.p50)}, p99 ${fmtUs(e.result.latencyUs.p99)}, loss ${fmtPct(e.result.lossRatio, 3)}`;
+      return `run ${e.run}/${e.runs} ${label(e.path)}: ${fmtInt(e.result.throughputDps)} dgram/s, p50 ${fmtUs(e.result.latencyUs.p50)}, p99 ${fmtUs(e.result.latencyUs.p99)}, loss ${fmtPct(e.result.lossRatio, 3)}`;
     case 'idle-sessions':
       return `opening ${fmtInt(e.sessions)} idle sessions to measure their memory`;
     case 'stopping':
@@ -123,18 +149,19 @@ const TABLE_STYLE = { head: [] as string[], border: [] as string[] };
 export function renderReport(doc: BenchDocument): string {
   const c = color();
   const out: string[] = [];
+  const n = names(doc.parameters.mode);
   const runs = new Table({
     head: ['run', 'path', 'sent', 'received', 'loss', 'reordered', 'dup', 'jitter', 'dgram/s', 'Mbit/s', 'p50', 'p90', 'p99', 'p99.9', 'max'],
     style: TABLE_STYLE,
   });
   for (const r of doc.runs) {
     if (r.direct) runs.push(runRow(r.index, 'direct', r.direct));
-    runs.push(runRow(r.index, 'tunnel', r.tunnel));
+    runs.push(runRow(r.index, n.path, r.tunnel));
   }
   out.push(runs.toString());
 
   const s = doc.summary;
-  const head = ['metric', ...(s.direct ? ['direct'] : []), 'tunnel', ...(s.ratio ? ['tunnel / direct'] : [])];
+  const head = ['metric', ...(s.direct ? ['direct'] : []), n.path, ...(s.ratio ? [`${n.path} / direct`] : [])];
   const sum = new Table({ head, style: TABLE_STYLE });
   const rows: [SummaryMetric, string][] = [
     ['throughputDps', 'throughput, dgram/s'],
@@ -154,27 +181,27 @@ export function renderReport(doc: BenchDocument): string {
   out.push(sum.toString());
   if (s.addedLatencyUs) {
     const a = s.addedLatencyUs;
-    out.push(`added by the tunnel: p50 ${fmtUs(a.p50.mean)}, p90 ${fmtUs(a.p90.mean)}, p99 ${fmtUs(a.p99.mean)} (mean over runs)`);
+    out.push(`added by the ${n.path === 'tunnel' ? 'tunnel' : 'relays'}: p50 ${fmtUs(a.p50.mean)}, p90 ${fmtUs(a.p90.mean)}, p99 ${fmtUs(a.p99.mean)} (mean over runs)`);
   }
   const busy = (role: 'serve' | 'connect'): string | null => {
     const vals = doc.runs.map((r) => r.resources[role]?.busyFraction).filter((x): x is number => typeof x === 'number');
     if (vals.length === 0) return null;
     const rss = doc.runs.map((r) => r.resources[role]?.rssMaxBytes).filter((x): x is number => typeof x === 'number');
-    return `${role} ${fmtPct(vals.reduce((a, b) => a + b, 0) / vals.length, 0)} of a core${rss.length ? `, RSS up to ${fmtBytes(Math.max(...rss))}` : ''}`;
+    return `${n[role]} ${fmtPct(vals.reduce((a, b) => a + b, 0) / vals.length, 0)} of a core${rss.length ? `, RSS up to ${fmtBytes(Math.max(...rss))}` : ''}`;
   };
   const benchBusy = doc.runs.reduce((a, r) => a + r.resources.benchBusyFraction, 0) / Math.max(1, doc.runs.length);
   const parts = [busy('connect'), busy('serve'), `bench process (generator, echo) ${fmtPct(benchBusy, 0)}`].filter((x) => x !== null);
-  out.push(`during tunnel runs: ${parts.join('; ')}`);
+  out.push(`during ${n.path} runs: ${parts.join('; ')}`);
   const drops = doc.components
     .map((x) => {
       const nonZero = Object.entries(x.drops).filter(([, v]) => v > 0);
-      return nonZero.length > 0 ? `${x.role} ${nonZero.map(([k, v]) => `${k}=${fmtInt(v)}`).join(' ')}` : null;
+      return nonZero.length > 0 ? `${n[x.role]} ${nonZero.map(([k, v]) => `${k}=${fmtInt(v)}`).join(' ')}` : null;
     })
     .filter((x) => x !== null);
   const kernel = doc.runs.reduce((a, r) => a + (r.kernelUdpDrops?.rcvbufErrors ?? 0) + (r.kernelUdpDrops?.sndbufErrors ?? 0), 0);
   const entry = doc.runs.reduce((a, r) => a + (r.connectSocketDrops ?? 0), 0);
   const kernelParts = [
-    ...(entry > 0 ? [`at connect's UDP socket (receive buffer full) ${fmtInt(entry)}`] : []),
+    ...(entry > 0 ? [`at ${n.connect}'s UDP socket (receive buffer full) ${fmtInt(entry)}`] : []),
     ...(kernel > 0 ? [`kernel UDP buffers, system-wide ${fmtInt(kernel)}`] : []),
   ];
   if (drops.length > 0 || kernelParts.length > 0) out.push(c.yellow(`dropped: ${[...drops, ...kernelParts].join('; ')}`));
@@ -182,11 +209,12 @@ export function renderReport(doc: BenchDocument): string {
   if (idle) {
     const per = (x: { bytesPerSession: number | null }): string => (x.bytesPerSession === null ? 'n/a' : `${fmtBytes(x.bytesPerSession)}/session`);
     out.push(
-      `memory of ${fmtInt(idle.answered)}/${fmtInt(idle.sessions)} idle sessions (RSS growth over the last half): connect ${per(idle.connect)}` +
-        (doc.components.some((x) => x.role === 'serve') ? `, serve ${per(idle.serve)}` : ''),
+      `memory of ${fmtInt(idle.answered)}/${fmtInt(idle.sessions)} idle sessions (RSS growth over the last half): ${n.connect} ${per(idle.connect)}` +
+        (doc.components.some((x) => x.role === 'serve') ? `, ${n.serve} ${per(idle.serve)}` : ''),
     );
   }
   for (const w of doc.warnings) out.push(c.yellow(`warning: ${w.message}`));
+  if (isBareRelay(doc.parameters.mode)) out.push(c.yellow(BARE_RELAY_NOTE));
   if (doc.failIf) {
     if (doc.failIf.passed) out.push(c.green(`--fail-if ${doc.failIf.spec}: passed`));
     for (const f of doc.failIf.failures) out.push(c.red(`--fail-if: ${f.condition} holds (actual ${f.actual})`));

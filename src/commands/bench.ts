@@ -6,7 +6,7 @@ import type { BenchEvent } from '../core/bench/harness.js';
 import { BENCH_MODES } from '../core/bench/modes.js';
 import { parseFailIf } from '../core/bench/stats.js';
 import type { LoadMode } from '../core/bench/generator.js';
-import { renderEvent, renderHeader, renderReport } from '../cli/bench-render.js';
+import { isBareRelay, renderEvent, renderHeader, renderReport } from '../cli/bench-render.js';
 import { makeOutput, withCommonOptions, type CommonArgs } from '../cli/common-options.js';
 import { UsageError } from '../cli/errors.js';
 import { Spinner } from '../cli/spinner.js';
@@ -53,12 +53,12 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
       .option('drain', { type: 'string', default: '500ms', hidden: true, describe: 'Wait for late replies after sending stops' })
       .option('timeout', { type: 'string', default: '1s', hidden: true, describe: 'Closed loop: a reply later than this frees its slot' })
       .option('runs', { type: 'number', default: BENCH_DEFAULTS.runs, describe: 'Direct + tunnel pairs; summarized as mean ± stddev' })
-      .option('tls', { type: 'boolean', default: false, describe: "Run the bench's serve with TLS (throwaway self-signed certificate)" })
+      .option('tls', { type: 'boolean', default: false, describe: "Run the bench's serve with TLS (throwaway self-signed certificate); bare-relay: TLS on the relays' TCP link" })
       .option('mode', {
         type: 'string',
         choices: BENCH_MODES.map((m) => m.name),
         default: BENCH_DEFAULTS.mode,
-        describe: `Tunnel transport: ${BENCH_MODES.map((m) => `${m.name} = ${m.describe}`).join('; ')}`,
+        describe: `Tunnel transport, or a reference floor: ${BENCH_MODES.map((m) => `${m.name} = ${m.describe}`).join('; ')}`,
       })
       .option('post-path', {
         type: 'string',
@@ -90,6 +90,7 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
       })
       .example('$0 bench', 'Default comparison: 64-byte datagrams, 32 in flight, 3 runs')
       .example('$0 bench --size 1200 --inflight 64', 'Bulk throughput')
+      .example('$0 bench --mode bare-relay --idle-sessions 0', 'The floor: two bare relays instead of the tunnel (not a tunnel)')
       .example('$0 bench --rate 20000 --sessions 100 --duration 10s', 'Open loop, 100 peers')
       .example("$0 bench --json --fail-if 'p99>5ms,loss>0.1%,ratio<0.5'", 'CI gate: one JSON document, exit code 1 on a regression')
       .example('$0 bench --proxy https://proxy.example:443 --target 10.0.0.5:7 --no-direct', 'Benchmark an external proxy')
@@ -116,6 +117,7 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
     process.once('SIGTERM', onSignal);
     // Created once the header is out, so the spinner line stays below it.
     let spinner = null as Spinner | null;
+    const pathLabel = isBareRelay(args.mode) ? 'relay' : 'tunnel';
     try {
       const doc = await runBench({
         toolVersion: version,
@@ -146,7 +148,7 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
             if (!out.json) out.data(renderHeader(e.parameters, e.environment, version));
             spinner = new Spinner('running', { json: out.json, quiet: out.verbosity === 0 });
           }
-          const line = renderEvent(e);
+          const line = renderEvent(e, pathLabel);
           if (line === null) return;
           if (spinner?.active) spinner.text = line;
           else if (e.type === 'run-end') out.info(line);

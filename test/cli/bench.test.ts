@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { BARE_RELAY_NOTE, renderHeader, renderReport } from '../../src/cli/bench-render.js';
+import type { BenchDocument } from '../../src/core/bench/report.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/udp-tunnel.js', import.meta.url));
 // About a second of measuring in all: the point is that it works and reports every field, not how fast it is.
@@ -218,6 +220,32 @@ describe('udp-tunnel bench (spawned)', () => {
     assert.deepEqual([connect!.role, connect!.exitCode, connect!.counters['sess_tunnel_success']], ['connect', 0, 1]);
   });
 
+  it('--mode bare-relay runs the relays as processes, prints one document, and the report says it is not a tunnel', async () => {
+    const r = await bench(['--mode', 'bare-relay', '--runs', '1', '--duration', '700ms', '--warmup', '300ms', '--idle-sessions', '0', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const doc = JSON.parse(r.stdout) as Record<string, any>;
+    assertShape(doc, { ...(DOCUMENT as Record<string, Shape>), idleSessionMemory: 'null', failIf: 'null' });
+    assert.equal(doc['parameters'].mode, 'bare-relay');
+    const run = doc['runs'][0];
+    assert.ok(run.tunnel.received > 0, 'the relays delivered datagrams');
+    assert.equal(run.tunnel.received + run.tunnel.lost, run.tunnel.sent);
+    const [back, front] = doc['components'] as { role: string; exitCode: number; counters: Record<string, number>; drops: Record<string, number> }[];
+    assert.deepEqual([back!.role, back!.exitCode, front!.role, front!.exitCode], ['serve', 0, 'connect', 0]);
+    // Relay counters, not tunnel counters: warmup and measurement both went through the one peer's connection.
+    assert.equal(front!.counters['peersTotal'], 1);
+    assert.equal(back!.counters['connectionsTotal'], 1);
+    assert.ok(front!.counters['rxDatagrams']! >= run.tunnel.sent);
+    assert.equal(back!.counters['rxDatagrams'], front!.counters['rxDatagrams']! - front!.counters['datagramsDropped']!);
+    assert.deepEqual(Object.keys(front!.drops).sort(), ['backpressure', 'bufferOverflow', 'oversize', 'udpSend', 'unsent']);
+    const text = (renderHeader(doc['parameters'], doc['environment'], '9.9.9') + '\n' + renderReport(doc as BenchDocument)).replace(/\u001b\[[0-9;]*m/g, '');
+    assert.match(text, /relay: bare-relay \(plain TCP, no HTTP\) on 127\.0\.0\.1, process isolation/);
+    assert.equal(text.split('\n').filter((l) => l.includes(BARE_RELAY_NOTE)).length, 2);
+    assert.match(text, /│ 1 +│ relay +│/);
+    assert.match(text, /relay \/ direct/);
+    assert.match(text, /during relay runs: relay-front \d+% of a core/);
+    assert.doesNotMatch(text.replaceAll('udp-tunnel', '').replaceAll('not a tunnel', ''), /tunnel/, 'nothing in the report calls the relays a tunnel');
+  });
+
   it('--fail-if that holds exits 1 after printing the report', async () => {
     const r = await bench([...SHORT, '--idle-sessions', '0', '--no-direct', '--fail-if', 'loss>=0%']);
     assert.equal(r.code, 1, r.stderr);
@@ -235,6 +263,7 @@ describe('udp-tunnel bench (spawned)', () => {
     ['--rate with --inflight', ['--rate', '100', '--inflight', '4'], /mutually exclusive/],
     ['an unknown --mode', ['--mode', 'smoke-signals'], /Invalid values/],
     ['--post-path without --mode post', ['--post-path', '/bench'], /--post-path applies only to --mode post/],
+    ['--mode bare-relay with --proxy', ['--mode', 'bare-relay', '--proxy', 'http://127.0.0.1:9', '--target', '127.0.0.1:7'], /cannot use an external --proxy/],
   ];
   for (const [what, args, message] of usage) {
     it(`exits 2 on ${what}, before starting anything`, async () => {

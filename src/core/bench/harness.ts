@@ -10,7 +10,7 @@ import { startEchoInWorker } from './echo-server.js';
 import type { EchoStats, EchoWorker } from './echo-server.js';
 import { DEFAULT_DRAIN_MS, DEFAULT_TIMEOUT_MS, normalizeLoadOptions, runLoadInWorker } from './generator.js';
 import type { LoadMode, LoadOptions, LoadProgress } from './generator.js';
-import { BENCH_MODES, DEFAULT_BENCH_MODE, DEFAULT_BENCH_POST_PATH, benchMode, checkBenchPostPath } from './modes.js';
+import { BENCH_MODES, DEFAULT_BENCH_MODE, DEFAULT_BENCH_POST_PATH, benchMode, benchModeKind, checkBenchPostPath } from './modes.js';
 import {
   BENCH_SCHEMA,
   addedLatency,
@@ -184,6 +184,13 @@ export function normalizeBenchOptions(o: BenchOptions): Normalized {
     });
   }
   if (target !== null) parseHostPort(target, { what: '--target' });
+  if (proxy !== null && benchModeKind(benchMode(mode)) === 'bare-relay') {
+    throw new UdpTunnelError(
+      ErrorCodes.INVALID_OPTION,
+      '--mode bare-relay measures two local bare relays in place of serve and connect; it cannot use an external --proxy',
+      { option: 'proxy' },
+    );
+  }
   if (proxy !== null && o.tls) {
     throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, "--tls applies to the bench's own serve; for an external proxy use an https:// --proxy URL", {
       option: 'tls',
@@ -255,7 +262,8 @@ export function benchEnvironment(loadAverageStart: number[]): BenchEnvironment {
  * Runs the whole benchmark: starts a UDP echo, serve and connect on the loopback with port 0 (serve and connect in
  * processes or worker threads of their own, the echo and the load generator in worker threads), then for each run
  * measures the direct path (generator -> echo) and the tunnel path (generator -> connect -> serve -> echo) with the
- * same generator settings, and returns the versioned document. With `proxy` it benchmarks that proxy instead.
+ * same generator settings, and returns the versioned document. With `proxy` it benchmarks that proxy instead. In
+ * bare-relay mode the bare relays stand where serve and connect would (the document still calls that path `tunnel`).
  */
 export async function runBench(options: BenchOptions): Promise<BenchDocument> {
   const n = normalizeBenchOptions(options);
@@ -448,7 +456,7 @@ export async function runBench(options: BenchOptions): Promise<BenchDocument> {
     components,
     echo: echoStats,
     idleSessionMemory: idle,
-    warnings: benchWarnings(runs, echoStats?.dropped ?? 0),
+    warnings: benchWarnings(runs, echoStats?.dropped ?? 0, benchModeKind(benchMode(p.mode)) === 'bare-relay' ? 'relay' : 'tunnel'),
     failIf: options.failIf ? evaluateBenchFailIf(options.failIf.spec, options.failIf.conditions, summary) : null,
   };
 }

@@ -34,7 +34,17 @@ export interface BenchModeSpec {
   proxyConfig(ctx: BenchModeContext): Readonly<Partial<ProxyConfig>>;
   /** Extra TunnelServer options. */
   serverOptions(ctx: BenchModeContext): Readonly<Partial<TunnelServerOptions>>;
+  /**
+   * What stands where serve and connect sit: the tunnel (absent = 'tunnel'), or the bare relays of bare-relay.ts,
+   * a reference floor that is not a tunnel (the serve/connect fields above are then unused).
+   */
+  readonly kind?: BenchModeKind;
+  /** The tunnel runs over HTTP/1.1 (for the report's header). */
+  readonly http1?: boolean;
 }
+
+/** What a bench mode runs in serve's and connect's places. */
+export type BenchModeKind = 'tunnel' | 'bare-relay';
 
 /** Request path of POST mode when --post-path is not given. */
 export const DEFAULT_BENCH_POST_PATH = '/bench';
@@ -55,6 +65,7 @@ export const BENCH_MODES: readonly BenchModeSpec[] = [
     describe: 'CONNECT-UDP over HTTP/1.1 Upgrade (RFC 9298 §3.2), one TCP connection per session',
     usesPostPath: false,
     serveArgs: () => [],
+    http1: true,
     connectArgs: () => ['--http', '1.1'],
     proxyConfig: () => ({ http: '1.1' }),
     serverOptions: () => ({}),
@@ -68,10 +79,26 @@ export const BENCH_MODES: readonly BenchModeSpec[] = [
     proxyConfig: ({ postPath }) => ({ mode: 'post', postPath }),
     serverOptions: ({ target, postPath }) => ({ postRoutes: new Map([[postPath, target]]) }),
   },
+  {
+    name: 'bare-relay',
+    describe:
+      'NOT a tunnel, a reference floor: two bare Node relays where connect and serve sit, one TCP connection per peer, 2-byte length-prefixed frames, no HTTP',
+    usesPostPath: false,
+    serveArgs: () => [],
+    connectArgs: () => [],
+    proxyConfig: () => ({}),
+    serverOptions: () => ({}),
+    kind: 'bare-relay',
+  },
 ];
 
 /** Name of the default mode. */
 export const DEFAULT_BENCH_MODE = 'connect-udp';
+
+/** What a mode runs in serve's and connect's places. */
+export function benchModeKind(mode: BenchModeSpec): BenchModeKind {
+  return mode.kind ?? 'tunnel';
+}
 
 /** Looks up a mode by name; throws INVALID_OPTION listing the known ones. */
 export function benchMode(name: string): BenchModeSpec {

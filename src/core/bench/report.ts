@@ -220,13 +220,17 @@ export function summarizeRuns(runs: readonly RunRecord[]): BenchSummary {
 
 const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
 
-/** Warnings about how far the runs can be trusted. `echoDropped` counts replies the local echo could not send. */
-export function benchWarnings(runs: readonly RunRecord[], echoDropped = 0): BenchWarning[] {
+/**
+ * Warnings about how far the runs can be trusted. `echoDropped` counts replies the local echo could not send;
+ * `tunnelLabel` names the tunnel path in messages ('relay' in bare-relay mode, which is not a tunnel).
+ */
+export function benchWarnings(runs: readonly RunRecord[], echoDropped = 0, tunnelLabel = 'tunnel'): BenchWarning[] {
   const w: BenchWarning[] = [];
   if (runs.length < 2) w.push({ code: 'SINGLE_RUN', message: 'only one run: no spread to judge the numbers by (use --runs 3 or more)' });
   for (const path of ['direct', 'tunnel'] as const) {
     const results = runs.flatMap((r) => (r[path] ? [r[path]] : []));
     if (results.length === 0) continue;
+    const name = path === 'tunnel' ? tunnelLabel : path;
     for (const [metric, label] of [
       ['throughputDps', 'throughput'],
       ['latencyP50Us', 'p50 latency'],
@@ -235,7 +239,7 @@ export function benchWarnings(runs: readonly RunRecord[], echoDropped = 0): Benc
       if (cv > DISAGREEMENT_THRESHOLD) {
         w.push({
           code: 'RUNS_DISAGREE',
-          message: `${path} ${label} varies by ${Number.isFinite(cv) ? pct(cv) : 'an unbounded factor'} (stddev/mean) across runs; the machine may be busy`,
+          message: `${name} ${label} varies by ${Number.isFinite(cv) ? pct(cv) : 'an unbounded factor'} (stddev/mean) across runs; the machine may be busy`,
         });
       }
     }
@@ -244,12 +248,12 @@ export function benchWarnings(runs: readonly RunRecord[], echoDropped = 0): Benc
     if (sent + unsent > 0 && unsent / (sent + unsent) > UNSENT_THRESHOLD) {
       w.push({
         code: 'GENERATOR_BEHIND',
-        message: `${path}: the generator could not send ${unsent} scheduled datagrams (${pct(unsent / (sent + unsent))}); the offered rate was not reached`,
+        message: `${name}: the generator could not send ${unsent} scheduled datagrams (${pct(unsent / (sent + unsent))}); the offered rate was not reached`,
       });
     }
     const timedOut = results.reduce((a, r) => a + r.timedOut, 0);
-    if (timedOut > 0) w.push({ code: 'TIMEOUTS', message: `${path}: ${timedOut} datagrams timed out in the closed loop (their window slot was freed)` });
-    if (results.some((r) => r.aborted)) w.push({ code: 'ABORTED', message: `${path}: a run was stopped early` });
+    if (timedOut > 0) w.push({ code: 'TIMEOUTS', message: `${name}: ${timedOut} datagrams timed out in the closed loop (their window slot was freed)` });
+    if (results.some((r) => r.aborted)) w.push({ code: 'ABORTED', message: `${name}: a run was stopped early` });
     if (path === 'direct') {
       const lost = results.reduce((a, r) => a + r.lost, 0);
       if (lost > 0) {
@@ -257,7 +261,7 @@ export function benchWarnings(runs: readonly RunRecord[], echoDropped = 0): Benc
       }
     }
     if (path === 'tunnel' && results.every((r) => r.received === 0)) {
-      w.push({ code: 'NO_REPLIES', message: 'the tunnel delivered no replies at all' });
+      w.push({ code: 'NO_REPLIES', message: `the ${tunnelLabel} path delivered no replies at all` });
     }
   }
   if (echoDropped > 0) w.push({ code: 'ECHO_DROPS', message: `the echo dropped ${echoDropped} replies (its send queue was full)` });

@@ -6,13 +6,13 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { formatHostPort, parseHostPort } from '../address.js';
 import { ErrorCodes, UdpTunnelError } from '../errors.js';
-import { DEFAULT_BENCH_POST_PATH, benchMode } from './modes.js';
+import { DEFAULT_BENCH_POST_PATH, benchMode, benchModeKind } from './modes.js';
 import type { BenchModeContext } from './modes.js';
 
 /** How serve and connect are kept off the generator's event loop. */
 export type Isolation = 'process' | 'worker';
 
-/** Which tunnel program a component runs. */
+/** Which place a component takes: serve's or connect's (in bare-relay mode: relay-back's or relay-front's). */
 export type ComponentRole = 'serve' | 'connect';
 
 /** Where a component listens, from its `listening` report. */
@@ -69,11 +69,11 @@ export interface ComponentSpec {
   mode: string;
   /** Loopback or local address to listen on. */
   host: string;
-  /** connect only: proxy URL. */
+  /** connect only: proxy URL (bare-relay: the relay-back's address as a URL). */
   proxy?: string;
   /**
    * The UDP echo, HOST:PORT: connect's --target, and where serve routes the request path of a mode that names no
-   * target (POST). Needed by both roles.
+   * target (POST). Needed by both roles. bare-relay: the relay-back's target (the front ignores it).
    */
   target?: string;
   /** Request path of a mode that names no target (POST); default DEFAULT_BENCH_POST_PATH. */
@@ -113,6 +113,9 @@ const CLOCK_TICKS_PER_SECOND = 100;
 
 /** The CLI entry, from dist/src/core/bench up to the package root. */
 export const CLI_ENTRY = fileURLToPath(new URL('../../../../bin/udp-tunnel.js', import.meta.url));
+
+/** The bare relays' process entry (bare-relay mode), next to this module in dist. */
+export const BARE_RELAY_ENTRY = fileURLToPath(new URL('./bare-relay-process.js', import.meta.url));
 
 /** Brackets an IPv6 literal for HOST:PORT and URLs. */
 export function bracketHost(host: string): string {
@@ -197,13 +200,33 @@ export function componentArgs(spec: ComponentSpec): string[] {
   ];
 }
 
+/**
+ * The command line of a bare-relay component process, after the entry: relay-back in serve's place (it needs the
+ * target), relay-front in connect's place (it reaches the back at the host and port of `proxy`).
+ */
+export function bareRelayArgs(spec: ComponentSpec): string[] {
+  const listen = `${bracketHost(spec.host)}:0`;
+  if (spec.role === 'serve') {
+    if (spec.target === undefined) throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, 'a bench relay-back needs a target');
+    return ['back', '--listen', listen, '--target', spec.target, ...(spec.tls ? ['--cert', spec.tls.certPath, '--key', spec.tls.keyPath] : [])];
+  }
+  if (spec.proxy === undefined) throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, 'a bench relay-front needs the relay-back address');
+  const back = new URL(spec.proxy);
+  return ['front', '--listen', listen, '--back', `${back.hostname}:${back.port}`, ...(spec.tls ? ['--ca', spec.tls.certPath] : [])];
+}
+
+/** The whole command line of a component process after the Node options: the entry module and its arguments. */
+export function componentCommand(spec: ComponentSpec): string[] {
+  return benchModeKind(benchMode(spec.mode)) === 'bare-relay' ? [BARE_RELAY_ENTRY, ...bareRelayArgs(spec)] : [CLI_ENTRY, ...componentArgs(spec)];
+}
+
 /** Starts serve or connect, isolated as asked, and waits for its `listening` report. */
 export function startComponent(spec: ComponentSpec): Promise<TunnelComponent> {
   return spec.isolation === 'process' ? startProcess(spec) : startWorker(spec);
 }
 
 async function startProcess(spec: ComponentSpec): Promise<TunnelComponent> {
-  const args = [...(spec.nodeOptions ?? []), CLI_ENTRY, ...componentArgs(spec)];
+  const args = [...(spec.nodeOptions ?? []), ...componentCommand(spec)];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   track(child);
   let stderrTail = '';

@@ -4,11 +4,13 @@ import { buildTransport } from '../connect-config.js';
 import { isUdpTunnelError } from '../errors.js';
 import { TargetPolicy } from '../policy.js';
 import { TunnelServer } from '../server.js';
-import { benchMode } from './modes.js';
+import { RelayBack, RelayFront } from './bare-relay.js';
+import { benchMode, benchModeKind } from './modes.js';
 import { addSessionDrops, componentContext } from './tunnel-launcher.js';
+import { resolveUdpHost } from './udp-socket.js';
 import type { TunnelWorkerRequest, TunnelWorkerToParent } from './tunnel-launcher.js';
 
-// Entry point of a serve or connect started with worker isolation: the tunnel gets an event loop of its own, apart
+// Entry point of a serve or connect (or, in bare-relay mode, a relay-back or relay-front) started with worker isolation: the tunnel gets an event loop of its own, apart
 // from the load generator's. Messages: parent 'stop' -> close and report counters, then the thread ends.
 const port = parentPort;
 if (port === null) throw new Error('tunnel-worker must run in a worker thread');
@@ -22,7 +24,38 @@ try {
   const drops: Record<string, number> = {};
   const onSessionClose = (stats: object): void => addSessionDrops(drops, stats as Record<string, unknown>);
   let close: () => Promise<Record<string, unknown>>;
-  if (req.role === 'serve') {
+  if (benchModeKind(mode) === 'bare-relay' && req.role === 'serve') {
+    const target = ctx.target;
+    const relay = new RelayBack({
+      host: req.host,
+      port: 0,
+      target: { host: (await resolveUdpHost(target.host)).address, port: target.port },
+      ...(req.tls ? { tls: { cert: req.tls.cert, key: req.tls.key } } : {}),
+    });
+    relay.on('session-close', onSessionClose);
+    const a = await relay.listen();
+    close = async () => {
+      await relay.close();
+      return { ...relay.counters };
+    };
+    post({ type: 'listening', address: { address: a.address, port: a.port, family: a.family } });
+  } else if (benchModeKind(mode) === 'bare-relay') {
+    const back = new URL(req.proxy ?? '');
+    const front = new RelayFront({
+      host: req.host,
+      port: 0,
+      back: { host: (await resolveUdpHost(back.hostname)).address, port: Number(back.port) },
+      ...(req.tls ? { tls: { ca: req.tls.cert } } : {}),
+    });
+    front.on('error', () => {});
+    front.on('session-close', onSessionClose);
+    const a = await front.start();
+    close = async () => {
+      await front.close();
+      return { ...front.counters };
+    };
+    post({ type: 'listening', address: { address: a.address, port: a.port, family: a.family } });
+  } else if (req.role === 'serve') {
     const server = new TunnelServer({
       host: req.host,
       port: 0,

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { isUdpTunnelError } from '../../../src/core/errors.js';
 import { BENCH_DEFAULTS, normalizeBenchOptions, runBench } from '../../../src/core/bench/harness.js';
 import type { BenchEvent, BenchOptions } from '../../../src/core/bench/harness.js';
-import { componentArgs } from '../../../src/core/bench/tunnel-launcher.js';
+import { BARE_RELAY_ENTRY, CLI_ENTRY, componentArgs, componentCommand } from '../../../src/core/bench/tunnel-launcher.js';
 import { startEchoInWorker } from '../../../src/core/bench/echo-server.js';
 import { TargetPolicy } from '../../../src/core/policy.js';
 import { TunnelServer } from '../../../src/core/server.js';
@@ -64,6 +64,7 @@ describe('normalizeBenchOptions', () => {
     ['a target without a proxy', { target: '127.0.0.1:7' }],
     ['a bad target', { proxy: 'http://127.0.0.1:1', target: '127.0.0.1' }],
     ['--tls with an external proxy', { proxy: 'http://127.0.0.1:1', target: '127.0.0.1:7', tls: true }],
+    ['bare-relay with an external proxy', { mode: 'bare-relay', proxy: 'http://127.0.0.1:1', target: '127.0.0.1:7' }],
     ['a ratio condition without the direct path', { direct: false, failIf: { spec: 'ratio<1', conditions: parseFailIf('ratio<1') } }],
     ['a size below the probe header', { size: 31 }],
     ['both a zero rate', { load: { kind: 'rate', rate: 0 } }],
@@ -92,6 +93,23 @@ describe('componentArgs', () => {
       componentArgs({ role: 'connect', isolation: 'process', mode: 'connect-udp', host: '127.0.0.1', proxy: 'https://127.0.0.1:9', target: '127.0.0.1:7', tls }),
       ['connect', '--local', '127.0.0.1:0', '--proxy', 'https://127.0.0.1:9', '--target', '127.0.0.1:7', '--json', '--quiet', '--ca', '/c.pem'],
     );
+  });
+});
+
+describe('componentCommand', () => {
+  it('runs the CLI for tunnel modes and the bare-relay entry, front or back, for bare-relay', () => {
+    const tls = { certPath: '/c.pem', keyPath: '/k.pem', cert: '', key: '' };
+    assert.deepEqual(componentCommand({ role: 'serve', isolation: 'process', mode: 'connect-udp', host: '127.0.0.1', target: '127.0.0.1:7' }), [
+      CLI_ENTRY, 'serve', '--listen', '127.0.0.1:0', '--json', '--quiet',
+    ]);
+    assert.deepEqual(componentCommand({ role: 'serve', isolation: 'process', mode: 'bare-relay', host: '::1', target: '[::1]:7', tls }), [
+      BARE_RELAY_ENTRY, 'back', '--listen', '[::1]:0', '--target', '[::1]:7', '--cert', '/c.pem', '--key', '/k.pem',
+    ]);
+    assert.deepEqual(
+      componentCommand({ role: 'connect', isolation: 'process', mode: 'bare-relay', host: '::1', proxy: 'https://[::1]:4433', target: '[::1]:7', tls }),
+      [BARE_RELAY_ENTRY, 'front', '--listen', '[::1]:0', '--back', '[::1]:4433', '--ca', '/c.pem'],
+    );
+    assert.match(BARE_RELAY_ENTRY, /bare-relay-process\.js$/);
   });
 });
 
@@ -171,6 +189,20 @@ describe('runBench', () => {
     }
     assert.deepEqual(closed.map((s) => [s.transport, s.target]), [['post', `127.0.0.1:${target.port}`]]);
     assert.equal(server.counters.sessionsTotal, 1);
+  });
+
+  it('runs bare-relay with worker isolation over TLS, idle sessions included, with the relays in serve and connect places', async () => {
+    const doc = await runBench({ ...SHORT, mode: 'bare-relay', isolation: 'worker', tls: true });
+    const r = doc.runs[0]!;
+    assert.ok(r.tunnel.received > 0, 'the relays delivered');
+    assert.equal(r.tunnel.received + r.tunnel.lost, r.tunnel.sent);
+    const [back, front] = doc.components;
+    assert.deepEqual([back!.role, front!.role], ['serve', 'connect']);
+    assert.equal(front!.counters!['peersTotal'], 1);
+    assert.equal(back!.counters!['connectionsTotal'], 1);
+    assert.ok((front!.counters!['rxDatagrams'] as number) >= r.tunnel.sent);
+    assert.equal(doc.idleSessionMemory!.answered, 5);
+    assert.deepEqual(Object.keys(front!.drops).sort(), ['backpressure', 'bufferOverflow', 'oversize', 'udpSend', 'unsent']);
   });
 
   it('stops early when aborted and reports what it measured', async () => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { buildTransport } from '../../../src/core/connect-config.js';
 import { isUdpTunnelError } from '../../../src/core/errors.js';
-import { BENCH_MODES, DEFAULT_BENCH_MODE, DEFAULT_BENCH_POST_PATH, benchMode, checkBenchPostPath } from '../../../src/core/bench/modes.js';
+import { BENCH_MODES, DEFAULT_BENCH_MODE, DEFAULT_BENCH_POST_PATH, benchMode, benchModeKind, checkBenchPostPath } from '../../../src/core/bench/modes.js';
 import type { BenchModeContext } from '../../../src/core/bench/modes.js';
 import { parsePostRoutes } from '../../../src/core/serve-config.js';
 import { componentArgs } from '../../../src/core/bench/tunnel-launcher.js';
@@ -26,7 +26,7 @@ describe('BENCH_MODES', () => {
   it('lists the transports in --help order, the default first', () => {
     assert.deepEqual(
       BENCH_MODES.map((m) => m.name),
-      ['connect-udp', 'connect-udp-h1', 'post'],
+      ['connect-udp', 'connect-udp-h1', 'post', 'bare-relay'],
     );
     assert.equal(DEFAULT_BENCH_MODE, 'connect-udp');
     assert.equal(DEFAULT_BENCH_POST_PATH, '/bench');
@@ -64,7 +64,8 @@ describe('BENCH_MODES', () => {
     });
   });
 
-  for (const m of BENCH_MODES) {
+  // bare-relay starts no serve or connect, so it has no flags to compare.
+  for (const m of BENCH_MODES.filter((x) => benchModeKind(x) === 'tunnel')) {
     it(`${m.name}: process and worker isolation configure the same tunnel`, () => {
       for (const ctx of [V4, V6]) {
         // serve: the --post-route flags, as serve parses them, give the routes the worker passes to TunnelServer.
@@ -89,7 +90,7 @@ describe('BENCH_MODES', () => {
   }
 
   it('refuses an unknown mode with a coded error', () => {
-    assert.throws(() => benchMode('carrier-pigeon'), (e: unknown) => isUdpTunnelError(e, 'UT_ERR_INVALID_OPTION') && /known: connect-udp, connect-udp-h1, post/.test(e.message));
+    assert.throws(() => benchMode('carrier-pigeon'), (e: unknown) => isUdpTunnelError(e, 'UT_ERR_INVALID_OPTION') && /known: connect-udp, connect-udp-h1, post, bare-relay\)/.test(e.message));
   });
 });
 
