@@ -11,6 +11,7 @@ import { tapChannel } from './diagnostics.js';
 import { ErrorCodes, UdpTunnelError } from './errors.js';
 import { IdleTimer } from './idle-timer.js';
 import type { Transport, TunnelHandle } from './transport/types.js';
+import { PeerTable } from './peer-table.js';
 
 /** Envoy `buffer_options`: datagrams held while a session's tunnel is not ready yet. */
 export interface BufferOptions {
@@ -145,9 +146,7 @@ export class TunnelClient extends EventEmitter {
   };
   private readonly opts: Required<TunnelClientOptions>;
   private readonly sessions = new Set<ClientSession>();
-  // Sessions by local peer port, then address: finding a peer's session allocates nothing (no key string per
-  // datagram). A port almost always has a single peer address, so the list is short.
-  private readonly byPort = new Map<number, ClientSession[]>();
+  private readonly byPeer = new PeerTable<ClientSession>();
   private socket: dgram.Socket | null = null;
   private nextId = 1;
   private closing = false;
@@ -220,16 +219,7 @@ export class TunnelClient extends EventEmitter {
 
   private onLocalDatagram(msg: Buffer, address: string, port: number): void {
     if (this.closing) return;
-    let s: ClientSession | undefined;
-    const list = this.byPort.get(port);
-    if (list !== undefined) {
-      for (let i = 0; i < list.length; i++) {
-        if (list[i]!.address === address) {
-          s = list[i];
-          break;
-        }
-      }
-    }
+    let s = this.byPeer.get(address, port);
     if (s === undefined) {
       if (this.sessions.size >= this.opts.maxSessions) {
         this.counters.downstream_sess_overflow++;
@@ -309,9 +299,7 @@ export class TunnelClient extends EventEmitter {
       },
     };
     this.sessions.add(s);
-    const peers = this.byPort.get(port);
-    if (peers === undefined) this.byPort.set(port, [s]);
-    else peers.push(s);
+    this.byPeer.add(s);
     this.counters.downstream_sess_total++;
     this.counters.downstream_sess_active = this.sessions.size;
     this.emit('session-open', { id, peer: s.stats.peer });
@@ -388,12 +376,7 @@ export class TunnelClient extends EventEmitter {
     s.state = 'closed';
     s.idle.stop();
     s.abort.abort();
-    if (this.sessions.delete(s)) {
-      const peers = this.byPort.get(s.port);
-      const i = peers?.indexOf(s) ?? -1;
-      if (i >= 0) peers!.splice(i, 1);
-      if (peers?.length === 0) this.byPort.delete(s.port);
-    }
+    if (this.sessions.delete(s)) this.byPeer.delete(s);
     this.counters.downstream_sess_active = this.sessions.size;
     if (s.pending.length > 0) {
       s.stats.drops.unsent += s.pending.length;

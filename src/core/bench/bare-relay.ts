@@ -8,6 +8,7 @@ import { ErrorCodes, UdpTunnelError } from '../errors.js';
 import { IdleTimer } from '../idle-timer.js';
 import { FrameDecoder, FrameWriter, MAX_FRAME_PAYLOAD } from './bare-relay-frames.js';
 import { DEFAULT_SOCKET_BUFFER_BYTES, trySetSocketBuffers } from './udp-socket.js';
+import { PeerTable } from '../peer-table.js';
 
 // A reference floor for the bench, NOT a tunnel: two bare relays in the places of connect and serve, one TCP
 // connection per local peer, 2-byte length-prefixed frames, no HTTP. It keeps the tunnel's data-path habits (one
@@ -174,8 +175,8 @@ export class RelayFront extends EventEmitter {
   };
   private readonly opts: Required<Omit<RelayFrontOptions, 'tls'>> & Pick<RelayFrontOptions, 'tls'>;
   private readonly peers = new Set<FrontPeer>();
-  // Peers by port, then address, as in the tunnel client: no key string per datagram.
-  private readonly byPort = new Map<number, FrontPeer[]>();
+  // The tunnel client's lookup, so the floor pays what the tunnel pays per datagram.
+  private readonly byPeer = new PeerTable<FrontPeer>();
   private udp: dgram.Socket | null = null;
   private nextId = 1;
   private closing = false;
@@ -229,16 +230,7 @@ export class RelayFront extends EventEmitter {
 
   private onLocalDatagram(msg: Buffer, address: string, port: number): void {
     if (this.closing) return;
-    let p: FrontPeer | undefined;
-    const list = this.byPort.get(port);
-    if (list !== undefined) {
-      for (let i = 0; i < list.length; i++) {
-        if (list[i]!.address === address) {
-          p = list[i];
-          break;
-        }
-      }
-    }
+    let p = this.byPeer.get(address, port);
     const c = this.counters;
     if (p === undefined) {
       if (this.peers.size >= this.opts.maxPeers) {
@@ -303,9 +295,7 @@ export class RelayFront extends EventEmitter {
       },
     };
     this.peers.add(p);
-    const same = this.byPort.get(port);
-    if (same === undefined) this.byPort.set(port, [p]);
-    else same.push(p);
+    this.byPeer.add(p);
     this.counters.peersTotal++;
     this.counters.peersActive = this.peers.size;
     socket.once(this.opts.tls ? 'secureConnect' : 'connect', () => this.onConnected(p));
@@ -351,10 +341,7 @@ export class RelayFront extends EventEmitter {
     p.state = 'closed';
     p.idle.stop();
     this.peers.delete(p);
-    const same = this.byPort.get(p.port);
-    const i = same?.indexOf(p) ?? -1;
-    if (i >= 0) same!.splice(i, 1);
-    if (same?.length === 0) this.byPort.delete(p.port);
+    this.byPeer.delete(p);
     this.counters.peersActive = this.peers.size;
     if (p.pending.length > 0) this.drop(p, 'unsent', p.pending.length);
     p.pending = [];
