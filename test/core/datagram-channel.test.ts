@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
 import net from 'node:net';
 import { after, describe, it } from 'node:test';
 import { encodeCapsule } from '../../src/core/codec/capsule.js';
@@ -7,27 +6,8 @@ import { encodeDatagramCapsule } from '../../src/core/codec/datagram.js';
 import { DatagramChannel } from '../../src/core/datagram-channel.js';
 import type { DatagramChannelOptions } from '../../src/core/datagram-channel.js';
 import type { UdpTunnelError } from '../../src/core/errors.js';
+import { tcpPair } from '../helpers/net.js';
 
-/** A connected pair of loopback TCP sockets. */
-async function socketPair(): Promise<{ a: net.Socket; b: net.Socket; close(): void }> {
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const port = (server.address() as net.AddressInfo).port;
-  const accepted = once(server, 'connection') as Promise<[net.Socket]>;
-  const a = net.connect(port, '127.0.0.1');
-  await once(a, 'connect');
-  const [b] = await accepted;
-  return {
-    a,
-    b,
-    close() {
-      a.destroy();
-      b.destroy();
-      server.close();
-    },
-  };
-}
 
 /** Counts the writes made on `s` and the bytes in them. */
 function countWrites(s: net.Socket): { writes: number; bytes: number } {
@@ -71,7 +51,7 @@ describe('DatagramChannel over a socket', () => {
   });
 
   it('writes the datagrams of one turn as one write at its end, intact and in order', async () => {
-    const pair = await socketPair();
+    const pair = await tcpPair();
     pairs.push(pair);
     const writes = countWrites(pair.a);
     const tx = new DatagramChannel(pair.a, options());
@@ -89,7 +69,7 @@ describe('DatagramChannel over a socket', () => {
   });
 
   it('writes each datagram at once when coalescing is off', async () => {
-    const pair = await socketPair();
+    const pair = await tcpPair();
     pairs.push(pair);
     const writes = countWrites(pair.a);
     const tx = new DatagramChannel(pair.a, options({ coalesceWrites: false }));
@@ -99,7 +79,7 @@ describe('DatagramChannel over a socket', () => {
   });
 
   it('counts the pending batch toward maxWriteBuffer and drops what does not fit', async () => {
-    const pair = await socketPair();
+    const pair = await tcpPair();
     pairs.push(pair);
     // Each 40-byte payload takes 43 bytes as a capsule; the check lets a send through while at most 100 are held.
     const tx = new DatagramChannel(pair.a, options({ maxWriteBuffer: 100 }));
@@ -111,7 +91,7 @@ describe('DatagramChannel over a socket', () => {
   });
 
   it('sendRaw writes the pending datagrams first, keeping the byte order', async () => {
-    const pair = await socketPair();
+    const pair = await tcpPair();
     pairs.push(pair);
     const tx = new DatagramChannel(pair.a, options());
     const rxOpts = options({ role: 'server' });
@@ -125,7 +105,7 @@ describe('DatagramChannel over a socket', () => {
   });
 
   it('delivers context 0 in a non-minimal encoding and drops other context IDs (RFC 9298 §4)', async () => {
-    const pair = await socketPair();
+    const pair = await tcpPair();
     pairs.push(pair);
     const rxOpts = options({ role: 'server' });
     const rx = new DatagramChannel(pair.b, rxOpts);
@@ -139,7 +119,7 @@ describe('DatagramChannel over a socket', () => {
   });
 
   it('reports a context-0 payload over 65527 bytes as malformed (RFC 9298 §5)', async () => {
-    const pair = await socketPair();
+    const pair = await tcpPair();
     pairs.push(pair);
     const rxOpts = options({ role: 'server' });
     new DatagramChannel(pair.b, rxOpts);

@@ -1,4 +1,6 @@
+import { once } from 'node:events';
 import dgram from 'node:dgram';
+import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 
 /** A UDP echo server on loopback for tests. */
@@ -93,4 +95,24 @@ export async function waitUntil(cond: () => boolean, ms = 5000, what = 'conditio
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/** A connected pair of loopback TCP sockets (a: the connecting side, b: the accepted side). */
+export async function tcpPair(host = '127.0.0.1'): Promise<{ a: net.Socket; b: net.Socket; close(): void }> {
+  const server = net.createServer();
+  server.listen(0, host);
+  await once(server, 'listening');
+  const accepted = once(server, 'connection') as Promise<[net.Socket]>;
+  const a = net.connect((server.address() as AddressInfo).port, host);
+  await once(a, 'connect');
+  const [b] = await accepted;
+  return {
+    a,
+    b,
+    close() {
+      a.destroy();
+      b.destroy();
+      server.close();
+    },
+  };
 }

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
 import net from 'node:net';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { FRAME_HEADER_BYTES, FrameDecoder, FrameWriter, MAX_FRAME_PAYLOAD, encodeFrames, writeFrame } from '../../../src/core/bench/bare-relay-frames.js';
+import { tcpPair } from '../../helpers/net.js';
 
 /** A decoder that copies what it delivers (payloads may be views of the chunk). */
 function collecting(maxFrameLength?: number): { d: FrameDecoder; got: Buffer[]; oversize: number } {
@@ -28,25 +28,6 @@ function split(buf: Buffer, cuts: readonly number[]): Buffer[] {
   return out;
 }
 
-/** A connected pair of loopback TCP sockets. */
-async function socketPair(host = '127.0.0.1'): Promise<{ a: net.Socket; b: net.Socket; close(): void }> {
-  const server = net.createServer();
-  server.listen(0, host);
-  await once(server, 'listening');
-  const accepted = once(server, 'connection') as Promise<[net.Socket]>;
-  const a = net.connect((server.address() as net.AddressInfo).port, host);
-  await once(a, 'connect');
-  const [b] = await accepted;
-  return {
-    a,
-    b,
-    close() {
-      a.destroy();
-      b.destroy();
-      server.close();
-    },
-  };
-}
 
 const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
 
@@ -152,7 +133,7 @@ describe('bare-relay frames', () => {
 
 describe('FrameWriter', () => {
   it('writes the frames of one turn in one write, and each later turn in its own', async () => {
-    const pair = await socketPair();
+    const pair = await tcpPair();
     try {
       const writes: Buffer[] = [];
       const write = pair.a.write.bind(pair.a) as (chunk: Buffer) => boolean;
@@ -182,7 +163,7 @@ describe('FrameWriter', () => {
   });
 
   it('drops and counts payloads once the unsent bytes would pass maxWriteBuffer, and payloads over maxFrameLength', async () => {
-    const pair = await socketPair('::1');
+    const pair = await tcpPair('::1');
     try {
       const w = new FrameWriter(pair.a, { maxWriteBuffer: 1000, maxFrameLength: 500 });
       // Each 100-byte payload takes 102 bytes: 9 * 102 = 918 <= 1000 still admits a 10th; 10 * 102 = 1020 does not.
@@ -204,7 +185,7 @@ describe('FrameWriter', () => {
   });
 
   it('drops when the stream is no longer writable', async () => {
-    const pair = await socketPair();
+    const pair = await tcpPair();
     pair.a.destroy();
     const w = new FrameWriter(pair.a, { maxWriteBuffer: 1000 });
     assert.equal(w.send(Buffer.from('x')), false);
