@@ -91,6 +91,13 @@ export class Http1RelayConnection {
     if (initial.length > 0) this.fromClient(initial);
   }
 
+  /** Bytes held in user space: heads being read, client bytes waiting for the upstream, both write queues. */
+  get bufferedBytes(): number {
+    let n = this.requestParser.bufferedBytes + this.responseParser.bufferedBytes + this.client.writableLength + (this.up?.writableLength ?? 0);
+    for (const chunk of this.held) n += chunk.length;
+    return n;
+  }
+
   /** Relay shutdown: cuts both connections; the session closes as 'local'. */
   shutdown(): void {
     this.shutdownByRelay = true;
@@ -412,7 +419,8 @@ export class Http1RelayConnection {
   }
 
   private onError(side: Side, err: NodeJS.ErrnoException): void {
-    if (this.shutdownByRelay || this.phase === 'done') return;
+    // After its FIN a side may close before taking our last bytes (EPIPE, ECONNRESET): its stream still ended cleanly.
+    if (this.shutdownByRelay || this.phase === 'done' || this.ended[side]) return;
     if (side === 'proxy' && this.phase === 'response-head') {
       // No response yet: the client gets an answer rather than a reset.
       this.answerLocally(upstreamFailure(err, this.ctx.upstream));

@@ -188,6 +188,16 @@ export class InspectRelay extends EventEmitter {
     return this.decoder.stats;
   }
 
+  /**
+   * Bytes the HTTP/1.1 connections hold in user space right now (heads being read, write queues). Backpressure keeps
+   * it near the sockets' high-water marks per direction however fast one side sends and however slowly the other reads.
+   */
+  get bufferedBytes(): number {
+    let n = 0;
+    for (const c of this.h1Conns) n += c.bufferedBytes;
+    return n;
+  }
+
   /** Starts listening; resolves with the bound address. */
   listen(): Promise<AddressInfo> {
     const front = this.front;
