@@ -296,6 +296,37 @@ describe('HTTP/1.1 relay with a scripted upstream', () => {
     }
   });
 
+  it('passes a client reset on as a reset, and closes open tunnels as local at relay shutdown', async () => {
+    const up = await startTcpServer();
+    const r = await startRelay(`http://127.0.0.1:${up.port}`);
+    const ok = 'HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: connect-udp\r\nCapsule-Protocol: ?1\r\n\r\n';
+    const open = async (n: number): Promise<{ client: TcpPeer; upPeer: TcpPeer }> => {
+      const client = await connectTcp('127.0.0.1', r.port);
+      client.socket.write(upgradeHead(TEMPLATE('127.0.0.1', 9), 'relay.test'));
+      const upPeer = await up.waitPeer(n);
+      upPeer.socket.write(ok);
+      await client.waitBytes(ok.length);
+      return { client, upPeer };
+    };
+    try {
+      const a = await open(1);
+      const upError = new Promise<string | undefined>((resolve) => a.upPeer.socket.once('error', (e: NodeJS.ErrnoException) => resolve(e.code)));
+      a.client.socket.resetAndDestroy();
+      assert.equal(await upError, 'ECONNRESET');
+      await waitUntil(() => ofKind(r.events, 'close', 'c1').length === 1, 3000, 'close of c1');
+      assert.deepEqual(ofKind(r.events, 'close', 'c1').map((c) => [c.reason, c.detail]), [['tcp-rst', 'ECONNRESET from client']]);
+
+      const b = await open(2);
+      await r.relay.close();
+      await b.client.closed;
+      assert.deepEqual(ofKind(r.events, 'close', 'c2').map((c) => [c.reason, c.detail]), [['local', 'relay shutdown']]);
+      assert.deepEqual(ofKind(r.events, 'end', 'c2').map((e) => [e.dir, e.clean]), [['->', false], ['<-', false]]);
+    } finally {
+      await r.relay.close();
+      await up.close();
+    }
+  });
+
   it('answers 502 when the response head is malformed or too large, and reports where in the stream', async () => {
     const cases = [
       {
@@ -520,6 +551,42 @@ describe('HTTP/1.1 relay: refusals, failures and limits', () => {
 });
 
 describe('HTTP/1.1 relay over TLS', () => {
+  it('speaks TLS (ALPN http/1.1) to an https upstream, and answers 504 when its handshake never completes', async () => {
+    const cert = testCert();
+    const echo = await startUdpEcho();
+    const server = new TunnelServer({ host: '127.0.0.1', port: 0, policy: new TargetPolicy(), tls: { cert: cert.cert, key: cert.key } });
+    const s = await server.listen();
+    const r = await startRelay(`https://127.0.0.1:${s.port}`, { upstreamTls: { ca: cert.cert } });
+    // Accepts TCP and never answers the TLS ClientHello.
+    const silent = await startTcpServer();
+    const slow = await startRelay(`https://127.0.0.1:${silent.port}`, { connectTimeoutMs: 200 });
+    try {
+      const client = await connectTcp('127.0.0.1', r.port);
+      client.socket.write(upgradeHead(TEMPLATE('127.0.0.1', echo.port), `127.0.0.1:${s.port}`));
+      await waitUntil(() => /^HTTP\/1\.1 101 [^]*\r\n\r\n$/.test(client.received().toString('latin1')), 3000, '101');
+      const at = client.received().length;
+      client.socket.write(encodeDatagramCapsule(bin('tls up')));
+      assert.equal((await client.waitBytes(at + 9)).subarray(at).toString('hex'), encodeDatagramCapsule(bin('tls up')).toString('hex'));
+      client.socket.destroy();
+
+      const peer = await connectTcp('127.0.0.1', slow.port);
+      peer.socket.write(upgradeHead(TEMPLATE('127.0.0.1', 9), 'relay.test'));
+      await peer.closed;
+      const details = `proxy 127.0.0.1:${silent.port} did not complete the connection within 200 ms`;
+      assert.equal(
+        peer.received().toString('latin1'),
+        `HTTP/1.1 504 Gateway Timeout\r\nproxy-status: udp-tunnel-inspect; error=connection_timeout; details="${details}"\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`,
+      );
+      assert.equal(slow.relay.counters.localAnswers, 1);
+    } finally {
+      await r.relay.close();
+      await slow.relay.close();
+      await silent.close();
+      await server.close();
+      await echo.close();
+    }
+  });
+
   it('accepts connect --http 1.1 over TLS (ALPN http/1.1) next to HTTP/2 on the same port', async () => {
     const cert = testCert();
     const echo = await startUdpEcho();

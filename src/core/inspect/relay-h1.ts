@@ -63,8 +63,8 @@ export class Http1RelayConnection {
   private headFailure: string | null = null;
   private reset: { by: Side; code: string } | null = null;
   private shutdownByRelay = false;
-  private ended: Record<Side, boolean> = { client: false, proxy: false };
-  private closed: Record<Side, boolean> = { client: false, proxy: false };
+  private readonly ended: Record<Side, boolean> = { client: false, proxy: false };
+  private readonly closed: Record<Side, boolean> = { client: false, proxy: false };
   private readonly timers = new Set<NodeJS.Timeout>();
   private finished = false;
   private readonly onFinished: () => void;
