@@ -9,6 +9,7 @@ import { parseDuration, parseSize } from '../core/duration.js';
 import { CapsuleView } from '../core/inspect/capsule-view.js';
 import type { Direction } from '../core/inspect/events.js';
 import { MAX_HEX_TEXT_LENGTH, parseHexText } from '../core/inspect/hex.js';
+import { DEFAULT_MAX_HEAD_BYTES } from '../core/inspect/http1.js';
 import { streamCapture } from '../core/inspect/pcap-decode.js';
 import { readRecording } from '../core/inspect/recording.js';
 import { InspectRelay } from '../core/inspect/relay.js';
@@ -72,20 +73,20 @@ export const inspectCommand: CommandModule<object, InspectArgs> = {
       // yargs reads the lone '-' of `--raw -` / `--file -` as a positional: allow positionals, still refuse unknown options.
       .strict(false)
       .strictOptions(true)
-      .option('listen', { alias: 'l', type: 'string', describe: 'Relay: accept tunnel requests on TCP HOST:PORT (h2c, or TLS with --cert/--key)', group: 'Sources (pick one):' })
-      .option('upstream', { alias: 'u', type: 'string', describe: 'Relay: forward every request to this proxy, http://HOST:PORT (h2c) or https://HOST:PORT', group: 'Sources (pick one):' })
+      .option('listen', { alias: 'l', type: 'string', describe: 'Relay: accept tunnel requests on TCP HOST:PORT (h2c and HTTP/1.1 Upgrade, or TLS with --cert/--key)', group: 'Sources (pick one):' })
+      .option('upstream', { alias: 'u', type: 'string', describe: 'Relay: forward every request to this proxy, http://HOST:PORT or https://HOST:PORT, in the HTTP version the client used', group: 'Sources (pick one):' })
       .option('raw', { type: 'string', describe: 'Decode a raw capsule byte stream from FILE (- = stdin)', group: 'Sources (pick one):' })
       .option('file', { alias: 'f', type: 'string', describe: 'Replay an NDJSON recording (--record, or --json output) from FILE (- = stdin)', group: 'Sources (pick one):' })
       .option('pcap', { type: 'string', describe: 'Decode cleartext CONNECT-UDP (HTTP/2 prior knowledge, HTTP/1.1 Upgrade) from a pcap/pcapng FILE', group: 'Sources (pick one):' })
       .option('hex', { type: 'boolean', default: false, describe: 'With --raw: the input is hex text (spaces, newlines, 0x prefixes, xxd or hexdump -C dumps)', group: 'Sources (pick one):' })
       .option('direction', { type: 'string', default: 'request', choices: ['request', 'response'], describe: 'With --raw: label the stream client->proxy (request) or proxy->client (response)', group: 'Sources (pick one):' })
       .option('realtime', { type: 'boolean', default: false, describe: 'With --file: replay at the recorded pace instead of at once', group: 'Sources (pick one):' })
-      .option('cert', { type: 'string', describe: 'Relay: PEM certificate, serve TLS with ALPN h2 (needs --key)', group: 'Relay:' })
+      .option('cert', { type: 'string', describe: 'Relay: PEM certificate, serve TLS with ALPN h2 and http/1.1 (needs --key)', group: 'Relay:' })
       .option('key', { type: 'string', describe: 'Relay: PEM private key for --cert', group: 'Relay:' })
       .option('upstream-ca', { type: 'string', describe: 'Relay: PEM CA certificates to trust for an https:// upstream', group: 'Relay:' })
       .option('upstream-insecure', { type: 'boolean', default: false, describe: 'Relay: do not verify the upstream certificate (testing only)', group: 'Relay:' })
       .option('upstream-servername', { type: 'string', describe: 'Relay: TLS server name of the upstream if not its host', group: 'Relay:' })
-      .option('connect-timeout', { type: 'string', default: '10s', describe: 'Relay: wait this long for the upstream connection and its SETTINGS', group: 'Relay:' })
+      .option('connect-timeout', { type: 'string', default: '10s', describe: 'Relay: wait this long for the upstream connection (and its HTTP/2 SETTINGS)', group: 'Relay:' })
       .option('max-connections', { type: 'number', default: 1024, describe: 'Relay: client connections at once; more are closed and counted', group: 'Relay:' })
       .option('bytes', { type: 'number', default: 16, describe: 'Payload bytes previewed per capsule (hex and ASCII)', group: 'Decoding and output:' })
       .option('full', { type: 'boolean', default: false, describe: 'Show whole payloads (a hex dump under each capsule)', group: 'Decoding and output:' })
@@ -173,9 +174,11 @@ async function runRelay(args: InspectArgs, out: Output, settings: InspectViewSet
   relay.on('error', (err: Error) => out.error(err.message));
   const addr = await relay.listen();
   const proto = args.cert ? 'h2' : 'h2c';
-  out.event('listening', { protocol: proto, address: addr.address, port: addr.port, family: addr.family, upstream: relay.upstream.origin });
+  // As serve: HTTP/2 and HTTP/1.1 on the one listener, told apart by the preface (cleartext) or ALPN (TLS).
+  const protocols = [proto, 'http/1.1'];
+  out.event('listening', { protocol: proto, protocols, address: addr.address, port: addr.port, family: addr.family, upstream: relay.upstream.origin });
   out.info(
-    `relaying ${color().bold(`${proto === 'h2' ? 'https' : 'http'}://${formatHostPort(addr.address, addr.port)}`)} -> ${relay.upstream.origin} (${proto}); Ctrl-C for the summary`,
+    `relaying ${color().bold(`${proto === 'h2' ? 'https' : 'http'}://${formatHostPort(addr.address, addr.port)}`)} -> ${relay.upstream.origin} (${protocols.join(', ')}); Ctrl-C for the summary`,
   );
   const { done } = untilShutdown(async () => {
     await relay.close();
@@ -184,6 +187,7 @@ async function runRelay(args: InspectArgs, out: Output, settings: InspectViewSet
   const s = relay.decoderStats;
   if (s.droppedSessions > 0) out.warn(`${s.droppedSessions} sessions relayed without decoding (decoder session limit)`);
   if (relay.counters.droppedConnections > 0) out.warn(`${relay.counters.droppedConnections} client connections refused (--max-connections)`);
+  if (relay.counters.headLimit > 0) out.warn(`${relay.counters.headLimit} HTTP/1.1 heads over the ${DEFAULT_MAX_HEAD_BYTES}-byte limit refused`);
   out.debug(`relay counters ${JSON.stringify(relay.counters)}`);
   await view.finish();
 }

@@ -15,7 +15,9 @@ export type ProxyErrorType =
   | 'connection_terminated'
   | 'tls_protocol_error'
   | 'tls_certificate_error'
-  | 'http_protocol_error';
+  | 'http_protocol_error'
+  | 'http_response_incomplete'
+  | 'http_response_header_section_size';
 
 /** The proxy name in our Proxy-Status entries (an sf-token, RFC 9209 §2). */
 export const PROXY_STATUS_NAME = 'udp-tunnel';

@@ -12,6 +12,7 @@ import { validateConnectUdpRequest, type IncomingTunnelRequest, type PostRoutes,
 import { DatagramChannel, emptyChannelCounters, type ChannelCounters, type ChannelDropKind } from './datagram-channel.js';
 import { tapChannel } from './diagnostics.js';
 import { ErrorCodes, type UdpTunnelError } from './errors.js';
+import { ALPN_H2_AND_HTTP1, detectCleartextHttpVersion, tlsHttpVersion } from './http-version-detect.js';
 import { formatResponseHead, headerValues, listsToken, parseRequestHead, rawHeaderList, type Http1Head } from './http1-head.js';
 import { IdleTimer } from './idle-timer.js';
 import { formatProxyStatus, type ProxyErrorType } from './proxy-status.js';
@@ -21,8 +22,7 @@ import { DEFAULT_URI_TEMPLATE, compileTemplateMatcher, type TemplateMatcher } fr
 const { HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_SCHEME, HTTP2_HEADER_STATUS } = http2.constants;
 const HTTP2_HEADER_PROTOCOL = ':protocol';
 
-/** RFC 9113 §3.4: the client connection preface; anything else on a cleartext listener is HTTP/1.1. */
-export const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+export { H2_PREFACE } from './http-version-detect.js';
 
 // Passed through to net.Server (the http2 typings omit it): capsules are small and latency-sensitive, and Nagle's
 // algorithm would hold one back while earlier bytes are unacknowledged.
@@ -317,7 +317,7 @@ export class TunnelServer extends EventEmitter {
         key: t.key,
         ...(t.ca ? { ca: t.ca, requestCert: true, rejectUnauthorized: true } : {}),
         // RFC 7301: the client's ALPN choice decides HTTP/2 or HTTP/1.1 on this listener.
-        ALPNProtocols: ['h2', 'http/1.1'],
+        ALPNProtocols: [...ALPN_H2_AND_HTTP1],
         handshakeTimeout: this.opts.headerTimeoutMs,
       });
       this.front.on('connection', (socket: net.Socket) => this.track(socket, true));
@@ -458,30 +458,17 @@ export class TunnelServer extends EventEmitter {
     this.track(socket, true);
     if (socket.destroyed) return;
     const conn = this.newConn(socket);
-    let buf: Buffer = Buffer.alloc(0);
-    const onData = (chunk: Buffer): void => {
-      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
-      const n = Math.min(buf.length, H2_PREFACE.length);
-      const isPrefix = buf.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
-      if (isPrefix && buf.length < H2_PREFACE.length) return;
-      socket.removeListener('data', onData);
-      socket.pause();
-      if (isPrefix) {
-        socket.unshift(buf);
-        this.handToH2(socket, conn);
-      } else {
-        this.onH1Connection(socket, conn, buf);
-      }
-    };
-    socket.on('data', onData);
+    detectCleartextHttpVersion(socket, (version, initial) => {
+      if (version === 'h2') this.handToH2(socket, conn);
+      else this.onH1Connection(socket, conn, initial);
+    });
   }
 
   private onSecureConnection(socket: tls.TLSSocket): void {
     this.track(socket, false);
     if (socket.destroyed) return;
     const conn = this.newConn(socket);
-    // RFC 7301 §3.2: ALPN picked the protocol; no ALPN at all means HTTP/1.1 (RFC 9113 §3.2 needs "h2").
-    if (socket.alpnProtocol === 'h2') this.handToH2(socket, conn);
+    if (tlsHttpVersion(socket) === 'h2') this.handToH2(socket, conn);
     else this.onH1Connection(socket, conn, Buffer.alloc(0));
   }
 

@@ -1,12 +1,16 @@
 import assert from 'node:assert/strict';
+import { Buffer } from 'node:buffer';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { parseInspectEvent } from '../../src/core/inspect/event-parse.js';
+import { TargetPolicy } from '../../src/core/policy.js';
+import { TunnelServer } from '../../src/core/server.js';
 import type { InspectEvent } from '../../src/core/inspect/events.js';
 import { runCli, startCli, type CliProcess } from '../helpers/inspect-cli.js';
 import { openUdpPeer, startUdpEcho, waitUntil } from '../helpers/net.js';
+import { connectTcp } from '../helpers/tcp-peer.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'udp-tunnel-inspect-relay-'));
 const procs: CliProcess[] = [];
@@ -101,5 +105,53 @@ describe('connect --inspect -> inspect relay -> serve --inspect, all spawned', (
     assert.deepEqual(await replay(rec.connect), connectEvents);
     assert.deepEqual(await replay(rec.relay), relayEvents);
     assert.deepEqual(capsules(await replay(rec.serve), 's1'), expected);
+  });
+});
+
+describe('inspect relay with HTTP/1.1 clients, spawned', () => {
+  it('relays connect --http 1.1 with --json events; --strict exits 1 after a malformed capsule from a raw client', async () => {
+    const echo = await startUdpEcho();
+    const server = new TunnelServer({ host: '127.0.0.1', port: 0, policy: new TargetPolicy() });
+    const s = await server.listen();
+    const relay = startCli(['inspect', '-l', '127.0.0.1:0', '-u', `http://127.0.0.1:${s.port}`, '--json', '--strict']);
+    procs.push(relay);
+    try {
+      const rl = await relay.waitEvent('listening');
+      assert.deepEqual(rl['protocols'], ['h2c', 'http/1.1']);
+      const connect = startCli(['connect', '--http', '1.1', '-p', `http://127.0.0.1:${rl['port']}`, '-t', `127.0.0.1:${echo.port}`, '--json']);
+      procs.push(connect);
+      const cl = await connect.waitEvent('listening');
+      const peer = await openUdpPeer();
+      try {
+        await peer.send('over h1', Number(cl['port']), '127.0.0.1');
+        assert.equal((await peer.waitFor(1))[0]?.toString(), 'over h1');
+      } finally {
+        await peer.close();
+      }
+      assert.equal(await connect.stop(), 0);
+
+      // A raw HTTP/1.1 client: after the 101, a DATAGRAM capsule too short for its context ID (RFC 9298 §5).
+      const raw = await connectTcp('127.0.0.1', Number(rl['port']));
+      raw.socket.write(`GET /.well-known/masque/udp/127.0.0.1/${echo.port}/ HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: connect-udp\r\nCapsule-Protocol: ?1\r\n\r\n`);
+      await waitUntil(() => raw.received().toString('latin1').endsWith('\r\n\r\n'), 5000, '101 head');
+      raw.socket.write(Buffer.from('0000', 'hex'));
+      await raw.closed;
+      await waitUntil(() => inspectEvents(relay.stdout()).filter((e) => e.event === 'close').length === 2, 5000, 'two closes');
+      assert.equal(await relay.stop(), 1);
+      assert.match(relay.stderr(), /1 decoding error seen \(--strict\)/);
+
+      const events = inspectEvents(relay.stdout());
+      const c1 = events.filter((e) => e.session === 'c1').map((e) => e.event);
+      assert.deepEqual([c1[0], c1[1], ...c1.slice(-3)], ['request', 'response', 'end', 'end', 'close']);
+      assert.deepEqual(
+        events.filter((e) => e.session === 'c1' && e.event === 'capsule').map((e) => (e.event === 'capsule' ? [e.dir, e.payloadHex] : null)),
+        [['->', Buffer.from('over h1').toString('hex')], ['<-', Buffer.from('over h1').toString('hex')]],
+      );
+      const err = events.find((e) => e.event === 'error');
+      assert.deepEqual(err?.event === 'error' && [err.session, err.dir, err.offset, err.code, err.rfc], ['c2', '->', 0, 'UT_ERR_DATAGRAM_MALFORMED', 'RFC 9298 §5']);
+    } finally {
+      await server.close();
+      await echo.close();
+    }
   });
 });

@@ -81,15 +81,17 @@ export class LiveSessionDecoder {
   }
 
   /**
-   * Reports a response head (final or interim). A final status other than 2xx (or 101 for HTTP/1.1) means no tunnel
-   * (RFC 9298 §3.3, §3.5): both directions end there, unclean, and any body that follows is not decoded as capsules.
+   * Reports a response head (final or interim). A final status other than 2xx (HTTP/2) or 101 (HTTP/1.1) means no
+   * tunnel (RFC 9298 §3.2, §3.3): both directions end there, unclean, and any body that follows is not decoded as
+   * capsules.
    */
   response(session: string, t: number, http: HttpVersion, status: number, headers: HeaderList): void {
     this.emit(responseEvent(session, t, http, status, headers));
     const s = this.sessions.get(session);
     if (s === undefined || !s.tunnel) return;
     const interim = status >= 100 && status < 200 && status !== 101;
-    const opened = (status >= 200 && status < 300) || (status === 101 && http === '1.1');
+    // RFC 9298 §3.2: over HTTP/1.1 only 101 opens the tunnel; a 2xx there is an ordinary response with a framed body.
+    const opened = http === '1.1' ? status === 101 : status >= 200 && status < 300;
     if (interim || opened) return;
     for (const i of [0, 1] as const) this.endDir(s, i, t, true);
   }
@@ -117,6 +119,16 @@ export class LiveSessionDecoder {
       return;
     }
     for (const ev of events) this.emit(ev);
+  }
+
+  /**
+   * Reports an HTTP-layer error of a session (a head that could not be parsed; `offset` counts bytes of that
+   * direction's TCP stream). A session never announced by request() is opened without decoding, so that close()
+   * reports it. The session stays open until close().
+   */
+  httpError(session: string, t: number, dir: Direction, offset: number, code: string, reason: string, rfc: string | null): void {
+    if (!this.sessions.has(session) && !this.dropped.has(session)) this.open(session, false);
+    this.emit({ event: 'error', t, session, dir, offset, layer: 'http', code, reason, rfc });
   }
 
   /** The end of one direction (END_STREAM): ending inside a capsule is reported (RFC 9297 §3.3). */

@@ -1,29 +1,29 @@
+import { Buffer } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import http2 from 'node:http2';
 import type { SecureClientSessionOptions } from 'node:http2';
-import type { AddressInfo, Server } from 'node:net';
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
+import tls from 'node:tls';
 import { ErrorCodes, UdpTunnelError } from '../errors.js';
-import { formatProxyStatus, type ProxyErrorType } from '../proxy-status.js';
+import { ALPN_H2_AND_HTTP1, detectCleartextHttpVersion, tlsHttpVersion, type WireHttpVersion } from '../http-version-detect.js';
+import { formatProxyStatus } from '../proxy-status.js';
 import type { CloseReason, HeaderList, InspectEvent } from './events.js';
 import { headerListFromObject, headerListFromRaw, http2Status, requestHeadFromHttp2 } from './http-fields.js';
+import { DEFAULT_MAX_HEAD_BYTES } from './http1.js';
 import { http2ErrorName } from './http2-frames.js';
 import { LiveSessionDecoder, type LiveDecoderOptions, type LiveDecoderStats } from './live-decoder.js';
+import { Http1RelayConnection } from './relay-h1.js';
+import { RELAY_PROXY_STATUS_NAME, emptyRelayCounters, upstreamFailure, type RelayCounters, type RelayFailure, type RelayUpstreamTls } from './relay-shared.js';
 
-/** The name the relay uses in the Proxy-Status entries it writes itself (RFC 9209 §2: one entry per intermediary). */
-export const RELAY_PROXY_STATUS_NAME = 'udp-tunnel-inspect';
+export { RELAY_PROXY_STATUS_NAME, upstreamFailure } from './relay-shared.js';
+export type { RelayCounters, RelayFailure, RelayUpstreamTls } from './relay-shared.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
-/** TLS settings for the relay's connections to the upstream proxy. */
-export interface RelayUpstreamTls {
-  /** CA certificates to trust (PEM). */
-  ca?: string | Buffer;
-  /** Skip certificate verification (testing only). */
-  insecure?: boolean;
-  /** Server name for SNI and verification, if not the upstream host. */
-  servername?: string;
-}
+/** How long a client connection whose upstream connection failed stays open to answer requests already sent. */
+const UPSTREAM_FAILURE_GRACE_MS = 500;
 
 /** Options of an InspectRelay. */
 export interface InspectRelayOptions extends Omit<LiveDecoderOptions, 'onEvent'> {
@@ -31,41 +31,27 @@ export interface InspectRelayOptions extends Omit<LiveDecoderOptions, 'onEvent'>
   host: string;
   /** Port to listen on (0 = any; read the bound port from listen()). */
   port: number;
-  /** TLS with ALPN h2 toward clients; cleartext h2c (prior knowledge) when absent. */
+  /**
+   * TLS toward clients with ALPN h2 and http/1.1; cleartext when absent (h2c with prior knowledge and HTTP/1.1 side by
+   * side, told apart by the HTTP/2 preface).
+   */
   tls?: { cert: string | Buffer; key: string | Buffer };
-  /** The proxy every request is forwarded to: `http://HOST:PORT` (h2c) or `https://HOST:PORT` (TLS). */
+  /**
+   * The proxy every request is forwarded to: `http://HOST:PORT` (cleartext) or `https://HOST:PORT` (TLS), spoken to
+   * in the HTTP version the client used.
+   */
   upstream: string;
   upstreamTls?: RelayUpstreamTls;
-  /** How long to wait for the upstream connection and its SETTINGS (default 10 s). */
+  /** How long to wait for the upstream connection (and, for HTTP/2, its SETTINGS); default 10 s. */
   connectTimeoutMs?: number;
   /** Client connections at once (default 1024); more are closed and counted. */
   maxConnections?: number;
   /** SETTINGS_MAX_CONCURRENT_STREAMS advertised to clients (default 100). */
   maxStreamsPerConnection?: number;
+  /** Largest HTTP/1.1 request or response head (default 16 KiB); a larger one is refused and counted. */
+  maxHeadBytes?: number;
   /** Receives every inspect event. */
   onEvent: (ev: InspectEvent) => void;
-}
-
-/** Counters of a relay. */
-export interface RelayCounters {
-  /** Client connections accepted. */
-  connections: number;
-  /** Client connections closed at once because maxConnections were open. */
-  droppedConnections: number;
-  /** Requests (streams) received from clients. */
-  streams: number;
-  /** Requests the relay answered itself because the upstream could not take them. */
-  localAnswers: number;
-  /** Bytes forwarded client -> proxy and proxy -> client (request and response content). */
-  bytesToProxy: number;
-  bytesToClient: number;
-}
-
-/** Why the relay answered a request itself. */
-interface LocalFailure {
-  status: number;
-  error: ProxyErrorType;
-  details: string;
 }
 
 interface Conn {
@@ -73,6 +59,8 @@ interface Conn {
   client: http2.ServerHttp2Session;
   upstream: http2.ClientHttp2Session;
   ready: Promise<void>;
+  /** The upstream's SETTINGS arrived. */
+  upstreamReady: boolean;
   extendedConnect: boolean;
   pairs: Set<Pair>;
 }
@@ -92,21 +80,6 @@ interface Pair {
   clientClosed: boolean;
   upClosed: boolean;
   done: boolean;
-}
-
-/** Maps a failure to reach the upstream proxy to a status and an RFC 9209 error type. */
-export function upstreamFailure(err: unknown, upstream: URL): LocalFailure {
-  if (err instanceof UdpTunnelError && err.code === ErrorCodes.TIMEOUT) {
-    return { status: 504, error: 'connection_timeout', details: err.message };
-  }
-  const e = err as NodeJS.ErrnoException | undefined;
-  const code = e?.code ?? '';
-  const message = `upstream ${upstream.host}: ${e?.message ?? String(err)}${code ? ` (${code})` : ''}`;
-  if (code === 'ECONNREFUSED') return { status: 502, error: 'connection_refused', details: message };
-  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return { status: 502, error: 'dns_error', details: message };
-  if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET/.test(code)) return { status: 502, error: 'tls_certificate_error', details: message };
-  if (/SSL|TLS/.test(code)) return { status: 502, error: 'tls_protocol_error', details: message };
-  return { status: 502, error: 'connection_terminated', details: message };
 }
 
 /** Node's outgoing header object for a field list: repeated names become arrays (their relative order kept). */
@@ -139,29 +112,35 @@ export function parseUpstreamUrl(text: string): URL {
 }
 
 /**
- * `udp-tunnel inspect --listen --upstream`: an HTTP/2 relay that accepts any request (extended CONNECT advertised,
- * RFC 8441 §3), opens the same request on its own connection to the upstream proxy (one upstream connection per client
- * connection, opened eagerly; requests wait for the upstream SETTINGS before :protocol is sent), pipes both bodies
- * byte-for-byte with backpressure, and passes status, headers and Proxy-Status back unchanged. Copies of the bytes go
- * to a LiveSessionDecoder after they were handed on, so decoding never alters, delays or stalls the relayed bytes.
- * Not forwarded: trailers, PRIORITY and server push. Events: 'error' (listener), 'warning' ({code, message}).
+ * `udp-tunnel inspect --listen --upstream`: a relay that accepts HTTP/2 (h2c with prior knowledge, or ALPN h2) and
+ * HTTP/1.1 clients on one listener, told apart the way `serve` does it (the HTTP/2 preface, or ALPN).
+ *
+ * HTTP/2: accepts any request (extended CONNECT advertised, RFC 8441 §3), opens the same request on its own
+ * connection to the upstream proxy (one upstream connection per client connection, opened eagerly; requests wait for
+ * the upstream SETTINGS before :protocol is sent), pipes both bodies byte-for-byte with backpressure, and passes
+ * status, headers and Proxy-Status back unchanged. Not forwarded: trailers, PRIORITY and server push.
+ *
+ * HTTP/1.1 (RFC 9298 §3.2 Upgrade): one upstream connection per client connection, opened once the request head is
+ * read; heads go both ways exactly as received, and after a 101 both capsule streams are piped byte-for-byte (see
+ * Http1RelayConnection).
+ *
+ * Copies of the bytes go to a LiveSessionDecoder after they were handed on, so decoding never alters, delays or stalls
+ * the relayed bytes. Events: 'error' (listener), 'warning' ({code, message}).
  */
 export class InspectRelay extends EventEmitter {
   /** Relay counters. */
-  readonly counters: RelayCounters = {
-    connections: 0,
-    droppedConnections: 0,
-    streams: 0,
-    localAnswers: 0,
-    bytesToProxy: 0,
-    bytesToClient: 0,
-  };
+  readonly counters: RelayCounters = emptyRelayCounters();
   /** The upstream proxy URL. */
   readonly upstream: URL;
   private readonly opts: InspectRelayOptions;
   private readonly decoder: LiveSessionDecoder;
-  private readonly server: http2.Http2Server | http2.Http2SecureServer;
+  private readonly front: net.Server | tls.Server;
+  private readonly server: http2.Http2Server;
+  private readonly sockets = new Set<net.Socket>();
+  /** Sockets handed to the HTTP/2 server or to an HTTP/1.1 relay connection. */
+  private readonly routed = new WeakSet<net.Socket>();
   private readonly conns = new Set<Conn>();
+  private readonly h1Conns = new Set<Http1RelayConnection>();
   private readonly connOf = new WeakMap<http2.Http2Session, Conn>();
   private readonly started = performance.now();
   private nextConn = 1;
@@ -179,17 +158,29 @@ export class InspectRelay extends EventEmitter {
       maxConcurrentStreams: options.maxStreamsPerConnection ?? 100,
       initialWindowSize: 1 << 20,
     };
-    this.server = options.tls
-      ? http2.createSecureServer({ cert: options.tls.cert, key: options.tls.key, settings, ALPNProtocols: ['h2'] })
-      : http2.createServer({ settings });
-    const net = this.server as unknown as Server;
-    net.maxConnections = options.maxConnections ?? 1024;
-    net.on('drop', () => this.counters.droppedConnections++);
+    // Sockets are accepted by our own front and handed over, so one cleartext-class HTTP/2 server serves both h2c
+    // and TLS connections whose ALPN chose h2.
+    this.server = http2.createServer({ settings });
     this.server.on('session', (s: http2.ServerHttp2Session) => this.onClientSession(s));
     this.server.on('stream', (stream: http2.ServerHttp2Stream, _h: http2.IncomingHttpHeaders, flags: number, rawHeaders: string[]) =>
       this.onStream(stream, flags, rawHeaders),
     );
     this.server.on('sessionError', () => {});
+    if (options.tls) {
+      // RFC 7301: the client's ALPN choice decides HTTP/2 or HTTP/1.1.
+      const front = tls.createServer({ cert: options.tls.cert, key: options.tls.key, ALPNProtocols: [...ALPN_H2_AND_HTTP1] });
+      front.on('secureConnection', (socket: tls.TLSSocket) => this.route(socket, tlsHttpVersion(socket), Buffer.alloc(0)));
+      front.on('tlsClientError', (_err: Error, socket: net.Socket) => {
+        this.counters.tlsErrors++;
+        socket.destroy();
+      });
+      this.front = front;
+    } else {
+      this.front = net.createServer((socket) => detectCleartextHttpVersion(socket, (version, initial) => this.route(socket, version, initial)));
+    }
+    this.front.on('connection', (socket: net.Socket) => this.track(socket));
+    this.front.maxConnections = options.maxConnections ?? 1024;
+    this.front.on('drop', () => this.counters.droppedConnections++);
   }
 
   /** Decoder counters (sessions dropped at the limit, failures). */
@@ -197,31 +188,41 @@ export class InspectRelay extends EventEmitter {
     return this.decoder.stats;
   }
 
+  /**
+   * Bytes the HTTP/1.1 connections hold in user space right now (heads being read, write queues). Backpressure keeps
+   * it near the sockets' high-water marks per direction however fast one side sends and however slowly the other reads.
+   */
+  get bufferedBytes(): number {
+    let n = 0;
+    for (const c of this.h1Conns) n += c.bufferedBytes;
+    return n;
+  }
+
   /** Starts listening; resolves with the bound address. */
   listen(): Promise<AddressInfo> {
-    const net = this.server as unknown as Server;
+    const front = this.front;
     return new Promise((resolve, reject) => {
       const onError = (err: Error): void => reject(err);
-      net.once('error', onError);
-      net.listen({ host: this.opts.host, port: this.opts.port }, () => {
-        net.off('error', onError);
-        net.on('error', (err) => this.emit('error', err));
-        resolve(net.address() as AddressInfo);
+      front.once('error', onError);
+      front.listen({ host: this.opts.host, port: this.opts.port }, () => {
+        front.off('error', onError);
+        front.on('error', (err) => this.emit('error', err));
+        resolve(front.address() as AddressInfo);
       });
     });
   }
 
   /** The bound address. */
   address(): AddressInfo {
-    return (this.server as unknown as Server).address() as AddressInfo;
+    return this.front.address() as AddressInfo;
   }
 
   /** Stops listening, resets every relayed stream and closes both sides' connections; open sessions close as 'local'. */
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
-    const net = this.server as unknown as Server;
-    const done = new Promise<void>((resolve) => net.close(() => resolve()));
+    const front = this.front;
+    const done = new Promise<void>((resolve) => front.close(() => resolve()));
     for (const c of this.conns) {
       for (const p of c.pairs) {
         p.firstReset ??= { by: 'relay', code: NGHTTP2_CANCEL };
@@ -231,11 +232,15 @@ export class InspectRelay extends EventEmitter {
       c.client.close();
       c.upstream.close();
     }
+    for (const h of [...this.h1Conns]) h.shutdown();
+    // Connections still deciding their protocol (or in their TLS handshake) have nothing to finish.
+    if (!this.opts.tls) for (const s of this.sockets) if (!this.routed.has(s)) s.destroy();
     const timer = setTimeout(() => {
       for (const c of this.conns) {
         c.client.destroy();
         c.upstream.destroy();
       }
+      for (const s of this.sockets) s.destroy();
     }, 1000);
     await done;
     clearTimeout(timer);
@@ -246,8 +251,47 @@ export class InspectRelay extends EventEmitter {
     return Math.round((performance.now() - this.started) * 1000) / 1000;
   }
 
-  private onClientSession(client: http2.ServerHttp2Session): void {
+  private track(socket: net.Socket): void {
     this.counters.connections++;
+    this.sockets.add(socket);
+    socket.on('error', () => {});
+    socket.once('close', () => this.sockets.delete(socket));
+    if (this.closing) socket.destroy();
+  }
+
+  /** Hands a client connection to the HTTP/2 server or to an HTTP/1.1 relay connection. */
+  private route(socket: net.Socket, version: WireHttpVersion, initial: Buffer): void {
+    if (this.closing || socket.destroyed) {
+      socket.destroy();
+      return;
+    }
+    this.routed.add(socket);
+    if (version === 'h2') {
+      this.counters.connectionsH2++;
+      this.server.emit('connection', socket);
+      return;
+    }
+    this.counters.connectionsH1++;
+    const conn = new Http1RelayConnection(
+      {
+        decoder: this.decoder,
+        counters: this.counters,
+        upstream: this.upstream,
+        upstreamTls: this.opts.upstreamTls ?? {},
+        connectTimeoutMs: this.opts.connectTimeoutMs ?? 10_000,
+        maxHeadBytes: this.opts.maxHeadBytes ?? DEFAULT_MAX_HEAD_BYTES,
+        now: () => this.now(),
+        warn: (code, message) => this.emit('warning', { code, message }),
+      },
+      `c${this.nextConn++}`,
+      socket,
+      initial,
+      () => this.h1Conns.delete(conn),
+    );
+    this.h1Conns.add(conn);
+  }
+
+  private onClientSession(client: http2.ServerHttp2Session): void {
     const n = this.nextConn++;
     const up = this.upstream;
     const options: SecureClientSessionOptions = { settings: { enablePush: false, initialWindowSize: 1 << 20 } };
@@ -259,7 +303,7 @@ export class InspectRelay extends EventEmitter {
       options.ALPNProtocols = ['h2'];
     }
     const upstream = http2.connect(up.origin, options);
-    const conn: Conn = { n, client, upstream, ready: Promise.resolve(), extendedConnect: false, pairs: new Set() };
+    const conn: Conn = { n, client, upstream, ready: Promise.resolve(), upstreamReady: false, extendedConnect: false, pairs: new Set() };
     const timeoutMs = this.opts.connectTimeoutMs ?? 10_000;
     conn.ready = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -269,6 +313,7 @@ export class InspectRelay extends EventEmitter {
       // RFC 8441 §3: :protocol may be sent only once the upstream's SETTINGS enabled extended CONNECT.
       upstream.once('remoteSettings', (s) => {
         clearTimeout(timer);
+        conn.upstreamReady = true;
         conn.extendedConnect = s.enableConnectProtocol === true;
         resolve();
       });
@@ -282,17 +327,21 @@ export class InspectRelay extends EventEmitter {
       });
     });
     conn.ready.catch(() => {
-      // The client's next connection gets a fresh upstream attempt.
-      if (!client.closed && !client.destroyed) client.close();
+      // The client's next connection gets a fresh upstream attempt. Requests already on their way still get the
+      // relay's own answer first: a GOAWAY sent at once could overtake a request sent right after our SETTINGS.
+      const timer = setTimeout(() => {
+        if (!client.closed && !client.destroyed) client.close();
+      }, UPSTREAM_FAILURE_GRACE_MS);
+      client.once('close', () => clearTimeout(timer));
     });
     this.conns.add(conn);
     upstream.on('error', () => {});
-    upstream.on('goaway', () => {
-      if (!client.closed && !client.destroyed) client.close();
-    });
-    upstream.on('close', () => {
-      if (!client.closed && !client.destroyed) client.close();
-    });
+    // Before the upstream is ready its failure is handled above (with a grace period for requests in flight).
+    const followUpstream = (): void => {
+      if (conn.upstreamReady && !client.closed && !client.destroyed) client.close();
+    };
+    upstream.on('goaway', followUpstream);
+    upstream.on('close', followUpstream);
     upstream.on('connect', () => {
       try {
         upstream.setLocalWindowSize(16 << 20);
@@ -422,7 +471,7 @@ export class InspectRelay extends EventEmitter {
     this.decoder.response(pair.id, this.now(), '2', status, fields);
   }
 
-  private answerLocally(pair: Pair, f: LocalFailure): void {
+  private answerLocally(pair: Pair, f: RelayFailure): void {
     this.counters.localAnswers++;
     pair.localAnswer = `${f.error}: ${f.details}`;
     pair.finalStatus = f.status;

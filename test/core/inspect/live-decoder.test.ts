@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { tapChannel } from '../../../src/core/diagnostics.js';
 import type { InspectEvent } from '../../../src/core/inspect/events.js';
 import { redactCredentials, trimPreview } from '../../../src/core/inspect/event-transform.js';
-import { requestHeadFromHttp2 } from '../../../src/core/inspect/http-fields.js';
+import { requestHeadFromHttp1, requestHeadFromHttp2 } from '../../../src/core/inspect/http-fields.js';
 import { LiveSessionDecoder } from '../../../src/core/inspect/live-decoder.js';
 import type { LiveDecoderOptions } from '../../../src/core/inspect/live-decoder.js';
 import { TapInspector, tapCloseReason } from '../../../src/core/inspect/tap.js';
@@ -263,6 +263,42 @@ describe('LiveSessionDecoder and refusals', () => {
     assert.deepEqual(
       events.map((e) => (e.event === 'end' ? `end ${e.dir} ${e.clean} ${e.totalBytes}` : e.event === 'response' ? `response ${e.status} ${e.proxyStatus}` : e.event)),
       ['request', 'response 103 null', 'response 403 x; error=destination_ip_prohibited', 'end -> false 0', 'end <- false 0', 'close'],
+    );
+  });
+
+  it('over HTTP/1.1 only 101 opens the tunnel: a 200 ends both directions and its body is not decoded (RFC 9298 §3.2)', () => {
+    const fields: Array<[string, string]> = [['Host', 'p'], ['Connection', 'Upgrade'], ['Upgrade', 'connect-udp'], ['Capsule-Protocol', '?1']];
+    for (const [status, decoded] of [[200, 0], [101, 1]] as const) {
+      const { d, events } = collect();
+      d.request('c1', 0, requestHeadFromHttp1('GET', '/.well-known/masque/udp/192.0.2.6/443/', fields));
+      d.response('c1', 1, '1.1', status, []);
+      d.bytes('c1', '<-', h('00 02 00 ff'), 2);
+      assert.equal(events.filter((e) => e.event === 'capsule').length, decoded, `status ${status}`);
+      assert.equal(events.filter((e) => e.event === 'end').length, decoded === 0 ? 2 : 0, `status ${status}`);
+    }
+  });
+});
+
+describe('LiveSessionDecoder.httpError', () => {
+  it('reports an HTTP-layer error of a session that never had a request, and its close', () => {
+    const { d, events } = collect();
+    d.httpError('c7', 1, '->', 26, 'UT_ERR_HTTP1_MALFORMED', 'bad field line', 'RFC 9112');
+    d.close('c7', 2, 'error', 'head could not be parsed');
+    assert.deepEqual(JSON.parse(JSON.stringify(events)), [
+      { event: 'error', t: 1, session: 'c7', dir: '->', offset: 26, layer: 'http', code: 'UT_ERR_HTTP1_MALFORMED', reason: 'bad field line', rfc: 'RFC 9112' },
+      { event: 'close', t: 2, session: 'c7', reason: 'error', detail: 'head could not be parsed' },
+    ]);
+    assert.equal(d.openSessions, 0);
+  });
+
+  it('keeps an announced session open after an HTTP-layer error until close() ends its directions', () => {
+    const { d, events } = collect();
+    d.request('c1', 0, requestHeadFromHttp2(CONNECT_FIELDS));
+    d.httpError('c1', 1, '<-', 40, 'UT_ERR_HEADERS_TOO_LARGE', 'head too large', null);
+    d.close('c1', 2, 'error', null);
+    assert.deepEqual(
+      events.map((e) => (e.event === 'end' ? `end ${e.dir} ${e.clean}` : e.event === 'error' ? `error ${e.dir} ${e.offset} ${e.layer}` : e.event)),
+      ['request', 'error <- 40 http', 'end -> false', 'end <- false', 'close'],
     );
   });
 });
