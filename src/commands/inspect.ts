@@ -37,6 +37,7 @@ interface InspectArgs extends CommonArgs {
   'upstream-servername'?: string;
   'connect-timeout': string;
   'max-connections': number;
+  'head-timeout': string;
   bytes: number;
   full: boolean;
   'max-capsule': string;
@@ -88,6 +89,7 @@ export const inspectCommand: CommandModule<object, InspectArgs> = {
       .option('upstream-servername', { type: 'string', describe: 'Relay: TLS server name of the upstream if not its host', group: 'Relay:' })
       .option('connect-timeout', { type: 'string', default: '10s', describe: 'Relay: wait this long for the upstream connection (and its HTTP/2 SETTINGS)', group: 'Relay:' })
       .option('max-connections', { type: 'number', default: 1024, describe: 'Relay: client connections at once; more are closed and counted', group: 'Relay:' })
+      .option('head-timeout', { type: 'string', default: '10s', describe: 'Relay: time a client connection has for its first complete request (0 = no limit)', group: 'Relay:' })
       .option('bytes', { type: 'number', default: 16, describe: 'Payload bytes previewed per capsule (hex and ASCII)', group: 'Decoding and output:' })
       .option('full', { type: 'boolean', default: false, describe: 'Show whole payloads (a hex dump under each capsule)', group: 'Decoding and output:' })
       .option('max-capsule', { type: 'string', default: String(DEFAULT_MAX_CAPSULE_LENGTH), describe: 'A capsule declaring a longer value is reported as an error', group: 'Decoding and output:' })
@@ -165,6 +167,7 @@ async function runRelay(args: InspectArgs, out: Output, settings: InspectViewSet
     },
     connectTimeoutMs: parseDuration(args['connect-timeout'], '--connect-timeout'),
     maxConnections: args['max-connections'],
+    headTimeoutMs: parseDuration(args['head-timeout'], '--head-timeout'),
     ...decode,
     // A recording keeps whole payloads; the printed view cuts them to --bytes itself.
     full: decode.full || view.recording,
@@ -187,6 +190,7 @@ async function runRelay(args: InspectArgs, out: Output, settings: InspectViewSet
   const s = relay.decoderStats;
   if (s.droppedSessions > 0) out.warn(`${s.droppedSessions} sessions relayed without decoding (decoder session limit)`);
   if (relay.counters.droppedConnections > 0) out.warn(`${relay.counters.droppedConnections} client connections refused (--max-connections)`);
+  if (relay.counters.headTimeouts > 0) out.warn(`${relay.counters.headTimeouts} client connections closed without a complete first request (--head-timeout)`);
   if (relay.counters.headLimit > 0) out.warn(`${relay.counters.headLimit} HTTP/1.1 heads over the ${DEFAULT_MAX_HEAD_BYTES}-byte limit refused`);
   out.debug(`relay counters ${JSON.stringify(relay.counters)}`);
   await view.finish();

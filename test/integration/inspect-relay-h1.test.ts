@@ -398,6 +398,54 @@ describe('HTTP/1.1 relay: refusals, failures and limits', () => {
     return peer;
   }
 
+  it('closes client connections that deliver no complete first request within headTimeoutMs, and counts them', async () => {
+    const sport = server.address().port;
+    const r = await startRelay(`http://127.0.0.1:${sport}`, { headTimeoutMs: 200 });
+    try {
+      const silent = await connectTcp('127.0.0.1', r.port);
+      const partial = await connectTcp('127.0.0.1', r.port);
+      partial.socket.write('GET / HTTP/1.1\r\nHost: x\r\n');
+      // A whole head in time: the timer stops, and the tunnel outlives it.
+      const whole = await connectTcp('127.0.0.1', r.port);
+      whole.socket.write(upgradeHead(TEMPLATE('127.0.0.1', echo.port), `127.0.0.1:${sport}`));
+      await Promise.all([silent.closed, partial.closed]);
+      assert.equal(r.relay.counters.headTimeouts, 2);
+      await new Promise((res) => setTimeout(res, 400));
+      assert.equal(whole.socket.destroyed, false);
+      assert.match(whole.received().toString('latin1'), /^HTTP\/1\.1 101 /);
+      assert.equal(r.relay.counters.headTimeouts, 2);
+      whole.socket.destroy();
+    } finally {
+      await r.relay.close();
+    }
+  });
+
+  it('headTimeoutMs: an HTTP/2 client is timed until its first stream', async () => {
+    const sport = server.address().port;
+    const r = await startRelay(`http://127.0.0.1:${sport}`, { headTimeoutMs: 200 });
+    try {
+      const { connect } = await import('node:http2');
+      const idle = connect(`http://127.0.0.1:${r.port}`);
+      idle.on('error', () => {});
+      const idleClosed = new Promise<void>((res) => idle.once('close', () => res()));
+      const busy = connect(`http://127.0.0.1:${r.port}`);
+      busy.on('error', () => {});
+      await new Promise<void>((res) => busy.once('connect', () => res()));
+      const req = busy.request({ ':method': 'GET', ':path': '/not/a/template' });
+      req.on('error', () => {});
+      const status = await new Promise<number>((res) => req.once('response', (h) => res(Number(h[':status']))));
+      // serve refuses a GET (RFC 9298 §3.4 needs CONNECT); the relay forwards its answer.
+      assert.equal(status, 405);
+      await idleClosed;
+      await new Promise((res) => setTimeout(res, 300));
+      assert.equal(busy.closed || busy.destroyed, false);
+      assert.equal(r.relay.counters.headTimeouts, 1);
+      busy.destroy();
+    } finally {
+      await r.relay.close();
+    }
+  });
+
   it("forwards serve's refusals (403 denied target, 404 bad path) byte-for-byte and reports them", async () => {
     const sport = server.address().port;
     for (const [path, status, error] of [

@@ -25,6 +25,8 @@ export interface Http1RelayContext {
   now(): number;
   /** A warning for the relay's 'warning' event. */
   warn(code: string, message: string): void;
+  /** The client's request head is complete (stops the relay's first-request timer). */
+  requestStarted(): void;
 }
 
 type Phase = 'request-head' | 'connecting' | 'response-head' | 'tunnel' | 'body' | 'done';
@@ -139,6 +141,7 @@ export class Http1RelayConnection {
       return this.requestHeadFailed(err);
     }
     if (r === null || r.head.kind !== 'request') return;
+    this.ctx.requestStarted();
     this.phase = 'connecting';
     this.client.pause();
     const all = this.requestChunks.length === 1 ? this.requestChunks[0]! : Buffer.concat(this.requestChunks);

@@ -26,6 +26,8 @@ export interface RelayCounters {
   droppedConnections: number;
   /** Client TLS handshakes that failed. */
   tlsErrors: number;
+  /** Client connections closed for sending no complete first request within headTimeoutMs. */
+  headTimeouts: number;
   /** Requests received from clients (HTTP/2 streams and HTTP/1.1 request heads). */
   streams: number;
   /** Requests the relay answered itself because the upstream could not take them. */
@@ -49,6 +51,7 @@ export function emptyRelayCounters(): RelayCounters {
     connectionsH1: 0,
     droppedConnections: 0,
     tlsErrors: 0,
+    headTimeouts: 0,
     streams: 0,
     localAnswers: 0,
     headErrors: 0,

@@ -50,6 +50,8 @@ export interface InspectRelayOptions extends Omit<LiveDecoderOptions, 'onEvent'>
   maxStreamsPerConnection?: number;
   /** Largest HTTP/1.1 request or response head (default 16 KiB); a larger one is refused and counted. */
   maxHeadBytes?: number;
+  /** Time a client connection has to deliver its first complete request (default 10 s; 0 = no limit). */
+  headTimeoutMs?: number;
   /** Receives every inspect event. */
   onEvent: (ev: InspectEvent) => void;
 }
@@ -139,6 +141,11 @@ export class InspectRelay extends EventEmitter {
   private readonly sockets = new Set<net.Socket>();
   /** Sockets handed to the HTTP/2 server or to an HTTP/1.1 relay connection. */
   private readonly routed = new WeakSet<net.Socket>();
+  // Client connections that have not delivered a complete first request yet, with their timer.
+  private readonly headTimers = new Map<net.Socket, NodeJS.Timeout>();
+  // The socket being handed to the HTTP/2 server, whose 'session' event fires synchronously.
+  private pendingSocket: net.Socket | null = null;
+  private readonly socketOf = new WeakMap<http2.Http2Session, net.Socket>();
   private readonly conns = new Set<Conn>();
   private readonly h1Conns = new Set<Http1RelayConnection>();
   private readonly connOf = new WeakMap<http2.Http2Session, Conn>();
@@ -255,8 +262,35 @@ export class InspectRelay extends EventEmitter {
     this.counters.connections++;
     this.sockets.add(socket);
     socket.on('error', () => {});
-    socket.once('close', () => this.sockets.delete(socket));
-    if (this.closing) socket.destroy();
+    socket.once('close', () => {
+      this.sockets.delete(socket);
+      this.requestStarted(socket);
+    });
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    const ms = this.opts.headTimeoutMs ?? 10_000;
+    if (ms > 0) {
+      // A client that connects and never finishes a request would otherwise hold a connection slot forever.
+      this.headTimers.set(
+        socket,
+        setTimeout(() => {
+          this.headTimers.delete(socket);
+          this.counters.headTimeouts++;
+          socket.destroy();
+        }, ms),
+      );
+    }
+  }
+
+  /** Stops the first-request timer of a client connection. */
+  private requestStarted(socket: net.Socket | undefined): void {
+    if (socket === undefined) return;
+    const t = this.headTimers.get(socket);
+    if (t === undefined) return;
+    clearTimeout(t);
+    this.headTimers.delete(socket);
   }
 
   /** Hands a client connection to the HTTP/2 server or to an HTTP/1.1 relay connection. */
@@ -268,7 +302,12 @@ export class InspectRelay extends EventEmitter {
     this.routed.add(socket);
     if (version === 'h2') {
       this.counters.connectionsH2++;
-      this.server.emit('connection', socket);
+      this.pendingSocket = socket;
+      try {
+        this.server.emit('connection', socket);
+      } finally {
+        this.pendingSocket = null;
+      }
       return;
     }
     this.counters.connectionsH1++;
@@ -282,6 +321,7 @@ export class InspectRelay extends EventEmitter {
         maxHeadBytes: this.opts.maxHeadBytes ?? DEFAULT_MAX_HEAD_BYTES,
         now: () => this.now(),
         warn: (code, message) => this.emit('warning', { code, message }),
+        requestStarted: () => this.requestStarted(socket),
       },
       `c${this.nextConn++}`,
       socket,
@@ -292,6 +332,7 @@ export class InspectRelay extends EventEmitter {
   }
 
   private onClientSession(client: http2.ServerHttp2Session): void {
+    if (this.pendingSocket !== null) this.socketOf.set(client, this.pendingSocket);
     const n = this.nextConn++;
     const up = this.upstream;
     const options: SecureClientSessionOptions = { settings: { enablePush: false, initialWindowSize: 1 << 20 } };
@@ -367,6 +408,7 @@ export class InspectRelay extends EventEmitter {
   private onStream(stream: http2.ServerHttp2Stream, flags: number, rawHeaders: string[]): void {
     const conn = stream.session ? this.connOf.get(stream.session) : undefined;
     stream.on('error', () => {});
+    if (stream.session) this.requestStarted(this.socketOf.get(stream.session));
     if (conn === undefined) {
       stream.close(NGHTTP2_CANCEL);
       return;
