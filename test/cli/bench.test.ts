@@ -1,30 +1,16 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { BARE_RELAY_NOTE, renderHeader, renderReport } from '../../src/cli/bench-render.js';
 import type { BenchDocument } from '../../src/core/bench/report.js';
+import { runCli, type CliResult } from '../helpers/cli.js';
 
-const BIN = fileURLToPath(new URL('../../../bin/udp-tunnel.js', import.meta.url));
 // About a second of measuring in all: the point is that it works and reports every field, not how fast it is.
 const SHORT = ['--runs', '1', '--duration', '300ms', '--warmup', '100ms'];
 
-interface Ran {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+type Ran = CliResult;
 
 function bench(args: string[]): Promise<Ran> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, 'bench', ...args], { env: { ...process.env, NO_COLOR: '1', CI: '1' } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  return runCli(['bench', ...args], { NO_COLOR: '1', CI: '1' }, 120_000);
 }
 
 /** A JSON type, 'record' (an object of numbers, keys free), an array of one shape, or an object with exactly these keys. */

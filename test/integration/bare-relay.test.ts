@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -12,6 +11,7 @@ import { isUdpTunnelError } from '../../src/core/errors.js';
 import { generateCertificate } from '../../src/core/tls-cert.js';
 import { openUdpPeer, startUdpEcho, waitUntil } from '../helpers/net.js';
 import type { UdpEcho, UdpPeer } from '../helpers/net.js';
+import { runScript, type CliResult } from '../helpers/cli.js';
 
 const ENTRY = fileURLToPath(new URL('../../src/core/bench/bare-relay-process.js', import.meta.url));
 
@@ -254,17 +254,7 @@ describe('bare relay limits', () => {
 });
 
 describe('bare-relay-process', () => {
-  function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [ENTRY, ...args]);
-      let stdout = '';
-      let stderr = '';
-      child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-      child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-      child.once('error', reject);
-      child.once('close', (code) => resolve({ code, stdout, stderr }));
-    });
-  }
+  const run = (args: string[]): Promise<CliResult> => runScript(ENTRY, args);
 
   const bad: [string, string[], RegExp][] = [
     ['no role', [], /first argument must be front or back/],
