@@ -8,6 +8,7 @@ import { TunnelClient } from '../../src/core/client.js';
 import { CapsuleDecoder } from '../../src/core/codec/capsule-decoder.js';
 import { buildTransport } from '../../src/core/connect-config.js';
 import { DatagramChannel } from '../../src/core/datagram-channel.js';
+import { InspectRelay } from '../../src/core/inspect/relay.js';
 import { UdpTunnelError } from '../../src/core/errors.js';
 import { TargetPolicy } from '../../src/core/policy.js';
 import { H2_PREFACE, TunnelServer } from '../../src/core/server.js';
@@ -141,5 +142,76 @@ describe('live server under random byte streams', () => {
       await client.close();
     }
     await waitUntil(() => server.openConnections === 0, 3000, 'client connection closed');
+  });
+});
+
+describe('inspect relay under random byte streams', () => {
+  let echo: UdpEcho;
+  let server: TunnelServer;
+  let relay: InspectRelay;
+  let port: number;
+  let events = 0;
+  const targetPath = (): string => `/.well-known/masque/udp/127.0.0.1/${echo.port}/`;
+
+  before(async () => {
+    echo = await startUdpEcho();
+    server = new TunnelServer({ host: '127.0.0.1', port: 0, policy: new TargetPolicy(), headerTimeoutMs: 300 });
+    const upstream = (await server.listen()).port;
+    relay = new InspectRelay({ host: '127.0.0.1', port: 0, upstream: `http://127.0.0.1:${upstream}`, onEvent: () => events++, headTimeoutMs: 300 });
+    relay.on('warning', () => {});
+    port = (await relay.listen()).port;
+  });
+
+  after(async () => {
+    await relay.close();
+    await server.close();
+    await echo.close();
+  });
+
+  const blast = (bytes: Buffer): Promise<void> =>
+    new Promise((resolve) => {
+      const s = net.connect(port, '127.0.0.1');
+      const timer = setTimeout(() => s.destroy(), 2000);
+      s.on('error', () => {});
+      s.on('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      s.resume();
+      s.once('connect', () => s.end(bytes));
+    });
+
+  it('random bytes, a cut or noisy HTTP/1.1 head, an h2 preface, and capsules after an upgrade never crash it', async () => {
+    const head = h1Request(targetPath());
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom('raw', 'h2', 'h1-cut', 'h1-tunnel'), fc.uint8Array({ maxLength: 300 }), capsuleish, fc.nat(), async (kind, noise, capsules, cut) => {
+        let bytes: Buffer;
+        if (kind === 'h2') bytes = Buffer.concat([H2_PREFACE, Buffer.from(noise)]);
+        else if (kind === 'h1-cut') bytes = Buffer.concat([Buffer.from(head.slice(0, cut % head.length)), Buffer.from(noise), Buffer.from('\r\n\r\n')]);
+        else if (kind === 'h1-tunnel') bytes = Buffer.concat([Buffer.from(head), capsules]);
+        else bytes = Buffer.from(noise);
+        await blast(bytes);
+      }),
+      { numRuns: 60 },
+    );
+    assert.ok(relay.counters.connections >= 60, `only ${relay.counters.connections} connections`);
+    assert.ok(relay.counters.connectionsH1 > 0 && relay.counters.connectionsH2 > 0);
+    assert.ok(events > 0, 'the relay decoded something');
+  });
+
+  it('still relays and decodes for a good HTTP/1.1 client afterwards', async () => {
+    const before = events;
+    const transport = buildTransport({ proxy: `http://127.0.0.1:${port}`, target: { host: '127.0.0.1', port: echo.port }, http: '1.1' });
+    const client = new TunnelClient({ host: '127.0.0.1', port: 0, transport });
+    const local = await client.start();
+    const peer = await openUdpPeer();
+    try {
+      await peer.send('after fuzz', local.port, '127.0.0.1');
+      assert.equal((await peer.waitFor(1))[0]!.toString(), 'after fuzz');
+      assert.ok(events > before);
+    } finally {
+      await peer.close();
+      await client.close();
+    }
   });
 });
