@@ -13,7 +13,7 @@ import { openUdpPeer, startUdpEcho, waitUntil } from '../helpers/net.js';
 import type { UdpEcho, UdpPeer } from '../helpers/net.js';
 import { runScript, type CliResult } from '../helpers/cli.js';
 
-const ENTRY = fileURLToPath(new URL('../../src/core/bench/bare-relay-process.js', import.meta.url));
+const ENTRY = fileURLToPath(new URL('../../src/cli/bare-relay-process.js', import.meta.url));
 
 /** Everything a test opened, closed in after(). */
 const cleanups: (() => Promise<unknown> | unknown)[] = [];

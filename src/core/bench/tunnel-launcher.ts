@@ -114,8 +114,8 @@ const CLOCK_TICKS_PER_SECOND = 100;
 /** The CLI entry, from dist/src/core/bench up to the package root. */
 export const CLI_ENTRY = fileURLToPath(new URL('../../../../bin/udp-tunnel.js', import.meta.url));
 
-/** The bare relays' process entry (bare-relay mode), next to this module in dist. */
-export const BARE_RELAY_ENTRY = fileURLToPath(new URL('./bare-relay-process.js', import.meta.url));
+/** The bare relays' process entry (bare-relay mode), in the CLI layer because it writes NDJSON to stdout. */
+export const BARE_RELAY_ENTRY = fileURLToPath(new URL('../../cli/bare-relay-process.js', import.meta.url));
 
 /** Brackets an IPv6 literal for HOST:PORT and URLs. */
 export function bracketHost(host: string): string {
