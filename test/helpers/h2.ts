@@ -1,15 +1,7 @@
 import http2 from 'node:http2';
 
 /** A raw HTTP/2 client session that has received the server's SETTINGS (so :protocol may be sent, RFC 8441 §3). */
-export async function h2Connect(url: string, options: http2.SecureClientSessionOptions = {}): Promise<http2.ClientHttp2Session> {
-  const session = http2.connect(url, options);
-  session.on('error', () => {});
-  await new Promise<void>((resolve, reject) => {
-    session.once('remoteSettings', () => resolve());
-    session.once('error', reject);
-  });
-  return session;
-}
+export { h2Session as h2Connect, connectUdpHeaders } from './tunnel.js';
 
 /** Outcome of one raw request. */
 export interface RawResult {
@@ -31,11 +23,6 @@ export function rawRequest(session: http2.ClientHttp2Session, headers: http2.Out
     );
     stream.once('close', () => resolve({ status: null, headers: {}, endAfterHeaders: false, rstCode: stream.rstCode ?? null, stream }));
   });
-}
-
-/** Extended CONNECT headers for a connect-udp request to `path`. */
-export function connectUdpHeaders(authority: string, path: string, extra: http2.OutgoingHttpHeaders = {}): http2.OutgoingHttpHeaders {
-  return { ':method': 'CONNECT', ':protocol': 'connect-udp', ':scheme': 'http', ':authority': authority, ':path': path, 'capsule-protocol': '?1', ...extra };
 }
 
 /** Resolves when the stream closes, with its RST_STREAM code. */

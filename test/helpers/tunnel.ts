@@ -110,8 +110,9 @@ export function h2Request(
       resolve(result ?? { status: null, headers: {}, rstCode: stream.rstCode ?? null, endAfterHeaders: false, stream });
     };
     stream.on('error', () => {});
-    stream.once('response', (h) => {
-      result = { status: Number(h[':status']), headers: h, rstCode: null, endAfterHeaders: stream.endAfterHeaders, stream };
+    // The HEADERS flags tell END_STREAM; stream.endAfterHeaders is not yet set when 'response' fires.
+    stream.once('response', (h, flags: number) => {
+      result = { status: Number(h[':status']), headers: h, rstCode: null, endAfterHeaders: (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0, stream };
       done();
     });
     stream.once('close', () => {

@@ -146,6 +146,8 @@ export interface FrameWriterCounters {
   dropBackpressure: number;
   /** Payloads dropped for being over maxFrameLength (a 2-byte length cannot describe more than MAX_FRAME_PAYLOAD). */
   dropOversize: number;
+  /** Payloads accepted (and counted in txFrames) but never written: the stream closed before the end of their turn. */
+  dropUnflushed: number;
 }
 
 /** Options of a FrameWriter. */
@@ -164,7 +166,7 @@ export interface FrameWriterOptions {
  */
 export class FrameWriter {
   /** What was written and dropped. */
-  readonly counters: FrameWriterCounters = { txFrames: 0, txBytes: 0, dropBackpressure: 0, dropOversize: 0 };
+  readonly counters: FrameWriterCounters = { txFrames: 0, txBytes: 0, dropBackpressure: 0, dropOversize: 0, dropUnflushed: 0 };
   private readonly stream: Duplex;
   private readonly maxWriteBuffer: number;
   private readonly maxFrameLength: number;
@@ -208,15 +210,23 @@ export class FrameWriter {
     return true;
   }
 
+  /** Drops what this turn gathered, counted in dropUnflushed (the stream is closing). */
+  discard(): void {
+    this.counters.dropUnflushed += this.pending.length;
+    this.pending.length = 0;
+    this.pendingBytes = 0;
+  }
+
   private readonly flush = (): void => {
     this.flushScheduled = false;
     const n = this.pending.length;
     if (n === 0) return;
+    if (!this.stream.writable) return this.discard();
     const out = Buffer.allocUnsafe(this.pendingBytes);
     let off = 0;
     for (let i = 0; i < n; i++) off = writeFrame(out, off, this.pending[i]!);
     this.pending.length = 0;
     this.pendingBytes = 0;
-    if (this.stream.writable) this.stream.write(out);
+    this.stream.write(out);
   };
 }

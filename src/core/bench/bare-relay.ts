@@ -349,8 +349,11 @@ export class RelayFront extends EventEmitter {
     p.socket.destroy();
     const s = p.stats;
     if (p.writer) {
+      p.writer.discard();
       s.drops.backpressure += p.writer.counters.dropBackpressure;
       s.drops.oversize += p.writer.counters.dropOversize;
+      s.drops.unsent += p.writer.counters.dropUnflushed;
+      this.counters.datagramsDropped += p.writer.counters.dropUnflushed;
     }
     const c = this.counters;
     c.dropOversize += s.drops.oversize;
@@ -403,6 +406,7 @@ export interface RelayBackCounters {
   /** Drops by reason (RelayDrops), summed over closed connections: complete once the back is closed. */
   dropOversize: number;
   dropBackpressure: number;
+  dropUnsent: number;
   dropUdpSend: number;
 }
 
@@ -436,6 +440,7 @@ export class RelayBack extends EventEmitter {
     datagramsDropped: 0,
     dropOversize: 0,
     dropBackpressure: 0,
+    dropUnsent: 0,
     dropUdpSend: 0,
   };
   private readonly opts: Required<Omit<RelayBackOptions, 'tls'>> & Pick<RelayBackOptions, 'tls'>;
@@ -605,10 +610,14 @@ export class RelayBack extends EventEmitter {
       // Already closed.
     }
     const s = c.stats;
+    c.writer.discard();
     s.drops.backpressure += c.writer.counters.dropBackpressure;
     s.drops.oversize += c.writer.counters.dropOversize;
+    s.drops.unsent += c.writer.counters.dropUnflushed;
+    this.counters.datagramsDropped += c.writer.counters.dropUnflushed;
     this.counters.dropOversize += s.drops.oversize;
     this.counters.dropBackpressure += s.drops.backpressure;
+    this.counters.dropUnsent += s.drops.unsent;
     this.counters.dropUdpSend += s.drops.udpSend;
     s.durationMs = Date.now() - c.openedAt;
     s.closeReason = reason;

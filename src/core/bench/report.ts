@@ -101,17 +101,8 @@ export interface BenchSummary {
   totals: { direct: PathTotals | null; tunnel: PathTotals };
 }
 
-/** Datagram counts summed over runs. */
-export interface PathTotals {
-  sent: number;
-  received: number;
-  lost: number;
-  lossRatio: number;
-  outOfOrder: number;
-  duplicates: number;
-  timedOut: number;
-  unsent: number;
-}
+/** Datagram counts summed over runs (the path result's counts, totalled). */
+export type PathTotals = Pick<LoadResult, 'sent' | 'received' | 'lost' | 'lossRatio' | 'outOfOrder' | 'duplicates' | 'timedOut' | 'unsent'>;
 
 /** Something that makes the numbers less trustworthy, with a stable code. */
 export interface BenchWarning {

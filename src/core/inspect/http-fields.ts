@@ -73,16 +73,8 @@ export function parseCapsuleProtocol(headers: HeaderList): boolean {
   return /^\?1(?:;[a-z*][a-z0-9_.*-]*(?:=[^;,]*)?)*$/.test(v.replace(/\s*;\s*/g, ';'));
 }
 
-/** Fields of a request head, however it was carried. */
-export interface RequestHead {
-  http: HttpVersion;
-  method: string;
-  protocol: string | null;
-  scheme: string | null;
-  authority: string | null;
-  path: string | null;
-  headers: HeaderList;
-}
+/** Fields of a request head, however it was carried: the request event's own fields, before the target is read. */
+export type RequestHead = Pick<RequestEvent, 'http' | 'method' | 'protocol' | 'scheme' | 'authority' | 'path' | 'headers'>;
 
 /** Builds a request event from HTTP/2 fields (pseudo-headers included). */
 export function requestHeadFromHttp2(headers: HeaderList): RequestHead {

@@ -156,7 +156,7 @@ describe('FrameWriter', () => {
       const until = Date.now() + 5000;
       while (got.length < 4 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
       assert.deepEqual(got.map((g) => g.toString()), ['a', 'bb', 'ccc', 'dddd']);
-      assert.deepEqual(w.counters, { txFrames: 4, txBytes: 10, dropBackpressure: 0, dropOversize: 0 });
+      assert.deepEqual(w.counters, { txFrames: 4, txBytes: 10, dropBackpressure: 0, dropOversize: 0, dropUnflushed: 0 });
     } finally {
       pair.close();
     }
@@ -170,7 +170,7 @@ describe('FrameWriter', () => {
       const results = Array.from({ length: 20 }, () => w.send(Buffer.alloc(100)));
       assert.deepEqual(results, [...Array<boolean>(10).fill(true), ...Array<boolean>(10).fill(false)]);
       assert.equal(w.send(Buffer.alloc(501)), false);
-      assert.deepEqual(w.counters, { txFrames: 10, txBytes: 1000, dropBackpressure: 10, dropOversize: 1 });
+      assert.deepEqual(w.counters, { txFrames: 10, txBytes: 1000, dropBackpressure: 10, dropOversize: 1, dropUnflushed: 0 });
       let received = 0;
       pair.b.on('data', (c: Buffer) => (received += c.length));
       await turn();
@@ -182,6 +182,29 @@ describe('FrameWriter', () => {
     } finally {
       pair.close();
     }
+  });
+
+  it('counts what a turn gathered when the stream closes before the turn ends, at the flush or on discard()', async () => {
+    const pair = await tcpPair();
+    const received: Buffer[] = [];
+    pair.b.on('data', (c: Buffer) => received.push(c));
+    const w = new FrameWriter(pair.a, { maxWriteBuffer: 1000 });
+    assert.equal(w.send(Buffer.from('ab')), true);
+    assert.equal(w.send(Buffer.from('cd')), true);
+    pair.a.destroy();
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(w.counters, { txFrames: 2, txBytes: 4, dropBackpressure: 0, dropOversize: 0, dropUnflushed: 2 });
+    const other = await tcpPair();
+    const w2 = new FrameWriter(other.a, { maxWriteBuffer: 1000 });
+    assert.equal(w2.send(Buffer.from('x')), true);
+    w2.discard();
+    await new Promise((r) => setImmediate(r));
+    assert.equal(w2.counters.dropUnflushed, 1);
+    assert.equal(w2.batchedBytes, 0);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(received.length, 0);
+    other.close();
+    pair.close();
   });
 
   it('drops when the stream is no longer writable', async () => {
