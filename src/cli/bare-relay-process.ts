@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parseHostPort } from '../core/address.js';
 import { ErrorCodes, UdpTunnelError, isUdpTunnelError } from '../core/errors.js';
 import { RelayBack, RelayFront } from '../core/bench/bare-relay.js';
-import { resolveUdpHost, unbracketHost } from '../core/bench/udp-socket.js';
+import { resolveUdpHost } from '../core/bench/udp-socket.js';
 
 // Process entry of the bench's bare relays (process isolation), deliberately not a CLI command: the relays are a
 // measuring aid, not a product. Like a tunnel component started with `--json`, it speaks NDJSON on stdout, which
@@ -50,7 +50,7 @@ async function main(argv: readonly string[]): Promise<void> {
     return v;
   };
   const listen = parseHostPort(need('--listen'), { allowPortZero: true, what: '--listen' });
-  const host = unbracketHost(listen.host);
+  const host = listen.host;
   let close: () => Promise<Record<string, unknown>>;
   const onClose = (stats: object): void => emit('session-close', stats as Record<string, unknown>);
   if (role === 'front') {

@@ -1,6 +1,6 @@
 import Table from 'cli-table3';
 import type { BenchEvent } from '../core/bench/harness.js';
-import { BENCH_MODES, benchMode, benchModeKind } from '../core/bench/modes.js';
+import { benchMode, isBareRelayMode } from '../core/bench/modes.js';
 import type { BenchDocument, BenchEnvironment, BenchParameters, PathResult, SummaryMetric } from '../core/bench/report.js';
 import type { NumberSummary } from '../core/bench/stats.js';
 import { color } from './color.js';
@@ -56,10 +56,7 @@ function fmtRatio(s: NumberSummary | null | undefined): string {
 }
 
 /** True when a bench ran the bare relays (a reference floor, not a tunnel) in serve's and connect's places. */
-export function isBareRelay(mode: string): boolean {
-  const m = BENCH_MODES.find((x) => x.name === mode);
-  return m !== undefined && benchModeKind(m) === 'bare-relay';
-}
+export const isBareRelay = isBareRelayMode;
 
 /** The line that keeps a reader from taking the bare-relay numbers for a tunnel's. */
 export const BARE_RELAY_NOTE =

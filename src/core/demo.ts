@@ -1,4 +1,5 @@
 import dgram from 'node:dgram';
+import { formatHostPort } from './address.js';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { startEchoServer, type EchoServer } from './bench/echo-server.js';
@@ -24,8 +25,7 @@ export async function startDemoStack(host = '127.0.0.1'): Promise<DemoStack> {
   const echo = await startEchoServer({ host });
   const server = new TunnelServer({ host, port: 0, policy: new TargetPolicy() });
   const proxy = await server.listen();
-  const bracket = host.includes(':') ? `[${host}]` : host;
-  const proxyUrl = `http://${bracket}:${proxy.port}`;
+  const proxyUrl = `http://${formatHostPort(host, proxy.port)}`;
   const target = { host, port: echo.address().port };
   const client = new TunnelClient({ host, port: 0, transport: buildTransport({ proxy: proxyUrl, target }) });
   const local = await client.start();
@@ -78,7 +78,7 @@ export async function runDemoTraffic(
     const socket = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
     await new Promise<void>((r) => socket.bind(0, host, r));
     const rec = new LatencyRecorder();
-    const result: DemoPeerResult = { peer: `${host}:${socket.address().port}`, sent: 0, received: 0, corrupted: 0, rttUs: rec.summary() };
+    const result: DemoPeerResult = { peer: formatHostPort(host, socket.address().port), sent: 0, received: 0, corrupted: 0, rttUs: rec.summary() };
     try {
       for (let i = 0; i < opts.count; i++) {
         const payload = Buffer.alloc(opts.size, (index * 31 + i) & 0xff);

@@ -122,6 +122,17 @@ describe('udp-tunnel CLI', () => {
     for (const p of doc.peers) assert.deepEqual([p.sent, p.received, p.corrupted], [20, 20, 0]);
   });
 
+  it('demo --ipv6 --json names each peer as [::1]:PORT', async () => {
+    const r = await runCli(['demo', '--ipv6', '--peers', '2', '--count', '5', '--json']);
+    assert.equal(r.code, 0);
+    const doc = JSON.parse(r.stdout) as { ok: boolean; peers: { peer: string; received: number }[] };
+    assert.equal(doc.ok, true);
+    for (const p of doc.peers) {
+      assert.match(p.peer, /^\[::1\]:\d+$/);
+      assert.equal(p.received, 5);
+    }
+  });
+
   it('serve + connect as real processes: --json listening lines carry the real ports; a datagram round-trips; SIGINT exits 0', async () => {
     const echo = await startUdpEcho();
     const serve = startCli(['serve', '--listen', '127.0.0.1:0', '--json']);

@@ -1,4 +1,5 @@
 import { Buffer } from 'node:buffer';
+import { formatHostPort } from '../address.js';
 import dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
@@ -60,10 +61,6 @@ export interface RelaySessionStats {
 
 function emptyDrops(): RelayDrops {
   return { oversize: 0, backpressure: 0, bufferOverflow: 0, unsent: 0, udpSend: 0 };
-}
-
-function formatPeer(address: string, port: number): string {
-  return net.isIP(address) === 6 ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
 /** Lookup for sockets that only see address literals: answers synchronously, as the tunnel client's socket does. */
@@ -288,7 +285,7 @@ export class RelayFront extends EventEmitter {
         this.counters.idleTimeouts++;
         this.closePeer(p, 'idle-timeout');
       }),
-      stats: { id, peer: formatPeer(address, port), rxDatagrams: 0, rxBytes: 0, txDatagrams: 0, txBytes: 0, drops: emptyDrops(), durationMs: 0, closeReason: '' },
+      stats: { id, peer: formatHostPort(address, port), rxDatagrams: 0, rxBytes: 0, txDatagrams: 0, txBytes: 0, drops: emptyDrops(), durationMs: 0, closeReason: '' },
       openedAt: Date.now(),
       sendDone: (err) => {
         if (err) this.drop(p, 'udpSend');
@@ -524,7 +521,7 @@ export class RelayBack extends EventEmitter {
       idle: null,
       stats: {
         id,
-        peer: formatPeer(socket.remoteAddress ?? '', socket.remotePort ?? 0),
+        peer: formatHostPort(socket.remoteAddress ?? '', socket.remotePort ?? 0),
         rxDatagrams: 0,
         rxBytes: 0,
         txDatagrams: 0,

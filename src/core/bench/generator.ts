@@ -626,7 +626,7 @@ class LoadRun {
     let jitterN = 0;
     const perSession: SessionResult[] = this.sessions.map((s) => {
       const t = s.tracker;
-      const got = Math.min(s.measuredSent, t.unique + t.tooOld);
+      const got = s.measuredSent - t.lost(s.measuredSent);
       sent += s.measuredSent;
       received += got;
       outOfOrder += t.outOfOrder;

@@ -10,7 +10,7 @@ import { startEchoInWorker } from './echo-server.js';
 import type { EchoStats, EchoWorker } from './echo-server.js';
 import { DEFAULT_DRAIN_MS, DEFAULT_TIMEOUT_MS, normalizeLoadOptions, runLoadInWorker } from './generator.js';
 import type { LoadMode, LoadOptions, LoadProgress } from './generator.js';
-import { BENCH_MODES, DEFAULT_BENCH_MODE, DEFAULT_BENCH_POST_PATH, benchMode, benchModeKind, checkBenchPostPath } from './modes.js';
+import { BENCH_MODES, DEFAULT_BENCH_MODE, DEFAULT_BENCH_POST_PATH, benchMode, checkBenchPostPath, isBareRelayMode } from './modes.js';
 import {
   BENCH_SCHEMA,
   addedLatency,
@@ -35,7 +35,7 @@ import type {
 import type { FailCondition } from './stats.js';
 import { makeThrowawayCert } from './self-signed.js';
 import type { ThrowawayCert } from './self-signed.js';
-import { bracketHost, startComponent } from './tunnel-launcher.js';
+import { startComponent } from './tunnel-launcher.js';
 import type { ComponentExit, ComponentSample, ComponentSpec, Isolation, TunnelComponent } from './tunnel-launcher.js';
 
 /** Which path a generator run measures. */
@@ -184,7 +184,7 @@ export function normalizeBenchOptions(o: BenchOptions): Normalized {
     });
   }
   if (target !== null) parseHostPort(target, { what: '--target' });
-  if (proxy !== null && benchModeKind(benchMode(mode)) === 'bare-relay') {
+  if (proxy !== null && isBareRelayMode(mode)) {
     throw new UdpTunnelError(
       ErrorCodes.INVALID_OPTION,
       '--mode bare-relay measures two local bare relays in place of serve and connect; it cannot use an external --proxy',
@@ -329,7 +329,7 @@ export async function runBench(options: BenchOptions): Promise<BenchDocument> {
       isolation: p.isolation,
       mode: mode.name,
       host: p.host,
-      proxy: proxyFor ? `${p.tls ? 'https' : 'http'}://${bracketHost(proxyFor.address.address)}:${proxyFor.address.port}` : proxyUrl,
+      proxy: proxyFor ? `${p.tls ? 'https' : 'http'}://${formatHostPort(proxyFor.address.address, proxyFor.address.port)}` : proxyUrl,
       target: targetSpec,
       ...(p.postPath !== null ? { postPath: p.postPath } : {}),
       ...(connectCa ? { tls: connectCa } : {}),
@@ -456,7 +456,7 @@ export async function runBench(options: BenchOptions): Promise<BenchDocument> {
     components,
     echo: echoStats,
     idleSessionMemory: idle,
-    warnings: benchWarnings(runs, echoStats?.dropped ?? 0, benchModeKind(benchMode(p.mode)) === 'bare-relay' ? 'relay' : 'tunnel'),
+    warnings: benchWarnings(runs, echoStats?.dropped ?? 0, isBareRelayMode(p.mode) ? 'relay' : 'tunnel'),
     failIf: options.failIf ? evaluateBenchFailIf(options.failIf.spec, options.failIf.conditions, summary) : null,
   };
 }

@@ -100,6 +100,12 @@ export function benchModeKind(mode: BenchModeSpec): BenchModeKind {
   return mode.kind ?? 'tunnel';
 }
 
+/** True when the mode named `name` runs the bare relays (a reference floor, not a tunnel); false for unknown names. */
+export function isBareRelayMode(name: string): boolean {
+  const m = BENCH_MODES.find((x) => x.name === name);
+  return m !== undefined && benchModeKind(m) === 'bare-relay';
+}
+
 /** Looks up a mode by name; throws INVALID_OPTION listing the known ones. */
 export function benchMode(name: string): BenchModeSpec {
   const m = BENCH_MODES.find((x) => x.name === name);

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { formatHostPort, parseHostPort } from '../address.js';
 import { ErrorCodes, UdpTunnelError } from '../errors.js';
-import { DEFAULT_BENCH_POST_PATH, benchMode, benchModeKind } from './modes.js';
+import { DEFAULT_BENCH_POST_PATH, benchMode, isBareRelayMode } from './modes.js';
 import type { BenchModeContext } from './modes.js';
 
 /** How serve and connect are kept off the generator's event loop. */
@@ -117,11 +117,6 @@ export const CLI_ENTRY = fileURLToPath(new URL('../../../../bin/udp-tunnel.js', 
 /** The bare relays' process entry (bare-relay mode), in the CLI layer because it writes NDJSON to stdout. */
 export const BARE_RELAY_ENTRY = fileURLToPath(new URL('../../cli/bare-relay-process.js', import.meta.url));
 
-/** Brackets an IPv6 literal for HOST:PORT and URLs. */
-export function bracketHost(host: string): string {
-  return host.includes(':') ? `[${host}]` : host;
-}
-
 /**
  * Adds the drop counters of one session-close report to `into`: a client session's `drops` object
  * (ClientSessionStats) and a server session's `drop*` fields (ServerSessionStats).
@@ -183,7 +178,7 @@ export function componentContext(spec: Pick<ComponentSpec, 'role' | 'target' | '
 export function componentArgs(spec: ComponentSpec): string[] {
   const mode = benchMode(spec.mode);
   const ctx = componentContext(spec);
-  const listen = `${bracketHost(spec.host)}:0`;
+  const listen = formatHostPort(spec.host, 0);
   if (spec.role === 'serve') {
     return [
       'serve', '--listen', listen, '--json', '--quiet',
@@ -205,7 +200,7 @@ export function componentArgs(spec: ComponentSpec): string[] {
  * target), relay-front in connect's place (it reaches the back at the host and port of `proxy`).
  */
 export function bareRelayArgs(spec: ComponentSpec): string[] {
-  const listen = `${bracketHost(spec.host)}:0`;
+  const listen = formatHostPort(spec.host, 0);
   if (spec.role === 'serve') {
     if (spec.target === undefined) throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, 'a bench relay-back needs a target');
     return ['back', '--listen', listen, '--target', spec.target, ...(spec.tls ? ['--cert', spec.tls.certPath, '--key', spec.tls.keyPath] : [])];
@@ -217,7 +212,7 @@ export function bareRelayArgs(spec: ComponentSpec): string[] {
 
 /** The whole command line of a component process after the Node options: the entry module and its arguments. */
 export function componentCommand(spec: ComponentSpec): string[] {
-  return benchModeKind(benchMode(spec.mode)) === 'bare-relay' ? [BARE_RELAY_ENTRY, ...bareRelayArgs(spec)] : [CLI_ENTRY, ...componentArgs(spec)];
+  return isBareRelayMode(spec.mode) ? [BARE_RELAY_ENTRY, ...bareRelayArgs(spec)] : [CLI_ENTRY, ...componentArgs(spec)];
 }
 
 /** Starts serve or connect, isolated as asked, and waits for its `listening` report. */

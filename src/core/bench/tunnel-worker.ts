@@ -24,7 +24,8 @@ try {
   const drops: Record<string, number> = {};
   const onSessionClose = (stats: object): void => addSessionDrops(drops, stats as Record<string, unknown>);
   let close: () => Promise<Record<string, unknown>>;
-  if (benchModeKind(mode) === 'bare-relay' && req.role === 'serve') {
+  const bare = benchModeKind(mode) === 'bare-relay';
+  if (bare && req.role === 'serve') {
     const target = ctx.target;
     const relay = new RelayBack({
       host: req.host,
@@ -39,7 +40,7 @@ try {
       return { ...relay.counters };
     };
     post({ type: 'listening', address: { address: a.address, port: a.port, family: a.family } });
-  } else if (benchModeKind(mode) === 'bare-relay') {
+  } else if (bare) {
     const back = new URL(req.proxy ?? '');
     const front = new RelayFront({
       host: req.host,

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { FRAME_HEADER_BYTES, FrameDecoder, FrameWriter, MAX_FRAME_PAYLOAD, encodeFrames, writeFrame } from '../../../src/core/bench/bare-relay-frames.js';
