@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { isUdpTunnelError } from '../../../src/core/errors.js';
 import { BENCH_DEFAULTS, normalizeBenchOptions, runBench } from '../../../src/core/bench/harness.js';
 import type { BenchEvent, BenchOptions } from '../../../src/core/bench/harness.js';
-import { BARE_RELAY_ENTRY, CLI_ENTRY, componentArgs, componentCommand } from '../../../src/core/bench/tunnel-launcher.js';
+import { BARE_RELAY_ENTRY, CLI_ENTRY, componentArgs, componentCommand, startComponent } from '../../../src/core/bench/tunnel-launcher.js';
 import { startEchoInWorker } from '../../../src/core/bench/echo-server.js';
 import { TargetPolicy } from '../../../src/core/policy.js';
 import { TunnelServer } from '../../../src/core/server.js';
@@ -110,6 +110,23 @@ describe('componentCommand', () => {
       [BARE_RELAY_ENTRY, 'front', '--listen', '[::1]:0', '--back', '[::1]:4433', '--ca', '/c.pem'],
     );
     assert.match(BARE_RELAY_ENTRY, /bare-relay-process\.js$/);
+  });
+});
+
+describe('startComponent failures', () => {
+  it('process isolation: a component that exits before listening is reported as a coded IO error with its exit code', async () => {
+    await assert.rejects(
+      startComponent({ role: 'serve', isolation: 'process', mode: 'connect-udp', host: '127.0.0.1', target: '127.0.0.1:7', nodeOptions: ['--no-such-node-option'] }),
+      (e: unknown) => isUdpTunnelError(e, 'UT_ERR_IO') && /bench could not start serve: it exited with code 9/.test(e.message),
+    );
+  });
+
+  it('worker isolation: a component that fails to start is reported as a coded IO error with its reason', async () => {
+    const tls = { certPath: '', keyPath: '', cert: 'not a certificate', key: 'not a key' };
+    await assert.rejects(
+      startComponent({ role: 'serve', isolation: 'worker', mode: 'connect-udp', host: '127.0.0.1', target: '127.0.0.1:7', tls }),
+      (e: unknown) => isUdpTunnelError(e, 'UT_ERR_IO') && /^bench could not start serve: /.test(e.message),
+    );
   });
 });
 
