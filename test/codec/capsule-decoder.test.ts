@@ -7,6 +7,7 @@ import { encodeCapsule } from '../../src/core/codec/capsule.js';
 import {
   CapsuleDecoder,
   DEFAULT_MAX_CAPSULE_LENGTH,
+  MIN_VALUE_ACCUMULATOR,
   type CapsuleDecoderOptions,
   type DecodedCapsule,
 } from '../../src/core/codec/capsule-decoder.js';
@@ -444,6 +445,159 @@ describe('capsule decoder: limits', () => {
   });
 });
 
+/** The accumulator size after `received` value bytes arrived one at a time: 256, then doubling, capped at `declared`. */
+function doublingCapacity(received: number, declared: number): number {
+  if (received === 0) return 0;
+  let c = 256;
+  while (c < received) c *= 2;
+  return Math.min(c, declared);
+}
+
+describe('capsule decoder: one accumulator per partial value', () => {
+  it('MIN_VALUE_ACCUMULATOR is 256', () => {
+    assert.equal(MIN_VALUE_ACCUMULATOR, 256);
+  });
+
+  it('(a) a 65552-byte DATAGRAM trickled one byte at a time: capacity doubles within 2x received, value intact', () => {
+    const value = filler(65552, 11);
+    const stream = encodeCapsule(0, value);
+    assert.equal(stream.subarray(0, 5).toString('hex'), '0080010010');
+    const seen: Seen[] = [];
+    let delivered: Buffer | null = null;
+    const decoder = new CapsuleDecoder((c) => {
+      delivered = c.value;
+      seen.push(snapshot(c));
+    });
+    for (let i = 0; i < 5; i++) decoder.push(stream.subarray(i, i + 1));
+    assert.equal(decoder.bufferedBytes, 0);
+    assert.equal(decoder.bufferedCapacity, 0);
+    let peak = 0;
+    let grows = 0;
+    for (let received = 1; received <= 60000; received++) {
+      const before: number = decoder.bufferedCapacity;
+      decoder.push(Buffer.from([stream[4 + received]!]));
+      const cap: number = decoder.bufferedCapacity;
+      if (cap !== before) grows++;
+      assert.equal(decoder.bufferedBytes, received);
+      if (cap !== doublingCapacity(received, 65552)) assert.equal(cap, doublingCapacity(received, 65552), `after ${received}`);
+      if (cap > Math.max(2 * received, 256) || cap > 65552) assert.fail(`capacity ${cap} after ${received} bytes`);
+      peak = Math.max(peak, cap);
+    }
+    assert.equal(peak, 65536);
+    assert.equal(grows, 9, '256, 512, ..., 65536');
+    assert.equal(seen.length, 0);
+    // The rest in one piece: the accumulator grows to exactly the declared length, not beyond.
+    decoder.push(stream.subarray(5 + 60000));
+    assert.equal(seen.length, 1);
+    assert.deepEqual(seen[0], { type: 0, length: 65552, value: value.toString('hex'), offset: 0, typeWidth: 1, lengthWidth: 4 });
+    assert.ok(delivered !== null);
+    const v: Buffer = delivered;
+    assert.equal(v.length, 65552);
+    assert.equal(v.buffer.byteLength, 65552, 'the delivered value is the accumulator itself, with no slack');
+    assert.equal(decoder.bufferedBytes, 0);
+    assert.equal(decoder.bufferedCapacity, 0);
+    decoder.end();
+  });
+
+  it('(b) one byte of a declared 65552-byte value allocates 256 bytes, not the declared length', () => {
+    const decoder = new CapsuleDecoder(() => assert.fail('nothing completes'));
+    decoder.push(hex('00 80 01 00 10 00'));
+    assert.equal(decoder.bufferedBytes, 1);
+    assert.equal(decoder.bufferedCapacity, 256);
+    // A larger first piece gets 2x its size as headroom, still far from the declared length.
+    const other = new CapsuleDecoder(() => assert.fail('nothing completes'));
+    other.push(Buffer.concat([hex('00 80 01 00 10'), filler(1000, 1)]));
+    assert.equal(other.bufferedBytes, 1000);
+    assert.equal(other.bufferedCapacity, 2000);
+    other.push(filler(1500, 2));
+    assert.equal(other.bufferedBytes, 2500);
+    assert.equal(other.bufferedCapacity, 4000);
+    other.push(filler(6000, 3));
+    assert.equal(other.bufferedBytes, 8500);
+    assert.equal(other.bufferedCapacity, 8500, 'a piece larger than the doubling gets exactly what it needs');
+  });
+
+  it('capacity is capped at the declared length, even for a small first piece', () => {
+    const seen: Seen[] = [];
+    const decoder = new CapsuleDecoder((c) => seen.push(snapshot(c)));
+    decoder.push(hex('00 0a 00 01 02'));
+    assert.equal(decoder.bufferedBytes, 3);
+    assert.equal(decoder.bufferedCapacity, 10);
+    decoder.push(hex('03 04 05 06 07 08 09  00 40'));
+    assert.deepEqual(
+      seen.map((c) => c.value),
+      ['00010203040506070809'],
+    );
+    assert.equal(decoder.bufferedBytes, 2, 'the next capsule header, its length varint incomplete');
+    assert.equal(decoder.bufferedCapacity, 0);
+  });
+
+  it('a value spanning chunks is a copy: reusing an input chunk afterwards does not change it', () => {
+    const values: Buffer[] = [];
+    const decoder = new CapsuleDecoder((c) => values.push(c.value!));
+    const scratch = Buffer.alloc(4);
+    hex('00 06 00 aa').copy(scratch);
+    decoder.push(scratch);
+    scratch.fill(0xee); // the caller reuses its read buffer
+    hex('bb cc dd ee').copy(scratch);
+    decoder.push(scratch.subarray(0, 3));
+    assert.equal(values.length, 0);
+    scratch.fill(0x11);
+    decoder.push(Buffer.from([0xff]));
+    assert.deepEqual(
+      values.map((v) => v.toString('hex')),
+      ['00aabbccddff'],
+    );
+  });
+
+  it('a skipped type never allocates an accumulator', () => {
+    const decoder = new CapsuleDecoder(() => {});
+    decoder.push(hex('21 80 01 00 10'));
+    for (let i = 0; i < 3000; i++) {
+      decoder.push(hex('5a'));
+      if (decoder.bufferedCapacity !== 0) assert.equal(decoder.bufferedCapacity, 0, `after ${i + 1}`);
+    }
+    assert.equal(decoder.bufferedBytes, 0);
+  });
+
+  it('property: chunked decoding equals whole decoding, and capacity stays within max(2 x held, 256)', () => {
+    const capsuleArb = fc.record({
+      type: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 0x3fff })),
+      value: fc.uint8Array({ maxLength: 3000 }),
+    });
+    fc.assert(
+      fc.property(
+        fc.array(capsuleArb, { maxLength: 8 }),
+        fc.array(fc.integer({ min: 1, max: 700 }), { minLength: 1, maxLength: 20 }),
+        fc.boolean(),
+        (list, sizes, all) => {
+          const stream = Buffer.concat(list.map((c) => encodeCapsule(c.type, c.value)));
+          const options: CapsuleDecoderOptions = all ? { deliver: () => true } : {};
+          const whole = decode([stream], options).seen;
+          const seen: Seen[] = [];
+          const decoder = new CapsuleDecoder((c) => seen.push(snapshot(c)), options);
+          let at = 0;
+          for (let k = 0; at < stream.length; k++) {
+            const n = sizes[k % sizes.length]!;
+            decoder.push(stream.subarray(at, at + n));
+            at += n;
+            const held = decoder.bufferedBytes;
+            const cap = decoder.bufferedCapacity;
+            assert.ok(cap === 0 || (cap >= held && cap <= Math.max(2 * held, 256) && cap <= 3000), `capacity ${cap}, held ${held}`);
+          }
+          decoder.end();
+          assert.deepEqual(seen, whole);
+          assert.deepEqual(
+            whole.map((c) => c.value),
+            list.map((c) => (all || c.type === 0 ? Buffer.from(c.value).toString('hex') : null)),
+          );
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+});
+
 describe('capsule decoder: failure is sticky', () => {
   it('an error thrown by the callback propagates and fails the decoder', () => {
     const boom = new Error('consumer refused');
@@ -531,6 +685,7 @@ describe('capsule decoder: properties', () => {
           for (const chunk of chunkAt(buf, rawCuts.map((c) => c % (buf.length + 1)))) {
             decoder.push(chunk);
             assert.ok(decoder.bufferedBytes <= limit + 16);
+            assert.ok(decoder.bufferedCapacity <= limit);
           }
           decoder.end();
           assert.equal(decoder.position, buf.length);

@@ -36,10 +36,15 @@ const S_FAILED = 3;
 
 const onlyDatagram = (type: number | bigint): boolean => type === CAPSULE_TYPE_DATAGRAM;
 
+/** Smallest accumulator allocated for a value that spans chunks: fewer regrowths for small values, a bounded cost for any. */
+export const MIN_VALUE_ACCUMULATOR = 256;
+
 /**
  * Incremental capsule stream decoder (RFC 9297 §3.2). Bytes may be split anywhere: HTTP/2 DATA frames and TCP reads
- * carry no meaning. It never allocates a declared length up front; a partial value holds only the bytes received.
- * After an error it stays failed.
+ * carry no meaning. A value wholly inside one chunk is delivered as a view of that chunk. A value spanning chunks is
+ * copied into one accumulator that grows geometrically up to the declared length, never allocated up front: its
+ * capacity stays within max(2 x bytes received, MIN_VALUE_ACCUMULATOR), so a peer that declares a large capsule and
+ * trickles it in tiny pieces costs about what it sent, not one object per piece. After an error it stays failed.
  */
 export class CapsuleDecoder {
   readonly maxCapsuleLength: number;
@@ -48,8 +53,9 @@ export class CapsuleDecoder {
   private state: number = S_HEADER;
   private readonly header = Buffer.alloc(16);
   private headerLen = 0;
-  private parts: Buffer[] = [];
-  private partsLen = 0;
+  /** Bytes of a value spanning chunks; its length is the capacity, never over the declared length. */
+  private acc: Buffer | null = null;
+  private accLen = 0;
   private remaining = 0;
   private cur: DecodedCapsule | null = null;
   /** Total bytes consumed so far; the offset of the next byte. */
@@ -80,7 +86,12 @@ export class CapsuleDecoder {
 
   /** Bytes currently held for a partial capsule (bounded by maxCapsuleLength + 16). */
   get bufferedBytes(): number {
-    return this.headerLen + this.partsLen;
+    return this.headerLen + this.accLen;
+  }
+
+  /** Bytes allocated for a partial value: at most max(2 x its bytes received, MIN_VALUE_ACCUMULATOR) and its declared length. */
+  get bufferedCapacity(): number {
+    return this.acc === null ? 0 : this.acc.length;
   }
 
   /**
@@ -120,7 +131,7 @@ export class CapsuleDecoder {
       }
       // S_VALUE
       const take = Math.min(this.remaining, n - i);
-      if (this.partsLen === 0 && take === this.remaining) {
+      if (this.accLen === 0 && take === this.remaining) {
         // Whole value inside this chunk: deliver a view, no copy.
         const value = chunk.subarray(i, i + take);
         i += take;
@@ -129,15 +140,15 @@ export class CapsuleDecoder {
         this.finish(value);
         continue;
       }
-      this.parts.push(chunk.subarray(i, i + take));
-      this.partsLen += take;
+      this.append(chunk, i, take);
       i += take;
       this.position += take;
       this.remaining -= take;
       if (this.remaining === 0) {
-        const value = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.partsLen);
-        this.parts = [];
-        this.partsLen = 0;
+        // Capacity is capped at the declared length and now holds that many bytes: the buffer is exactly the value.
+        const value = this.acc!;
+        this.acc = null;
+        this.accLen = 0;
         this.finish(value);
       }
     }
@@ -156,6 +167,24 @@ export class CapsuleDecoder {
       `stream ended inside a capsule starting at byte ${start} (${have} of ${need ?? 'an incomplete header of'} bytes) (RFC 9297 §3.3)`,
       { offset: start, have, need, rfc: 'RFC 9297 §3.3' },
     );
+  }
+
+  /** Copies chunk[from, from + take) after the value bytes held so far, growing the accumulator if needed. */
+  private append(chunk: Buffer, from: number, take: number): void {
+    const need = this.accLen + take;
+    const declared = this.cur!.length;
+    let acc = this.acc;
+    if (acc === null || need > acc.length) {
+      // Doubling keeps the copies linear in the value size; the 2x headroom is granted only against bytes already
+      // received, so capacity <= max(2 x received, MIN_VALUE_ACCUMULATOR) and never the declared length up front.
+      const grown = acc === null ? Math.max(2 * need, MIN_VALUE_ACCUMULATOR) : Math.max(2 * acc.length, need);
+      // Unpooled: a pooled slice would pin (and hand the consumer) a shared slab for a small value.
+      const next = Buffer.allocUnsafeSlow(Math.min(declared, grown));
+      if (acc !== null) acc.copy(next, 0, 0, this.accLen);
+      this.acc = acc = next;
+    }
+    chunk.copy(acc, this.accLen, from, from + take);
+    this.accLen = need;
   }
 
   /** Parses a header at buf[off]; returns bytes used, or 0 if incomplete (or failed). */

@@ -325,6 +325,22 @@ describe('CapsuleView options and timing', () => {
   });
 });
 
+describe('CapsuleView with values trickled in', () => {
+  it('a large DATAGRAM and a large unknown capsule fed one byte at a time give the events of a whole feed', () => {
+    const payload = Buffer.alloc(3000);
+    for (let i = 0; i < payload.length; i++) payload[i] = (i * 13) & 0xff;
+    const unknown = Buffer.alloc(1500, 0x5a);
+    const bytes = Buffer.concat([h('00 4b b9 00'), payload, h('17 45 dc'), unknown]);
+    const whole = run(bytes, [], { full: true });
+    assert.equal(whole.length, 3);
+    assert.deepEqual(whole[0], datagram(0, { length: 3001, lengthWidth: 2, payloadHex: payload.toString('hex') }));
+    assert.deepEqual(whole[1], other(3004, { type: 0x17, typeName: 'GREASE 0x17', length: 1500, lengthWidth: 2, valueHex: unknown.toString('hex') }));
+    const splits: number[] = [];
+    for (let i = 1; i < bytes.length; i++) splits.push(i);
+    assert.deepEqual(run(bytes, splits, { full: true }), whole);
+  });
+});
+
 describe('CapsuleView properties', () => {
   it('never throws on random bytes split anywhere, and the split does not change the events', () => {
     fc.assert(
