@@ -48,12 +48,12 @@ export class Http1RelayConnection {
   private phase: Phase = 'request-head';
   private readonly requestParser: Http1HeadParser;
   private readonly responseParser: Http1HeadParser;
-  private requestChunks: Buffer[] = [];
-  private responseChunks: Buffer[] = [];
   /** Bytes of the upstream's TCP stream consumed by complete response heads (offsets of response-head errors). */
   private responseOffset = 0;
   /** Client bytes that came with or after the request head while the upstream connection was being opened. */
   private held: Buffer[] = [];
+  /** The request head, exactly as received, while the upstream connection is being opened. */
+  private pendingHead: Buffer | null = null;
   private readonly connecting = new AbortController();
   /** True while the upstream connection is being opened. */
   private upstreamPending = false;
@@ -93,9 +93,10 @@ export class Http1RelayConnection {
     if (initial.length > 0) this.fromClient(initial);
   }
 
-  /** Bytes held in user space: heads being read, client bytes waiting for the upstream, both write queues. */
+  /** Bytes held in user space: heads being read or waiting for the upstream, client bytes waiting too, both write queues. */
   get bufferedBytes(): number {
     let n = this.requestParser.bufferedBytes + this.responseParser.bufferedBytes + this.client.writableLength + (this.up?.writableLength ?? 0);
+    n += this.pendingHead?.length ?? 0;
     for (const chunk of this.held) n += chunk.length;
     return n;
   }
@@ -133,7 +134,6 @@ export class Http1RelayConnection {
   }
 
   private requestHeadBytes(chunk: Buffer): void {
-    this.requestChunks.push(chunk);
     let r;
     try {
       r = this.requestParser.push(chunk);
@@ -144,10 +144,8 @@ export class Http1RelayConnection {
     this.ctx.requestStarted();
     this.phase = 'connecting';
     this.client.pause();
-    const all = this.requestChunks.length === 1 ? this.requestChunks[0]! : Buffer.concat(this.requestChunks);
-    this.requestChunks = [];
     // The head goes upstream exactly as received (leading empty lines included), so the proxy judges what the client sent.
-    const head = all.subarray(0, all.length - r.rest.length);
+    this.pendingHead = r.raw;
     // RFC 9298 §3.2: bytes after the request head already belong to the capsule stream (optimistic datagrams).
     if (r.rest.length > 0) this.held.push(r.rest);
     this.method = r.head.method;
@@ -170,18 +168,21 @@ export class Http1RelayConnection {
     }).then(
       (up) => {
         this.upstreamPending = false;
-        this.upstreamReady(up, head);
+        this.upstreamReady(up);
       },
       (err: unknown) => {
         this.upstreamPending = false;
+        this.pendingHead = null;
         if (this.phase === 'connecting') this.answerLocally(upstreamFailure(err, this.ctx.upstream));
         else this.maybeFinish();
       },
     );
   }
 
-  private upstreamReady(up: net.Socket, head: Buffer): void {
-    if (this.phase !== 'connecting') {
+  private upstreamReady(up: net.Socket): void {
+    const head = this.pendingHead;
+    this.pendingHead = null;
+    if (this.phase !== 'connecting' || head === null) {
       up.destroy();
       this.maybeFinish();
       return;
@@ -234,7 +235,6 @@ export class Http1RelayConnection {
   private responseHeadBytes(chunk: Buffer): void {
     let c = chunk;
     for (;;) {
-      this.responseChunks.push(c);
       let r;
       try {
         r = this.responseParser.push(c);
@@ -242,10 +242,8 @@ export class Http1RelayConnection {
         return this.responseHeadFailed(err);
       }
       if (r === null || r.head.kind !== 'response') return;
-      const all = this.responseChunks.length === 1 ? this.responseChunks[0]! : Buffer.concat(this.responseChunks);
-      this.responseChunks = [];
       this.responseOffset += r.headLength;
-      this.writeClient(all.subarray(0, all.length - r.rest.length));
+      this.writeClient(r.raw);
       const { status, headers } = r.head;
       this.ctx.decoder.response(this.id, this.t(), '1.1', status, headers);
       // RFC 9110 §15.2: other 1xx responses are interim; the final response follows on the same connection.
@@ -291,18 +289,20 @@ export class Http1RelayConnection {
   }
 
   private toClient(chunk: Buffer, decode: boolean): void {
-    this.writeClient(chunk);
-    this.ctx.counters.bytesToClient += chunk.length;
+    // A chunk the client can no longer take was counted as discarded; the decoder still sees what the proxy sent.
+    if (this.writeClient(chunk)) this.ctx.counters.bytesToClient += chunk.length;
     if (decode) this.ctx.decoder.bytes(this.id, '<-', chunk, this.t());
   }
 
-  private writeClient(chunk: Buffer): void {
+  /** Writes to the client; false (and the chunk counted as discarded) when the client side is gone. */
+  private writeClient(chunk: Buffer): boolean {
     const client = this.client;
     if (client.destroyed || client.writableEnded) {
       this.ctx.counters.discardedBytes += chunk.length;
-      return;
+      return false;
     }
     if (!client.write(chunk)) this.up?.pause();
+    return true;
   }
 
   // ---- failures ----------------------------------------------------------------------------------------------
