@@ -449,6 +449,8 @@ export class Http1RelayConnection {
       // What the client sent is flushed, then FIN; an upstream that does not close in time is cut off.
       if (up !== null && !up.destroyed) {
         if (!up.writableEnded) up.end();
+        // Paused for a client that will never drain: read on so what still arrives is counted as discarded.
+        up.resume();
         this.armGrace(up);
       }
       if (this.phase === 'connecting') this.phase = 'done';

@@ -41,6 +41,23 @@ describe('Http1HeadParser', () => {
     assert.equal(r.headLength, UPGRADE_REQUEST.length);
   });
 
+  it('hands back the head bytes exactly as received (leading empty lines included), however the input was split', () => {
+    const wire = Buffer.from(`\r\n\n${UPGRADE_REQUEST}`, 'latin1');
+    const tail = Buffer.from([0x00, 0x01, 0x00]);
+    const all = Buffer.concat([wire, tail]);
+    for (const split of [1, 2, 3, 20, wire.length - 3, wire.length - 1]) {
+      const p = new Http1HeadParser('request');
+      assert.equal(p.push(all.subarray(0, split)), null);
+      assert.equal(p.bufferedBytes, split);
+      const r = p.push(all.subarray(split));
+      assert.ok(r, `split at ${split}`);
+      assert.equal(r.raw.toString('hex'), wire.toString('hex'));
+      assert.equal(r.headLength, wire.length);
+      assert.equal(r.rest.toString('hex'), tail.toString('hex'));
+      assert.equal(p.bufferedBytes, 0);
+    }
+  });
+
   it('waits for the whole head when split byte by byte', () => {
     const p = new Http1HeadParser('response');
     const text = 'HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: connect-udp\r\n\r\n';
