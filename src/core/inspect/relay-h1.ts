@@ -1,10 +1,11 @@
 import { Buffer } from 'node:buffer';
 import type net from 'node:net';
-import { ErrorCodes, isUdpTunnelError } from '../errors.js';
+import { ErrorCodes } from '../errors.js';
 import { formatResponseHead } from '../http1-head.js';
 import { formatProxyStatus } from '../proxy-status.js';
 import { connectProxySocket } from '../transport/proxy-socket.js';
 import type { CloseReason, Direction, HeaderList } from './events.js';
+import { errorFacts } from './error-facts.js';
 import { fieldValues, requestHeadFromHttp1 } from './http-fields.js';
 import { Http1HeadParser } from './http1.js';
 import type { LiveSessionDecoder } from './live-decoder.js';
@@ -322,11 +323,7 @@ export class Http1RelayConnection {
 
   /** Reports a head that could not be parsed; `base` is where the head starts in that direction's TCP stream. */
   private headError(err: unknown, dir: Direction, base: number): { tooLarge: boolean; message: string } {
-    const coded = isUdpTunnelError(err);
-    const code = coded ? err.code : ErrorCodes.HTTP1_MALFORMED;
-    const rel = coded && typeof err.details['offset'] === 'number' ? err.details['offset'] : 0;
-    const rfc = coded && typeof err.details['rfc'] === 'string' ? err.details['rfc'] : null;
-    const message = err instanceof Error ? err.message : String(err);
+    const { code, offset: rel, rfc, message } = errorFacts(err, ErrorCodes.HTTP1_MALFORMED);
     const tooLarge = code === ErrorCodes.HEADERS_TOO_LARGE;
     this.ctx.counters.headErrors++;
     if (tooLarge) this.ctx.counters.headLimit++;

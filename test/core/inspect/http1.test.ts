@@ -3,6 +3,8 @@ import { Buffer } from 'node:buffer';
 import { describe, it } from 'node:test';
 import { Http1HeadParser, parseHttp1HeadText } from '../../../src/core/inspect/http1.js';
 import {
+  isInterimStatus,
+  opensTunnel,
   parseCapsuleProtocol,
   parseDefaultTemplateTarget,
   requestEvent,
@@ -10,7 +12,8 @@ import {
   requestHeadFromHttp2,
   responseEvent,
 } from '../../../src/core/inspect/http-fields.js';
-import { isUdpTunnelError } from '../../../src/core/errors.js';
+import { ErrorCodes, UdpTunnelError, isUdpTunnelError } from '../../../src/core/errors.js';
+import { errorFacts } from '../../../src/core/inspect/error-facts.js';
 
 const UPGRADE_REQUEST =
   'GET /.well-known/masque/udp/192.0.2.6/443/ HTTP/1.1\r\n' +
@@ -130,6 +133,26 @@ describe('Http1HeadParser', () => {
       assert.throws(() => new Http1HeadParser(kind).push(Buffer.from(text, 'latin1')), (e: unknown) => isUdpTunnelError(e, 'UT_ERR_HTTP1_MALFORMED'));
     });
   }
+});
+
+describe('opensTunnel and isInterimStatus', () => {
+  it('opens on 101 over HTTP/1.1 and on any 2xx over HTTP/2, nothing else', () => {
+    const statuses = [0, 100, 101, 103, 199, 200, 204, 299, 300, 403, 502];
+    assert.deepEqual(statuses.filter((s) => opensTunnel('1.1', s)), [101]);
+    assert.deepEqual(statuses.filter((s) => opensTunnel('2', s)), [200, 204, 299]);
+    assert.deepEqual(statuses.filter((s) => isInterimStatus(s)), [100, 103, 199]);
+  });
+});
+
+describe('errorFacts', () => {
+  it('reads code, offset and RFC of a coded error, and falls back for anything else', () => {
+    const coded = new UdpTunnelError(ErrorCodes.HTTP1_MALFORMED, 'bad line', { offset: 17, rfc: 'RFC 9112' });
+    assert.deepEqual(errorFacts(coded, ErrorCodes.HPACK), { code: ErrorCodes.HTTP1_MALFORMED, offset: 17, rfc: 'RFC 9112', message: 'bad line' });
+    const bare = new UdpTunnelError(ErrorCodes.HEADERS_TOO_LARGE, 'too big', { offset: 'x' });
+    assert.deepEqual(errorFacts(bare, ErrorCodes.HPACK), { code: ErrorCodes.HEADERS_TOO_LARGE, offset: 0, rfc: null, message: 'too big' });
+    assert.deepEqual(errorFacts(new RangeError('oops'), ErrorCodes.HPACK), { code: ErrorCodes.HPACK, offset: 0, rfc: null, message: 'oops' });
+    assert.deepEqual(errorFacts('text', ErrorCodes.HTTP1_MALFORMED), { code: ErrorCodes.HTTP1_MALFORMED, offset: 0, rfc: null, message: 'text' });
+  });
 });
 
 describe('request/response fields', () => {
