@@ -812,7 +812,9 @@ export class TunnelServer extends EventEmitter {
         headers: redactHeaders(front.rawHeaders),
         ...(front.requestLine ? { requestLine: front.requestLine } : {}),
       });
-      tapChannel.publish({ kind: 'response', session: id, time: Date.now(), headers: { ':status': front.httpVersion === 2 ? '200' : '101', 'capsule-protocol': '?1' } });
+      const h2 = front.httpVersion === 2;
+      const headers = h2 ? { ':status': '200', 'capsule-protocol': '?1' } : { 'capsule-protocol': '?1' };
+      tapChannel.publish({ kind: 'response', session: id, time: Date.now(), http: h2 ? '2' : '1.1', status: h2 ? 200 : 101, headers });
     }
     const session = { id, front, stream, udp, stats, closed: false, release } as Session;
     const sendDone = (err: Error | null): void => {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { Buffer } from 'node:buffer';
+import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { TunnelClient } from '../../src/core/client.js';
 import { encodeDatagramCapsule } from '../../src/core/codec/datagram.js';
@@ -263,6 +264,95 @@ describe('HTTP/1.1 relay with a scripted upstream', () => {
       client.socket.destroy();
       await r.relay.close();
       await up.close();
+    }
+  });
+
+  it('forwards a request head split across reads, leading empty lines included, and counts it while the upstream connects', async () => {
+    // Accepts TCP and never answers the TLS ClientHello: the request head waits in the relay.
+    const silent = await startTcpServer();
+    const slow = await startRelay(`https://127.0.0.1:${silent.port}`, { connectTimeoutMs: 30_000 });
+    const up = await startTcpServer();
+    const r = await startRelay(`http://127.0.0.1:${up.port}`);
+    try {
+      const head = bin(`\r\n\r\n${upgradeHead('/.well-known/masque/udp/127.0.0.1/9/', 'relay.test')}`);
+      const early = encodeDatagramCapsule(bin('early'));
+      const waiting = await connectTcp('127.0.0.1', slow.port);
+      waiting.socket.write(head.subarray(0, 7));
+      await waitUntil(() => slow.relay.bufferedBytes === 7, 3000, 'first part of the head held');
+      waiting.socket.write(Buffer.concat([head.subarray(7), early]));
+      await waitUntil(() => ofKind(slow.events, 'request').length === 1, 3000, 'request');
+      // The whole head (held for the upstream) and the capsule behind it, each counted once.
+      assert.equal(slow.relay.bufferedBytes, head.length + early.length);
+      waiting.socket.destroy();
+
+      const client = await connectTcp('127.0.0.1', r.port);
+      client.socket.write(head.subarray(0, 3));
+      await waitUntil(() => r.relay.bufferedBytes === 3, 3000, 'leading bytes held');
+      client.socket.write(head.subarray(3, 40));
+      await waitUntil(() => r.relay.bufferedBytes === 40, 3000, 'more of the head held');
+      client.socket.write(Buffer.concat([head.subarray(40), early]));
+      const upPeer = await up.waitPeer(1);
+      assert.equal((await upPeer.waitBytes(head.length + early.length)).toString('hex'), Buffer.concat([head, early]).toString('hex'));
+      client.socket.destroy();
+    } finally {
+      await slow.relay.close();
+      await r.relay.close();
+      await silent.close();
+      await up.close();
+    }
+  });
+
+  it('counts proxy bytes that arrive after the client is gone as discarded, not forwarded', async () => {
+    // The upstream keeps writing after the relay's FIN (allowHalfOpen), as a proxy may.
+    const upSockets: net.Socket[] = [];
+    const upServer = net.createServer({ allowHalfOpen: true }, (s) => {
+      s.on('error', () => {});
+      upSockets.push(s);
+    });
+    await new Promise<void>((resolve) => upServer.listen(0, '127.0.0.1', () => resolve()));
+    const upPort = (upServer.address() as net.AddressInfo).port;
+    const r = await startRelay(`http://127.0.0.1:${upPort}`);
+    const client = await connectTcp('127.0.0.1', r.port);
+    try {
+      const head = upgradeHead('/.well-known/masque/udp/127.0.0.1/9/', 'relay.test');
+      client.socket.write(head);
+      await waitUntil(() => upSockets.length === 1, 3000, 'upstream connection');
+      const upSocket = upSockets[0]!;
+      const upEnded = new Promise<void>((resolve) => upSocket.once('end', () => resolve()));
+      upSocket.resume();
+      const response = 'HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: connect-udp\r\nCapsule-Protocol: ?1\r\n\r\n';
+      const first = encodeDatagramCapsule(bin('first'));
+      upSocket.write(Buffer.concat([bin(response), first]));
+      await client.waitBytes(response.length + first.length);
+      // The client half-closes (passed on as a FIN), then resets. Having read its FIN, the relay learns of the reset
+      // only when its next write there fails: that chunk was handed on (forwarded), and the client socket is then gone.
+      client.socket.end();
+      await upEnded;
+      client.socket.resetAndDestroy();
+      await client.closed;
+      const second = encodeDatagramCapsule(bin('second'));
+      upSocket.write(second);
+      // A second exchange through the relay's event loop: by its end the failed write has been handled.
+      const barrier = await connectTcp('127.0.0.1', r.port);
+      barrier.socket.write('BAD\r\n\r\n');
+      await barrier.closed;
+      const late = encodeDatagramCapsule(bin('too late'));
+      upSocket.end(late);
+      await waitUntil(() => ofKind(r.events, 'close', 'c1').length === 1, 3000, 'close');
+      assert.deepEqual(
+        [r.relay.counters.bytesToClient, r.relay.counters.bytesToProxy, r.relay.counters.discardedBytes],
+        [first.length + second.length, 0, late.length],
+      );
+      // The decoder still reports what the proxy sent.
+      assert.deepEqual(
+        ofKind(r.events, 'capsule', 'c1').map((c) => [c.dir, c.payloadHex]),
+        [['<-', bin('first').toString('hex')], ['<-', bin('second').toString('hex')], ['<-', bin('too late').toString('hex')]],
+      );
+    } finally {
+      client.socket.destroy();
+      await r.relay.close();
+      for (const s of upSockets) s.destroy();
+      await new Promise<void>((resolve) => upServer.close(() => resolve()));
     }
   });
 

@@ -464,3 +464,120 @@ describe('relay on ::1', () => {
     }
   });
 });
+
+describe('HTTP/2 relay: upstream setup failures, TLS upstream and client TLS errors', () => {
+  /** A loopback TCP server; `onSocket` decides what each accepted connection does. */
+  async function rawUpstream(onSocket: (s: net.Socket) => void): Promise<{ port: number; close(): Promise<void> }> {
+    const sockets = new Set<net.Socket>();
+    const srv = net.createServer((s) => {
+      sockets.add(s);
+      s.on('error', () => {});
+      s.once('close', () => sockets.delete(s));
+      onSocket(s);
+    });
+    srv.listen(0, '127.0.0.1');
+    await once(srv, 'listening');
+    return {
+      port: (srv.address() as net.AddressInfo).port,
+      close: () =>
+        new Promise<void>((resolve) => {
+          for (const s of sockets) s.destroy();
+          srv.close(() => resolve());
+        }),
+    };
+  }
+
+  it('answers 504 connection_timeout when the upstream accepts but sends no SETTINGS in time', async () => {
+    // Reads what the relay sends and never answers.
+    const silent = await rawUpstream((s) => s.resume());
+    const { relay, events, origin } = await startRelay(`http://127.0.0.1:${silent.port}`, { connectTimeoutMs: 200 });
+    const tunnel = await openRawTunnel(origin, TEMPLATE(9));
+    try {
+      const res = await tunnel.response;
+      assert.equal(res.headers[':status'], 504);
+      const details = `upstream 127.0.0.1:${silent.port} sent no HTTP/2 SETTINGS within 200 ms`;
+      assert.equal(res.headers['proxy-status'], `udp-tunnel-inspect; error=connection_timeout; details="${details}"`);
+      assert.equal(res.endStream, true);
+      await waitUntil(() => ofKind(events, 'close').length === 1, 3000, 'close');
+      assert.deepEqual(ofKind(events, 'close').map((c) => [c.reason, c.detail]), [['refused', `relay answered 504: connection_timeout: ${details}`]]);
+      assert.deepEqual([relay.counters.localAnswers, relay.counters.streams, relay.counters.bytesToProxy, relay.counters.bytesToClient], [1, 1, 0, 0]);
+    } finally {
+      await tunnel.close();
+      await relay.close();
+      await silent.close();
+    }
+  });
+
+  it('answers 502 connection_terminated when the upstream closes the connection during setup', async () => {
+    // Takes the relay's preface, then sends a FIN without a byte of HTTP/2.
+    const closing = await rawUpstream((s) => s.once('data', () => s.end()));
+    const { relay, events, origin } = await startRelay(`http://127.0.0.1:${closing.port}`);
+    const tunnel = await openRawTunnel(origin, TEMPLATE(9));
+    try {
+      const res = await tunnel.response;
+      assert.equal(res.headers[':status'], 502);
+      const host = `127.0.0.1:${closing.port}`;
+      const details = `upstream ${host}: upstream ${host} closed the connection during setup (UT_ERR_PROXY_UNREACHABLE)`;
+      assert.equal(res.headers['proxy-status'], `udp-tunnel-inspect; error=connection_terminated; details="${details}"`);
+      await waitUntil(() => ofKind(events, 'close').length === 1, 3000, 'close');
+      assert.deepEqual(ofKind(events, 'close').map((c) => [c.reason, c.detail]), [['refused', `relay answered 502: connection_terminated: ${details}`]]);
+      assert.equal(relay.counters.localAnswers, 1);
+    } finally {
+      await tunnel.close();
+      await relay.close();
+      await closing.close();
+    }
+  });
+
+  it('speaks TLS (ALPN h2) to an https upstream, and refuses one whose certificate it cannot verify', async () => {
+    const cert = testCert();
+    const echo = await startUdpEcho();
+    const server = new TunnelServer({ host: '127.0.0.1', port: 0, policy: new TargetPolicy(), tls: { cert: cert.cert, key: cert.key } });
+    const s = await server.listen();
+    const trusted = await startRelay(`https://127.0.0.1:${s.port}`, { upstreamTls: { ca: cert.cert } });
+    const untrusted = await startRelay(`https://127.0.0.1:${s.port}`);
+    const tunnel = await openRawTunnel(trusted.origin, TEMPLATE(echo.port));
+    const refused = await openRawTunnel(untrusted.origin, TEMPLATE(echo.port));
+    try {
+      assert.equal((await tunnel.response).headers[':status'], 200);
+      const capsule = encodeDatagramCapsule(Buffer.from('over tls'));
+      tunnel.stream.write(capsule);
+      assert.equal((await tunnel.waitBytes(capsule.length)).toString('hex'), capsule.toString('hex'));
+      await waitUntil(() => trusted.relay.counters.bytesToClient === capsule.length, 3000, 'echo counted');
+      assert.deepEqual([trusted.relay.counters.bytesToProxy, trusted.relay.counters.bytesToClient, trusted.relay.counters.localAnswers], [capsule.length, capsule.length, 0]);
+
+      const res = await refused.response;
+      assert.equal(res.headers[':status'], 502);
+      assert.match(String(res.headers['proxy-status']), /^udp-tunnel-inspect; error=tls_certificate_error; details="upstream 127\.0\.0\.1:\d+: .*\(DEPTH_ZERO_SELF_SIGNED_CERT\)"$/);
+      assert.equal(untrusted.relay.counters.localAnswers, 1);
+    } finally {
+      await tunnel.close();
+      await refused.close();
+      await trusted.relay.close();
+      await untrusted.relay.close();
+      await server.close();
+      await echo.close();
+    }
+  });
+
+  it('counts a client whose TLS handshake fails in tlsErrors and closes its connection', async () => {
+    const cert = testCert();
+    const { relay } = await startRelay('http://127.0.0.1:9', { tls: { cert: cert.cert, key: cert.key } });
+    const client = net.connect({ host: '127.0.0.1', port: relay.address().port });
+    client.on('error', () => {});
+    try {
+      await once(client, 'connect');
+      // Cleartext HTTP/1.1 where a TLS ClientHello belongs.
+      client.write('GET / HTTP/1.1\r\nHost: relay.test\r\n\r\n');
+      await once(client, 'close');
+      await waitUntil(() => relay.counters.tlsErrors === 1, 3000, 'tlsErrors');
+      assert.deepEqual(
+        [relay.counters.connections, relay.counters.tlsErrors, relay.counters.connectionsH1, relay.counters.connectionsH2, relay.counters.streams],
+        [1, 1, 0, 0, 0],
+      );
+    } finally {
+      client.destroy();
+      await relay.close();
+    }
+  });
+});

@@ -145,6 +145,19 @@ export function responseEvent(session: string, t: number, http: HttpVersion, sta
   };
 }
 
+/** RFC 9110 §15.2: a 1xx response other than 101 is interim; the final response follows it. */
+export function isInterimStatus(status: number): boolean {
+  return status >= 100 && status < 200 && status !== 101;
+}
+
+/**
+ * Whether a final response status opens the tunnel: over HTTP/1.1 only 101 Switching Protocols (RFC 9298 §3.2; a 2xx
+ * there is an ordinary response with a framed body), over HTTP/2 any 2xx (RFC 9298 §3.3, RFC 8441 §5).
+ */
+export function opensTunnel(http: HttpVersion, status: number): boolean {
+  return http === '1.1' ? status === 101 : status >= 200 && status < 300;
+}
+
 /** The `:status` of an HTTP/2 response field list, parsed (0 if missing or malformed). */
 export function http2Status(headers: HeaderList): number {
   for (const [n, v] of headers) if (n === ':status') return parseStatus(v);

@@ -98,6 +98,8 @@ export interface Http1HeadResult {
   rest: Buffer;
   /** Length of the head in bytes. */
   headLength: number;
+  /** The head's bytes exactly as received (leading empty lines before a request line included); `headLength` long. */
+  raw: Buffer;
 }
 
 /**
@@ -162,6 +164,6 @@ export class Http1HeadParser {
     this.parts = [];
     this.length = 0;
     this.scanned = 0;
-    return { head, rest, headLength: end };
+    return { head, rest, headLength: end, raw: buf.subarray(0, end) };
   }
 }

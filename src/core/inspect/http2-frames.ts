@@ -1,8 +1,9 @@
 import { Buffer } from 'node:buffer';
+import { H2_PREFACE } from '../http-version-detect.js';
 import { ErrorCodes } from '../errors.js';
 
-/** RFC 9113 §3.4: the client connection preface. */
-export const HTTP2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+/** RFC 9113 §3.4: the client connection preface (the same bytes the listeners use to tell HTTP/2 from HTTP/1.1). */
+export const HTTP2_PREFACE: Buffer = H2_PREFACE;
 
 /** RFC 9113 §6: frame type numbers. */
 export const FRAME_TYPE = {
@@ -193,8 +194,6 @@ export class Http2FrameParser {
   private failedFlag = false;
   /** Bytes consumed so far: the offset of the next unparsed byte. */
   position = 0;
-  /** Frames parsed. */
-  frames = 0;
 
   constructor(options: Http2FrameParserOptions) {
     this.prefaceLeft = options.expectPreface ? HTTP2_PREFACE.length : 0;
@@ -270,7 +269,6 @@ export class Http2FrameParser {
       const item = this.frame(type, flags, streamId, payload, this.position);
       i += 9 + length;
       this.position += 9 + length;
-      this.frames++;
       if (item !== null) {
         out.push(item);
         if (item.type === 'ERROR') return out;

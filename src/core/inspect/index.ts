@@ -8,7 +8,9 @@ export {
   headerListFromObject,
   headerListFromRaw,
   isCapsuleRequest,
+  isInterimStatus,
   http2Status,
+  opensTunnel,
   parseCapsuleProtocol,
   parseDefaultTemplateTarget,
   parseStatus,
@@ -18,6 +20,8 @@ export {
   responseEvent,
 } from './http-fields.js';
 export type { RequestHead } from './http-fields.js';
+export { errorFacts } from './error-facts.js';
+export type { ErrorFacts } from './error-facts.js';
 export { HpackDecoder, huffmanDecode, huffmanEncode } from './hpack.js';
 export type { HpackDecoderOptions } from './hpack.js';
 export { Http1HeadParser, parseHttp1HeadText, DEFAULT_MAX_HEAD_BYTES } from './http1.js';

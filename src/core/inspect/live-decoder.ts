@@ -2,7 +2,7 @@ import { ErrorCodes } from '../errors.js';
 import { CapsuleView } from './capsule-view.js';
 import type { CapsuleViewEvent } from './capsule-view.js';
 import type { CloseReason, Direction, HeaderList, HttpVersion, InspectEvent } from './events.js';
-import { isCapsuleRequest, requestEvent, responseEvent } from './http-fields.js';
+import { isCapsuleRequest, isInterimStatus, opensTunnel, requestEvent, responseEvent } from './http-fields.js';
 import type { RequestHead } from './http-fields.js';
 
 /** Default number of sessions a LiveSessionDecoder decodes at once. */
@@ -89,10 +89,7 @@ export class LiveSessionDecoder {
     this.emit(responseEvent(session, t, http, status, headers));
     const s = this.sessions.get(session);
     if (s === undefined || !s.tunnel) return;
-    const interim = status >= 100 && status < 200 && status !== 101;
-    // RFC 9298 §3.2: over HTTP/1.1 only 101 opens the tunnel; a 2xx there is an ordinary response with a framed body.
-    const opened = http === '1.1' ? status === 101 : status >= 200 && status < 300;
-    if (interim || opened) return;
+    if (isInterimStatus(status) || opensTunnel(http, status)) return;
     for (const i of [0, 1] as const) this.endDir(s, i, t, true);
   }
 

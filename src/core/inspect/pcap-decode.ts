@@ -1,10 +1,13 @@
 import { Buffer } from 'node:buffer';
-import { ErrorCodes, isUdpTunnelError } from '../errors.js';
+import { ErrorCodes } from '../errors.js';
+import { errorFacts } from './error-facts.js';
 import { CapsuleView } from './capsule-view.js';
 import type { CloseReason, Direction, ErrorLayer, HeaderList, InspectEvent } from './events.js';
 import { DEFAULT_MAX_HEADER_LIST_SIZE, HpackDecoder } from './hpack.js';
 import {
   isCapsuleRequest,
+  isInterimStatus,
+  opensTunnel,
   requestEvent,
   requestHeadFromHttp1,
   requestHeadFromHttp2,
@@ -288,9 +291,7 @@ class Http2Decoder implements ProtocolDecoder {
       return this.hpack[role].decode(block);
     } catch (err) {
       this.hpackBroken[role] = true;
-      const code = isUdpTunnelError(err) ? err.code : ErrorCodes.HPACK;
-      const rfc = isUdpTunnelError(err) && typeof err.details['rfc'] === 'string' ? err.details['rfc'] : null;
-      const message = err instanceof Error ? err.message : String(err);
+      const { code, rfc, message } = errorFacts(err, ErrorCodes.HPACK);
       // RFC 9113 §4.3: a header block that cannot be decoded is a connection error (COMPRESSION_ERROR).
       this.connError(role, offset, 'http', code, `COMPRESSION_ERROR: ${message}; later ${DIRS[role]} header blocks are skipped`, rfc, t);
       return null;
@@ -344,8 +345,7 @@ class Http2Decoder implements ProtocolDecoder {
     const status = http2Status(headers);
     if (headers.some(([n]) => n === ':status')) {
       emit(responseEvent(s.id, t, '2', status, headers));
-      // RFC 9298 §3.3 / RFC 8441 §5: only a 2xx response opens the tunnel.
-      if (s.tunnel && (status >= 300 || status < 100)) {
+      if (s.tunnel && !isInterimStatus(status) && !opensTunnel('2', status)) {
         s.abort(t, 'refused', `status ${status}`, emit);
         return;
       }
@@ -455,8 +455,7 @@ class Http1Decoder implements ProtocolDecoder {
       this.consumed[1] += chunk.length - r.rest.length;
       if (r.head.kind !== 'response') return;
       emit(responseEvent(this.session.id, t, '1.1', r.head.status, r.head.headers));
-      // RFC 9110 §15.2: other 1xx responses are interim; the final response follows.
-      if (r.head.status >= 100 && r.head.status < 200 && r.head.status !== 101) {
+      if (isInterimStatus(r.head.status)) {
         if (r.rest.length === 0) return;
         chunk = r.rest;
         continue;
@@ -466,8 +465,7 @@ class Http1Decoder implements ProtocolDecoder {
         this.session.abort(t, 'not-a-tunnel', null, emit);
         return;
       }
-      // RFC 9298 §3.2: success is 101 Switching Protocols; anything else means no tunnel.
-      if (r.head.status !== 101) {
+      if (!opensTunnel('1.1', r.head.status)) {
         this.refused = true;
         this.session.abort(t, 'refused', `status ${r.head.status}`, emit);
         return;
@@ -478,11 +476,8 @@ class Http1Decoder implements ProtocolDecoder {
   }
 
   private headError(role: Role, headStart: number, err: unknown, t: number): void {
-    const code = isUdpTunnelError(err) ? err.code : ErrorCodes.HTTP1_MALFORMED;
-    const rel = isUdpTunnelError(err) && typeof err.details['offset'] === 'number' ? err.details['offset'] : 0;
-    const message = err instanceof Error ? err.message : String(err);
-    const rfc = isUdpTunnelError(err) && typeof err.details['rfc'] === 'string' ? err.details['rfc'] : null;
-    this.error(role, headStart + rel, code, message, rfc, t);
+    const f = errorFacts(err, ErrorCodes.HTTP1_MALFORMED);
+    this.error(role, headStart + f.offset, f.code, f.message, f.rfc, t);
   }
 
   private error(role: Role, offset: number, code: string, reason: string, rfc: string | null, t: number): void {

@@ -1,10 +1,11 @@
 import { Buffer } from 'node:buffer';
 import type net from 'node:net';
-import { ErrorCodes, isUdpTunnelError } from '../errors.js';
+import { ErrorCodes } from '../errors.js';
 import { formatResponseHead } from '../http1-head.js';
 import { formatProxyStatus } from '../proxy-status.js';
 import { connectProxySocket } from '../transport/proxy-socket.js';
 import type { CloseReason, Direction, HeaderList } from './events.js';
+import { errorFacts } from './error-facts.js';
 import { fieldValues, requestHeadFromHttp1 } from './http-fields.js';
 import { Http1HeadParser } from './http1.js';
 import type { LiveSessionDecoder } from './live-decoder.js';
@@ -48,12 +49,12 @@ export class Http1RelayConnection {
   private phase: Phase = 'request-head';
   private readonly requestParser: Http1HeadParser;
   private readonly responseParser: Http1HeadParser;
-  private requestChunks: Buffer[] = [];
-  private responseChunks: Buffer[] = [];
   /** Bytes of the upstream's TCP stream consumed by complete response heads (offsets of response-head errors). */
   private responseOffset = 0;
   /** Client bytes that came with or after the request head while the upstream connection was being opened. */
   private held: Buffer[] = [];
+  /** The request head, exactly as received, while the upstream connection is being opened. */
+  private pendingHead: Buffer | null = null;
   private readonly connecting = new AbortController();
   /** True while the upstream connection is being opened. */
   private upstreamPending = false;
@@ -93,9 +94,10 @@ export class Http1RelayConnection {
     if (initial.length > 0) this.fromClient(initial);
   }
 
-  /** Bytes held in user space: heads being read, client bytes waiting for the upstream, both write queues. */
+  /** Bytes held in user space: heads being read or waiting for the upstream, client bytes waiting too, both write queues. */
   get bufferedBytes(): number {
     let n = this.requestParser.bufferedBytes + this.responseParser.bufferedBytes + this.client.writableLength + (this.up?.writableLength ?? 0);
+    n += this.pendingHead?.length ?? 0;
     for (const chunk of this.held) n += chunk.length;
     return n;
   }
@@ -133,7 +135,6 @@ export class Http1RelayConnection {
   }
 
   private requestHeadBytes(chunk: Buffer): void {
-    this.requestChunks.push(chunk);
     let r;
     try {
       r = this.requestParser.push(chunk);
@@ -144,10 +145,8 @@ export class Http1RelayConnection {
     this.ctx.requestStarted();
     this.phase = 'connecting';
     this.client.pause();
-    const all = this.requestChunks.length === 1 ? this.requestChunks[0]! : Buffer.concat(this.requestChunks);
-    this.requestChunks = [];
     // The head goes upstream exactly as received (leading empty lines included), so the proxy judges what the client sent.
-    const head = all.subarray(0, all.length - r.rest.length);
+    this.pendingHead = r.raw;
     // RFC 9298 §3.2: bytes after the request head already belong to the capsule stream (optimistic datagrams).
     if (r.rest.length > 0) this.held.push(r.rest);
     this.method = r.head.method;
@@ -170,18 +169,21 @@ export class Http1RelayConnection {
     }).then(
       (up) => {
         this.upstreamPending = false;
-        this.upstreamReady(up, head);
+        this.upstreamReady(up);
       },
       (err: unknown) => {
         this.upstreamPending = false;
+        this.pendingHead = null;
         if (this.phase === 'connecting') this.answerLocally(upstreamFailure(err, this.ctx.upstream));
         else this.maybeFinish();
       },
     );
   }
 
-  private upstreamReady(up: net.Socket, head: Buffer): void {
-    if (this.phase !== 'connecting') {
+  private upstreamReady(up: net.Socket): void {
+    const head = this.pendingHead;
+    this.pendingHead = null;
+    if (this.phase !== 'connecting' || head === null) {
       up.destroy();
       this.maybeFinish();
       return;
@@ -234,7 +236,6 @@ export class Http1RelayConnection {
   private responseHeadBytes(chunk: Buffer): void {
     let c = chunk;
     for (;;) {
-      this.responseChunks.push(c);
       let r;
       try {
         r = this.responseParser.push(c);
@@ -242,10 +243,8 @@ export class Http1RelayConnection {
         return this.responseHeadFailed(err);
       }
       if (r === null || r.head.kind !== 'response') return;
-      const all = this.responseChunks.length === 1 ? this.responseChunks[0]! : Buffer.concat(this.responseChunks);
-      this.responseChunks = [];
       this.responseOffset += r.headLength;
-      this.writeClient(all.subarray(0, all.length - r.rest.length));
+      this.writeClient(r.raw);
       const { status, headers } = r.head;
       this.ctx.decoder.response(this.id, this.t(), '1.1', status, headers);
       // RFC 9110 §15.2: other 1xx responses are interim; the final response follows on the same connection.
@@ -291,18 +290,20 @@ export class Http1RelayConnection {
   }
 
   private toClient(chunk: Buffer, decode: boolean): void {
-    this.writeClient(chunk);
-    this.ctx.counters.bytesToClient += chunk.length;
+    // A chunk the client can no longer take was counted as discarded; the decoder still sees what the proxy sent.
+    if (this.writeClient(chunk)) this.ctx.counters.bytesToClient += chunk.length;
     if (decode) this.ctx.decoder.bytes(this.id, '<-', chunk, this.t());
   }
 
-  private writeClient(chunk: Buffer): void {
+  /** Writes to the client; false (and the chunk counted as discarded) when the client side is gone. */
+  private writeClient(chunk: Buffer): boolean {
     const client = this.client;
     if (client.destroyed || client.writableEnded) {
       this.ctx.counters.discardedBytes += chunk.length;
-      return;
+      return false;
     }
     if (!client.write(chunk)) this.up?.pause();
+    return true;
   }
 
   // ---- failures ----------------------------------------------------------------------------------------------
@@ -322,11 +323,7 @@ export class Http1RelayConnection {
 
   /** Reports a head that could not be parsed; `base` is where the head starts in that direction's TCP stream. */
   private headError(err: unknown, dir: Direction, base: number): { tooLarge: boolean; message: string } {
-    const coded = isUdpTunnelError(err);
-    const code = coded ? err.code : ErrorCodes.HTTP1_MALFORMED;
-    const rel = coded && typeof err.details['offset'] === 'number' ? err.details['offset'] : 0;
-    const rfc = coded && typeof err.details['rfc'] === 'string' ? err.details['rfc'] : null;
-    const message = err instanceof Error ? err.message : String(err);
+    const { code, offset: rel, rfc, message } = errorFacts(err, ErrorCodes.HTTP1_MALFORMED);
     const tooLarge = code === ErrorCodes.HEADERS_TOO_LARGE;
     this.ctx.counters.headErrors++;
     if (tooLarge) this.ctx.counters.headLimit++;
@@ -449,6 +446,8 @@ export class Http1RelayConnection {
       // What the client sent is flushed, then FIN; an upstream that does not close in time is cut off.
       if (up !== null && !up.destroyed) {
         if (!up.writableEnded) up.end();
+        // Paused for a client that will never drain: read on so what still arrives is counted as discarded.
+        up.resume();
         this.armGrace(up);
       }
       if (this.phase === 'connecting') this.phase = 'done';

@@ -39,7 +39,7 @@ export interface RelayCounters {
   /** Bytes forwarded client -> proxy and proxy -> client (request and response content). */
   bytesToProxy: number;
   bytesToClient: number;
-  /** Bytes read from a side after its HTTP/1.1 exchange was over (after a refusal or a failure), not forwarded. */
+  /** Bytes read from a side but not forwarded: its HTTP/1.1 exchange was over, or the other side was already gone. */
   discardedBytes: number;
 }
 

@@ -96,6 +96,15 @@ function outgoingHeaders(list: HeaderList): http2.OutgoingHttpHeaders {
   return out;
 }
 
+/** Raises a session's connection-level receive window (RFC 9113 §6.9.2 leaves it at 64 KiB), so streams share more. */
+function widenConnectionWindow(session: http2.Http2Session): void {
+  try {
+    session.setLocalWindowSize(16 << 20);
+  } catch {
+    // The session is already closing.
+  }
+}
+
 /** Parses and checks the --upstream URL. */
 export function parseUpstreamUrl(text: string): URL {
   let url: URL;
@@ -383,21 +392,9 @@ export class InspectRelay extends EventEmitter {
     };
     upstream.on('goaway', followUpstream);
     upstream.on('close', followUpstream);
-    upstream.on('connect', () => {
-      try {
-        upstream.setLocalWindowSize(16 << 20);
-      } catch {
-        /* closing */
-      }
-    });
+    upstream.on('connect', () => widenConnectionWindow(upstream));
     client.on('error', () => {});
-    client.on('connect', () => {
-      try {
-        client.setLocalWindowSize(16 << 20);
-      } catch {
-        /* closing */
-      }
-    });
+    client.on('connect', () => widenConnectionWindow(client));
     client.on('close', () => {
       this.conns.delete(conn);
       if (!upstream.closed && !upstream.destroyed) upstream.close();
@@ -473,8 +470,11 @@ export class InspectRelay extends EventEmitter {
       this.decoder.response(id, this.now(), '2', http2Status(fields), fields);
     });
     up.on('data', (chunk: Buffer) => {
-      if (!client.destroyed && !client.writableEnded && !client.write(chunk)) up.pause();
-      this.counters.bytesToClient += chunk.length;
+      if (client.destroyed || client.writableEnded) this.counters.discardedBytes += chunk.length;
+      else {
+        if (!client.write(chunk)) up.pause();
+        this.counters.bytesToClient += chunk.length;
+      }
       this.decoder.bytes(id, '<-', chunk, this.now());
     });
     client.on('drain', () => up.resume());
@@ -485,8 +485,11 @@ export class InspectRelay extends EventEmitter {
     });
     up.on('close', () => this.onUpstreamClose(pair));
     client.on('data', (chunk: Buffer) => {
-      if (!up.destroyed && !up.writableEnded && !up.write(chunk)) client.pause();
-      this.counters.bytesToProxy += chunk.length;
+      if (up.destroyed || up.writableEnded) this.counters.discardedBytes += chunk.length;
+      else {
+        if (!up.write(chunk)) client.pause();
+        this.counters.bytesToProxy += chunk.length;
+      }
       this.decoder.bytes(id, '->', chunk, this.now());
     });
     up.on('drain', () => client.resume());

@@ -1,11 +1,9 @@
 import { tapChannel, type TapMessage } from '../diagnostics.js';
-import type { CloseReason, HttpVersion } from './events.js';
-import { headerListFromObject, parseStatus, requestHeadFromHttp1, requestHeadFromHttp2 } from './http-fields.js';
+import type { CloseReason } from './events.js';
+import { headerListFromObject, requestHeadFromHttp1, requestHeadFromHttp2 } from './http-fields.js';
 import type { RequestHead } from './http-fields.js';
 import { http2ErrorName } from './http2-frames.js';
 import { LiveSessionDecoder, type LiveDecoderOptions, type LiveDecoderStats } from './live-decoder.js';
-
-const MAX_TRACKED = 10_000;
 
 /** Options of a TapInspector. */
 export type TapInspectorOptions = LiveDecoderOptions;
@@ -34,7 +32,6 @@ function headOf(m: Extract<TapMessage, { kind: 'request' }>): RequestHead {
  */
 export class TapInspector {
   private readonly decoder: LiveSessionDecoder;
-  private readonly http = new Map<string, HttpVersion>();
   private startedAt = 0;
   private subscribed = false;
   private readonly listener = (message: unknown): void => this.onMessage(message as TapMessage);
@@ -62,7 +59,6 @@ export class TapInspector {
     this.subscribed = false;
     tapChannel.unsubscribe(this.listener);
     this.decoder.closeAll(this.rel(Date.now()), 'local', detail);
-    this.http.clear();
   }
 
   private rel(time: number): number {
@@ -73,21 +69,12 @@ export class TapInspector {
     const t = this.rel(m.time);
     switch (m.kind) {
       case 'request': {
-        const head = headOf(m);
-        // Bounded like the decoder's session table; a missing entry only defaults the response's version to '2'.
-        if (this.http.size < MAX_TRACKED) this.http.set(m.session, head.http);
-        this.decoder.request(m.session, t, head);
+        this.decoder.request(m.session, t, headOf(m));
         return;
       }
-      case 'response': {
-        const http = this.http.get(m.session) ?? '2';
-        const all = headerListFromObject(m.headers);
-        const status = parseStatus(all.find(([n]) => n === ':status')?.[1] ?? null);
-        // HTTP/1.1 has no pseudo-header fields: the status travels as `:status` only inside the tap message.
-        const list = http === '1.1' ? all.filter(([n]) => n !== ':status') : all;
-        this.decoder.response(m.session, t, http, status, list);
+      case 'response':
+        this.decoder.response(m.session, t, m.http, m.status, headerListFromObject(m.headers));
         return;
-      }
       case 'bytes':
         this.decoder.bytes(m.session, m.dir, m.chunk, t);
         return;
@@ -96,7 +83,6 @@ export class TapInspector {
         return;
       case 'close': {
         const { reason, detail } = tapCloseReason(m.reason);
-        this.http.delete(m.session);
         this.decoder.close(m.session, t, reason, detail);
         return;
       }

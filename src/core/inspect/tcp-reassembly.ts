@@ -153,7 +153,7 @@ export class TcpReassembler {
       st = undefined;
     }
     if (st === undefined) {
-      if (st === undefined && (seg.flags & TCP_FLAG.RST) !== 0 && seg.payload.length === 0) return;
+      if ((seg.flags & TCP_FLAG.RST) !== 0 && seg.payload.length === 0) return;
       st = this.create(key, seg, t);
       if (st === undefined) {
         this.stats.droppedConnectionSegments++;

@@ -50,7 +50,7 @@ export class H1ConnectUdpTransport implements Transport {
     }
     const response = await readResponseHead(socket, Math.max(1, connectTimeoutMs - (Date.now() - started)), signal, proxy);
     const h = toRecord(response);
-    if (tap && tapChannel.hasSubscribers) tapChannel.publish({ kind: 'response', session, time: Date.now(), headers: { ':status': String(response.status), ...h } });
+    if (tap && tapChannel.hasSubscribers) tapChannel.publish({ kind: 'response', session, time: Date.now(), http: '1.1', status: response.status, headers: h });
     if (response.status !== 101) {
       socket.destroy();
       throw refusedError(response.status, h, 'CONNECT-UDP over HTTP/1.1', Boolean(this.opts.authorization));

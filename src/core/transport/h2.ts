@@ -320,7 +320,7 @@ async function openH2StreamOnce(
   if (session !== undefined && tapChannel.hasSubscribers) {
     tapChannel.publish({ kind: 'request', session, time: Date.now(), headers: { ...headers } });
     stream.once('response', (h) => {
-      if (tapChannel.hasSubscribers) tapChannel.publish({ kind: 'response', session, time: Date.now(), headers: { ...h } });
+      if (tapChannel.hasSubscribers) tapChannel.publish({ kind: 'response', session, time: Date.now(), http: '2', status: Number(h[':status']), headers: { ...h } });
     });
   }
   let released = false;

@@ -3,6 +3,8 @@ import { Buffer } from 'node:buffer';
 import { describe, it } from 'node:test';
 import { Http1HeadParser, parseHttp1HeadText } from '../../../src/core/inspect/http1.js';
 import {
+  isInterimStatus,
+  opensTunnel,
   parseCapsuleProtocol,
   parseDefaultTemplateTarget,
   requestEvent,
@@ -10,7 +12,8 @@ import {
   requestHeadFromHttp2,
   responseEvent,
 } from '../../../src/core/inspect/http-fields.js';
-import { isUdpTunnelError } from '../../../src/core/errors.js';
+import { ErrorCodes, UdpTunnelError, isUdpTunnelError } from '../../../src/core/errors.js';
+import { errorFacts } from '../../../src/core/inspect/error-facts.js';
 
 const UPGRADE_REQUEST =
   'GET /.well-known/masque/udp/192.0.2.6/443/ HTTP/1.1\r\n' +
@@ -39,6 +42,23 @@ describe('Http1HeadParser', () => {
     });
     assert.deepEqual([...r.rest], [...tail]);
     assert.equal(r.headLength, UPGRADE_REQUEST.length);
+  });
+
+  it('hands back the head bytes exactly as received (leading empty lines included), however the input was split', () => {
+    const wire = Buffer.from(`\r\n\n${UPGRADE_REQUEST}`, 'latin1');
+    const tail = Buffer.from([0x00, 0x01, 0x00]);
+    const all = Buffer.concat([wire, tail]);
+    for (const split of [1, 2, 3, 20, wire.length - 3, wire.length - 1]) {
+      const p = new Http1HeadParser('request');
+      assert.equal(p.push(all.subarray(0, split)), null);
+      assert.equal(p.bufferedBytes, split);
+      const r = p.push(all.subarray(split));
+      assert.ok(r, `split at ${split}`);
+      assert.equal(r.raw.toString('hex'), wire.toString('hex'));
+      assert.equal(r.headLength, wire.length);
+      assert.equal(r.rest.toString('hex'), tail.toString('hex'));
+      assert.equal(p.bufferedBytes, 0);
+    }
   });
 
   it('waits for the whole head when split byte by byte', () => {
@@ -113,6 +133,26 @@ describe('Http1HeadParser', () => {
       assert.throws(() => new Http1HeadParser(kind).push(Buffer.from(text, 'latin1')), (e: unknown) => isUdpTunnelError(e, 'UT_ERR_HTTP1_MALFORMED'));
     });
   }
+});
+
+describe('opensTunnel and isInterimStatus', () => {
+  it('opens on 101 over HTTP/1.1 and on any 2xx over HTTP/2, nothing else', () => {
+    const statuses = [0, 100, 101, 103, 199, 200, 204, 299, 300, 403, 502];
+    assert.deepEqual(statuses.filter((s) => opensTunnel('1.1', s)), [101]);
+    assert.deepEqual(statuses.filter((s) => opensTunnel('2', s)), [200, 204, 299]);
+    assert.deepEqual(statuses.filter((s) => isInterimStatus(s)), [100, 103, 199]);
+  });
+});
+
+describe('errorFacts', () => {
+  it('reads code, offset and RFC of a coded error, and falls back for anything else', () => {
+    const coded = new UdpTunnelError(ErrorCodes.HTTP1_MALFORMED, 'bad line', { offset: 17, rfc: 'RFC 9112' });
+    assert.deepEqual(errorFacts(coded, ErrorCodes.HPACK), { code: ErrorCodes.HTTP1_MALFORMED, offset: 17, rfc: 'RFC 9112', message: 'bad line' });
+    const bare = new UdpTunnelError(ErrorCodes.HEADERS_TOO_LARGE, 'too big', { offset: 'x' });
+    assert.deepEqual(errorFacts(bare, ErrorCodes.HPACK), { code: ErrorCodes.HEADERS_TOO_LARGE, offset: 0, rfc: null, message: 'too big' });
+    assert.deepEqual(errorFacts(new RangeError('oops'), ErrorCodes.HPACK), { code: ErrorCodes.HPACK, offset: 0, rfc: null, message: 'oops' });
+    assert.deepEqual(errorFacts('text', ErrorCodes.HTTP1_MALFORMED), { code: ErrorCodes.HTTP1_MALFORMED, offset: 0, rfc: null, message: 'text' });
+  });
 });
 
 describe('request/response fields', () => {

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { Buffer } from 'node:buffer';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { Http2FrameParser, http2ErrorName } from '../../../src/core/inspect/http2-frames.js';
+import { H2_PREFACE } from '../../../src/core/http-version-detect.js';
+import { HTTP2_PREFACE, Http2FrameParser, http2ErrorName } from '../../../src/core/inspect/http2-frames.js';
 import type { Http2FrameItem } from '../../../src/core/inspect/http2-frames.js';
 import { END_HEADERS, END_STREAM, PADDED, PREFACE, PRIORITY, h2Frame, settingsFrame } from '../../helpers/h2-writer.js';
 
@@ -31,6 +32,14 @@ const u32 = (n: number): Buffer => {
   b.writeUInt32BE(n >>> 0);
   return b;
 };
+
+describe('HTTP2_PREFACE', () => {
+  it('is the one preface the listeners detect HTTP/2 by (RFC 9113 §3.4)', () => {
+    assert.equal(HTTP2_PREFACE, H2_PREFACE);
+    assert.equal(HTTP2_PREFACE.toString('latin1'), 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+    assert.equal(Object.hasOwn(new Http2FrameParser({ expectPreface: true }), 'frames'), false);
+  });
+});
 
 describe('Http2FrameParser', () => {
   const stream = Buffer.concat([

@@ -208,7 +208,7 @@ describe('TapInspector', () => {
     tap.start(1000);
     assert.equal(tapChannel.hasSubscribers, true);
     tapChannel.publish({ kind: 'request', session: 't1', time: 1005, headers: Object.fromEntries(CONNECT_FIELDS) });
-    tapChannel.publish({ kind: 'response', session: 't1', time: 1006, headers: { ':status': 200, 'capsule-protocol': '?1' } });
+    tapChannel.publish({ kind: 'response', session: 't1', time: 1006, http: '2', status: 200, headers: { ':status': '200', 'capsule-protocol': '?1' } });
     tapChannel.publish({ kind: 'bytes', session: 't1', time: 1007, dir: '<-', chunk: h('00 01 00') });
     tap.stop('test over');
     assert.equal(tapChannel.hasSubscribers, before);
@@ -224,6 +224,35 @@ describe('TapInspector', () => {
     assert.deepEqual(last.event === 'close' && [last.reason, last.detail], ['local', 'test over']);
     const res = events[1]!;
     assert.equal(res.event === 'response' && res.status, 200);
+  });
+
+  it('takes the HTTP version and status of a response from the message, not from earlier requests or header fields', () => {
+    const events: InspectEvent[] = [];
+    const tap = new TapInspector({ onEvent: (ev) => events.push(ev) });
+    tap.start(1000);
+    try {
+      // HTTP/1.1: the status is carried by the message; the fields are the response's own, with no pseudo-header.
+      tapChannel.publish({ kind: 'request', session: 'h1', time: 1001, headers: { host: 'proxy.example', connection: 'Upgrade', upgrade: 'connect-udp', 'capsule-protocol': '?1' }, requestLine: { method: 'GET', target: '/.well-known/masque/udp/192.0.2.6/443/' } });
+      tapChannel.publish({ kind: 'response', session: 'h1', time: 1002, http: '1.1', status: 101, headers: { upgrade: 'connect-udp', 'capsule-protocol': '?1' } });
+      // No request seen for this session (e.g. the tap started late): the version still comes from the message.
+      tapChannel.publish({ kind: 'response', session: 'late', time: 1003, http: '1.1', status: 403, headers: { 'proxy-status': 'udp-tunnel; error=destination_ip_prohibited' } });
+      tapChannel.publish({ kind: 'response', session: 'h2', time: 1004, http: '2', status: 200, headers: { ':status': '200', 'capsule-protocol': '?1' } });
+      // The tunnel is open after the 101: capsules are decoded.
+      tapChannel.publish({ kind: 'bytes', session: 'h1', time: 1005, dir: '<-', chunk: h('00 02 00 ff') });
+    } finally {
+      tap.stop('test over');
+    }
+    const responses = events.filter((e) => e.event === 'response');
+    assert.deepEqual(
+      responses.map((e) => (e.event === 'response' ? [e.session, e.http, e.status, e.headers, e.capsuleProtocol] : null)),
+      [
+        ['h1', '1.1', 101, [['upgrade', 'connect-udp'], ['capsule-protocol', '?1']], true],
+        ['late', '1.1', 403, [['proxy-status', 'udp-tunnel; error=destination_ip_prohibited']], false],
+        ['h2', '2', 200, [[':status', '200'], ['capsule-protocol', '?1']], true],
+      ],
+    );
+    const caps = events.filter((e) => e.event === 'capsule');
+    assert.deepEqual(caps.map((e) => (e.event === 'capsule' ? [e.session, e.typeName, e.payloadHex] : null)), [['h1', 'DATAGRAM', 'ff']]);
   });
 });
 

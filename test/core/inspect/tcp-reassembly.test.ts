@@ -151,6 +151,16 @@ describe('TcpReassembler', () => {
     assert.deepEqual(log.slice(1), ['gap c1 0 at 0 missing 2 @2', 'end c1 0 rst @2', 'end c1 1 rst @2']);
   });
 
+  it('ignores a bare RST of a connection it never saw, and still picks up the connection that follows', () => {
+    const f = new TcpFlow('10.0.0.1', 40000, '10.0.0.2', 443);
+    const stray = f.server('', RST | ACK);
+    const hs = f.handshake();
+    const hello = f.client('hello');
+    const { log, r } = run([[stray, 0], ...hs.map((s): [SegmentSpec, number] => [s, 1]), [hello, 2]]);
+    assert.deepEqual(log, ["conn c1 10.0.0.1:40000 handshake=true @1", "data c1 0 'hello' @2", 'end c1 0 capture-end @99', 'end c1 1 capture-end @99']);
+    assert.equal(r.stats.droppedConnectionSegments, 0);
+  });
+
   it('picks up a connection mid-stream at the first segment seen', () => {
     const f = new TcpFlow('10.0.0.1', 40000, '10.0.0.2', 443);
     f.handshake();
