@@ -7,7 +7,7 @@ import tls from 'node:tls';
 import { ErrorCodes, UdpTunnelError } from '../errors.js';
 import { IdleTimer } from '../idle-timer.js';
 import { FrameDecoder, FrameWriter, MAX_FRAME_PAYLOAD } from './bare-relay-frames.js';
-import { DEFAULT_SOCKET_BUFFER_BYTES, trySetSocketBuffers } from './udp-socket.js';
+import { DEFAULT_SOCKET_BUFFER_BYTES, literalLookup, trySetSocketBuffers } from '../udp-socket.js';
 import { PeerTable } from '../peer-table.js';
 
 // A reference floor for the bench, NOT a tunnel: two bare relays in the places of connect and serve, one TCP
@@ -64,11 +64,6 @@ function emptyDrops(): RelayDrops {
 
 function formatPeer(address: string, port: number): string {
   return net.isIP(address) === 6 ? `[${address}]:${port}` : `${address}:${port}`;
-}
-
-/** Lookup for sockets that only see address literals: answers synchronously, as the tunnel client's socket does. */
-function literalLookup(family: 4 | 6): NonNullable<dgram.SocketOptions['lookup']> {
-  return (address, _options, callback) => callback(null, address, family);
 }
 
 function requireLiteral(host: string, what: string): 4 | 6 {
