@@ -31,6 +31,7 @@ interface ConnectArgs extends CommonArgs, InspectTapArgs {
   'backoff-max'?: string;
   'max-datagram': number;
   'max-sessions': number;
+  'max-udp-send-queue': number;
   'connect-timeout': string;
   insecure: boolean;
   ca?: string;
@@ -74,6 +75,7 @@ export const connectCommand: CommandModule<object, ConnectArgs> = {
       .option('backoff-max', { type: 'string', describe: 'Longest retry delay (default 10 x --backoff-base)' })
       .option('max-datagram', { type: 'number', default: 65527, describe: 'Larger datagrams are dropped and counted, never truncated' })
       .option('max-sessions', { type: 'number', default: 10000, describe: 'Concurrent local peers; more are dropped and counted' })
+      .option('max-udp-send-queue', { type: 'number', default: 1024, describe: 'Datagrams the local socket may have queued (kernel buffer full) before replies to local peers are dropped' })
       .option('connect-timeout', { type: 'string', default: '10s', describe: 'Give up on one tunnel attempt after this long' })
       .option('insecure', { type: 'boolean', default: false, describe: 'Do not verify the proxy certificate at all (testing only)' })
       .option('ca', { type: 'string', describe: 'PEM file of CA certificates to trust for the proxy' })
@@ -137,6 +139,7 @@ export const connectCommand: CommandModule<object, ConnectArgs> = {
       backoff: { baseMs, maxMs: args['backoff-max'] ? parseDuration(args['backoff-max'], '--backoff-max', 'ms') : baseMs * 10 },
       maxDatagram: args['max-datagram'],
       maxSessions: args['max-sessions'],
+      maxUdpSendQueue: args['max-udp-send-queue'],
     });
     attachClientOutput(client, out);
     const tap = await startInspectTap(args, out, 'connect');

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 import { formatHostPort, parseHostPort } from '../core/address.js';
 import { parseDuration, parseSize } from '../core/duration.js';
+import { ErrorCodes, UdpTunnelError } from '../core/errors.js';
 import { buildAuthenticator, buildTargetPolicy, exposureWarning, parsePostRoutes } from '../core/serve-config.js';
 import { TunnelServer, type ServerSessionStats, type ServerTlsOptions } from '../core/server.js';
 import { describeCertificate, generateCertificate } from '../core/tls-cert.js';
@@ -32,6 +33,7 @@ interface ServeArgs extends CommonArgs, InspectTapArgs {
   'max-capsule': string;
   'max-datagram': number;
   'max-stream-buffer': string;
+  'max-udp-send-queue': number;
   'header-timeout': string;
   'connection-idle-timeout': string;
   'max-connections': number;
@@ -43,6 +45,16 @@ interface ServeArgs extends CommonArgs, InspectTapArgs {
 function positive(n: number, what: string): number {
   if (!Number.isInteger(n) || n < 1) throw new UsageError(`${what} must be a whole number of at least 1`);
   return n;
+}
+
+/** Builds a server from flag values: an option it refuses (e.g. --max-datagram) is a bad flag, reported as such. */
+function usageOnBadOption<T>(build: () => T): T {
+  try {
+    return build();
+  } catch (err) {
+    if (err instanceof UdpTunnelError && err.code === ErrorCodes.INVALID_OPTION) throw new UsageError(err.message);
+    throw err;
+  }
 }
 
 /** `udp-tunnel serve`: the proxy side. */
@@ -70,6 +82,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       .option('max-capsule', { type: 'string', default: '65552', describe: 'Largest capsule accepted; a longer one aborts its stream' })
       .option('max-datagram', { type: 'number', default: 65527, describe: 'Largest UDP payload relayed either way; larger ones are dropped and counted' })
       .option('max-stream-buffer', { type: 'string', default: '256k', describe: 'Bytes queued toward a client before datagrams are dropped; also the HTTP/2 stream window' })
+      .option('max-udp-send-queue', { type: 'number', default: 1024, describe: 'Datagrams a session may have queued toward its target (kernel buffer full) before more are dropped' })
       .option('header-timeout', { type: 'string', default: '10s', describe: 'Time a connection has for its TLS handshake and first request head (and an HTTP/2 peer to acknowledge SETTINGS)' })
       .option('connection-idle-timeout', {
         type: 'string',
@@ -90,9 +103,6 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
     if (Boolean(args.cert) !== Boolean(args.key)) throw new UsageError('--cert and --key go together');
     if (args.cert && args['self-signed']) throw new UsageError('--self-signed and --cert exclude each other');
     if (args['client-ca'] && !args.cert && !args['self-signed']) throw new UsageError('--client-ca needs TLS: add --cert/--key or --self-signed');
-    if (!Number.isInteger(args['max-datagram']) || args['max-datagram'] < 0 || args['max-datagram'] > 65527) {
-      throw new UsageError('--max-datagram must be 0..65527 (RFC 9298 §5)');
-    }
     const policy = buildTargetPolicy(args.allow, args.deny, listen.host);
     const postRoutes = parsePostRoutes(args['post-route']);
     const auth = buildAuthenticator({
@@ -115,7 +125,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       certInfo = { selfSigned: false, ...describeCertificate(cert) };
     }
     if (tls && args['client-ca']) tls.ca = readFileSync(args['client-ca']);
-    const server = new TunnelServer({
+    const server = usageOnBadOption(() => new TunnelServer({
       host: listen.host,
       port: listen.port,
       ...(tls ? { tls } : {}),
@@ -132,13 +142,14 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       maxCapsuleLength: parseSize(args['max-capsule'], '--max-capsule'),
       maxDatagram: args['max-datagram'],
       maxStreamBuffer: parseSize(args['max-stream-buffer'], '--max-stream-buffer'),
+      maxUdpSendQueue: positive(args['max-udp-send-queue'], '--max-udp-send-queue'),
       headerTimeoutMs: parseDuration(args['header-timeout'], '--header-timeout'),
       connectionIdleTimeoutMs: parseDuration(args['connection-idle-timeout'], '--connection-idle-timeout'),
       maxConnections: positive(args['max-connections'], '--max-connections'),
       maxHeaderSize: parseSize(args['max-header-size'], '--max-header-size'),
       ...(args['dns-server'].length ? { dnsServers: args['dns-server'] } : {}),
       dnsTimeoutMs: parseDuration(args['dns-timeout'], '--dns-timeout'),
-    });
+    }));
     attachServerOutput(server, out);
     const tap = await startInspectTap(args, out, 'serve');
     const addr = await server.listen();
@@ -187,12 +198,12 @@ export function attachServerOutput(server: TunnelServer, out: Output): void {
   });
   server.on('session-close', (s: ServerSessionStats) => {
     out.event('session-close', { ...s });
-    const drops = s.dropBackpressure + s.dropContextId + s.dropUdpSend + s.dropOversize;
+    const drops = s.dropBackpressure + s.dropContextId + s.dropUdpSend + s.dropSendQueue + s.dropOversize;
     out.info(
       `${c.magenta(s.id)} closed (${s.closeReason}) after ${(s.durationMs / 1000).toFixed(1)}s: ` +
         `${s.rxDatagrams} dgrams/${s.rxBytes} B in, ${s.txDatagrams} dgrams/${s.txBytes} B out` +
         (drops > 0
-          ? c.yellow(`, dropped backpressure=${s.dropBackpressure} oversize=${s.dropOversize} contextId=${s.dropContextId} udpSend=${s.dropUdpSend}`)
+          ? c.yellow(`, dropped backpressure=${s.dropBackpressure} oversize=${s.dropOversize} contextId=${s.dropContextId} udpSend=${s.dropUdpSend} sendQueue=${s.dropSendQueue}`)
           : ''),
     );
   });

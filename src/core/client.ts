@@ -3,6 +3,7 @@ import { lookup } from 'node:dns/promises';
 import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { formatHostPort } from './address.js';
 import { backoffDelay, sleep, type BackoffOptions } from './backoff.js';
 import { DEFAULT_MAX_CAPSULE_LENGTH } from './codec/capsule-decoder.js';
 import { MAX_UDP_PAYLOAD } from './codec/datagram.js';
@@ -12,6 +13,8 @@ import { ErrorCodes, UdpTunnelError } from './errors.js';
 import { IdleTimer } from './idle-timer.js';
 import type { Transport, TunnelHandle } from './transport/types.js';
 import { PeerTable } from './peer-table.js';
+import { checkMaxDatagram, checkMaxUdpSendQueue } from './relay-limits.js';
+import { DEFAULT_MAX_UDP_SEND_QUEUE, DEFAULT_SOCKET_BUFFER_BYTES, literalLookup, trySetSocketBuffers } from './udp-socket.js';
 
 /** Envoy `buffer_options`: datagrams held while a session's tunnel is not ready yet. */
 export interface BufferOptions {
@@ -40,6 +43,11 @@ export interface TunnelClientOptions {
   maxStreamBuffer?: number;
   /** Concurrent sessions (local peers); further peers are dropped and counted. */
   maxSessions?: number;
+  /**
+   * Datagrams the local socket may have queued (kernel send buffer full) before tunnel datagrams for local peers
+   * are dropped and counted in `drops.sendQueue`. Default 1024.
+   */
+  maxUdpSendQueue?: number;
 }
 
 /** Why datagrams were dropped, per session. */
@@ -56,6 +64,8 @@ export interface SessionDrops {
   unsent: number;
   /** Tunnel datagrams the local peer could not be sent (socket error). */
   replyFailed: number;
+  /** Tunnel datagrams for the local peer dropped because the local socket already had maxUdpSendQueue queued. */
+  sendQueue: number;
   /** Datagrams with a context ID other than 0 (RFC 9298 §4). */
   contextId: number;
 }
@@ -67,7 +77,7 @@ export interface ClientSessionStats {
   /** Datagrams and bytes received from the local peer. */
   rxDatagrams: number;
   rxBytes: number;
-  /** Datagrams and bytes delivered to the local peer. */
+  /** Datagrams and bytes handed to the local socket for the local peer (not those dropped in `drops.sendQueue`). */
   txDatagrams: number;
   txBytes: number;
   drops: SessionDrops;
@@ -93,6 +103,7 @@ export interface ClientCounters {
   sess_tunnel_failure: number;
   sess_tunnel_buffer_overflow: number;
   upstream_rq_retry: number;
+  /** Datagrams dropped either way, for any reason counted in SessionDrops (and peers over maxSessions). */
   datagrams_dropped: number;
 }
 
@@ -111,15 +122,6 @@ interface ClientSession {
   abort: AbortController;
   stats: ClientSessionStats;
   sendDone: (err: Error | null) => void;
-}
-
-/**
- * Lookup for the local socket, which only ever sends to peers' source addresses and binds a resolved address:
- * both are literals, so the answer is the input, given synchronously. The default (dns.lookup) would test the
- * literal and defer every reply datagram to the next tick.
- */
-function literalLookup(family: 4 | 6): NonNullable<dgram.SocketOptions['lookup']> {
-  return (address, _options, callback) => callback(null, address, family);
 }
 
 /**
@@ -162,11 +164,11 @@ export class TunnelClient extends EventEmitter {
       maxCapsuleLength: DEFAULT_MAX_CAPSULE_LENGTH,
       maxStreamBuffer: 256 * 1024,
       maxSessions: 10_000,
+      maxUdpSendQueue: DEFAULT_MAX_UDP_SEND_QUEUE,
       ...options,
     };
-    if (this.opts.maxDatagram > MAX_UDP_PAYLOAD || this.opts.maxDatagram < 0) {
-      throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `--max-datagram must be 0..${MAX_UDP_PAYLOAD} (RFC 9298 §5)`);
-    }
+    checkMaxDatagram(this.opts.maxDatagram);
+    checkMaxUdpSendQueue(this.opts.maxUdpSendQueue);
   }
 
   /** Binds the local UDP socket; resolves with the bound address. */
@@ -183,12 +185,7 @@ export class TunnelClient extends EventEmitter {
         // A socket error here (rare for UDP) must not kill the process; report it.
         socket.on('error', (err) => this.emit('error', err));
         socket.on('message', (msg, rinfo) => this.onLocalDatagram(msg, rinfo.address, rinfo.port));
-        try {
-          socket.setRecvBufferSize(4 << 20);
-          socket.setSendBufferSize(4 << 20);
-        } catch {
-          /* the OS may cap buffer sizes; defaults still work */
-        }
+        trySetSocketBuffers(socket, DEFAULT_SOCKET_BUFFER_BYTES);
         resolve(socket.address());
       });
     });
@@ -240,7 +237,8 @@ export class TunnelClient extends EventEmitter {
       return;
     }
     if (s.state === 'open') {
-      if (!s.channel!.send(msg)) this.counters.datagrams_dropped++;
+      // A refusal is counted through the channel's onDrop.
+      s.channel!.send(msg);
       return;
     }
     const buf = this.opts.buffer;
@@ -278,12 +276,12 @@ export class TunnelClient extends EventEmitter {
       }),
       stats: {
         id,
-        peer: isIP(address) === 6 ? `[${address}]:${port}` : `${address}:${port}`,
+        peer: formatHostPort(address, port),
         rxDatagrams: 0,
         rxBytes: 0,
         txDatagrams: 0,
         txBytes: 0,
-        drops: { oversize: 0, notReady: 0, bufferOverflow: 0, backpressure: 0, unsent: 0, replyFailed: 0, contextId: 0 },
+        drops: { oversize: 0, notReady: 0, bufferOverflow: 0, backpressure: 0, unsent: 0, replyFailed: 0, sendQueue: 0, contextId: 0 },
         skippedCapsules: 0,
         connectAttempts: 0,
         openedAt: Date.now(),
@@ -342,14 +340,22 @@ export class TunnelClient extends EventEmitter {
     s.state = 'open';
     s.stats.readyAfterMs = Date.now() - s.stats.openedAt;
     const socket = this.socket!;
+    const maxQueue = this.opts.maxUdpSendQueue;
     s.channel = new DatagramChannel(handle.stream, {
       session: s.id,
       role: 'client',
       maxCapsuleLength: this.opts.maxCapsuleLength,
       maxWriteBuffer: this.opts.maxStreamBuffer,
       maxDatagram: this.opts.maxDatagram,
+      onDrop: () => this.counters.datagrams_dropped++,
       onDatagram: (payload) => {
         s.idle.touch();
+        // Each queued datagram holds its buffer until the kernel takes it: bound the queue, drop beyond it.
+        if (socket.getSendQueueCount() >= maxQueue) {
+          s.stats.drops.sendQueue++;
+          this.counters.datagrams_dropped++;
+          return;
+        }
         s.stats.txDatagrams++;
         s.stats.txBytes += payload.length;
         this.counters.downstream_sess_tx_datagrams++;
@@ -368,7 +374,7 @@ export class TunnelClient extends EventEmitter {
     const pending = s.pending;
     s.pending = [];
     s.pendingBytes = 0;
-    for (const msg of pending) if (!s.channel.send(msg)) this.counters.datagrams_dropped++;
+    for (const msg of pending) s.channel.send(msg);
   }
 
   private closeSession(s: ClientSession, reason: string): void {

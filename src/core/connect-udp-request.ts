@@ -13,8 +13,6 @@ export interface IncomingTunnelRequest {
   path: string | undefined;
   authority: string | undefined;
   scheme?: string | undefined;
-  /** Raw Capsule-Protocol header value(s). */
-  capsuleProtocol: string | string[] | undefined;
   /** HTTP/1.1: how many Host fields arrived (RFC 9112 §3.2: exactly one). */
   hostCount?: number;
   /** HTTP/1.1: whether the Connection field lists `upgrade` (RFC 9110 §7.8). */
@@ -33,20 +31,6 @@ export type PostRoutes = ReadonlyMap<string, HostPort>;
 export type RequestVerdict =
   | { ok: true; host: string; port: number; mode: TunnelMode }
   | { ok: false; status: number; error: ProxyErrorType; details: string; allow?: string };
-
-/**
- * Parses a Capsule-Protocol header (RFC 9297 §3.4): a structured-field boolean; `?1` is true; `?0`, absent,
- * non-boolean or more than one field value means not in use. Parameters are ignored.
- */
-export function capsuleProtocolEnabled(value: string | string[] | undefined): boolean {
-  if (value === undefined) return false;
-  if (Array.isArray(value)) {
-    if (value.length !== 1) return false;
-    value = value[0]!;
-  }
-  const item = value.trim().split(';')[0]!.trim();
-  return item === '?1';
-}
 
 /**
  * Validates a tunnel request in one linear pass and returns the decoded target, or the refusal status:

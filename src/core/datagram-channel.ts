@@ -103,11 +103,6 @@ export class DatagramChannel {
     stream.resume();
   }
 
-  /** Bytes of a partial capsule currently held by the decoder. */
-  get bufferedBytes(): number {
-    return this.decoder.bufferedBytes;
-  }
-
   /**
    * Sends one UDP payload as a DATAGRAM capsule. Returns false (and counts a drop) when the stream cannot take it
    * now: datagrams are dropped rather than queued without limit (RFC 9298 §5 allows loss).
@@ -249,6 +244,3 @@ export class DatagramChannel {
     this.opts.onMalformed(e);
   }
 }
-
-/** Re-export for callers that need the RFC 9298 payload limit next to the channel. */
-export { MAX_UDP_PAYLOAD };

@@ -5,6 +5,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
+import { formatHostPort } from './address.js';
 import type { AuthHeaders } from './auth.js';
 import { DEFAULT_MAX_CAPSULE_LENGTH } from './codec/capsule-decoder.js';
 import { MAX_UDP_PAYLOAD } from './codec/datagram.js';
@@ -16,7 +17,9 @@ import { ALPN_H2_AND_HTTP1, detectCleartextHttpVersion, tlsHttpVersion } from '.
 import { formatResponseHead, headerValues, listsToken, parseRequestHead, rawHeaderList, type Http1Head } from './http1-head.js';
 import { IdleTimer } from './idle-timer.js';
 import { formatProxyStatus, type ProxyErrorType } from './proxy-status.js';
+import { checkMaxDatagram, checkMaxUdpSendQueue } from './relay-limits.js';
 import { Resolver, type ResolvedAddress } from './resolver.js';
+import { DEFAULT_MAX_UDP_SEND_QUEUE } from './udp-socket.js';
 import { DEFAULT_URI_TEMPLATE, compileTemplateMatcher, type TemplateMatcher } from './uri-template.js';
 
 const { HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_SCHEME, HTTP2_HEADER_STATUS } = http2.constants;
@@ -75,8 +78,13 @@ export interface TunnelServerOptions {
   /** Inactivity in both directions that closes a session; 0 = never. RFC 9298 §3.1 suggests at least 2 minutes. */
   idleTimeoutMs?: number;
   maxCapsuleLength?: number;
-  /** Largest UDP payload relayed either way; larger datagrams are dropped and counted. */
+  /** Largest UDP payload relayed either way (0..65527, RFC 9298 §5); larger datagrams are dropped and counted. */
   maxDatagram?: number;
+  /**
+   * Datagrams a session's target socket may have queued (kernel send buffer full) before further datagrams from the
+   * client are dropped and counted in `dropSendQueue`. Default 1024.
+   */
+  maxUdpSendQueue?: number;
   /** Bytes a stream may hold unsent toward the client before datagrams are dropped; also the HTTP/2 per-stream receive window. */
   maxStreamBuffer?: number;
   /** Tunnels across the whole server. */
@@ -109,8 +117,10 @@ export interface ServerSessionStats extends ChannelCounters {
   resolved: string;
   /** `h1`, `h2` or `post`. */
   transport: string;
-  /** UDP datagrams that could not be sent to the target. */
+  /** UDP datagrams that could not be sent to the target (socket error). */
   dropUdpSend: number;
+  /** UDP datagrams for the target dropped because its socket already had maxUdpSendQueue datagrams queued. */
+  dropSendQueue: number;
   openedAt: number;
   durationMs: number;
   closeReason: string;
@@ -130,6 +140,8 @@ export interface ServerLimitCounters {
   headerTime: number;
   /** Datagrams dropped because their stream already held maxStreamBuffer unsent bytes. */
   streamBuffer: number;
+  /** Datagrams for targets dropped because the session's UDP socket already had maxUdpSendQueue queued. */
+  udpSendQueue: number;
   /**
    * Requests refused with 431 for an HTTP/1.1 head or HTTP/2 header list over maxHeaderSize. An HTTP/2 peer that has
    * acknowledged our SETTINGS is refused by Node's HTTP/2 layer first (RST_STREAM ENHANCE_YOUR_CALM), uncounted.
@@ -166,6 +178,8 @@ export interface ServerCounters {
 /** Per-connection bookkeeping. */
 interface ConnState {
   socket: net.Socket;
+  /** The client's address and port, formatted once for events and stats. */
+  client: string;
   /** Tunnels set up or relaying on this connection. */
   sessions: number;
   headerTimer: NodeJS.Timeout | null;
@@ -227,11 +241,6 @@ function redactHeaders(pairs: readonly string[]): Record<string, string> {
   return out;
 }
 
-function peerName(socket: net.Socket): string {
-  const a = socket.remoteAddress ?? 'unknown';
-  return net.isIPv6(a) ? `[${a}]:${socket.remotePort}` : `${a}:${socket.remotePort}`;
-}
-
 /**
  * The proxy side of udp-tunnel. One listener accepts CONNECT-UDP over HTTP/2 (RFC 9298 §3.4) and HTTP/1.1
  * (RFC 9298 §3.2), and POST tunnels to configured routes; each front hands a validated target and a byte stream to
@@ -251,7 +260,7 @@ export class TunnelServer extends EventEmitter {
     malformedStreams: 0,
     idleTimeouts: 0,
     tlsErrors: 0,
-    limits: { serverSessions: 0, connectionSessions: 0, capsuleLength: 0, datagramSize: 0, headerTime: 0, streamBuffer: 0, headerSize: 0, connectionIdle: 0, connections: 0, settingsTimeout: 0 },
+    limits: { serverSessions: 0, connectionSessions: 0, capsuleLength: 0, datagramSize: 0, headerTime: 0, streamBuffer: 0, udpSendQueue: 0, headerSize: 0, connectionIdle: 0, connections: 0, settingsTimeout: 0 },
   };
   private readonly opts: Required<Omit<TunnelServerOptions, 'tls' | 'authenticator' | 'dnsServers' | 'postRoutes'>> & TunnelServerOptions;
   private readonly matcher: TemplateMatcher;
@@ -259,7 +268,7 @@ export class TunnelServer extends EventEmitter {
   private readonly resolver: Resolver;
   private readonly h2: http2.Http2Server;
   private readonly front: net.Server;
-  private readonly sessions = new Map<string, Session>();
+  private readonly sessions = new Set<Session>();
   /** Accepted TCP connections (for TLS: before the handshake too). */
   private readonly sockets = new Set<net.Socket>();
   /** TLS sockets on top of some of those connections. */
@@ -279,6 +288,7 @@ export class TunnelServer extends EventEmitter {
       idleTimeoutMs: 120_000,
       maxCapsuleLength: DEFAULT_MAX_CAPSULE_LENGTH,
       maxDatagram: MAX_UDP_PAYLOAD,
+      maxUdpSendQueue: DEFAULT_MAX_UDP_SEND_QUEUE,
       maxStreamBuffer: 256 * 1024,
       maxSessions: 10_000,
       maxStreamsPerConnection: 100,
@@ -291,6 +301,8 @@ export class TunnelServer extends EventEmitter {
       // By default a connection may hold as many tunnels as it may open streams.
       maxSessionsPerConnection: options.maxSessionsPerConnection ?? options.maxStreamsPerConnection ?? 100,
     };
+    checkMaxDatagram(this.opts.maxDatagram);
+    checkMaxUdpSendQueue(this.opts.maxUdpSendQueue);
     this.matcher = compileTemplateMatcher(this.opts.template);
     this.postRoutes = options.postRoutes ?? new Map();
     this.resolver = new Resolver({ ...(options.dnsServers ? { servers: options.dnsServers } : {}), timeoutMs: this.opts.dnsTimeoutMs });
@@ -371,7 +383,7 @@ export class TunnelServer extends EventEmitter {
     if (this.closing) return;
     this.closing = true;
     const done = new Promise<void>((resolve) => this.front.close(() => resolve()));
-    for (const s of [...this.sessions.values()]) this.closeSession(s, 'server-shutdown');
+    for (const s of [...this.sessions]) this.closeSession(s, 'server-shutdown');
     for (const [s, conn] of this.h2Sessions) {
       this.clearIdleTimer(conn);
       s.close();
@@ -405,7 +417,7 @@ export class TunnelServer extends EventEmitter {
   }
 
   private newConn(socket: net.Socket): ConnState {
-    const conn: ConnState = { socket, sessions: 0, headerTimer: null, h2: null, streams: 0, idleTimer: null };
+    const conn: ConnState = { socket, client: formatHostPort(socket.remoteAddress ?? 'unknown', socket.remotePort ?? 0), sessions: 0, headerTimer: null, h2: null, streams: 0, idleTimer: null };
     if (this.opts.headerTimeoutMs > 0) {
       conn.headerTimer = setTimeout(() => {
         conn.headerTimer = null;
@@ -547,7 +559,7 @@ export class TunnelServer extends EventEmitter {
       this.counters.requests++;
       this.counters.limits.headerSize++;
       const details = `header list of ${size} bytes exceeds the limit of ${this.opts.maxHeaderSize}`;
-      this.countRefusal(431, 'http_request_error', details, 2, peerName(conn.socket));
+      this.countRefusal(431, 'http_request_error', details, 2, conn.client);
       if (!stream.destroyed && !stream.closed) {
         stream.respond({ [HTTP2_HEADER_STATUS]: 431, 'proxy-status': formatProxyStatus('http_request_error', { details }) }, { endStream: true });
       }
@@ -555,7 +567,7 @@ export class TunnelServer extends EventEmitter {
     }
     const front: RequestFront = {
       httpVersion: 2,
-      client: peerName(conn.socket),
+      client: conn.client,
       conn,
       rawHeaders: Array.isArray(rawHeaders) ? rawHeaders : [],
       gone: () => stream.destroyed || stream.closed,
@@ -588,7 +600,6 @@ export class TunnelServer extends EventEmitter {
       path: headers[HTTP2_HEADER_PATH] as string | undefined,
       authority: headers[HTTP2_HEADER_AUTHORITY] as string | undefined,
       scheme: headers[HTTP2_HEADER_SCHEME] as string | undefined,
-      capsuleProtocol: headers['capsule-protocol'],
       framingHeaders: headers['content-length'] !== undefined,
     };
     // RFC 9113 §8.5 / RFC 9298 §3.4: a request that ends its stream with the headers cannot carry a tunnel.
@@ -611,7 +622,7 @@ export class TunnelServer extends EventEmitter {
       if (r.state === 'error') {
         this.counters.requests++;
         if (r.status === 431) this.counters.limits.headerSize++;
-        this.countRefusal(r.status, 'http_request_error', r.details, 1, peerName(socket));
+        this.countRefusal(r.status, 'http_request_error', r.details, 1, conn.client);
         this.h1Refuse(socket, r.status, { 'proxy-status': formatProxyStatus('http_request_error', { details: r.details }) });
         return;
       }
@@ -639,7 +650,8 @@ export class TunnelServer extends EventEmitter {
 
   private onH1Request(socket: net.Socket, conn: ConnState, head: Http1Head): void {
     let path: string | undefined;
-    let authority: string | undefined = headerValues(head.headers, 'host')[0];
+    const hosts = headerValues(head.headers, 'host');
+    let authority: string | undefined = hosts[0];
     if (head.target.startsWith('/')) path = head.target;
     else if (/^https?:\/\//i.test(head.target)) {
       // RFC 9112 §3.2.2: absolute-form; its authority replaces Host.
@@ -652,22 +664,20 @@ export class TunnelServer extends EventEmitter {
       }
     }
     const upgrade = listsToken(head.headers, 'upgrade', 'connect-udp') ? 'connect-udp' : headerValues(head.headers, 'upgrade')[0];
-    const capsule = headerValues(head.headers, 'capsule-protocol');
     const req: IncomingTunnelRequest = {
       httpVersion: 1,
       method: head.method,
       protocol: upgrade,
       path,
       authority,
-      capsuleProtocol: capsule.length === 0 ? undefined : capsule,
-      hostCount: headerValues(head.headers, 'host').length,
+      hostCount: hosts.length,
       connectionUpgrade: listsToken(head.headers, 'connection', 'upgrade'),
       framingHeaders: headerValues(head.headers, 'content-length').length + headerValues(head.headers, 'transfer-encoding').length > 0,
     };
     let accepted = false;
     const front: RequestFront = {
       httpVersion: 1,
-      client: peerName(socket),
+      client: conn.client,
       conn,
       rawHeaders: rawHeaderList(head.headers),
       requestLine: { method: head.method, target: head.target },
@@ -799,6 +809,7 @@ export class TunnelServer extends EventEmitter {
       transport,
       ...emptyChannelCounters(),
       dropUdpSend: 0,
+      dropSendQueue: 0,
       openedAt: Date.now(),
       durationMs: 0,
       closeReason: '',
@@ -820,6 +831,7 @@ export class TunnelServer extends EventEmitter {
     const sendDone = (err: Error | null): void => {
       if (err) stats.dropUdpSend++;
     };
+    const maxQueue = this.opts.maxUdpSendQueue;
     session.channel = new DatagramChannel(stream, {
       session: id,
       role: 'server',
@@ -829,6 +841,12 @@ export class TunnelServer extends EventEmitter {
       onDrop: (kind) => this.onDrop(kind),
       onDatagram: (payload) => {
         session.idle.touch();
+        // Each queued datagram is a view that pins the client's chunk until the kernel takes it: bound the queue.
+        if (udp.getSendQueueCount() >= maxQueue) {
+          stats.dropSendQueue++;
+          this.counters.limits.udpSendQueue++;
+          return;
+        }
         udp.send(payload, sendDone);
       },
       onMalformed: (err) => this.onMalformed(session, err),
@@ -854,7 +872,7 @@ export class TunnelServer extends EventEmitter {
       // The client finished sending; end our half too so the stream closes cleanly.
       if (!session.closed && !stream.writableEnded) stream.end();
     });
-    this.sessions.set(id, session);
+    this.sessions.add(session);
     this.counters.sessionsTotal++;
     this.counters.sessionsActive = this.sessions.size;
     this.emit('session-open', { id, client: stats.client, target: stats.target, resolved: target.address, transport });
@@ -868,29 +886,28 @@ export class TunnelServer extends EventEmitter {
   private onMalformed(session: Session, err: UdpTunnelError): void {
     this.counters.malformedStreams++;
     if (err.code === ErrorCodes.CAPSULE_TOO_LARGE) this.counters.limits.capsuleLength++;
-    session.stats.closeReason = `malformed: ${err.message}`;
-    session.front.end('malformed');
-    this.closeSession(session, session.stats.closeReason);
+    this.closeSession(session, `malformed: ${err.message}`, 'malformed');
   }
 
-  private closeSession(session: Session, reason: string): void {
+  /** Ends a session once; `end` says how its stream ends (RFC 9297 §3.3: a malformed one is aborted). */
+  private closeSession(session: Session, reason: string, end: 'malformed' | 'close' = 'close'): void {
     if (session.closed) return;
     session.closed = true;
     session.idle.stop();
     session.release();
-    this.sessions.delete(session.id);
+    this.sessions.delete(session);
     this.counters.sessionsActive = this.sessions.size;
     try {
       session.udp.close();
     } catch {
       /* already closed */
     }
-    session.front.end('close');
+    session.front.end(end);
     const stats = session.stats;
     Object.assign(stats, session.channel.counters);
     stats.durationMs = Date.now() - stats.openedAt;
-    if (!stats.closeReason) stats.closeReason = reason;
-    if (tapChannel.hasSubscribers) tapChannel.publish({ kind: 'close', session: session.id, time: Date.now(), reason: stats.closeReason });
+    stats.closeReason = reason;
+    if (tapChannel.hasSubscribers) tapChannel.publish({ kind: 'close', session: session.id, time: Date.now(), reason });
     this.emit('session-close', stats);
   }
 }

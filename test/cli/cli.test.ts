@@ -85,6 +85,32 @@ describe('udp-tunnel CLI', () => {
     assert.match(bad.stderr, /--connection-idle-timeout: invalid duration 'soon'/);
   });
 
+  it('serve: a bad --max-datagram or --max-udp-send-queue is a usage error (exit 2) with the flag named', async () => {
+    const hint = `Run 'udp-tunnel --help' or 'udp-tunnel <command> --help' for usage.\n`;
+    for (const value of ['65528', '-1', '1.5']) {
+      const r = await runCli(['serve', '--listen', '127.0.0.1:0', '--max-datagram', value]);
+      assert.equal(r.code, 2);
+      assert.equal(r.stderr, `udp-tunnel: --max-datagram must be 0..65527 (RFC 9298 §5)\n${hint}`);
+    }
+    const queue = await runCli(['serve', '--listen', '127.0.0.1:0', '--max-udp-send-queue', '0']);
+    assert.equal(queue.code, 2);
+    assert.equal(queue.stderr, `udp-tunnel: --max-udp-send-queue must be a whole number of at least 1\n${hint}`);
+  });
+
+  it('connect: refusals of --target, --mode post and --max-datagram keep their exit code 2 and messages', async () => {
+    const hint = `Run 'udp-tunnel --help' or 'udp-tunnel <command> --help' for usage.\n`;
+    const proxy = ['connect', '--local', '127.0.0.1:0', '--proxy', 'http://127.0.0.1:9'];
+    const noTarget = await runCli(proxy);
+    assert.equal(noTarget.code, 2);
+    assert.equal(noTarget.stderr, `udp-tunnel: --target HOST:PORT is required in connect-udp mode\n${hint}`);
+    const postH1 = await runCli([...proxy, '--mode', 'post', '--http', '1.1']);
+    assert.equal(postH1.code, 2);
+    assert.equal(postH1.stderr, `udp-tunnel: --mode post runs over HTTP/2 only; drop --http 1.1\n${hint}`);
+    const big = await runCli([...proxy, '--target', '127.0.0.1:9', '--max-datagram', '65528']);
+    assert.equal(big.code, 2);
+    assert.equal(big.stderr, 'udp-tunnel: --max-datagram must be 0..65527 (RFC 9298 §5) [UT_ERR_INVALID_OPTION]\n');
+  });
+
   it('serve --connection-idle-timeout closes an idle HTTP/2 connection; the shutdown counters show it', async () => {
     const serve = startCli(['serve', '--listen', '127.0.0.1:0', '--connection-idle-timeout', '150ms', '--json']);
     const l = await serve.waitForEvent('listening');

@@ -12,7 +12,6 @@ const h2 = (over: Partial<IncomingTunnelRequest>): IncomingTunnelRequest => ({
   path: '/.well-known/masque/udp/2001%3Adb8%3A%3A1/443/',
   authority: 'proxy',
   scheme: 'https',
-  capsuleProtocol: '?1',
   ...over,
 });
 const h1 = (over: Partial<IncomingTunnelRequest>): IncomingTunnelRequest => ({
@@ -21,7 +20,6 @@ const h1 = (over: Partial<IncomingTunnelRequest>): IncomingTunnelRequest => ({
   protocol: 'connect-udp',
   path: '/.well-known/masque/udp/example.net/53/',
   authority: 'proxy',
-  capsuleProtocol: '?1',
   hostCount: 1,
   connectionUpgrade: true,
   framingHeaders: false,

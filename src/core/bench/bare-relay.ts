@@ -8,7 +8,7 @@ import tls from 'node:tls';
 import { ErrorCodes, UdpTunnelError } from '../errors.js';
 import { IdleTimer } from '../idle-timer.js';
 import { FrameDecoder, FrameWriter, MAX_FRAME_PAYLOAD } from './bare-relay-frames.js';
-import { DEFAULT_SOCKET_BUFFER_BYTES, trySetSocketBuffers } from './udp-socket.js';
+import { DEFAULT_SOCKET_BUFFER_BYTES, literalLookup, trySetSocketBuffers } from '../udp-socket.js';
 import { PeerTable } from '../peer-table.js';
 
 // A reference floor for the bench, NOT a tunnel: two bare relays in the places of connect and serve, one TCP
@@ -61,11 +61,6 @@ export interface RelaySessionStats {
 
 function emptyDrops(): RelayDrops {
   return { oversize: 0, backpressure: 0, bufferOverflow: 0, unsent: 0, udpSend: 0 };
-}
-
-/** Lookup for sockets that only see address literals: answers synchronously, as the tunnel client's socket does. */
-function literalLookup(family: 4 | 6): NonNullable<dgram.SocketOptions['lookup']> {
-  return (address, _options, callback) => callback(null, address, family);
 }
 
 function requireLiteral(host: string, what: string): 4 | 6 {

@@ -2,7 +2,8 @@ import { createSocket } from 'node:dgram';
 import type { RemoteInfo, Socket } from 'node:dgram';
 import { Worker } from 'node:worker_threads';
 import { ErrorCodes, UdpTunnelError } from '../errors.js';
-import { DEFAULT_SOCKET_BUFFER_BYTES, resolveUdpHost, trySetSocketBuffers } from './udp-socket.js';
+import { DEFAULT_SOCKET_BUFFER_BYTES, literalLookup, trySetSocketBuffers } from '../udp-socket.js';
+import { resolveUdpHost } from './udp-socket.js';
 
 /** Options of startEchoServer. */
 export interface EchoServerOptions {
@@ -104,7 +105,7 @@ export async function startEchoServer(options: EchoServerOptions = {}): Promise<
   const { address, family } = await resolveUdpHost(options.host ?? '127.0.0.1');
   // Replies go to each sender's source address, always a literal: answering the lookup synchronously saves the
   // default dns.lookup check and a deferral to the next tick per echoed datagram.
-  const socket = createSocket({ type: family === 6 ? 'udp6' : 'udp4', lookup: (a, _o, cb) => cb(null, a, family) });
+  const socket = createSocket({ type: family === 6 ? 'udp6' : 'udp4', lookup: literalLookup(family) });
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error): void => {
       socket.close();

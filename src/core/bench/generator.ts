@@ -4,13 +4,15 @@ import type { Socket } from 'node:dgram';
 import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { ErrorCodes, UdpTunnelError } from '../errors.js';
+import { isLoopback } from '../policy.js';
+import { DEFAULT_SOCKET_BUFFER_BYTES, trySetSocketBuffers } from '../udp-socket.js';
 import { OutstandingTable } from './outstanding-table.js';
 import { createProbeBuffer, encodeProbe, readProbe, validateProbeSize } from './probe.js';
 import type { Probe } from './probe.js';
 import { JitterEstimator, LatencyRecorder, SequenceTracker } from './stats.js';
 import type { LatencySummary } from './stats.js';
 import type { TransferableLoadOptions, WorkerRequest, WorkerToParent } from './worker-messages.js';
-import { DEFAULT_SOCKET_BUFFER_BYTES, isLoopbackAddress, resolveUdpHost, trySetSocketBuffers } from './udp-socket.js';
+import { resolveUdpHost } from './udp-socket.js';
 
 /** Where the generator sends probes: a UDP echo, directly or through a tunnel's local port. */
 export interface LoadTarget {
@@ -318,7 +320,7 @@ async function openSession(
 export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const o = normalizeLoadOptions(options);
   const { address, family } = await resolveUdpHost(o.target.host);
-  const localHost = o.localHost ?? (isLoopbackAddress(address) ? (family === 6 ? '::1' : '127.0.0.1') : family === 6 ? '::' : '0.0.0.0');
+  const localHost = o.localHost ?? (isLoopback(address) ? (family === 6 ? '::1' : '127.0.0.1') : family === 6 ? '::' : '0.0.0.0');
   return new LoadRun(o, address, family, localHost, options.onProgress, options.signal).run();
 }
 
