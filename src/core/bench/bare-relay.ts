@@ -1,11 +1,11 @@
 import { Buffer } from 'node:buffer';
-import { formatHostPort } from '../address.js';
 import dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import { ErrorCodes, UdpTunnelError } from '../errors.js';
+import { formatHostPort } from '../address.js';
 import { IdleTimer } from '../idle-timer.js';
 import { FrameDecoder, FrameWriter, MAX_FRAME_PAYLOAD } from './bare-relay-frames.js';
 import { DEFAULT_SOCKET_BUFFER_BYTES, literalLookup, trySetSocketBuffers } from '../udp-socket.js';
