@@ -124,6 +124,19 @@ interface ClientSession {
   sendDone: (err: Error | null) => void;
 }
 
+/** TunnelClient's defaults (Envoy's where Envoy has one, except buffering, which is on). */
+export const CLIENT_DEFAULTS = {
+  idleTimeoutMs: 60_000,
+  buffer: { enabled: true, maxDatagrams: 1024, maxBytes: 16384 },
+  maxConnectAttempts: 1,
+  backoff: { baseMs: 100, maxMs: 1000 },
+  maxDatagram: MAX_UDP_PAYLOAD,
+  maxCapsuleLength: DEFAULT_MAX_CAPSULE_LENGTH,
+  maxStreamBuffer: 256 * 1024,
+  maxSessions: 10_000,
+  maxUdpSendQueue: DEFAULT_MAX_UDP_SEND_QUEUE,
+} as const;
+
 /**
  * The client side of udp-tunnel: listens on a local UDP port and gives each local peer (source address and port)
  * its own tunnel, following Envoy's udp_proxy tunneling_config semantics.
@@ -155,18 +168,7 @@ export class TunnelClient extends EventEmitter {
 
   constructor(options: TunnelClientOptions) {
     super();
-    this.opts = {
-      idleTimeoutMs: 60_000,
-      buffer: { enabled: true, maxDatagrams: 1024, maxBytes: 16384 },
-      maxConnectAttempts: 1,
-      backoff: { baseMs: 100, maxMs: 1000 },
-      maxDatagram: MAX_UDP_PAYLOAD,
-      maxCapsuleLength: DEFAULT_MAX_CAPSULE_LENGTH,
-      maxStreamBuffer: 256 * 1024,
-      maxSessions: 10_000,
-      maxUdpSendQueue: DEFAULT_MAX_UDP_SEND_QUEUE,
-      ...options,
-    };
+    this.opts = { ...CLIENT_DEFAULTS, buffer: { ...CLIENT_DEFAULTS.buffer }, backoff: { ...CLIENT_DEFAULTS.backoff }, ...options };
     checkMaxDatagram(this.opts.maxDatagram);
     checkMaxUdpSendQueue(this.opts.maxUdpSendQueue);
   }

@@ -241,6 +241,23 @@ function redactHeaders(pairs: readonly string[]): Record<string, string> {
   return out;
 }
 
+/** TunnelServer's defaults. */
+export const SERVER_DEFAULTS = {
+  template: DEFAULT_URI_TEMPLATE,
+  idleTimeoutMs: 120_000,
+  maxCapsuleLength: DEFAULT_MAX_CAPSULE_LENGTH,
+  maxDatagram: MAX_UDP_PAYLOAD,
+  maxUdpSendQueue: DEFAULT_MAX_UDP_SEND_QUEUE,
+  maxStreamBuffer: 256 * 1024,
+  maxSessions: 10_000,
+  maxStreamsPerConnection: 100,
+  headerTimeoutMs: 10_000,
+  connectionIdleTimeoutMs: 60_000,
+  maxConnections: 10_000,
+  maxHeaderSize: 16 * 1024,
+  dnsTimeoutMs: 5000,
+} as const;
+
 /**
  * The proxy side of udp-tunnel. One listener accepts CONNECT-UDP over HTTP/2 (RFC 9298 §3.4) and HTTP/1.1
  * (RFC 9298 §3.2), and POST tunnels to configured routes; each front hands a validated target and a byte stream to
@@ -284,19 +301,7 @@ export class TunnelServer extends EventEmitter {
   constructor(options: TunnelServerOptions) {
     super();
     this.opts = {
-      template: DEFAULT_URI_TEMPLATE,
-      idleTimeoutMs: 120_000,
-      maxCapsuleLength: DEFAULT_MAX_CAPSULE_LENGTH,
-      maxDatagram: MAX_UDP_PAYLOAD,
-      maxUdpSendQueue: DEFAULT_MAX_UDP_SEND_QUEUE,
-      maxStreamBuffer: 256 * 1024,
-      maxSessions: 10_000,
-      maxStreamsPerConnection: 100,
-      headerTimeoutMs: 10_000,
-      connectionIdleTimeoutMs: 60_000,
-      maxConnections: 10_000,
-      maxHeaderSize: 16 * 1024,
-      dnsTimeoutMs: 5000,
+      ...SERVER_DEFAULTS,
       ...options,
       // By default a connection may hold as many tunnels as it may open streams.
       maxSessionsPerConnection: options.maxSessionsPerConnection ?? options.maxStreamsPerConnection ?? 100,

@@ -6,6 +6,8 @@ import type { AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import { ErrorCodes, UdpTunnelError } from '../errors.js';
 import { formatHostPort } from '../address.js';
+import { CLIENT_DEFAULTS } from '../client.js';
+import { SERVER_DEFAULTS } from '../server.js';
 import { IdleTimer } from '../idle-timer.js';
 import { FrameDecoder, FrameWriter, MAX_FRAME_PAYLOAD } from './bare-relay-frames.js';
 import { DEFAULT_SOCKET_BUFFER_BYTES, literalLookup, trySetSocketBuffers } from '../udp-socket.js';
@@ -18,16 +20,16 @@ import { PeerTable } from '../peer-table.js';
 // capsules and the tunnel's bookkeeping add over two processes that forward datagrams.
 
 /** Bytes a TCP connection may hold unsent before datagrams are dropped: the tunnel's stream write buffer (maxStreamBuffer). */
-export const RELAY_MAX_WRITE_BUFFER = 256 * 1024;
+export const RELAY_MAX_WRITE_BUFFER = CLIENT_DEFAULTS.maxStreamBuffer;
 
 /** Datagrams and bytes held per peer while its TCP connection is being set up (the client's buffer_options defaults). */
-export const RELAY_PENDING_LIMIT = { datagrams: 1024, bytes: 16384 } as const;
+export const RELAY_PENDING_LIMIT = { datagrams: CLIENT_DEFAULTS.buffer.maxDatagrams, bytes: CLIENT_DEFAULTS.buffer.maxBytes } as const;
 
 /** Inactivity that closes a front peer (the client's default) and a back connection (the server's default), ms. */
-export const RELAY_IDLE_TIMEOUT_MS = { front: 60_000, back: 120_000 } as const;
+export const RELAY_IDLE_TIMEOUT_MS = { front: CLIENT_DEFAULTS.idleTimeoutMs, back: SERVER_DEFAULTS.idleTimeoutMs } as const;
 
 /** Local peers (front) and connections (back) held at once: the tunnel's session limit. */
-export const RELAY_MAX_SESSIONS = 10_000;
+export const RELAY_MAX_SESSIONS = CLIENT_DEFAULTS.maxSessions;
 
 /** Datagrams one relay session dropped, by reason (summed by the bench like a tunnel session's drops). */
 export interface RelayDrops {
