@@ -204,7 +204,8 @@ export function attachServerOutput(server: TunnelServer, out: Output): void {
         `${s.rxDatagrams} dgrams/${s.rxBytes} B in, ${s.txDatagrams} dgrams/${s.txBytes} B out` +
         (drops > 0
           ? c.yellow(`, dropped backpressure=${s.dropBackpressure} oversize=${s.dropOversize} contextId=${s.dropContextId} udpSend=${s.dropUdpSend} sendQueue=${s.dropSendQueue}`)
-          : ''),
+          : '') +
+        (s.targetUnreachable > 0 ? c.yellow(`, target unreachable (ICMP) ${s.targetUnreachable} times`) : ''),
     );
   });
   server.on('refused', (e: { status: number | null; reset?: string; error: string; details: string; httpVersion: number; client: string }) => {

@@ -13,7 +13,7 @@ import { ErrorCodes, UdpTunnelError } from './errors.js';
 import { IdleTimer } from './idle-timer.js';
 import type { Transport, TunnelHandle } from './transport/types.js';
 import { PeerTable } from './peer-table.js';
-import { checkMaxDatagram, checkMaxUdpSendQueue } from './relay-limits.js';
+import { checkMaxDatagram, checkMaxUdpSendQueue, maxDatagramTo } from './relay-limits.js';
 import { DEFAULT_MAX_UDP_SEND_QUEUE, DEFAULT_SOCKET_BUFFER_BYTES, literalLookup, trySetSocketBuffers } from './udp-socket.js';
 
 /** Envoy `buffer_options`: datagrams held while a session's tunnel is not ready yet. */
@@ -52,7 +52,7 @@ export interface TunnelClientOptions {
 
 /** Why datagrams were dropped, per session. */
 export interface SessionDrops {
-  /** Over --max-datagram. */
+  /** Over --max-datagram, or tunnel datagrams too big for an IPv4 local peer (over 65507 bytes). */
   oversize: number;
   /** Tunnel not ready and buffering off. */
   notReady: number;
@@ -348,7 +348,9 @@ export class TunnelClient extends EventEmitter {
       role: 'client',
       maxCapsuleLength: this.opts.maxCapsuleLength,
       maxWriteBuffer: this.opts.maxStreamBuffer,
-      maxDatagram: this.opts.maxDatagram,
+      // Tunnel datagrams too big for the local peer's IP version are dropped as oversize before the send; local
+      // datagrams already fit it, as they came over that same IP version.
+      maxDatagram: maxDatagramTo(s.address, this.opts.maxDatagram),
       onDrop: () => this.counters.datagrams_dropped++,
       onDatagram: (payload) => {
         s.idle.touch();
@@ -398,7 +400,7 @@ export class TunnelClient extends EventEmitter {
       const c: ChannelCounters = s.channel.counters;
       stats.drops.backpressure = c.dropBackpressure;
       stats.drops.contextId = c.dropContextId;
-      // Tunnel datagrams over --max-datagram (local ones are counted on arrival).
+      // Tunnel datagrams over --max-datagram or the IPv4 bound (local ones are counted on arrival).
       stats.drops.oversize += c.dropOversize;
       stats.skippedCapsules = c.skippedCapsules;
     }

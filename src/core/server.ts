@@ -17,7 +17,7 @@ import { ALPN_H2_AND_HTTP1, detectCleartextHttpVersion, tlsHttpVersion } from '.
 import { formatResponseHead, headerValues, listsToken, parseRequestHead, rawHeaderList, type Http1Head } from './http1-head.js';
 import { IdleTimer } from './idle-timer.js';
 import { formatProxyStatus, type ProxyErrorType } from './proxy-status.js';
-import { checkMaxDatagram, checkMaxUdpSendQueue } from './relay-limits.js';
+import { checkMaxDatagram, checkMaxUdpSendQueue, maxDatagramTo } from './relay-limits.js';
 import { Resolver, type ResolvedAddress } from './resolver.js';
 import { DEFAULT_MAX_UDP_SEND_QUEUE } from './udp-socket.js';
 import { DEFAULT_URI_TEMPLATE, compileTemplateMatcher, type TemplateMatcher } from './uri-template.js';
@@ -121,6 +121,8 @@ export interface ServerSessionStats extends ChannelCounters {
   dropUdpSend: number;
   /** UDP datagrams for the target dropped because its socket already had maxUdpSendQueue datagrams queued. */
   dropSendQueue: number;
+  /** ICMP unreachable errors the target socket reported (on a receive or a send); the session stays open. */
+  targetUnreachable: number;
   openedAt: number;
   durationMs: number;
   closeReason: string;
@@ -134,7 +136,7 @@ export interface ServerLimitCounters {
   connectionSessions: number;
   /** Capsule streams aborted for a capsule longer than maxCapsuleLength. */
   capsuleLength: number;
-  /** Datagrams dropped for exceeding maxDatagram, either direction. */
+  /** Datagrams dropped for exceeding maxDatagram, either direction, or for a target over IPv4 the 65507-byte IPv4 bound. */
   datagramSize: number;
   /** Connections cut off for not completing the TLS handshake or first request head within headerTimeoutMs. */
   headerTime: number;
@@ -170,6 +172,8 @@ export interface ServerCounters {
   authFailures: number;
   malformedStreams: number;
   idleTimeouts: number;
+  /** ICMP unreachable errors reported by target sockets, all sessions (see ServerSessionStats.targetUnreachable). */
+  targetUnreachable: number;
   /** TLS handshakes that failed (other than by timeout). */
   tlsErrors: number;
   limits: ServerLimitCounters;
@@ -276,6 +280,7 @@ export class TunnelServer extends EventEmitter {
     authFailures: 0,
     malformedStreams: 0,
     idleTimeouts: 0,
+    targetUnreachable: 0,
     tlsErrors: 0,
     limits: { serverSessions: 0, connectionSessions: 0, capsuleLength: 0, datagramSize: 0, headerTime: 0, streamBuffer: 0, udpSendQueue: 0, headerSize: 0, connectionIdle: 0, connections: 0, settingsTimeout: 0 },
   };
@@ -815,6 +820,7 @@ export class TunnelServer extends EventEmitter {
       ...emptyChannelCounters(),
       dropUdpSend: 0,
       dropSendQueue: 0,
+      targetUnreachable: 0,
       openedAt: Date.now(),
       durationMs: 0,
       closeReason: '',
@@ -834,7 +840,10 @@ export class TunnelServer extends EventEmitter {
     }
     const session = { id, front, stream, udp, stats, closed: false, release } as Session;
     const sendDone = (err: Error | null): void => {
-      if (err) stats.dropUdpSend++;
+      if (!err) return;
+      stats.dropUdpSend++;
+      // A pending ICMP error is reported by whichever socket call comes first; a send that reports it fails.
+      if (isIcmpUnreachable(err)) this.countUnreachable(stats);
     };
     const maxQueue = this.opts.maxUdpSendQueue;
     session.channel = new DatagramChannel(stream, {
@@ -842,7 +851,9 @@ export class TunnelServer extends EventEmitter {
       role: 'server',
       maxCapsuleLength: this.opts.maxCapsuleLength,
       maxWriteBuffer: this.opts.maxStreamBuffer,
-      maxDatagram: this.opts.maxDatagram,
+      // Datagrams too big for the target's IP version are dropped as oversize before the send, not refused by the
+      // kernel; what the target sends back already fits that bound.
+      maxDatagram: maxDatagramTo(target.address, this.opts.maxDatagram),
       onDrop: (kind) => this.onDrop(kind),
       onDatagram: (payload) => {
         session.idle.touch();
@@ -866,8 +877,12 @@ export class TunnelServer extends EventEmitter {
       session.channel.send(msg);
     });
     udp.on('error', (err: NodeJS.ErrnoException) => {
-      // RFC 9298 §3.1: when the OS reports the socket unusable (ICMP unreachable), close the stream.
-      this.closeSession(session, err.code === 'ECONNREFUSED' ? 'target-unreachable' : `udp-error:${err.code ?? err.message}`);
+      // RFC 9298 §3.1 lets a proxy close the stream on an ICMP error; we keep it. UDP is connectionless: the error
+      // tells of one earlier datagram (the target may be restarting, or the port may open later), and closing
+      // would only make the client open a new tunnel for its next datagram. The idle timeout ends a session that
+      // stays without traffic. Any other socket error leaves the socket unusable and closes the session.
+      if (isIcmpUnreachable(err)) return this.countUnreachable(stats);
+      this.closeSession(session, `udp-error:${err.code ?? err.message}`);
     });
     stream.on('close', () => {
       const rst = (stream as Partial<http2.ServerHttp2Stream>).rstCode;
@@ -881,6 +896,11 @@ export class TunnelServer extends EventEmitter {
     this.counters.sessionsTotal++;
     this.counters.sessionsActive = this.sessions.size;
     this.emit('session-open', { id, client: stats.client, target: stats.target, resolved: target.address, transport });
+  }
+
+  private countUnreachable(stats: ServerSessionStats): void {
+    stats.targetUnreachable++;
+    this.counters.targetUnreachable++;
   }
 
   private onDrop(kind: ChannelDropKind): void {
@@ -915,4 +935,11 @@ export class TunnelServer extends EventEmitter {
     if (tapChannel.hasSubscribers) tapChannel.publish({ kind: 'close', session: session.id, time: Date.now(), reason });
     this.emit('session-close', stats);
   }
+}
+
+/** Errors a connected UDP socket reports for an ICMP destination unreachable (port, host or network). */
+const ICMP_UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH']);
+
+function isIcmpUnreachable(err: Error): boolean {
+  return ICMP_UNREACHABLE_CODES.has(String((err as NodeJS.ErrnoException).code));
 }

@@ -6,6 +6,12 @@ import { readVarint, varintLength, varintWidth, writeVarint } from './varint.js'
 /** RFC 9298 §5: the largest UDP payload that may be sent with context ID 0 (65535 - 8 byte UDP header). */
 export const MAX_UDP_PAYLOAD = 65527;
 
+/**
+ * The largest UDP payload IPv4 can carry: RFC 791 §3.1 bounds Total Length at 65535, less a 20-byte IP header and
+ * the 8-byte UDP header (RFC 768). Larger ones fit RFC 9298 §5 but the kernel refuses to send them (EMSGSIZE).
+ */
+export const MAX_UDP_PAYLOAD_IPV4 = 65507;
+
 /** RFC 9298 §4: context ID 0 carries a whole UDP payload. */
 export const CONTEXT_ID_UDP = 0;
 
