@@ -12,8 +12,8 @@ export interface UdpEcho {
   close(): Promise<void>;
 }
 
-/** Starts a UDP echo server bound to `host` with port 0. */
-export function startUdpEcho(host = '127.0.0.1'): Promise<UdpEcho> {
+/** Starts a UDP echo server bound to `host` with port 0 (or `port`, to open a port a test closed before). */
+export function startUdpEcho(host = '127.0.0.1', port = 0): Promise<UdpEcho> {
   const socket = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
   const echo: UdpEcho = {
     socket,
@@ -27,7 +27,7 @@ export function startUdpEcho(host = '127.0.0.1'): Promise<UdpEcho> {
     socket.send(msg, rinfo.port, rinfo.address);
   });
   return new Promise((resolve) => {
-    socket.bind(0, host, () => {
+    socket.bind(port, host, () => {
       echo.port = (socket.address() as AddressInfo).port;
       resolve(echo);
     });
@@ -45,8 +45,8 @@ export interface UdpPeer {
   close(): Promise<void>;
 }
 
-/** Opens a UDP peer on loopback. */
-export function openUdpPeer(host = '127.0.0.1'): Promise<UdpPeer> {
+/** Opens a UDP peer on loopback, on port 0 (or `port`, to open a port a test closed before). */
+export function openUdpPeer(host = '127.0.0.1', port = 0): Promise<UdpPeer> {
   const socket = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
   const messages: Buffer[] = [];
   let waiters: { n: number; resolve: (m: Buffer[]) => void }[] = [];
@@ -81,7 +81,7 @@ export function openUdpPeer(host = '127.0.0.1'): Promise<UdpPeer> {
     close: () => new Promise<void>((r) => socket.close(() => r())),
   };
   return new Promise((resolve) => {
-    socket.bind(0, host, () => {
+    socket.bind(port, host, () => {
       peer.port = (socket.address() as AddressInfo).port;
       resolve(peer);
     });

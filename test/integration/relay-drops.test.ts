@@ -12,7 +12,7 @@ import { TargetPolicy } from '../../src/core/policy.js';
 import { TunnelServer, type ServerSessionStats } from '../../src/core/server.js';
 import { DEFAULT_MAX_UDP_SEND_QUEUE } from '../../src/core/udp-socket.js';
 import { openRawTunnel, startScriptedUpstream } from '../helpers/h2-peer.js';
-import { openUdpPeer, waitUntil } from '../helpers/net.js';
+import { openUdpPeer, waitUntil, type UdpPeer } from '../helpers/net.js';
 import type { SendQueueResult, SendQueueWorkerData } from '../helpers/send-queue-worker.js';
 
 const OFFERED = 50;
@@ -137,27 +137,50 @@ describe('client-wide datagrams_dropped', () => {
   }
 });
 
-// IPv4 carries at most 65507 payload bytes (65535 - 20 - 8) while RFC 9298 allows 65527: such a datagram passes
-// --max-datagram but the socket refuses it (EMSGSIZE), which is the send-error path. Over IPv6 65527 bytes fit.
+// IPv4 carries at most 65507 payload bytes (65535 - 20 - 8) while RFC 9298 allows 65527. Such a datagram used to pass
+// --max-datagram and be refused by the socket (EMSGSIZE): it is now dropped before the send and counted under the
+// size limit, like one over --max-datagram. Over IPv6 65527 bytes fit.
 const TOO_BIG_FOR_IPV4 = 65520;
 
-describe('UDP send errors are counted', () => {
-  it('server: a datagram the target socket refuses counts in dropUdpSend and the session keeps relaying', async () => {
+describe('datagrams too big for IPv4 count under the size limit, not as send errors', () => {
+  for (const target of ['127.0.0.1', '::ffff:127.0.0.1']) {
+    it(`server: a datagram too big for the IPv4 target ${target} counts in dropOversize and limits.datagramSize; the session keeps relaying`, async () => {
+      const sink = await openUdpPeer('127.0.0.1');
+      const server = new TunnelServer({ host: '127.0.0.1', port: 0, policy: new TargetPolicy() });
+      const closed = new Promise<ServerSessionStats>((resolve) => server.once('session-close', resolve));
+      const addr = await server.listen();
+      const tunnel = await openRawTunnel(`http://${formatHostPort('127.0.0.1', addr.port)}`, `/.well-known/masque/udp/${target.replaceAll(':', '%3A')}/${sink.port}/`);
+      try {
+        assert.equal((await tunnel.response).headers[':status'], 200);
+        tunnel.stream.write(Buffer.concat([encodeDatagramCapsule(Buffer.alloc(TOO_BIG_FOR_IPV4, 1)), encodeDatagramCapsule(Buffer.from('after'))]));
+        const got = await sink.waitFor(1);
+        assert.deepEqual(got.map((b) => b.toString()), ['after']);
+        assert.equal(server.counters.limits.datagramSize, 1);
+        await tunnel.close();
+        const stats = await closed;
+        assert.equal(stats.dropOversize, 1);
+        assert.equal(stats.dropUdpSend, 0);
+        assert.equal(stats.dropSendQueue, 0);
+        assert.equal(stats.rxDatagrams, 1);
+      } finally {
+        await tunnel.close();
+        await server.close();
+        await sink.close();
+      }
+    });
+  }
+
+  it('server: the largest IPv4 payload (65507 bytes) is sent to an IPv4-mapped target', async () => {
     const sink = await openUdpPeer('127.0.0.1');
     const server = new TunnelServer({ host: '127.0.0.1', port: 0, policy: new TargetPolicy() });
-    const closed = new Promise<ServerSessionStats>((resolve) => server.once('session-close', resolve));
     const addr = await server.listen();
-    const tunnel = await openRawTunnel(`http://${formatHostPort('127.0.0.1', addr.port)}`, `/.well-known/masque/udp/127.0.0.1/${sink.port}/`);
+    const tunnel = await openRawTunnel(`http://${formatHostPort('127.0.0.1', addr.port)}`, `/.well-known/masque/udp/%3A%3Affff%3A127.0.0.1/${sink.port}/`);
     try {
       assert.equal((await tunnel.response).headers[':status'], 200);
-      tunnel.stream.write(Buffer.concat([encodeDatagramCapsule(Buffer.alloc(TOO_BIG_FOR_IPV4, 1)), encodeDatagramCapsule(Buffer.from('after'))]));
+      tunnel.stream.write(encodeDatagramCapsule(Buffer.alloc(65507, 3)));
       const got = await sink.waitFor(1);
-      assert.deepEqual(got.map((b) => b.toString()), ['after']);
-      await tunnel.close();
-      const stats = await closed;
-      assert.equal(stats.dropUdpSend, 1);
-      assert.equal(stats.dropSendQueue, 0);
-      assert.equal(stats.rxDatagrams, 2);
+      assert.equal(got[0]!.length, 65507);
+      assert.equal(server.counters.limits.datagramSize, 0);
     } finally {
       await tunnel.close();
       await server.close();
@@ -165,22 +188,81 @@ describe('UDP send errors are counted', () => {
     }
   });
 
-  it('client: a reply the local socket refuses counts in drops.replyFailed and datagrams_dropped', async () => {
+  it('client: a reply too big for the IPv4 local peer counts in drops.oversize and datagrams_dropped', async () => {
     const upstream = await upstreamReplying(Buffer.concat([encodeDatagramCapsule(Buffer.alloc(TOO_BIG_FOR_IPV4, 2)), encodeDatagramCapsule(Buffer.from('after'))]));
     const { client, closed, peer } = await clientSession('127.0.0.1', upstream.port);
     try {
       const got = await peer.waitFor(1);
       assert.deepEqual(got.map((b) => b.toString()), ['after']);
-      await waitUntil(() => client.counters.datagrams_dropped === 1, 2000, 'the send error to be counted');
+      assert.equal(client.counters.datagrams_dropped, 1);
       await client.close();
       const stats = await closed;
-      assert.equal(stats.drops.replyFailed, 1);
+      assert.equal(stats.drops.oversize, 1);
+      assert.equal(stats.drops.replyFailed, 0);
       assert.equal(stats.drops.sendQueue, 0);
+      assert.equal(stats.txDatagrams, 1);
       assert.equal(client.counters.datagrams_dropped, 1);
     } finally {
       await client.close();
       await upstream.close();
       await peer.close();
+    }
+  });
+
+  it('client: a 65527-byte reply reaches an IPv6 local peer (the IPv4 bound applies to IPv4 peers only)', async () => {
+    const upstream = await upstreamReplying(encodeDatagramCapsule(Buffer.alloc(65527, 4)));
+    const { client, peer } = await clientSession('::1', upstream.port);
+    try {
+      const got = await peer.waitFor(1);
+      assert.equal(got[0]!.length, 65527);
+      assert.equal(client.counters.datagrams_dropped, 0);
+    } finally {
+      await client.close();
+      await upstream.close();
+      await peer.close();
+    }
+  });
+});
+
+describe('UDP send errors are counted', () => {
+  // The one send error loopback produces on demand: a connected socket reports a pending ICMP port unreachable on
+  // its next call, and when that call is a send, the send fails (ECONNREFUSED) and its datagram is lost. Several
+  // datagrams in one chunk are sent in one turn, so after the first one's ICMP error the next send reports it.
+  it('server: a send the target socket refuses counts in dropUdpSend and targetUnreachable, and the session keeps relaying', async () => {
+    const gone = await openUdpPeer('127.0.0.1');
+    const port = gone.port;
+    await gone.close();
+    const server = new TunnelServer({ host: '127.0.0.1', port: 0, policy: new TargetPolicy() });
+    const closed = new Promise<ServerSessionStats>((resolve) => server.once('session-close', resolve));
+    const addr = await server.listen();
+    const tunnel = await openRawTunnel(`http://${formatHostPort('127.0.0.1', addr.port)}`, `/.well-known/masque/udp/127.0.0.1/${port}/`);
+    let sink: UdpPeer | null = null;
+    try {
+      assert.equal((await tunnel.response).headers[':status'], 200);
+      const ROUNDS = 20;
+      const burst = Buffer.concat(Array.from({ length: 4 }, () => encodeDatagramCapsule(Buffer.from('anyone?'))));
+      for (let i = 0; i < ROUNDS; i++) {
+        const seen = server.counters.targetUnreachable;
+        tunnel.stream.write(burst);
+        await waitUntil(() => server.counters.targetUnreachable > seen, 10_000, 'an ICMP error to be counted');
+      }
+      sink = await openUdpPeer('127.0.0.1', port);
+      tunnel.stream.write(encodeDatagramCapsule(Buffer.from('after')));
+      const got = await sink.waitFor(1);
+      assert.deepEqual(got.map((b) => b.toString()), ['after']);
+      await tunnel.close();
+      const stats = await closed;
+      assert.equal(stats.rxDatagrams, ROUNDS * 4 + 1);
+      assert.ok(stats.dropUdpSend > 0, 'no send reported the ICMP error');
+      // Every send error here was a reported ICMP error, and each is counted as one.
+      assert.ok(stats.targetUnreachable >= stats.dropUdpSend);
+      assert.equal(stats.targetUnreachable, server.counters.targetUnreachable);
+      // Closed by the client's stream, not by the ICMP errors.
+      assert.match(stats.closeReason, /^stream-/);
+    } finally {
+      await tunnel.close();
+      await server.close();
+      await sink?.close();
     }
   });
 });
