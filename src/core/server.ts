@@ -877,10 +877,12 @@ export class TunnelServer extends EventEmitter {
       session.channel.send(msg);
     });
     udp.on('error', (err: NodeJS.ErrnoException) => {
-      // RFC 9298 §3.1 lets a proxy close the stream on an ICMP error; we keep it. UDP is connectionless: the error
-      // tells of one earlier datagram (the target may be restarting, or the port may open later), and closing
-      // would only make the client open a new tunnel for its next datagram. The idle timeout ends a session that
-      // stays without traffic. Any other socket error leaves the socket unusable and closes the session.
+      // RFC 9298 §3.1: the stream MUST close once the OS reports the socket no longer usable, which an ICMP
+      // Destination Unreachable can cause. An unreachable port, host or network does not do that to a connected
+      // UDP socket: the OS reports the error once and the socket keeps sending and receiving (the target may be
+      // restarting, or its port may open later). UDP is connectionless, so the session stays and the error is
+      // counted; closing would only make the client open a new tunnel for its next datagram. The idle timeout ends
+      // a session left without traffic. Any other socket error is taken as the socket being unusable.
       if (isIcmpUnreachable(err)) return this.countUnreachable(stats);
       this.closeSession(session, `udp-error:${err.code ?? err.message}`);
     });

@@ -25,8 +25,9 @@ async function closedTargetStack(host: string, opts: Pick<StackOptions, 'client'
   return { port, stack, serverCloses, clientCloses };
 }
 
-// RFC 9298 §3.1 lets the proxy close the stream on an ICMP error; serve keeps it (UDP is connectionless), so a
-// local peer talking to a closed port holds one tunnel, which the idle timers end.
+// An ICMP port unreachable leaves serve's connected socket usable, so serve keeps the stream open (RFC 9298 §3.1
+// closes it only for a socket that is no longer usable): a local peer talking to a closed port holds one tunnel,
+// which the idle timers end.
 describe('a closed target port costs one tunnel, not one per datagram', () => {
   for (const host of ['127.0.0.1', '::1']) {
     it(`over ${host}: 10 datagrams to a closed port make 1 tunnel; once the port opens, datagrams flow on it`, async () => {

@@ -136,7 +136,7 @@ describe('serve: request validation and malformed capsule streams', () => {
     assert.equal(closes[0]!.dropContextId, 1);
   });
 
-  it('ICMP port unreachable from the target is counted and keeps the stream open (RFC 9298 §3.1 allows either)', async () => {
+  it('ICMP port unreachable from the target is counted and keeps the stream open (the socket stays usable, RFC 9298 §3.1)', async () => {
     // Bind a UDP port, learn it, close it: nothing listens there any more.
     const tmp = await openUdpPeer();
     const deadPort = tmp.port;
