@@ -617,9 +617,13 @@ export class TunnelServer extends EventEmitter {
     this.counters.connectionsH1++;
     let buf: Buffer = initial;
     let done = false;
+    let scanned = 0;
     const attempt = (): void => {
-      const r = parseRequestHead(buf, this.opts.maxHeaderSize);
-      if (r.state === 'incomplete') return;
+      const r = parseRequestHead(buf, this.opts.maxHeaderSize, scanned);
+      if (r.state === 'incomplete') {
+        scanned = buf.length;
+        return;
+      }
       done = true;
       socket.removeListener('data', onData);
       socket.pause();
