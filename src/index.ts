@@ -12,6 +12,7 @@ export * from './core/datagram-channel.js';
 export * from './core/diagnostics.js';
 export * from './core/client.js';
 export * from './core/server.js';
+export * from './core/local-resource.js';
 export * from './core/connect-config.js';
 export * from './core/policy.js';
 export * from './core/auth.js';

@@ -3,6 +3,7 @@ import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 import { formatHostPort, parseHostPort } from '../core/address.js';
 import { parseDuration, parseSize } from '../core/duration.js';
 import { ErrorCodes, UdpTunnelError } from '../core/errors.js';
+import type { LocalResourceEvent } from '../core/local-resource.js';
 import { buildAuthenticator, buildTargetPolicy, exposureWarning, parsePostRoutes } from '../core/serve-config.js';
 import { TunnelServer, type ServerSessionStats, type ServerTlsOptions } from '../core/server.js';
 import { describeCertificate, generateCertificate } from '../core/tls-cert.js';
@@ -11,6 +12,7 @@ import { makeOutput, withCommonOptions, type CommonArgs } from '../cli/common-op
 import { UsageError } from '../cli/errors.js';
 import { startInspectTap, withInspectTapOptions, type InspectTapArgs } from '../cli/inspect-tap.js';
 import { untilShutdown } from '../cli/lifecycle.js';
+import { LogThrottle } from '../cli/log-throttle.js';
 import type { Output } from '../cli/output.js';
 
 interface ServeArgs extends CommonArgs, InspectTapArgs {
@@ -189,9 +191,13 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
   },
 };
 
+/** Running short of descriptors fails every request until some free up: log it at most once per this interval. */
+export const LOCAL_RESOURCE_LOG_INTERVAL_MS = 10_000;
+
 /** Renders server events as NDJSON or human log lines. */
 export function attachServerOutput(server: TunnelServer, out: Output): void {
   const c = color();
+  const localResource = new LogThrottle(LOCAL_RESOURCE_LOG_INTERVAL_MS);
   server.on('session-open', (e: { id: string; client: string; target: string; resolved: string; transport: string }) => {
     out.event('session-open', e);
     out.info(`${c.magenta(e.id)} ${e.client} -> ${e.target}${e.resolved !== e.target.replace(/:\d+$/, '') ? ` (${e.resolved})` : ''} [${e.transport}]`);
@@ -211,6 +217,18 @@ export function attachServerOutput(server: TunnelServer, out: Output): void {
   server.on('refused', (e: { status: number | null; reset?: string; error: string; details: string; httpVersion: number; client: string }) => {
     out.event('refused', e);
     out.info(c.yellow(`refused ${e.status ?? e.reset} ${e.error} for ${e.client}: ${e.details}`));
+  });
+  server.on('local-resource-error', (e: LocalResourceEvent) => {
+    const suppressed = localResource.take();
+    if (suppressed === null) return;
+    const total = server.counters.localResourceErrors;
+    out.event('local-resource-error', { ...e, suppressed, total });
+    const what = e.status === null ? 'a client connection was lost on accept' : `refused a request from ${e.client} with ${e.status}`;
+    const since = suppressed > 0 ? `; ${suppressed} more since the last report` : '';
+    out.warn(
+      `out of local resources (${e.syscall} ${e.code}): ${what}${since} (${total} in all; ` +
+        `further ones within ${LOCAL_RESOURCE_LOG_INTERVAL_MS / 1000} s are only counted)`,
+    );
   });
   server.on('error', (err: Error) => out.error(err.message));
 }

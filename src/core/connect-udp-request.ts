@@ -85,11 +85,23 @@ export function validateConnectUdpRequest(req: IncomingTunnelRequest, matcher: T
     return refuse(400, 'http_request_error', 'bad percent-encoding in target');
   }
   if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
-  if (host.includes('%')) return refuse(400, 'http_request_error', 'IPv6 zone identifiers are not allowed (RFC 9298 §2)');
+  const percent = host.indexOf('%');
+  if (percent >= 0) return refuse(400, 'http_request_error', percentInHost(host, percent));
   if (host === '' || !isValidHost(host)) return refuse(400, 'http_request_error', 'invalid target_host');
   if (isIP(host) === 0 && host.includes(':')) return refuse(400, 'http_request_error', 'invalid target_host');
   // RFC 9298 §2: target_port is digits only, 1..65535.
   const port = parsePort(portText);
   if (port < 0) return refuse(400, 'http_request_error', 'invalid target_port');
   return { ok: true, host, port, mode: 'connect-udp' };
+}
+
+/**
+ * Says why a decoded target host that still holds '%' is refused. RFC 9298 §2 forbids zone identifiers, and the
+ * proxy decodes exactly once, so a '%' followed by two hex digits means the client encoded the host twice
+ * (e.g. `%253A` for ':', a known client bug) rather than naming a zone.
+ */
+function percentInHost(host: string, percent: number): string {
+  if (isIP(host.slice(0, percent)) === 6) return 'IPv6 zone identifiers are not allowed in target_host';
+  if (/%[0-9A-Fa-f]{2}/.test(host)) return "target_host is percent-encoded twice: it still holds '%XX' after decoding; encode it once";
+  return "'%' is not allowed in target_host after decoding";
 }

@@ -42,6 +42,19 @@ function headEnd(buf: Buffer, maxHeaderSize: number): number {
   return end + 4 > maxHeaderSize ? -2 : end + 4;
 }
 
+/**
+ * RFC 9112 §2.2: a recipient may reject a bare CR or LF. A head whose lines end in bare LF never holds the CRLFCRLF
+ * that ends a head, so without this check it would only be dropped at the header timeout. A CR as the last byte
+ * may still be followed by its LF.
+ */
+function hasBareLineBreak(buf: Buffer, from: number): boolean {
+  // Starting one byte early rechecks a CR that ended the part scanned before.
+  const start = Math.max(0, from - 1);
+  for (let i = buf.indexOf(0x0a, start); i >= 0; i = buf.indexOf(0x0a, i + 1)) if (i === 0 || buf[i - 1] !== 0x0d) return true;
+  for (let i = buf.indexOf(0x0d, start); i >= 0; i = buf.indexOf(0x0d, i + 1)) if (i + 1 < buf.length && buf[i + 1] !== 0x0a) return true;
+  return false;
+}
+
 function parseFields(lines: string[]): [string, string][] | string {
   const headers: [string, string][] = [];
   for (const line of lines) {
@@ -68,14 +81,18 @@ function splitHead(buf: Buffer, end: number): string[] | null {
   return lines;
 }
 
-/** Parses an HTTP/1.1 request head (RFC 9112 §2-§5) from the bytes received so far. */
-export function parseRequestHead(buf: Buffer, maxHeaderSize: number): Http1ParseResult {
+/**
+ * Parses an HTTP/1.1 request head (RFC 9112 §2-§5) from the bytes received so far. A caller that only appends to
+ * `buf` passes as `scanned` the length an earlier call found incomplete, so those bytes are not scanned for bare
+ * line breaks again (a head fed in small pieces would otherwise cost time quadratic in its size).
+ */
+export function parseRequestHead(buf: Buffer, maxHeaderSize: number, scanned = 0): Http1ParseResult {
   // RFC 9112 §2.2: a server SHOULD ignore at least one empty line before the request line.
   let start = 0;
   while (start + 1 < buf.length && buf[start] === 0x0d && buf[start + 1] === 0x0a && start < 4) start += 2;
   const body = start > 0 ? buf.subarray(start) : buf;
   const end = headEnd(body, maxHeaderSize);
-  if (end === -1) return { state: 'incomplete' };
+  if (end === -1) return hasBareLineBreak(body, scanned - start) ? fail(400, 'bare CR or LF in the request head') : { state: 'incomplete' };
   if (end === -2) return fail(431, `request head larger than ${maxHeaderSize} bytes`);
   const lines = splitHead(body, end);
   if (lines === null) return fail(400, 'bare CR or LF in the request head');

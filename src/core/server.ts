@@ -16,6 +16,7 @@ import { ErrorCodes, type UdpTunnelError } from './errors.js';
 import { ALPN_H2_AND_HTTP1, detectCleartextHttpVersion, tlsHttpVersion } from './http-version-detect.js';
 import { formatResponseHead, headerValues, listsToken, parseRequestHead, rawHeaderList, type Http1Head } from './http1-head.js';
 import { IdleTimer } from './idle-timer.js';
+import { isLocalResourceError, type LocalResourceEvent } from './local-resource.js';
 import { formatProxyStatus, type ProxyErrorType } from './proxy-status.js';
 import { checkMaxDatagram, checkMaxUdpSendQueue, maxDatagramTo } from './relay-limits.js';
 import { Resolver, type ResolvedAddress } from './resolver.js';
@@ -176,6 +177,11 @@ export interface ServerCounters {
   targetUnreachable: number;
   /** TLS handshakes that failed (other than by timeout). */
   tlsErrors: number;
+  /**
+   * Times this host ran short of descriptors, kernel buffers or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): requests
+   * refused with 503 while opening their UDP socket, and connections that failed on accept.
+   */
+  localResourceErrors: number;
   limits: ServerLimitCounters;
 }
 
@@ -266,7 +272,8 @@ export const SERVER_DEFAULTS = {
  * The proxy side of udp-tunnel. One listener accepts CONNECT-UDP over HTTP/2 (RFC 9298 §3.4) and HTTP/1.1
  * (RFC 9298 §3.2), and POST tunnels to configured routes; each front hands a validated target and a byte stream to
  * one shared relay that owns the connected UDP socket. Events: 'session-open', 'session-close' (ServerSessionStats),
- * 'refused', 'error'.
+ * 'refused', 'local-resource-error' (LocalResourceEvent; a request it refuses is not also reported as 'refused'),
+ * 'error'.
  */
 export class TunnelServer extends EventEmitter {
   readonly counters: ServerCounters = {
@@ -282,6 +289,7 @@ export class TunnelServer extends EventEmitter {
     idleTimeouts: 0,
     targetUnreachable: 0,
     tlsErrors: 0,
+    localResourceErrors: 0,
     limits: { serverSessions: 0, connectionSessions: 0, capsuleLength: 0, datagramSize: 0, headerTime: 0, streamBuffer: 0, udpSendQueue: 0, headerSize: 0, connectionIdle: 0, connections: 0, settingsTimeout: 0 },
   };
   private readonly opts: Required<Omit<TunnelServerOptions, 'tls' | 'authenticator' | 'dnsServers' | 'postRoutes'>> & TunnelServerOptions;
@@ -367,7 +375,12 @@ export class TunnelServer extends EventEmitter {
       this.front.once('error', onError);
       this.front.listen({ host: this.opts.host, port: this.opts.port }, () => {
         this.front.off('error', onError);
-        this.front.on('error', (err) => this.emit('error', err));
+        this.front.on('error', (err) => {
+          // net.Server reports EMFILE on accept when libuv could not shed the connection itself; it keeps
+          // listening, and so does the proxy once descriptors free up.
+          if (isLocalResourceError(err)) this.onLocalResourceError(err, null);
+          else this.emit('error', err);
+        });
         resolve(this.front.address() as net.AddressInfo);
       });
     });
@@ -622,9 +635,13 @@ export class TunnelServer extends EventEmitter {
     this.counters.connectionsH1++;
     let buf: Buffer = initial;
     let done = false;
+    let scanned = 0;
     const attempt = (): void => {
-      const r = parseRequestHead(buf, this.opts.maxHeaderSize);
-      if (r.state === 'incomplete') return;
+      const r = parseRequestHead(buf, this.opts.maxHeaderSize, scanned);
+      if (r.state === 'incomplete') {
+        scanned = buf.length;
+        return;
+      }
       done = true;
       socket.removeListener('data', onData);
       socket.pause();
@@ -798,18 +815,14 @@ export class TunnelServer extends EventEmitter {
       return this.refuse(front, 403, 'destination_ip_prohibited', reason);
     }
     const target = chosen;
-    const udp = dgram.createSocket({ type: target.family === 6 ? 'udp6' : 'udp4' });
-    const connected = await new Promise<Error | null>((resolve) => {
-      udp.once('error', (err) => resolve(err));
-      // RFC 9298 §3.1: one connected UDP socket per request.
-      udp.connect(port, target.address, () => resolve(null));
-    });
-    if (connected || front.gone() || this.closing) {
-      udp.close();
+    const opened = await this.openTargetSocket(target, port);
+    if (!('udp' in opened) || front.gone() || this.closing) {
+      if ('udp' in opened) opened.udp.close();
       release();
-      if (connected) this.refuse(front, 502, 'destination_ip_unroutable', connected.message);
+      if ('error' in opened) this.refuseSocketError(front, opened.error);
       return;
     }
+    const udp = opened.udp;
     const id = `s${this.nextId++}`;
     const stats: ServerSessionStats = {
       id,
@@ -903,6 +916,70 @@ export class TunnelServer extends EventEmitter {
   private countUnreachable(stats: ServerSessionStats): void {
     stats.targetUnreachable++;
     this.counters.targetUnreachable++;
+  }
+
+  /**
+   * Opens a request's connected UDP socket (RFC 9298 §3.1: one per request). Creating and connecting it may fail by
+   * throwing or by an 'error' event (e.g. bind EMFILE); either way the socket is closed and the error returned.
+   */
+  private openTargetSocket(target: ResolvedAddress, port: number): Promise<{ udp: dgram.Socket } | { error: Error }> {
+    return new Promise((resolve) => {
+      let udp: dgram.Socket | null = null;
+      let settled = false;
+      const fail = (err: unknown): void => {
+        if (settled) return;
+        settled = true;
+        if (udp !== null) {
+          // A socket that failed may still report errors while it closes; they must not reach the process.
+          udp.removeAllListeners('error');
+          udp.on('error', () => {});
+          try {
+            udp.close();
+          } catch {
+            /* never bound, or already closed */
+          }
+        }
+        resolve({ error: err instanceof Error ? err : new Error(String(err)) });
+      };
+      try {
+        const socket = dgram.createSocket({ type: target.family === 6 ? 'udp6' : 'udp4' });
+        udp = socket;
+        socket.once('error', fail);
+        socket.connect(port, target.address, () => {
+          if (settled) return;
+          settled = true;
+          resolve({ udp: socket });
+        });
+      } catch (err) {
+        fail(err);
+      }
+    });
+  }
+
+  /** Refuses a request whose UDP socket could not be opened: local exhaustion is the proxy's trouble, the rest the route's. */
+  private refuseSocketError(front: RequestFront, err: Error): void {
+    if (isLocalResourceError(err)) return this.onLocalResourceError(err, front);
+    this.refuse(front, 502, 'destination_ip_unroutable', err.message);
+  }
+
+  /**
+   * Counts running short of local resources and reports it as 'local-resource-error' only (not also 'refused'), so
+   * a flood of them can be logged sparingly. `front` is the request that hit it, or null for a failed accept.
+   */
+  private onLocalResourceError(err: NodeJS.ErrnoException, front: RequestFront | null): void {
+    this.counters.localResourceErrors++;
+    const code = err.code ?? 'unknown';
+    const syscall = err.syscall ?? 'socket';
+    const details = front === null ? `${syscall} ${code}` : `${syscall} ${code}: the proxy is out of local resources; try again later`;
+    if (front !== null) {
+      this.counters.refused[503] = (this.counters.refused[503] ?? 0) + 1;
+      // RFC 9209 §2.3.30: proxy_internal_error, an error of the intermediary unrelated to the target. 503 rather
+      // than its recommended 500 (RFC 9209 §2.1.1 allows another code): RFC 9110 §15.6.4, a temporary overload
+      // that the same request may get past later.
+      front.refuse(503, { 'proxy-status': formatProxyStatus('proxy_internal_error', { details }) });
+    }
+    const event: LocalResourceEvent = { code, syscall, status: front === null ? null : 503, client: front?.client ?? null, details };
+    this.emit('local-resource-error', event);
   }
 
   private onDrop(kind: ChannelDropKind): void {

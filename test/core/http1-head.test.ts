@@ -51,6 +51,44 @@ describe('parseRequestHead', () => {
     });
   }
 
+  it('refuses a head whose lines end in bare LF as soon as the first one arrives (RFC 9112 §2.2)', () => {
+    // No CRLFCRLF ever comes, so waiting for the end of the head would only end at the header timeout.
+    const lfOnly = 'GET / HTTP/1.1\nHost: x\n\n';
+    for (const text of [lfOnly, 'GET / HTTP/1.1\n', '\nGET / HTTP/1.1\r\n', 'GET / HTTP/1.1\r\nHost: x\n']) {
+      const r = parseRequestHead(Buffer.from(text), 4096);
+      assert.equal(r.state, 'error', JSON.stringify(text));
+      if (r.state === 'error') {
+        assert.equal(r.status, 400);
+        assert.equal(r.details, 'bare CR or LF in the request head');
+      }
+    }
+    // Up to the first LF the head is only incomplete.
+    assert.equal(parseRequestHead(Buffer.from('GET / HTTP/1.1'), 4096).state, 'incomplete');
+  });
+
+  it('refuses a bare CR once the byte after it is not LF; a CR at the end may still get its LF', () => {
+    assert.equal(parseRequestHead(Buffer.from('GET / HTTP/1.1\r'), 4096).state, 'incomplete');
+    assert.equal(parseRequestHead(Buffer.from('GET / HTTP/1.1\r\nHost: x\r'), 4096).state, 'incomplete');
+    const r = parseRequestHead(Buffer.from('GET / HTTP/1.1\rHost: x'), 4096);
+    assert.equal(r.state === 'error' && r.status, 400);
+  });
+
+  it('gives the same answer when told which prefix it already scanned, at every split point', () => {
+    const inputs = [REQ, 'GET / HTTP/1.1\nHost: x\n\n', 'GET / HTTP/1.1\r\nHost: x\rY: z\r\n\r\n', `\r\n${REQ}`, '\r\n\nGET / HTTP/1.1\r\n\r\n'];
+    for (const text of inputs) {
+      const bytes = Buffer.from(text);
+      let scanned = 0;
+      for (let i = 1; i <= bytes.length; i++) {
+        const prefix = bytes.subarray(0, i);
+        const full = parseRequestHead(prefix, 4096);
+        const incremental = parseRequestHead(prefix, 4096, scanned);
+        assert.deepEqual(incremental.state === 'error' ? incremental : incremental.state, full.state === 'error' ? full : full.state, `${JSON.stringify(text)} prefix ${i}`);
+        if (full.state !== 'incomplete') break;
+        scanned = i;
+      }
+    }
+  });
+
   it('answers 431 once the head exceeds the limit, complete or not', () => {
     const big = `GET / HTTP/1.1\r\nX: ${'a'.repeat(100)}\r\n\r\n`;
     const r1 = parseRequestHead(Buffer.from(big), 64);

@@ -70,4 +70,25 @@ describe('validateConnectUdpRequest', () => {
     });
     assert.deepEqual(statuses, [400, 400, 400, 400, 400]);
   });
+
+  it('names the real reason when a decoded target_host still holds a percent sign', () => {
+    const details = (host: string): string => {
+      const v = validateConnectUdpRequest(h2({ path: `/.well-known/masque/udp/${host}/443/` }), matcher);
+      assert.equal(v.ok, false, host);
+      if (v.ok) return '';
+      assert.equal(v.status, 400, host);
+      assert.equal(v.error, 'http_request_error', host);
+      return v.details;
+    };
+    // A client that encodes '::1' twice sends %253A%253A1; decoding once leaves %3A%3A1, not a zone identifier.
+    for (const host of ['%253A%253A1', '2001%253Adb8%253A%253A1', '127%252E0%252E0%252E1']) {
+      const d = details(host);
+      assert.match(d, /percent-encoded twice/, host);
+      assert.doesNotMatch(d, /zone/, host);
+    }
+    // A real zone identifier, single-encoded or in its RFC 6874 URI form, is still named as one (RFC 9298 §2).
+    for (const host of ['fe80%3A%3A1%25eth0', 'fe80%3A%3A1%2525eth0', '%5Bfe80%3A%3A1%25lo%5D']) assert.match(details(host), /zone identifiers/, host);
+    // A stray '%' that is neither.
+    assert.match(details('exam%25ple.net'), /'%' is not allowed/);
+  });
 });

@@ -50,9 +50,12 @@ export interface CliProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Starts the CLI with --json expected; parses each stdout line as JSON. */
-export function startCli(args: string[], env: Record<string, string | undefined> = {}): CliProcess {
-  const child = spawn(process.execPath, [BIN, ...args], { env: cleanEnv(env) });
+/** Starts the CLI with --json expected; parses each stdout line as JSON. `fdLimit` runs it under `ulimit -n`. */
+export function startCli(args: string[], env: Record<string, string | undefined> = {}, options: { fdLimit?: number } = {}): CliProcess {
+  const child =
+    options.fdLimit === undefined
+      ? spawn(process.execPath, [BIN, ...args], { env: cleanEnv(env) })
+      : spawn('bash', ['-c', 'ulimit -n "$0" && exec "$@"', String(options.fdLimit), process.execPath, BIN, ...args], { env: cleanEnv(env) });
   const lines: Record<string, unknown>[] = [];
   let buf = '';
   let err = '';

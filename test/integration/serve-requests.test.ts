@@ -8,6 +8,7 @@ import { TargetPolicy } from '../../src/core/policy.js';
 import { TunnelServer } from '../../src/core/server.js';
 import { closed, connectUdpHeaders, h2Connect, rawRequest } from '../helpers/h2.js';
 import { openUdpPeer, startUdpEcho, waitUntil, type UdpEcho } from '../helpers/net.js';
+import { h1Request, rawH1 } from '../helpers/tunnel.js';
 
 describe('serve: request validation and malformed capsule streams', () => {
   let server: TunnelServer;
@@ -58,6 +59,28 @@ describe('serve: request validation and malformed capsule streams', () => {
       assert.equal(r.endAfterHeaders, true);
     });
   }
+
+  it('a target_host percent-encoded twice -> 400 that says so, over HTTP/2 and HTTP/1.1', async () => {
+    // masque-go #128: '::1' sent as %253A%253A1 decodes once to %3A%3A1, which is no zone identifier.
+    const r = await rawRequest(session, connectUdpHeaders(authority, path('%253A%253A1', echo.port)));
+    assert.equal(r.status, 400);
+    assert.match(String(r.headers['proxy-status']), /^udp-tunnel; error=http_request_error; details="target_host is percent-encoded twice/);
+    const h1 = await rawH1(server.address().port, h1Request(path('%253A%253A1', echo.port)));
+    assert.equal(h1.head?.status, 400);
+    const status = h1.head?.headers.find(([k]) => k === 'proxy-status')?.[1] ?? '';
+    assert.match(status, /error=http_request_error; details="target_host is percent-encoded twice/);
+    assert.doesNotMatch(status, /zone/);
+  });
+
+  it('an HTTP/1.1 head with bare LF line endings gets 400 at once, not at the header timeout (RFC 9112 §2.2)', async () => {
+    const timedOut = server.counters.limits.headerTime;
+    // The server keeps its default 10 s header timeout; the answer is awaited, whenever it comes.
+    const r = await rawH1(server.address().port, 'GET /.well-known/masque/udp/127.0.0.1/53/ HTTP/1.1\nHost: x\n\n', { waitMs: 60_000 });
+    assert.equal(r.head?.status, 400);
+    assert.match(r.head?.headers.find(([k]) => k === 'proxy-status')?.[1] ?? '', /error=http_request_error; details="bare CR or LF in the request head"/);
+    assert.equal(r.closed, true);
+    assert.equal(server.counters.limits.headerTime, timedOut, 'not cut off by the header timeout');
+  });
 
   it('a plain CONNECT without :protocol -> 501', async () => {
     const stream = session.request({ ':method': 'CONNECT', ':authority': '127.0.0.1:53' });
