@@ -244,7 +244,7 @@ describe('bare relay limits', () => {
   it('idle peers are closed after idleTimeoutMs on the front, which closes the back connection too', async () => {
     const echo = await echoOn('127.0.0.1');
     const { back, addr: b } = await backOn('127.0.0.1', { host: '127.0.0.1', port: echo.port });
-    const { front, addr: f, closed } = await frontOn('127.0.0.1', b.port, { idleTimeoutMs: 150 });
+    const { front, addr: f, closed } = await frontOn('127.0.0.1', b.port, { idleTimeoutMs: 500 });
     const p = await peerOn('127.0.0.1');
     await p.send('x', f.port, '127.0.0.1');
     await p.waitFor(1);

@@ -177,7 +177,7 @@ describe('connection limits: idle HTTP/2 connections, connection count, HTTP/2 h
     ];
 
     it(`SETTINGS acknowledgement (${host}): a peer that never acknowledges gets GOAWAY SETTINGS_TIMEOUT, even with a tunnel open, counted`, async () => {
-      const { server, port } = await start(host, { headerTimeoutMs: 300, connectionIdleTimeoutMs: 0 });
+      const { server, port } = await start(host, { headerTimeoutMs: 500, connectionIdleTimeoutMs: 0 });
       const peer = await openRawH2Peer(port, host, { ack: false });
       try {
         peer.request(1, tunnelRequest(port), false);
@@ -196,7 +196,7 @@ describe('connection limits: idle HTTP/2 connections, connection count, HTTP/2 h
     });
 
     it(`SETTINGS acknowledgement (${host}): a peer that acknowledges keeps its tunnel past the same time`, async () => {
-      const { server, port } = await start(host, { headerTimeoutMs: 300, connectionIdleTimeoutMs: 0 });
+      const { server, port } = await start(host, { headerTimeoutMs: 500, connectionIdleTimeoutMs: 0 });
       const peer = await openRawH2Peer(port, host, { ack: true });
       try {
         peer.request(1, tunnelRequest(port), false);
@@ -335,7 +335,7 @@ describe('connection limits: idle HTTP/2 connections, connection count, HTTP/2 h
     const steady = new TunnelClient({ host: '127.0.0.1', port: 0, transport: buildTransport({ proxy: url, target }) });
     // `idle` lets its only session end (client idle timeout) and keeps the pooled connection open with no streams.
     const idleTransport = buildTransport({ proxy: url, target }) as H2ConnectUdpTransport;
-    const idle = new TunnelClient({ host: '127.0.0.1', port: 0, transport: idleTransport, idleTimeoutMs: 100 });
+    const idle = new TunnelClient({ host: '127.0.0.1', port: 0, transport: idleTransport, idleTimeoutMs: 500 });
     const steadyLocal = await steady.start();
     const idleLocal = await idle.start();
     const steadyPeer = await openUdpPeer();

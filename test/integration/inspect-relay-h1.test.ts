@@ -490,7 +490,7 @@ describe('HTTP/1.1 relay: refusals, failures and limits', () => {
 
   it('closes client connections that deliver no complete first request within headTimeoutMs, and counts them', async () => {
     const sport = server.address().port;
-    const r = await startRelay(`http://127.0.0.1:${sport}`, { headTimeoutMs: 200 });
+    const r = await startRelay(`http://127.0.0.1:${sport}`, { headTimeoutMs: 500 });
     try {
       const silent = await connectTcp('127.0.0.1', r.port);
       const partial = await connectTcp('127.0.0.1', r.port);
@@ -516,7 +516,7 @@ describe('HTTP/1.1 relay: refusals, failures and limits', () => {
 
   it('headTimeoutMs: an HTTP/2 client is timed until its first stream', async () => {
     const sport = server.address().port;
-    const r = await startRelay(`http://127.0.0.1:${sport}`, { headTimeoutMs: 200 });
+    const r = await startRelay(`http://127.0.0.1:${sport}`, { headTimeoutMs: 500 });
     try {
       const { connect } = await import('node:http2');
       const idle = connect(`http://127.0.0.1:${r.port}`);

@@ -170,7 +170,7 @@ describe('buffering while the tunnel is not ready', () => {
 
 describe('idle timeout', () => {
   it('closes an idle session and the next datagram opens a new one', async () => {
-    const stack = await startStack({ client: { idleTimeoutMs: 200 } });
+    const stack = await startStack({ client: { idleTimeoutMs: 500 } });
     const closed: ClientSessionStats[] = [];
     stack.client.on('session-close', (s: ClientSessionStats) => closed.push(s));
     const peer = await openUdpPeer();
@@ -214,7 +214,7 @@ describe('idle timeout', () => {
   });
 
   it('the server closes an idle session in both directions', async () => {
-    const stack = await startStack({ server: { idleTimeoutMs: 200 } });
+    const stack = await startStack({ server: { idleTimeoutMs: 500 } });
     const peer = await openUdpPeer();
     await peer.send('x', stack.localPort, '127.0.0.1');
     await peer.waitFor(1);
