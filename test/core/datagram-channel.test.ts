@@ -40,7 +40,7 @@ function options(extra: Partial<DatagramChannelOptions> = {}): DatagramChannelOp
 const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 async function until(cond: () => boolean): Promise<void> {
-  for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
+  for (const end = Date.now() + 10_000; !cond() && Date.now() < end; ) await new Promise((r) => setTimeout(r, 5));
   assert.ok(cond(), 'condition not reached');
 }
 

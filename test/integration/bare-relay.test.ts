@@ -147,7 +147,9 @@ describe('bare relay limits', () => {
     const { front, addr: f, closed } = await frontOn('127.0.0.1', silent.port, { maxWriteBuffer: 8192 });
     const p = await peerOn('127.0.0.1');
     await p.send(Buffer.alloc(1200), f.port, '127.0.0.1');
-    await waitUntil(() => silent.sockets.length === 1, 5000, 'connection');
+    // The first frame in the listener's (paused) stream proves the front's connection is open: a burst sent while it
+    // was still connecting would overflow the pre-connect queue (bufferOverflow), not the write buffer.
+    await waitUntil(() => silent.sockets.length === 1 && silent.sockets[0]!.readableLength >= 1202, 5000, 'first frame at the listener');
     // The kernel takes a few MB before the socket's own buffer grows; keep sending until the limit bites.
     const payload = Buffer.alloc(1200);
     for (let sent = 0; front.counters.datagramsDropped === 0 && sent < 40_000; sent += 200) {
@@ -162,19 +164,30 @@ describe('bare relay limits', () => {
   });
 
   it('back: drops and counts replies once its TCP connection holds maxWriteBuffer unsent bytes', async () => {
-    const echo = await echoOn('127.0.0.1');
-    const { back, addr: b, closed } = await backOn('127.0.0.1', { host: '127.0.0.1', port: echo.port }, { maxWriteBuffer: 8192 });
+    // The target does not echo: the test sends the replies itself, so it knows how many are in flight. A free-running
+    // echo kept answering while the connection closed, and a reply taken into the writer's batch in that last turn
+    // is (rightly) counted as unsent, not as backpressure.
+    const target = await peerOn('127.0.0.1');
+    const backUdp = once(target.socket, 'message') as Promise<[Buffer, { port: number }]>;
+    const { back, addr: b, closed } = await backOn('127.0.0.1', { host: '127.0.0.1', port: target.port }, { maxWriteBuffer: 8192 });
     // A front that writes frames and never reads the replies.
     const client = net.connect(b.port, '127.0.0.1');
     client.on('error', () => {});
     await once(client, 'connect');
     client.pause();
-    const batch = encodeFrames(Array.from({ length: 200 }, () => Buffer.alloc(1200)));
-    for (let sent = 0; back.counters.datagramsDropped === 0 && sent < 40_000; sent += 200) {
-      if (!client.write(batch)) await once(client, 'drain');
-      await new Promise((r) => setTimeout(r, 5));
+    client.write(encodeFrames([Buffer.from('where are you')]));
+    const [, from] = await backUdp;
+    const c = back.counters;
+    // Bursts small enough for the back's default UDP receive buffer, each taken in whole before the next, so no
+    // reply is lost in the kernel and every one is either written or dropped.
+    const payload = Buffer.alloc(1200);
+    let replies = 0;
+    while (c.datagramsDropped === 0 && replies < 40_000) {
+      await Promise.all(Array.from({ length: 32 }, () => target.send(payload, from.port, '127.0.0.1')));
+      replies += 32;
+      await waitUntil(() => c.txDatagrams + c.datagramsDropped === replies, 10_000, 'back took every reply');
     }
-    assert.ok(back.counters.datagramsDropped > 0, 'the write buffer limit dropped replies');
+    assert.ok(c.datagramsDropped > 0, 'the write buffer limit dropped replies');
     client.destroy();
     await waitUntil(() => closed.length === 1, 5000, 'connection closed');
     assert.equal(closed[0]!.drops.backpressure, back.counters.dropBackpressure);
@@ -231,7 +244,7 @@ describe('bare relay limits', () => {
   it('idle peers are closed after idleTimeoutMs on the front, which closes the back connection too', async () => {
     const echo = await echoOn('127.0.0.1');
     const { back, addr: b } = await backOn('127.0.0.1', { host: '127.0.0.1', port: echo.port });
-    const { front, addr: f, closed } = await frontOn('127.0.0.1', b.port, { idleTimeoutMs: 150 });
+    const { front, addr: f, closed } = await frontOn('127.0.0.1', b.port, { idleTimeoutMs: 500 });
     const p = await peerOn('127.0.0.1');
     await p.send('x', f.port, '127.0.0.1');
     await p.waitFor(1);

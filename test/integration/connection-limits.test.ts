@@ -147,14 +147,18 @@ describe('connection limits: idle HTTP/2 connections, connection count, HTTP/2 h
       try {
         const r = await h2Request(session, connectUdpHeaders(authority(host, port), tunnelPath(host)));
         assert.equal(r.status, 200);
-        // Several idle periods pass while the tunnel is open.
-        await new Promise((res) => setTimeout(res, 600));
-        assert.equal(server.counters.limits.connectionIdle, 0);
+        // A witness: a connection opened after the tunnel whose one request is answered (404), leaving it without
+        // streams. Its idle close proves a whole idle period has passed and been handled since (this process's
+        // timers fire in deadline order), rather than sleeping.
+        const witness = await h2Session(url);
+        assert.equal((await h2Request(witness, connectUdpHeaders(authority(host, port), '/nope'))).status, 404);
+        assert.equal(await waitClose(witness, 5000), true);
+        assert.equal(server.counters.limits.connectionIdle, 1, 'only the witness went idle');
         assert.equal(session.closed, false);
         r.stream.close();
         assert.deepEqual(await goaway, [NO_ERROR, 1]);
         assert.equal(await waitClose(session, 5000), true);
-        assert.equal(server.counters.limits.connectionIdle, 1);
+        assert.equal(server.counters.limits.connectionIdle, 2);
         assert.equal(server.counters.sessionsTotal, 1);
       } finally {
         session.destroy();
@@ -173,7 +177,7 @@ describe('connection limits: idle HTTP/2 connections, connection count, HTTP/2 h
     ];
 
     it(`SETTINGS acknowledgement (${host}): a peer that never acknowledges gets GOAWAY SETTINGS_TIMEOUT, even with a tunnel open, counted`, async () => {
-      const { server, port } = await start(host, { headerTimeoutMs: 300, connectionIdleTimeoutMs: 0 });
+      const { server, port } = await start(host, { headerTimeoutMs: 500, connectionIdleTimeoutMs: 0 });
       const peer = await openRawH2Peer(port, host, { ack: false });
       try {
         peer.request(1, tunnelRequest(port), false);
@@ -192,12 +196,19 @@ describe('connection limits: idle HTTP/2 connections, connection count, HTTP/2 h
     });
 
     it(`SETTINGS acknowledgement (${host}): a peer that acknowledges keeps its tunnel past the same time`, async () => {
-      const { server, port } = await start(host, { headerTimeoutMs: 300, connectionIdleTimeoutMs: 0 });
+      const { server, port } = await start(host, { headerTimeoutMs: 500, connectionIdleTimeoutMs: 0 });
       const peer = await openRawH2Peer(port, host, { ack: true });
       try {
         peer.request(1, tunnelRequest(port), false);
         assert.equal(statusOf(await peer.waitFrame(isStream('HEADERS', 1))), 200);
-        assert.equal(await peer.waitClosed(900), false);
+        // A witness opened afterwards that acknowledges but sends no request is closed by its header timer, of the
+        // same length: that proves the peer's SETTINGS deadline has passed and been handled (timers fire in deadline
+        // order), rather than sleeping.
+        const witness = await openRawH2Peer(port, host);
+        assert.equal(await witness.waitClosed(5000), true);
+        witness.destroy();
+        assert.equal(server.counters.limits.headerTime, 1, 'the witness timed out');
+        assert.equal(peer.closed, false);
         assert.equal(peer.frames.some((f) => f.type === 'GOAWAY'), false);
         assert.equal(server.counters.limits.settingsTimeout, 0);
         assert.equal(server.counters.sessionsActive, 1);
@@ -246,6 +257,7 @@ describe('connection limits: idle HTTP/2 connections, connection count, HTTP/2 h
     try {
       peer.request(1, paddedRequest('127.0.0.1', port, 400));
       assert.equal(statusOf(await peer.waitFrame(isStream('HEADERS', 1))), 404);
+      // With the timer off nothing is armed that could be awaited instead: a fixed wait, then the negative.
       await new Promise((res) => setTimeout(res, 400));
       assert.equal(peer.closed, false);
       assert.equal(peer.frames.some((f) => f.type === 'GOAWAY'), false);
@@ -323,7 +335,7 @@ describe('connection limits: idle HTTP/2 connections, connection count, HTTP/2 h
     const steady = new TunnelClient({ host: '127.0.0.1', port: 0, transport: buildTransport({ proxy: url, target }) });
     // `idle` lets its only session end (client idle timeout) and keeps the pooled connection open with no streams.
     const idleTransport = buildTransport({ proxy: url, target }) as H2ConnectUdpTransport;
-    const idle = new TunnelClient({ host: '127.0.0.1', port: 0, transport: idleTransport, idleTimeoutMs: 100 });
+    const idle = new TunnelClient({ host: '127.0.0.1', port: 0, transport: idleTransport, idleTimeoutMs: 500 });
     const steadyLocal = await steady.start();
     const idleLocal = await idle.start();
     const steadyPeer = await openUdpPeer();

@@ -490,7 +490,7 @@ describe('HTTP/1.1 relay: refusals, failures and limits', () => {
 
   it('closes client connections that deliver no complete first request within headTimeoutMs, and counts them', async () => {
     const sport = server.address().port;
-    const r = await startRelay(`http://127.0.0.1:${sport}`, { headTimeoutMs: 200 });
+    const r = await startRelay(`http://127.0.0.1:${sport}`, { headTimeoutMs: 500 });
     try {
       const silent = await connectTcp('127.0.0.1', r.port);
       const partial = await connectTcp('127.0.0.1', r.port);
@@ -500,10 +500,14 @@ describe('HTTP/1.1 relay: refusals, failures and limits', () => {
       whole.socket.write(upgradeHead(TEMPLATE('127.0.0.1', echo.port), `127.0.0.1:${sport}`));
       await Promise.all([silent.closed, partial.closed]);
       assert.equal(r.relay.counters.headTimeouts, 2);
-      await new Promise((res) => setTimeout(res, 400));
+      await waitUntil(() => /^HTTP\/1\.1 101 /.test(whole.received().toString('latin1')), 5000, 'the 101 for the whole head');
+      // A silent witness connected after it: its head timeout proves that whole's deadline has passed and been
+      // handled too (this process's timers fire in deadline order), rather than sleeping.
+      const witness = await connectTcp('127.0.0.1', r.port);
+      await witness.closed;
       assert.equal(whole.socket.destroyed, false);
       assert.match(whole.received().toString('latin1'), /^HTTP\/1\.1 101 /);
-      assert.equal(r.relay.counters.headTimeouts, 2);
+      assert.equal(r.relay.counters.headTimeouts, 3, 'the two and the witness, not the whole head');
       whole.socket.destroy();
     } finally {
       await r.relay.close();
@@ -512,7 +516,7 @@ describe('HTTP/1.1 relay: refusals, failures and limits', () => {
 
   it('headTimeoutMs: an HTTP/2 client is timed until its first stream', async () => {
     const sport = server.address().port;
-    const r = await startRelay(`http://127.0.0.1:${sport}`, { headTimeoutMs: 200 });
+    const r = await startRelay(`http://127.0.0.1:${sport}`, { headTimeoutMs: 500 });
     try {
       const { connect } = await import('node:http2');
       const idle = connect(`http://127.0.0.1:${r.port}`);
@@ -527,9 +531,13 @@ describe('HTTP/1.1 relay: refusals, failures and limits', () => {
       // serve refuses a GET (RFC 9298 §3.4 needs CONNECT); the relay forwards its answer.
       assert.equal(status, 405);
       await idleClosed;
-      await new Promise((res) => setTimeout(res, 300));
-      assert.equal(busy.closed || busy.destroyed, false);
       assert.equal(r.relay.counters.headTimeouts, 1);
+      // A silent witness connected after busy's first stream: its head timeout proves that busy's deadline has passed
+      // and been handled too (this process's timers fire in deadline order), rather than sleeping.
+      const witness = await connectTcp('127.0.0.1', r.port);
+      await witness.closed;
+      assert.equal(busy.closed || busy.destroyed, false);
+      assert.equal(r.relay.counters.headTimeouts, 2, 'idle and the witness, not busy');
       busy.destroy();
     } finally {
       await r.relay.close();

@@ -60,7 +60,8 @@ describe('oversize datagrams', () => {
     await peer.send(payload(5000, 3), stack.localPort, '127.0.0.1');
     await peer.send(payload(10, 4), stack.localPort, '127.0.0.1');
     const got = await peer.waitFor(2);
-    await new Promise((r) => setTimeout(r, 100));
+    // All four taken in: the two over the limit were dropped on arrival, so no later reply can come.
+    await waitUntil(() => stack.client.counters.downstream_sess_rx_datagrams === 4, 5000, 'all four taken in');
     assert.deepEqual(got.map((b) => b.length), [1200, 10]);
     await stack.close();
     await peer.close();
@@ -143,7 +144,8 @@ describe('buffering while the tunnel is not ready', () => {
     // All five are sent in one synchronous burst, before the tunnel can possibly be ready.
     for (let i = 0; i < 5; i++) peer.socket.send(`b${i}`, stack.localPort, '127.0.0.1');
     const got = await peer.waitFor(3);
-    await new Promise((r) => setTimeout(r, 100));
+    // All five taken in: what did not fit was dropped on arrival, so no later reply can come.
+    await waitUntil(() => stack.client.counters.downstream_sess_rx_datagrams === 5, 5000, 'all five taken in');
     assert.deepEqual(got.map(String), ['b0', 'b1', 'b2']);
     await stack.close();
     await peer.close();
@@ -158,7 +160,7 @@ describe('buffering while the tunnel is not ready', () => {
     const peer = await openUdpPeer();
     for (let i = 0; i < 4; i++) peer.socket.send(payload(100, i), stack.localPort, '127.0.0.1');
     const got = await peer.waitFor(2);
-    await new Promise((r) => setTimeout(r, 100));
+    await waitUntil(() => stack.client.counters.downstream_sess_rx_datagrams === 4, 5000, 'all four taken in');
     assert.equal(got.length, 2);
     await stack.close();
     await peer.close();
@@ -168,7 +170,7 @@ describe('buffering while the tunnel is not ready', () => {
 
 describe('idle timeout', () => {
   it('closes an idle session and the next datagram opens a new one', async () => {
-    const stack = await startStack({ client: { idleTimeoutMs: 200 } });
+    const stack = await startStack({ client: { idleTimeoutMs: 500 } });
     const closed: ClientSessionStats[] = [];
     stack.client.on('session-close', (s: ClientSessionStats) => closed.push(s));
     const peer = await openUdpPeer();
@@ -212,7 +214,7 @@ describe('idle timeout', () => {
   });
 
   it('the server closes an idle session in both directions', async () => {
-    const stack = await startStack({ server: { idleTimeoutMs: 200 } });
+    const stack = await startStack({ server: { idleTimeoutMs: 500 } });
     const peer = await openUdpPeer();
     await peer.send('x', stack.localPort, '127.0.0.1');
     await peer.waitFor(1);

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { FRAME_HEADER_BYTES, FrameDecoder, FrameWriter, MAX_FRAME_PAYLOAD, encodeFrames, writeFrame } from '../../../src/core/bench/bare-relay-frames.js';
-import { tcpPair } from '../../helpers/net.js';
+import { tcpPair, waitUntil } from '../../helpers/net.js';
 
 /** A decoder that copies what it delivers (payloads may be views of the chunk). */
 function collecting(maxFrameLength?: number): { d: FrameDecoder; got: Buffer[]; oversize: number } {
@@ -187,6 +188,8 @@ describe('FrameWriter', () => {
     const pair = await tcpPair();
     const received: Buffer[] = [];
     pair.b.on('data', (c: Buffer) => received.push(c));
+    pair.b.on('error', () => {});
+    const farClosed = once(pair.b, 'close');
     const w = new FrameWriter(pair.a, { maxWriteBuffer: 1000 });
     assert.equal(w.send(Buffer.from('ab')), true);
     assert.equal(w.send(Buffer.from('cd')), true);
@@ -194,14 +197,21 @@ describe('FrameWriter', () => {
     await new Promise((r) => setImmediate(r));
     assert.deepEqual(w.counters, { txFrames: 2, txBytes: 4, dropBackpressure: 0, dropOversize: 0, dropUnflushed: 2 });
     const other = await tcpPair();
+    const otherReceived: Buffer[] = [];
+    other.b.on('data', (c: Buffer) => otherReceived.push(c));
     const w2 = new FrameWriter(other.a, { maxWriteBuffer: 1000 });
     assert.equal(w2.send(Buffer.from('x')), true);
     w2.discard();
     await new Promise((r) => setImmediate(r));
     assert.equal(w2.counters.dropUnflushed, 1);
     assert.equal(w2.batchedBytes, 0);
-    await new Promise((r) => setTimeout(r, 50));
+    // The far end's close comes after anything the destroyed end wrote, so nothing can arrive later.
+    await farClosed;
     assert.equal(received.length, 0);
+    // On the open stream, a frame sent after the discard is the first and only thing to arrive.
+    assert.equal(w2.send(Buffer.from('y')), true);
+    await waitUntil(() => Buffer.concat(otherReceived).length >= FRAME_HEADER_BYTES + 1, 5000, 'the frame after the discard');
+    assert.deepEqual([...Buffer.concat(otherReceived)], [0, 1, 0x79]);
     other.close();
     pair.close();
   });
