@@ -190,6 +190,11 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
     attachServerOutput(server, out);
     const tap = await startInspectTap(args, out, 'serve');
     const addr = await server.listen();
+    // Before 'listening' is printed: a signal sent by whoever reads that line must find the handler in place.
+    const { done } = untilShutdown(async () => {
+      out.info('shutting down');
+      await server.close();
+    });
     const scheme = tls ? 'https' : 'http';
     const protocols = tls ? ['h2', 'http/1.1'] : ['h2c', 'http/1.1'];
     out.event('listening', {
@@ -216,10 +221,6 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       out.event('warning', { message: warning });
     }
     out.debug(`target policy: ${policy.describe().join('; ')}`);
-    const { done } = untilShutdown(async () => {
-      out.info('shutting down');
-      await server.close();
-    });
     const why = await done;
     await tap?.stop();
     out.event('shutdown', { signal: why, counters: server.counters });
