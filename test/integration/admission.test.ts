@@ -4,13 +4,15 @@ import { Buffer } from 'node:buffer';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { Authenticator } from '../../src/core/auth.js';
+import { TunnelClient } from '../../src/core/client.js';
+import { buildTransport } from '../../src/core/connect-config.js';
 import { encodeDatagramCapsule } from '../../src/core/codec/datagram.js';
 import { headerValues, parseResponseHead, type Http1Head } from '../../src/core/http1-head.js';
 import { TargetPolicy } from '../../src/core/policy.js';
 import { TunnelServer, type TunnelServerOptions } from '../../src/core/server.js';
 import { openRawH2Peer, statusOf, type RawH2Peer, type ReceivedFrame } from '../helpers/h2-raw-peer.js';
 import { END_HEADERS, h2Frame, headerBlock } from '../helpers/h2-writer.js';
-import { startUdpEcho, waitUntil, type UdpEcho } from '../helpers/net.js';
+import { openUdpPeer, startUdpEcho, waitUntil, type UdpEcho } from '../helpers/net.js';
 import { connectUdpHeaders, h2Request, h2Session, waitClose } from '../helpers/tunnel.js';
 
 const HOSTS = ['127.0.0.1', '::1'] as const;
@@ -130,6 +132,25 @@ describe('admission: stream limit, failed authentications, sessions per client a
       });
     }
   }
+
+  it('TunnelClient spreads a burst of 250 sessions over connections of 100 streams without a refused stream (the limit is not advertised)', async () => {
+    const { server, port } = await start('127.0.0.1', { maxStreamsPerConnection: 100 });
+    const client = new TunnelClient({ host: '127.0.0.1', port: 0, transport: buildTransport({ proxy: `http://127.0.0.1:${port}`, target: { host: '127.0.0.1', port: echo4.port } }) });
+    const local = await client.start();
+    const peers = await Promise.all(Array.from({ length: 250 }, () => openUdpPeer()));
+    try {
+      await Promise.all(peers.map((p, i) => p.send(`burst-${i}`, local.port, '127.0.0.1')));
+      await Promise.all(peers.map((p) => p.waitFor(1, 20_000)));
+      peers.forEach((p, i) => assert.equal(String(p.messages[0]), `burst-${i}`));
+      assert.equal(server.activeSessions, 250);
+      assert.equal(server.counters.connectionsH2, 3);
+      assert.equal(server.counters.limits.connectionStreams, 0);
+      assert.equal(server.counters.limits.connectionSessions, 0);
+    } finally {
+      await Promise.all(peers.map((p) => p.close()));
+      await client.close();
+    }
+  });
 
   for (const host of HOSTS) {
     it(`maxAuthFailuresPerConnection (${host}): the 5th failure on an HTTP/2 connection is answered, then GOAWAY ENHANCE_YOUR_CALM; its open tunnel goes on`, async () => {
