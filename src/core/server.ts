@@ -100,11 +100,14 @@ export interface TunnelServerOptions {
   maxStreamsPerConnection?: number;
   /** Tunnels one client address may hold across all its connections; more get 503 connection_limit_reached. Default 1,000. */
   maxSessionsPerClient?: number;
-  /** Failed authentications (401/407, or 429 below) after which an HTTP/2 connection gets GOAWAY and is closed. Default 5. */
+  /**
+   * Failed authentications (wrong credentials, or requests refused with 429 below; requests without credentials do
+   * not count) after which an HTTP/2 connection gets GOAWAY and is closed. Default 5.
+   */
   maxAuthFailuresPerConnection?: number;
   /**
-   * Failed authentications one client address may have in a burst; once they are spent its requests get 429
-   * without their credentials being checked, until the bucket refills. Default 20.
+   * Wrong credentials one client address may present in a burst; once they are spent its requests get 429 without
+   * their credentials being checked, until the bucket refills. Default 20.
    */
   authFailureBurst?: number;
   /** Failed authentications forgiven per second and client address (the bucket's refill rate). Default 2. */
@@ -813,7 +816,8 @@ export class TunnelServer extends EventEmitter {
 
   /**
    * Checks credentials unless the client address has spent its failed-authentication budget; refuses and returns
-   * false when they are missing or wrong. Credentials never reach a log or event, only the failure reason.
+   * false when they are missing or wrong. Only wrong credentials spend the budget: a request without any is the
+   * usual first step of a challenge (RFC 9110 §11.6.1). Credentials never reach a log or event, only the reason.
    */
   private authenticate(front: RequestFront, auth: RequestAuthenticator): boolean {
     const conn = front.conn;
@@ -827,11 +831,12 @@ export class TunnelServer extends EventEmitter {
       const r = auth.check(front.rawHeaders);
       if (r.ok) return true;
       this.counters.authFailures++;
-      this.authLimiter.fail(conn.address);
-      this.counters.limits.authEvictions = this.authLimiter.evictions;
       // RFC 9110 §15.5.2 / §15.5.8: 401 with WWW-Authenticate (HTTP/2), 407 with Proxy-Authenticate (HTTP/1.1).
       const c = auth.challenge(front.httpVersion);
       this.refuse(front, c.status, 'http_request_denied', `authentication ${r.reason}`, c.headers);
+      if (r.reason === 'missing') return false;
+      this.authLimiter.fail(conn.address);
+      this.counters.limits.authEvictions = this.authLimiter.evictions;
     }
     // HTTP/1.1 closes the connection with every refusal; an HTTP/2 connection that keeps guessing is told to go.
     if (++conn.authFailures >= this.opts.maxAuthFailuresPerConnection && conn.h2 !== null) this.goAwayForAuth(conn, conn.h2);
@@ -877,8 +882,8 @@ export class TunnelServer extends EventEmitter {
       return this.refuse(front, 503, 'connection_limit_reached', `server session limit ${this.opts.maxSessions} reached`);
     }
     const address = front.conn.address;
-    const held = this.clientSessions.get(address) ?? 0;
-    if (held >= this.opts.maxSessionsPerClient) {
+    const clientHeld = this.clientSessions.get(address) ?? 0;
+    if (clientHeld >= this.opts.maxSessionsPerClient) {
       this.counters.limits.clientSessions++;
       return this.refuse(front, 503, 'connection_limit_reached', `client session limit ${this.opts.maxSessionsPerClient} reached for ${address}`);
     }
@@ -890,11 +895,11 @@ export class TunnelServer extends EventEmitter {
     }
     this.reserved++;
     front.conn.sessions++;
-    this.clientSessions.set(address, held + 1);
-    let holding = true;
+    this.clientSessions.set(address, clientHeld + 1);
+    let held = true;
     const release = (): void => {
-      if (!holding) return;
-      holding = false;
+      if (!held) return;
+      held = false;
       this.reserved--;
       front.conn.sessions--;
       const n = (this.clientSessions.get(address) ?? 1) - 1;

@@ -196,6 +196,12 @@ describe('admission: stream limit, failed authentications, sessions per client a
         authFailureBurst: 3,
         authFailureRefillPerSecond: 0.001,
       });
+      // Requests without credentials (the first step of a challenge) do not spend the budget.
+      for (let i = 0; i < 5; i++) {
+        const { head, socket } = await h1Attempt(port, host, host, tunnelPath(host));
+        socket.destroy();
+        assert.equal(head.status, 407);
+      }
       for (let i = 0; i < 3; i++) {
         const { head, socket } = await h1Attempt(port, host, host, tunnelPath(host), `Bearer guess-${i}-abcdefgh`);
         socket.destroy();
@@ -208,7 +214,7 @@ describe('admission: stream limit, failed authentications, sessions per client a
       assert.match(headerValues(head.headers, 'proxy-status')[0] ?? '', /error=http_request_denied; details="too many failed authentications from /);
       const retry = Number(headerValues(head.headers, 'retry-after')[0]);
       assert.ok(Number.isInteger(retry) && retry > 0, `Retry-After ${retry}`);
-      assert.equal(server.counters.authFailures, 3, 'the refused request was not checked');
+      assert.equal(server.counters.authFailures, 8, 'the refused request was not checked');
       assert.equal(server.counters.limits.authRate, 1);
       assert.equal(server.counters.refused[429], 1);
     });
