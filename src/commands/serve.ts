@@ -4,7 +4,15 @@ import { formatHostPort, parseHostPort } from '../core/address.js';
 import { parseDuration, parseSize } from '../core/duration.js';
 import { ErrorCodes, UdpTunnelError } from '../core/errors.js';
 import type { LocalResourceEvent } from '../core/local-resource.js';
-import { buildAuthenticator, buildTargetPolicy, exposureWarning, parsePostRoutes } from '../core/serve-config.js';
+import {
+  buildAuthenticator,
+  buildTargetPolicy,
+  exposureWarning,
+  isLoopbackListen,
+  parsePostRoutes,
+  shortTokenWarning,
+  unauthenticatedListenError,
+} from '../core/serve-config.js';
 import { TunnelServer, type ServerSessionStats, type ServerTlsOptions } from '../core/server.js';
 import { describeCertificate, generateCertificate } from '../core/tls-cert.js';
 import { color } from '../cli/color.js';
@@ -28,10 +36,16 @@ interface ServeArgs extends CommonArgs, InspectTapArgs {
   token: string[];
   'token-file'?: string;
   basic: string[];
+  auth: boolean;
   'idle-timeout': string;
   'max-sessions': number;
   'max-sessions-per-connection'?: number;
   'max-streams': number;
+  'max-sessions-per-client': number;
+  'max-auth-failures-per-connection': number;
+  'auth-failure-burst': number;
+  'auth-failure-rate': number;
+  'max-auth-failure-entries': number;
   'max-capsule': string;
   'max-datagram': number;
   'max-stream-buffer': string;
@@ -42,6 +56,11 @@ interface ServeArgs extends CommonArgs, InspectTapArgs {
   'max-header-size': string;
   'dns-server': string[];
   'dns-timeout': string;
+}
+
+function nonNegative(n: number, what: string): number {
+  if (!Number.isFinite(n) || n < 0) throw new UsageError(`${what} must be a number of at least 0`);
+  return n;
 }
 
 function positive(n: number, what: string): number {
@@ -77,10 +96,20 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       .option('token', { type: 'string', array: true, default: [], describe: 'Require Authorization/Proxy-Authorization: Bearer TOKEN (repeatable; also UDP_TUNNEL_TOKEN)' })
       .option('token-file', { type: 'string', describe: 'File of accepted bearer tokens, one per line (# comments)' })
       .option('basic', { type: 'string', array: true, default: [], describe: 'Accept Basic credentials USER:PASS (repeatable)' })
+      .option('auth', {
+        type: 'boolean',
+        default: true,
+        describe: 'Use --no-auth to listen beyond loopback without credentials on purpose (an open proxy); refused otherwise',
+      })
+      .option('max-auth-failures-per-connection', { type: 'number', default: 5, describe: 'Failed authentications after which an HTTP/2 connection gets GOAWAY' })
+      .option('auth-failure-burst', { type: 'number', default: 20, describe: 'Failed authentications a client address may have in a burst; then 429 until its budget refills' })
+      .option('auth-failure-rate', { type: 'number', default: 2, describe: 'Failed authentications forgiven per second and client address' })
+      .option('max-auth-failure-entries', { type: 'number', default: 10000, describe: 'Client addresses whose failed authentications are remembered; the oldest is forgotten first' })
       .option('idle-timeout', { type: 'string', default: '120s', describe: 'Close a session after no datagram either way for this long (0 = never)' })
       .option('max-sessions', { type: 'number', default: 10000, describe: 'Tunnels on this server at once; more get 503' })
       .option('max-sessions-per-connection', { type: 'number', describe: 'Tunnels one HTTP/2 connection may hold; more are refused with REFUSED_STREAM (default: --max-streams)' })
-      .option('max-streams', { type: 'number', default: 100, describe: 'SETTINGS_MAX_CONCURRENT_STREAMS per HTTP/2 connection' })
+      .option('max-streams', { type: 'number', default: 100, describe: 'Streams open at once per HTTP/2 connection; more are refused with REFUSED_STREAM' })
+      .option('max-sessions-per-client', { type: 'number', default: 1000, describe: 'Tunnels one client address may hold across its connections; more get 503' })
       .option('max-capsule', { type: 'string', default: '65552', describe: 'Largest capsule accepted; a longer one aborts its stream' })
       .option('max-datagram', { type: 'number', default: 65527, describe: 'Largest UDP payload relayed either way; larger ones are dropped and counted' })
       .option('max-stream-buffer', { type: 'string', default: '256k', describe: 'Bytes queued toward a client before datagrams are dropped; also the HTTP/2 stream window' })
@@ -113,6 +142,9 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       ...(process.env['UDP_TUNNEL_TOKEN'] ? { envToken: process.env['UDP_TUNNEL_TOKEN'] } : {}),
       basic: args.basic,
     });
+    if (!args.auth && auth.enabled) throw new UsageError('--no-auth contradicts the credentials given (--token, --token-file, --basic or UDP_TUNNEL_TOKEN)');
+    const openError = unauthenticatedListenError(listen.host, await isLoopbackListen(listen.host), auth.enabled, !args.auth);
+    if (openError !== null) throw new UsageError(openError);
     let tls: ServerTlsOptions | undefined;
     let certInfo: { selfSigned: boolean; fingerprint256: string; pin: string } | undefined;
     if (args['self-signed']) {
@@ -141,6 +173,11 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
         ? { maxSessionsPerConnection: positive(args['max-sessions-per-connection'], '--max-sessions-per-connection') }
         : {}),
       maxStreamsPerConnection: positive(args['max-streams'], '--max-streams'),
+      maxSessionsPerClient: positive(args['max-sessions-per-client'], '--max-sessions-per-client'),
+      maxAuthFailuresPerConnection: positive(args['max-auth-failures-per-connection'], '--max-auth-failures-per-connection'),
+      authFailureBurst: positive(args['auth-failure-burst'], '--auth-failure-burst'),
+      authFailureRefillPerSecond: nonNegative(args['auth-failure-rate'], '--auth-failure-rate'),
+      maxAuthFailureEntries: positive(args['max-auth-failure-entries'], '--max-auth-failure-entries'),
       maxCapsuleLength: parseSize(args['max-capsule'], '--max-capsule'),
       maxDatagram: args['max-datagram'],
       maxStreamBuffer: parseSize(args['max-stream-buffer'], '--max-stream-buffer'),
@@ -155,6 +192,11 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
     attachServerOutput(server, out);
     const tap = await startInspectTap(args, out, 'serve');
     const addr = await server.listen();
+    // Before 'listening' is printed: a signal sent by whoever reads that line must find the handler in place.
+    const { done } = untilShutdown(async () => {
+      out.info('shutting down');
+      await server.close();
+    });
     const scheme = tls ? 'https' : 'http';
     const protocols = tls ? ['h2', 'http/1.1'] : ['h2c', 'http/1.1'];
     out.event('listening', {
@@ -175,16 +217,12 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       out.info(`${certInfo.selfSigned ? 'self-signed certificate' : 'certificate'} pin ${color().bold(certInfo.pin)} (connect --pin), SHA-256 fingerprint ${certInfo.fingerprint256}`);
     }
     for (const [path, t] of postRoutes) out.info(`POST ${path} -> ${formatHostPort(t.host, t.port)} (POST mode, not RFC 9298)`);
-    const warning = exposureWarning(addr.address, auth.enabled, Boolean(tls));
-    if (warning !== null) {
+    for (const warning of [exposureWarning(addr.address, auth.enabled, Boolean(tls)), shortTokenWarning(auth.shortTokens)]) {
+      if (warning === null) continue;
       out.warn(color().bold(warning));
       out.event('warning', { message: warning });
     }
     out.debug(`target policy: ${policy.describe().join('; ')}`);
-    const { done } = untilShutdown(async () => {
-      out.info('shutting down');
-      await server.close();
-    });
     const why = await done;
     await tap?.stop();
     out.event('shutdown', { signal: why, counters: server.counters });
@@ -214,9 +252,9 @@ export function attachServerOutput(server: TunnelServer, out: Output): void {
         (s.targetUnreachable > 0 ? c.yellow(`, target unreachable (ICMP) ${s.targetUnreachable} times`) : ''),
     );
   });
-  server.on('refused', (e: { status: number | null; reset?: string; error: string; details: string; httpVersion: number; client: string }) => {
+  server.on('refused', (e: { status: number | null; reset?: string; goaway?: string; error: string; details: string; httpVersion: number; client: string }) => {
     out.event('refused', e);
-    out.info(c.yellow(`refused ${e.status ?? e.reset} ${e.error} for ${e.client}: ${e.details}`));
+    out.info(c.yellow(`refused ${e.status ?? e.reset ?? `connection (GOAWAY ${e.goaway})`} ${e.error} for ${e.client}: ${e.details}`));
   });
   server.on('local-resource-error', (e: LocalResourceEvent) => {
     const suppressed = localResource.take();

@@ -29,6 +29,9 @@ export const AUTH_REALM = 'udp-tunnel';
 /** Longest credentials (the part after the scheme) examined; longer ones are rejected before any hashing. */
 export const MAX_CREDENTIAL_LENGTH = 4096;
 
+/** Bearer tokens shorter than this are easy to guess; `serve` warns about them. */
+export const MIN_TOKEN_LENGTH = 16;
+
 /** Largest token file `loadTokenFile` reads. */
 export const MAX_TOKEN_FILE_BYTES = 1024 * 1024;
 
@@ -134,6 +137,8 @@ export function challenge(
 export class Authenticator {
   /** False when no credentials are configured: every request passes. */
   readonly enabled: boolean;
+  /** Configured bearer tokens shorter than MIN_TOKEN_LENGTH characters. */
+  readonly shortTokens: number;
   readonly #tokens: Credential[];
   readonly #basic: Credential[];
 
@@ -154,6 +159,7 @@ export class Authenticator {
       return { digest: sha256(bytes), user };
     });
     this.enabled = this.#tokens.length + this.#basic.length > 0;
+    this.shortTokens = (options.tokens ?? []).filter((t) => t.length < MIN_TOKEN_LENGTH).length;
   }
 
   /** Schemes the configured credentials use, for `challenge`. */

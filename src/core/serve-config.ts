@@ -1,6 +1,8 @@
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { parseHostPort, type HostPort } from './address.js';
-import { Authenticator, loadTokenFile } from './auth.js';
+import { Authenticator, MIN_TOKEN_LENGTH, loadTokenFile } from './auth.js';
 import { ErrorCodes, UdpTunnelError } from './errors.js';
 import { TargetPolicy, isLoopback, parseRuleList, type PolicyRule } from './policy.js';
 
@@ -70,4 +72,44 @@ export function exposureWarning(listenAddress: string, authEnabled: boolean, tls
   }
   if (!tlsEnabled) return `listening on ${listenAddress} without TLS: credentials cross the network in cleartext. Add --cert/--key or --self-signed.`;
   return null;
+}
+
+/** Resolves a host name to every address it stands for; `serve` passes the system resolver, tests a fake one. */
+export type HostLookup = (host: string) => Promise<readonly string[]>;
+
+const systemLookup: HostLookup = async (host) => (await lookup(host, { all: true })).map((a) => a.address);
+
+/**
+ * True when listening on `host` stays on loopback: an IP literal in 127.0.0.0/8 or ::1, or a name all of whose
+ * addresses are. Wildcards (`0.0.0.0`, `::`), other addresses and names that do not resolve are not loopback.
+ */
+export async function isLoopbackListen(host: string, resolve: HostLookup = systemLookup): Promise<boolean> {
+  if (isIP(host) !== 0) return isLoopback(host);
+  let addresses: readonly string[];
+  try {
+    addresses = await resolve(host);
+  } catch {
+    return false;
+  }
+  return addresses.length > 0 && addresses.every((a) => isLoopback(a));
+}
+
+/**
+ * The usage error `serve` gives for a listener beyond loopback without credentials (RFC 9298 §7: restrict use to
+ * authorized clients) unless the operator said --no-auth; null when it may start.
+ */
+export function unauthenticatedListenError(host: string, loopback: boolean, authEnabled: boolean, noAuth: boolean): string | null {
+  if (loopback || authEnabled || noAuth) return null;
+  return (
+    `refusing to listen on ${host} without authentication: anyone who can reach it could relay UDP through this host. ` +
+    'Add credentials with --token, --token-file or --basic (with --cert/--key or --self-signed for TLS), ' +
+    'listen on 127.0.0.1 or ::1, or pass --no-auth to serve an open proxy on purpose.'
+  );
+}
+
+/** The warning `serve` prints once when bearer tokens are shorter than MIN_TOKEN_LENGTH (never the tokens themselves). */
+export function shortTokenWarning(shortTokens: number): string | null {
+  if (shortTokens === 0) return null;
+  const which = shortTokens === 1 ? '1 bearer token is' : `${shortTokens} bearer tokens are`;
+  return `${which} shorter than ${MIN_TOKEN_LENGTH} characters and easy to guess; use long random tokens (e.g. openssl rand -base64 32).`;
 }

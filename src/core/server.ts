@@ -7,6 +7,7 @@ import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { formatHostPort } from './address.js';
 import type { AuthHeaders } from './auth.js';
+import { AuthFailureLimiter } from './auth-limiter.js';
 import { DEFAULT_MAX_CAPSULE_LENGTH } from './codec/capsule-decoder.js';
 import { MAX_UDP_PAYLOAD } from './codec/datagram.js';
 import { validateConnectUdpRequest, type IncomingTunnelRequest, type PostRoutes, type TunnelMode } from './connect-udp-request.js';
@@ -92,8 +93,28 @@ export interface TunnelServerOptions {
   maxSessions?: number;
   /** Tunnels one client connection may hold at once (HTTP/2 and POST); more are refused with REFUSED_STREAM. Default: maxStreamsPerConnection. */
   maxSessionsPerConnection?: number;
-  /** SETTINGS_MAX_CONCURRENT_STREAMS advertised per HTTP/2 connection. */
+  /**
+   * Streams one HTTP/2 connection may have open at once; more are refused with RST_STREAM(REFUSED_STREAM) while the
+   * others go on. Not sent as SETTINGS_MAX_CONCURRENT_STREAMS: Node's HTTP/2 layer would then answer the first
+   * stream over it with a GOAWAY that ends every tunnel on the connection. Default 100.
+   */
   maxStreamsPerConnection?: number;
+  /** Tunnels one client address may hold across all its connections; more get 503 connection_limit_reached. Default 1,000. */
+  maxSessionsPerClient?: number;
+  /**
+   * Failed authentications (wrong credentials, or requests refused with 429 below; requests without credentials do
+   * not count) after which an HTTP/2 connection gets GOAWAY and is closed. Default 5.
+   */
+  maxAuthFailuresPerConnection?: number;
+  /**
+   * Wrong credentials one client address may present in a burst; once they are spent its requests get 429 without
+   * their credentials being checked, until the bucket refills. Default 20.
+   */
+  authFailureBurst?: number;
+  /** Failed authentications forgiven per second and client address (the bucket's refill rate). Default 2. */
+  authFailureRefillPerSecond?: number;
+  /** Client addresses whose failed authentications are remembered at once; the one touched longest ago is forgotten first. Default 10,000. */
+  maxAuthFailureEntries?: number;
   /** Time a new connection has to complete its TLS handshake and first request head; slower clients are cut off. */
   headerTimeoutMs?: number;
   /**
@@ -135,6 +156,16 @@ export interface ServerLimitCounters {
   serverSessions: number;
   /** Streams refused (REFUSED_STREAM) because their connection already held maxSessionsPerConnection tunnels. */
   connectionSessions: number;
+  /** HTTP/2 streams refused (REFUSED_STREAM) because their connection already had maxStreamsPerConnection open. */
+  connectionStreams: number;
+  /** Requests refused (503) because their client address already held maxSessionsPerClient tunnels. */
+  clientSessions: number;
+  /** HTTP/2 connections sent GOAWAY (ENHANCE_YOUR_CALM) after maxAuthFailuresPerConnection failed authentications. */
+  authConnection: number;
+  /** Requests refused (429) unchecked because their client address had spent its failed-authentication budget. */
+  authRate: number;
+  /** Client addresses forgotten by the failed-authentication table because it held maxAuthFailureEntries. */
+  authEvictions: number;
   /** Capsule streams aborted for a capsule longer than maxCapsuleLength. */
   capsuleLength: number;
   /** Datagrams dropped for exceeding maxDatagram, either direction, or for a target over IPv4 the 65507-byte IPv4 bound. */
@@ -199,6 +230,12 @@ interface ConnState {
   streams: number;
   /** Runs while an HTTP/2 connection has no open stream. */
   idleTimer: NodeJS.Timeout | null;
+  /** The client's address without the port: the key of the per-client limits. */
+  address: string;
+  /** HTTP/2 streams of this connection not yet seen to close, for maxStreamsPerConnection. */
+  live: Set<http2.ServerHttp2Stream>;
+  /** Failed authentications on this connection. */
+  authFailures: number;
 }
 
 /**
@@ -251,6 +288,12 @@ function redactHeaders(pairs: readonly string[]): Record<string, string> {
   return out;
 }
 
+/** A client's address as the per-client limits key it: IPv4-mapped IPv6 (dual-stack listeners) as plain IPv4. */
+function clientAddress(remote: string | undefined): string {
+  if (remote === undefined) return 'unknown';
+  return remote.startsWith('::ffff:') && remote.includes('.') ? remote.slice(7) : remote;
+}
+
 /** TunnelServer's defaults. */
 export const SERVER_DEFAULTS = {
   template: DEFAULT_URI_TEMPLATE,
@@ -261,6 +304,11 @@ export const SERVER_DEFAULTS = {
   maxStreamBuffer: 256 * 1024,
   maxSessions: 10_000,
   maxStreamsPerConnection: 100,
+  maxSessionsPerClient: 1000,
+  maxAuthFailuresPerConnection: 5,
+  authFailureBurst: 20,
+  authFailureRefillPerSecond: 2,
+  maxAuthFailureEntries: 10_000,
   headerTimeoutMs: 10_000,
   connectionIdleTimeoutMs: 60_000,
   maxConnections: 10_000,
@@ -290,7 +338,7 @@ export class TunnelServer extends EventEmitter {
     targetUnreachable: 0,
     tlsErrors: 0,
     localResourceErrors: 0,
-    limits: { serverSessions: 0, connectionSessions: 0, capsuleLength: 0, datagramSize: 0, headerTime: 0, streamBuffer: 0, udpSendQueue: 0, headerSize: 0, connectionIdle: 0, connections: 0, settingsTimeout: 0 },
+    limits: { serverSessions: 0, connectionSessions: 0, connectionStreams: 0, clientSessions: 0, authConnection: 0, authRate: 0, authEvictions: 0, capsuleLength: 0, datagramSize: 0, headerTime: 0, streamBuffer: 0, udpSendQueue: 0, headerSize: 0, connectionIdle: 0, connections: 0, settingsTimeout: 0 },
   };
   private readonly opts: Required<Omit<TunnelServerOptions, 'tls' | 'authenticator' | 'dnsServers' | 'postRoutes'>> & TunnelServerOptions;
   private readonly matcher: TemplateMatcher;
@@ -308,6 +356,9 @@ export class TunnelServer extends EventEmitter {
   private pendingConn: ConnState | null = null;
   /** Tunnels being set up or relaying (the server-wide limit counts both). */
   private reserved = 0;
+  /** Tunnels held per client address (entries leave at zero, so at most maxSessions of them). */
+  private readonly clientSessions = new Map<string, number>();
+  private readonly authLimiter: AuthFailureLimiter;
   private nextId = 1;
   private closing = false;
 
@@ -321,13 +372,20 @@ export class TunnelServer extends EventEmitter {
     };
     checkMaxDatagram(this.opts.maxDatagram);
     checkMaxUdpSendQueue(this.opts.maxUdpSendQueue);
+    this.authLimiter = new AuthFailureLimiter({
+      burst: this.opts.authFailureBurst,
+      refillPerSecond: this.opts.authFailureRefillPerSecond,
+      maxEntries: this.opts.maxAuthFailureEntries,
+    });
     this.matcher = compileTemplateMatcher(this.opts.template);
     this.postRoutes = options.postRoutes ?? new Map();
     this.resolver = new Resolver({ ...(options.dnsServers ? { servers: options.dnsServers } : {}), timeoutMs: this.opts.dnsTimeoutMs });
     const settings: http2.Settings = {
       // RFC 8441 §3: extended CONNECT must be advertised before clients may use :protocol.
       enableConnectProtocol: true,
-      maxConcurrentStreams: this.opts.maxStreamsPerConnection,
+      // No maxConcurrentStreams: once a peer has acknowledged it, nghttp2 treats a stream over it as a connection
+      // error and Node answers with GOAWAY(INTERNAL_ERROR), ending every tunnel on the connection. RFC 9113 §5.1.2
+      // makes it a stream error, so onH2Stream enforces maxStreamsPerConnection itself with REFUSED_STREAM.
       // RFC 9113 §6.9.2: the per-stream window bounds what one stream can make us buffer before we read it.
       initialWindowSize: Math.max(65_535, Math.min(this.opts.maxStreamBuffer, 2 ** 31 - 1)),
       maxHeaderListSize: this.opts.maxHeaderSize,
@@ -440,7 +498,19 @@ export class TunnelServer extends EventEmitter {
   }
 
   private newConn(socket: net.Socket): ConnState {
-    const conn: ConnState = { socket, client: formatHostPort(socket.remoteAddress ?? 'unknown', socket.remotePort ?? 0), sessions: 0, headerTimer: null, h2: null, streams: 0, idleTimer: null };
+    const address = clientAddress(socket.remoteAddress);
+    const conn: ConnState = {
+      socket,
+      client: formatHostPort(socket.remoteAddress ?? 'unknown', socket.remotePort ?? 0),
+      sessions: 0,
+      headerTimer: null,
+      h2: null,
+      streams: 0,
+      idleTimer: null,
+      address,
+      live: new Set(),
+      authFailures: 0,
+    };
     if (this.opts.headerTimeoutMs > 0) {
       conn.headerTimer = setTimeout(() => {
         conn.headerTimer = null;
@@ -455,6 +525,15 @@ export class TunnelServer extends EventEmitter {
       this.clearIdleTimer(conn);
     });
     return conn;
+  }
+
+  /** True when a new stream would exceed maxStreamsPerConnection. */
+  private overStreamLimit(conn: ConnState): boolean {
+    const max = this.opts.maxStreamsPerConnection;
+    if (conn.live.size < max) return false;
+    // A stream the peer has just reset is closed at once but reports 'close' only later; its slot is free already.
+    for (const s of conn.live) if (s.closed || s.destroyed) conn.live.delete(s);
+    return conn.live.size >= max;
   }
 
   private clearIdleTimer(conn: ConnState): void {
@@ -573,8 +652,19 @@ export class TunnelServer extends EventEmitter {
     this.clearIdleTimer(conn);
     stream.once('close', () => {
       conn.streams--;
+      conn.live.delete(stream);
       this.armIdleTimer(conn);
     });
+    if (this.overStreamLimit(conn)) {
+      this.counters.requests++;
+      this.counters.limits.connectionStreams++;
+      const details = `connection stream limit ${this.opts.maxStreamsPerConnection} reached`;
+      this.emit('refused', { status: null, reset: 'REFUSED_STREAM', error: 'connection_limit_reached', details, httpVersion: 2, client: conn.client });
+      // RFC 9113 §5.1.2 / §8.7: a stream over the limit is refused on its own; the client may retry it elsewhere.
+      stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+      return;
+    }
+    conn.live.add(stream);
     const size = headerListSize(Array.isArray(rawHeaders) ? rawHeaders : []);
     if (size > this.opts.maxHeaderSize) {
       // Node enforces SETTINGS_MAX_HEADER_LIST_SIZE only once the peer acknowledged our SETTINGS; a peer that never
@@ -746,20 +836,64 @@ export class TunnelServer extends EventEmitter {
     front.refuse(status, { 'proxy-status': formatProxyStatus(error, { ...(rcode ? { rcode } : {}), details }), ...extra });
   }
 
+  /**
+   * Checks credentials unless the client address has spent its failed-authentication budget; refuses and returns
+   * false when they are missing or wrong. Only wrong credentials spend the budget: a request without any is the
+   * usual first step of a challenge (RFC 9110 §11.6.1). Credentials never reach a log or event, only the reason.
+   */
+  private authenticate(front: RequestFront, auth: RequestAuthenticator): boolean {
+    const conn = front.conn;
+    const wait = this.authLimiter.retryAfterMs(conn.address);
+    if (wait > 0) {
+      this.counters.limits.authRate++;
+      const seconds = Number.isFinite(wait) ? Math.ceil(wait / 1000) : 3600;
+      // RFC 6585 §4: 429 Too Many Requests, with Retry-After (RFC 9110 §10.2.3) saying when to try again.
+      this.refuse(front, 429, 'http_request_denied', `too many failed authentications from ${conn.address}`, { 'retry-after': String(seconds) });
+    } else {
+      const r = auth.check(front.rawHeaders);
+      if (r.ok) return true;
+      this.counters.authFailures++;
+      // RFC 9110 §15.5.2 / §15.5.8: 401 with WWW-Authenticate (HTTP/2), 407 with Proxy-Authenticate (HTTP/1.1).
+      const c = auth.challenge(front.httpVersion);
+      this.refuse(front, c.status, 'http_request_denied', `authentication ${r.reason}`, c.headers);
+      if (r.reason === 'missing') return false;
+      this.authLimiter.fail(conn.address);
+      this.counters.limits.authEvictions = this.authLimiter.evictions;
+    }
+    // HTTP/1.1 closes the connection with every refusal; an HTTP/2 connection that keeps guessing is told to go.
+    if (++conn.authFailures >= this.opts.maxAuthFailuresPerConnection && conn.h2 !== null) this.goAwayForAuth(conn, conn.h2);
+    return false;
+  }
+
+  /**
+   * RFC 9113 §6.8: GOAWAY with ENHANCE_YOUR_CALM (§7: excessive load) stops new streams; tunnels already open end
+   * on their own, and a connection without any is cut off after a short grace.
+   */
+  private goAwayForAuth(conn: ConnState, session: http2.ServerHttp2Session): void {
+    if (session.closed || session.destroyed) return;
+    this.counters.limits.authConnection++;
+    this.emit('refused', {
+      status: null,
+      goaway: 'ENHANCE_YOUR_CALM',
+      error: 'http_request_denied',
+      details: `${conn.authFailures} failed authentications on one connection`,
+      httpVersion: 2,
+      client: conn.client,
+    });
+    session.goaway(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    session.close();
+    const grace = setTimeout(() => {
+      if (conn.sessions === 0) session.destroy();
+    }, CLOSE_GRACE_MS);
+    session.once('close', () => clearTimeout(grace));
+  }
+
   /** Every front ends here: authenticate, validate, apply limits, then relay. */
   private handleRequest(front: RequestFront, req: IncomingTunnelRequest, endedWithHeaders: boolean): void {
     this.counters.requests++;
     if (this.closing) return this.refuse(front, 503, 'proxy_internal_error', 'shutting down');
     const auth = this.opts.authenticator;
-    if (auth?.enabled) {
-      const r = auth.check(front.rawHeaders);
-      if (!r.ok) {
-        this.counters.authFailures++;
-        // RFC 9110 §15.5.2 / §15.5.8: 401 with WWW-Authenticate (HTTP/2), 407 with Proxy-Authenticate (HTTP/1.1).
-        const c = auth.challenge(front.httpVersion);
-        return this.refuse(front, c.status, 'http_request_denied', `authentication ${r.reason}`, c.headers);
-      }
-    }
+    if (auth?.enabled && !this.authenticate(front, auth)) return;
     const verdict = validateConnectUdpRequest(req, this.matcher, this.postRoutes);
     if (!verdict.ok) {
       return this.refuse(front, verdict.status, verdict.error, verdict.details, verdict.allow ? { allow: verdict.allow } : {});
@@ -769,6 +903,12 @@ export class TunnelServer extends EventEmitter {
       this.counters.limits.serverSessions++;
       return this.refuse(front, 503, 'connection_limit_reached', `server session limit ${this.opts.maxSessions} reached`);
     }
+    const address = front.conn.address;
+    const clientHeld = this.clientSessions.get(address) ?? 0;
+    if (clientHeld >= this.opts.maxSessionsPerClient) {
+      this.counters.limits.clientSessions++;
+      return this.refuse(front, 503, 'connection_limit_reached', `client session limit ${this.opts.maxSessionsPerClient} reached for ${address}`);
+    }
     if (front.conn.sessions >= this.opts.maxSessionsPerConnection) {
       this.counters.limits.connectionSessions++;
       const details = `connection session limit ${this.opts.maxSessionsPerConnection} reached`;
@@ -777,12 +917,16 @@ export class TunnelServer extends EventEmitter {
     }
     this.reserved++;
     front.conn.sessions++;
+    this.clientSessions.set(address, clientHeld + 1);
     let held = true;
     const release = (): void => {
       if (!held) return;
       held = false;
       this.reserved--;
       front.conn.sessions--;
+      const n = (this.clientSessions.get(address) ?? 1) - 1;
+      if (n > 0) this.clientSessions.set(address, n);
+      else this.clientSessions.delete(address);
     };
     const transport = verdict.mode === 'post' ? 'post' : front.httpVersion === 2 ? 'h2' : 'h1';
     this.relay(front, verdict.host, verdict.port, transport, release).catch((err: unknown) => {

@@ -4,7 +4,17 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCodes, UdpTunnelError } from '../../src/core/errors.js';
-import { buildAuthenticator, buildTargetPolicy, exposureWarning, parsePostRoutes } from '../../src/core/serve-config.js';
+import { MIN_TOKEN_LENGTH } from '../../src/core/auth.js';
+import {
+  buildAuthenticator,
+  buildTargetPolicy,
+  exposureWarning,
+  isLoopbackListen,
+  parsePostRoutes,
+  shortTokenWarning,
+  unauthenticatedListenError,
+  type HostLookup,
+} from '../../src/core/serve-config.js';
 
 const invalid = (err: unknown): boolean => err instanceof UdpTunnelError && err.code === ErrorCodes.INVALID_OPTION;
 
@@ -82,5 +92,52 @@ describe('exposureWarning', () => {
     assert.match(exposureWarning('0.0.0.0', false, true)!, /^listening on 0\.0\.0\.0 WITHOUT AUTHENTICATION/);
     assert.match(exposureWarning('::', true, false)!, /without TLS/);
     assert.equal(exposureWarning('192.0.2.1', true, true), null);
+  });
+});
+
+describe('isLoopbackListen', () => {
+  const fake =
+    (table: Record<string, string[]>): HostLookup =>
+    async (host) => {
+      const found = table[host];
+      if (found === undefined) throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${host}`), { code: 'ENOTFOUND' });
+      return found;
+    };
+  const names = fake({ localhost: ['127.0.0.1', '::1'], lan: ['192.0.2.7'], mixed: ['127.0.0.1', '192.0.2.7'], empty: [] });
+
+  it('IP literals: only 127.0.0.0/8 and ::1 are loopback; wildcards and other addresses are not', async () => {
+    for (const host of ['127.0.0.1', '127.8.9.10', '::1']) assert.equal(await isLoopbackListen(host, names), true, host);
+    for (const host of ['0.0.0.0', '::', '192.0.2.1', '2001:db8::1', '::ffff:192.0.2.1']) assert.equal(await isLoopbackListen(host, names), false, host);
+  });
+
+  it('names are loopback only when every address they resolve to is; names that do not resolve are not', async () => {
+    assert.equal(await isLoopbackListen('localhost', names), true);
+    assert.equal(await isLoopbackListen('lan', names), false);
+    assert.equal(await isLoopbackListen('mixed', names), false);
+    assert.equal(await isLoopbackListen('empty', names), false);
+    assert.equal(await isLoopbackListen('nowhere', names), false);
+  });
+});
+
+describe('unauthenticatedListenError', () => {
+  it('refuses a non-loopback listener without credentials unless --no-auth, naming what to do', () => {
+    const msg = unauthenticatedListenError('0.0.0.0', false, false, false);
+    assert.ok(msg !== null);
+    for (const flag of ['--token', '--token-file', '--basic', '--no-auth']) assert.ok(msg.includes(flag), flag);
+    assert.equal(unauthenticatedListenError('0.0.0.0', false, true, false), null, 'credentials given');
+    assert.equal(unauthenticatedListenError('0.0.0.0', false, false, true), null, '--no-auth');
+    assert.equal(unauthenticatedListenError('127.0.0.1', true, false, false), null, 'loopback');
+  });
+});
+
+describe('shortTokenWarning', () => {
+  it(`counts tokens shorter than ${MIN_TOKEN_LENGTH} characters and never shows them`, () => {
+    const auth = buildAuthenticator({ tokens: ['abc', 'x'.repeat(MIN_TOKEN_LENGTH - 1), 'y'.repeat(MIN_TOKEN_LENGTH)] });
+    assert.equal(auth.shortTokens, 2);
+    const warning = shortTokenWarning(auth.shortTokens);
+    assert.match(warning!, /^2 bearer tokens are shorter than 16 characters/);
+    assert.equal(warning!.includes('abc'), false);
+    assert.equal(shortTokenWarning(buildAuthenticator({ tokens: ['z'.repeat(MIN_TOKEN_LENGTH)] }).shortTokens), null);
+    assert.match(shortTokenWarning(1)!, /^1 bearer token is shorter/);
   });
 });

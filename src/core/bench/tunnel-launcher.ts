@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { formatHostPort, parseHostPort } from '../address.js';
 import { ErrorCodes, UdpTunnelError } from '../errors.js';
+import { SERVER_DEFAULTS } from '../server.js';
 import { DEFAULT_BENCH_POST_PATH, benchMode, isBareRelayMode } from './modes.js';
 import type { BenchModeContext } from './modes.js';
 
@@ -174,6 +175,9 @@ export function componentContext(spec: Pick<ComponentSpec, 'role' | 'target' | '
   return { target: parseHostPort(spec.target, { what: '--target' }), postPath: spec.postPath ?? DEFAULT_BENCH_POST_PATH };
 }
 
+/** The bench's connect is its serve's only client, so one address holds every session: the per-client cap is the server-wide one. */
+export const BENCH_MAX_SESSIONS_PER_CLIENT = SERVER_DEFAULTS.maxSessions;
+
 /** The command line of a component process, after the Node options. */
 export function componentArgs(spec: ComponentSpec): string[] {
   const mode = benchMode(spec.mode);
@@ -181,7 +185,7 @@ export function componentArgs(spec: ComponentSpec): string[] {
   const listen = formatHostPort(spec.host, 0);
   if (spec.role === 'serve') {
     return [
-      'serve', '--listen', listen, '--json', '--quiet',
+      'serve', '--listen', listen, '--json', '--quiet', '--max-sessions-per-client', String(BENCH_MAX_SESSIONS_PER_CLIENT),
       ...(spec.tls ? ['--cert', spec.tls.certPath, '--key', spec.tls.keyPath] : []),
       ...mode.serveArgs(ctx),
     ];

@@ -6,7 +6,7 @@ import { TargetPolicy } from '../policy.js';
 import { TunnelServer } from '../server.js';
 import { RelayBack, RelayFront } from './bare-relay.js';
 import { benchMode, benchModeKind } from './modes.js';
-import { addSessionDrops, componentContext } from './tunnel-launcher.js';
+import { BENCH_MAX_SESSIONS_PER_CLIENT, addSessionDrops, componentContext } from './tunnel-launcher.js';
 import { resolveUdpHost } from './udp-socket.js';
 import type { TunnelWorkerRequest, TunnelWorkerToParent } from './tunnel-launcher.js';
 
@@ -62,6 +62,7 @@ try {
       port: 0,
       // Default policy: loopback targets only, which is where the bench's echo lives (RFC 9298 §7).
       policy: new TargetPolicy(),
+      maxSessionsPerClient: BENCH_MAX_SESSIONS_PER_CLIENT,
       ...(req.tls ? { tls: { cert: req.tls.cert, key: req.tls.key } } : {}),
       ...mode.serverOptions(ctx),
     });

@@ -258,7 +258,9 @@ export class H2Pool {
           return;
         }
         const max = settings.maxConcurrentStreams;
-        c.limit = max === undefined || max > 1_000_000 ? 1_000_000 : max;
+        // A proxy that states no limit (udp-tunnel's serve among them: it refuses excess streams one by one rather than
+        // through SETTINGS) still has one; RFC 9113 §5.1.2 recommends at least 100, so spread streams at that.
+        c.limit = max === undefined || max >= 2 ** 31 ? ASSUMED_MAX_STREAMS : Math.min(max, 1_000_000);
         resolve();
       });
       session.once('error', (err) => {

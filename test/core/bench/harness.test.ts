@@ -87,7 +87,7 @@ describe('componentArgs', () => {
   it('builds serve and connect command lines with port 0, JSON output and the TLS files', () => {
     const tls = { certPath: '/c.pem', keyPath: '/k.pem', cert: '', key: '' };
     assert.deepEqual(componentArgs({ role: 'serve', isolation: 'process', mode: 'connect-udp', host: '::1', target: '[::1]:7', tls }), [
-      'serve', '--listen', '[::1]:0', '--json', '--quiet', '--cert', '/c.pem', '--key', '/k.pem',
+      'serve', '--listen', '[::1]:0', '--json', '--quiet', '--max-sessions-per-client', '10000', '--cert', '/c.pem', '--key', '/k.pem',
     ]);
     assert.deepEqual(
       componentArgs({ role: 'connect', isolation: 'process', mode: 'connect-udp', host: '127.0.0.1', proxy: 'https://127.0.0.1:9', target: '127.0.0.1:7', tls }),
@@ -100,7 +100,7 @@ describe('componentCommand', () => {
   it('runs the CLI for tunnel modes and the bare-relay entry, front or back, for bare-relay', () => {
     const tls = { certPath: '/c.pem', keyPath: '/k.pem', cert: '', key: '' };
     assert.deepEqual(componentCommand({ role: 'serve', isolation: 'process', mode: 'connect-udp', host: '127.0.0.1', target: '127.0.0.1:7' }), [
-      CLI_ENTRY, 'serve', '--listen', '127.0.0.1:0', '--json', '--quiet',
+      CLI_ENTRY, 'serve', '--listen', '127.0.0.1:0', '--json', '--quiet', '--max-sessions-per-client', '10000',
     ]);
     assert.deepEqual(componentCommand({ role: 'serve', isolation: 'process', mode: 'bare-relay', host: '::1', target: '[::1]:7', tls }), [
       BARE_RELAY_ENTRY, 'back', '--listen', '[::1]:0', '--target', '[::1]:7', '--cert', '/c.pem', '--key', '/k.pem',

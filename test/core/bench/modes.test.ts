@@ -110,7 +110,7 @@ describe('componentArgs in post mode', () => {
   it('routes the post path to the target on serve and sends it on connect', () => {
     assert.deepEqual(
       componentArgs({ role: 'serve', isolation: 'process', mode: 'post', host: '::1', target: '[::1]:4000', postPath: '/x' }),
-      ['serve', '--listen', '[::1]:0', '--json', '--quiet', '--post-route', '/x=[::1]:4000'],
+      ['serve', '--listen', '[::1]:0', '--json', '--quiet', '--max-sessions-per-client', '10000', '--post-route', '/x=[::1]:4000'],
     );
     assert.deepEqual(
       componentArgs({ role: 'connect', isolation: 'process', mode: 'post', host: '127.0.0.1', proxy: 'http://127.0.0.1:9', target: '127.0.0.1:4000' }),
