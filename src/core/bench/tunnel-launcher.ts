@@ -69,6 +69,8 @@ export interface ComponentSpec {
   mode: string;
   /** Loopback or local address to listen on. */
   host: string;
+  /** Port to listen on; default 0 (any free one). A restarted component passes the port it had. */
+  port?: number;
   /** connect only: proxy URL (bare-relay: the relay-back's address as a URL). */
   proxy?: string;
   /**
@@ -84,6 +86,13 @@ export interface ComponentSpec {
   insecure?: boolean;
   /** Extra Node options for a component process (e.g. `--cpu-prof`). */
   nodeOptions?: readonly string[];
+  /** Process isolation, serve and connect only: flags appended to the command line (e.g. `--idle-timeout 5s`). */
+  extraArgs?: readonly string[];
+  /**
+   * Process isolation: called with each `listening`, `session-close` and `shutdown` report as it is read, so a
+   * caller can follow drops while the component runs (and keep what a component killed with SIGKILL reported).
+   */
+  onEvent?: (event: Record<string, unknown>) => void;
   /** Give up when it has not reported `listening` within this long, ms. Default 15000. */
   startTimeoutMs?: number;
 }
@@ -178,12 +187,14 @@ export function componentContext(spec: Pick<ComponentSpec, 'role' | 'target' | '
 export function componentArgs(spec: ComponentSpec): string[] {
   const mode = benchMode(spec.mode);
   const ctx = componentContext(spec);
-  const listen = formatHostPort(spec.host, 0);
+  const listen = formatHostPort(spec.host, spec.port ?? 0);
+  const extra = spec.extraArgs ?? [];
   if (spec.role === 'serve') {
     return [
       'serve', '--listen', listen, '--json', '--quiet',
       ...(spec.tls ? ['--cert', spec.tls.certPath, '--key', spec.tls.keyPath] : []),
       ...mode.serveArgs(ctx),
+      ...extra,
     ];
   }
   if (spec.proxy === undefined) throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, 'a bench connect component needs a proxy');
@@ -192,6 +203,7 @@ export function componentArgs(spec: ComponentSpec): string[] {
     ...(spec.tls ? ['--ca', spec.tls.certPath] : []),
     ...(spec.insecure ? ['--insecure'] : []),
     ...mode.connectArgs(ctx),
+    ...extra,
   ];
 }
 
@@ -200,7 +212,7 @@ export function componentArgs(spec: ComponentSpec): string[] {
  * target), relay-front in connect's place (it reaches the back at the host and port of `proxy`).
  */
 export function bareRelayArgs(spec: ComponentSpec): string[] {
-  const listen = formatHostPort(spec.host, 0);
+  const listen = formatHostPort(spec.host, spec.port ?? 0);
   if (spec.role === 'serve') {
     if (spec.target === undefined) throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, 'a bench relay-back needs a target');
     return ['back', '--listen', listen, '--target', spec.target, ...(spec.tls ? ['--cert', spec.tls.certPath, '--key', spec.tls.keyPath] : [])];
@@ -273,6 +285,13 @@ async function startProcess(spec: ComponentSpec): Promise<TunnelComponent> {
         ev = JSON.parse(line) as typeof ev;
       } catch {
         return;
+      }
+      if (spec.onEvent) {
+        try {
+          spec.onEvent(ev as Record<string, unknown>);
+        } catch {
+          // A failing observer must not stop the reading of the component's reports.
+        }
       }
       if (ev.event === 'listening' && typeof ev.port === 'number' && !started) {
         started = true;
