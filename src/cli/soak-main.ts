@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { parseDuration } from '../core/duration.js';
 import { ErrorCodes, UdpTunnelError } from '../core/errors.js';
@@ -22,9 +23,10 @@ const USAGE = `usage: npm run soak -- [options]
   --idle-timeout D   connect's --idle-timeout (default ${SOAK_DEFAULTS.idleTimeoutMs / 1000}s)
   --interval D       progress period (default ${SOAK_DEFAULTS.reportIntervalMs / 1000}s)
   --json             print one JSON document at the end
+  --json-file F      also write that document to file F (with the human report on stdout)
   -h, --help`;
 
-function parse(argv: string[]): { options: SoakOptions; json: boolean } | null {
+function parse(argv: string[]): { options: SoakOptions; json: boolean; jsonFile: string | undefined } | null {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -39,6 +41,7 @@ function parse(argv: string[]): { options: SoakOptions; json: boolean } | null {
       'idle-timeout': { type: 'string' },
       interval: { type: 'string' },
       json: { type: 'boolean', default: false },
+      'json-file': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -65,7 +68,7 @@ function parse(argv: string[]): { options: SoakOptions; json: boolean } | null {
   if (values['kill-at'] !== undefined) options.killAtMs = values['kill-at'] === 'off' ? null : parseDuration(values['kill-at'], '--kill-at');
   set('idleTimeoutMs', ms('idle-timeout', values['idle-timeout']));
   set('reportIntervalMs', ms('interval', values.interval));
-  return { options, json: values.json };
+  return { options, json: values.json, jsonFile: values['json-file'] };
 }
 
 const mb = (b: number | null): string => (b === null ? '-' : `${(b / 1024 / 1024).toFixed(1)} MB`);
@@ -120,7 +123,7 @@ function accountingLines(name: string, a: PathAccounting, deliveredAs: string): 
       ? ''
       : `; lost with the killed serve (estimate from connect's cut sessions): ${a.lostWithKilledServe === 0 ? '0' : `<= ${int(a.lostWithKilledServe)}`}`;
   return [
-    `${name}: sent ${int(a.sent)} = ${deliveredAs} ${int(a.delivered)} + dropped by counter ${int(a.countedDrops)} + unaccounted ${int(a.unaccounted)}${lost}`,
+    `${name}: sent ${int(a.sent)} (${int(a.sentPerSecond)}/s) = ${deliveredAs} ${int(a.delivered)} + dropped by counter ${int(a.countedDrops)} + unaccounted ${int(a.unaccounted)}${lost}`,
     `  by counter: ${dropList(a.drops)}`,
     ...(a.notSent > 0 ? [`  not sent (peer send queue full or sender behind schedule): ${int(a.notSent)}`] : []),
     ...(a.roundTripUs !== null && a.roundTripUs.count > 0
@@ -136,15 +139,17 @@ function renderReport(d: SoakDocument): string {
   const env = d.environment;
   const lines = [
     '',
-    `soak ${d.aborted ? '(interrupted) ' : ''}: ${sec(d.sendingMs)} of load on ${env.cpus} CPUs (${env.cpuModel}), node ${env.node}`,
-    `load: echo path ${int(p.rate)}/s (${p.rateSource === 'measured' ? `${p.overload} x the measured capacity of ${int(p.capacityDps ?? 0)}/s` : 'from --rate'}), ${p.size} B, ${p.peers} peers, ${p.churnPerSecond} replaced per second; stalled target ${int(p.stalledRate)}/s from ${p.stalledPeers} peers`,
+    `soak${d.aborted ? ' (interrupted)' : ''}: ${sec(d.sendingMs)} of load on ${env.cpus} CPUs (${env.cpuModel}), node ${env.node}`,
+    `load: echo path ${int(p.rate)}/s asked (${p.rateSource === 'measured' ? `${p.overload} x the measured capacity of ${int(p.capacityDps ?? 0)}/s` : 'from --rate'}), ` +
+      `${int(d.accounting.echo.sentPerSecond)}/s sent${p.capacityDps ? ` (${(d.accounting.echo.sentPerSecond / p.capacityDps).toFixed(1)} x capacity)` : ''}, ${p.size} B, ${p.peers} peers, ${p.churnPerSecond} replaced per second; stalled target ${int(p.stalledRate)}/s from ${p.stalledPeers} peers`,
   ];
   const r = d.restart;
   if (r === null) lines.push('restart: none');
   else {
     lines.push(
       `restart: serve killed (SIGKILL) at ${sec(r.killAtMs)}, listening again ${int(r.downMs)} ms later on ${r.samePort ? 'the same' : 'ANOTHER'} port ${r.port}; ` +
-        (r.recoveryMs === null ? 'NO echo came back afterwards' : `first echo through the same connect ${int(r.recoveryMs)} ms after that (echo gap ${int(r.echoGapMs ?? 0)} ms)`),
+        (r.reconnectMs === null ? 'no tunnel set up afterwards; ' : `first tunnel ready ${int(r.reconnectMs)} ms after that, `) +
+        (r.recoveryMs === null ? 'NO echo came back' : `first echo through the same connect ${int(r.recoveryMs)} ms after it listened (echo gap ${int(r.echoGapMs ?? 0)} ms)`),
     );
   }
   lines.push(`connect stayed up: ${d.connectStayedUp ? 'yes' : 'NO'}`);
@@ -173,7 +178,7 @@ async function main(): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
-  const { options, json } = parsed;
+  const { options, json, jsonFile } = parsed;
   const controller = new AbortController();
   let interrupts = 0;
   const onSignal = (sig: NodeJS.Signals): void => {
@@ -197,7 +202,9 @@ async function main(): Promise<number> {
         if (line !== null) process.stderr.write(`${line}\n`);
       },
     });
-    process.stdout.write(json ? `${JSON.stringify(doc, jsonReplacer, 2)}\n` : `${renderReport(doc)}\n`);
+    const text = `${JSON.stringify(doc, jsonReplacer, 2)}\n`;
+    if (jsonFile !== undefined) writeFileSync(jsonFile, text);
+    process.stdout.write(json ? text : `${renderReport(doc)}\n`);
     return doc.aborted ? 130 : 0;
   } catch (err) {
     process.stderr.write(`soak: ${(err as Error).message}\n`);

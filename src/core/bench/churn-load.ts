@@ -172,8 +172,13 @@ export class ChurnLoad {
     const opened = await Promise.allSettled(Array.from({ length: n }, () => this.openPeer()));
     for (const r of opened) {
       if (r.status === 'fulfilled') {
-        if (this.closed) r.value.socket.close();
-        else this.active.push(r.value);
+        if (this.closed) {
+          // Opened while close() ran: never sent anything.
+          r.value.socket.close();
+          this.counts.peersClosed++;
+        } else {
+          this.active.push(r.value);
+        }
       }
     }
     const failed = opened.find((r) => r.status === 'rejected');

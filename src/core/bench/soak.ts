@@ -72,7 +72,7 @@ export const SOAK_DEFAULTS = {
   idleTimeoutMs: 5000,
   reportIntervalMs: 5000,
   drainMs: 2000,
-  lingerMs: 2000,
+  lingerMs: 3000,
   recoveryGraceMs: 15_000,
 } as const;
 
@@ -165,6 +165,8 @@ export interface RssTrend {
 export interface PathAccounting {
   /** Datagrams the peers handed to their sockets. */
   sent: number;
+  /** sent over the sending time: the load actually offered (below the rate asked for when the sender fell behind). */
+  sentPerSecond: number;
   /** Echo path: distinct datagrams echoed back to their peer. Stalled path: datagrams the target read once resumed. */
   delivered: number;
   /** Drops by counter: `kernel:*` from the sockets' drops column of /proc/net/udp, `connect:*` and `serve:*` from the session reports, `echo:*` and `peer:*` from the soak's own counters. */
@@ -191,6 +193,8 @@ export interface SoakRestart {
   killAtMs: number;
   /** From SIGKILL to the restarted serve's `listening` report, ms. */
   downMs: number;
+  /** From the restarted serve's `listening` report to connect's first `session-ready` on the echo path (wall clocks, ms). */
+  reconnectMs: number | null;
   /** From the restarted serve's `listening` report to the first echo (of a datagram sent after the kill) through the same connect, ms; null if none came. */
   recoveryMs: number | null;
   /** Longest silence of the echo path around the kill: last echo before it to first echo after it, ms. */
@@ -438,12 +442,23 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakDocument> 
   const appDrops: Record<SoakPath, Record<string, number>> = { echo: {}, stalled: {} };
   const cut: CutSession[] = [];
   let serveListeningWallMs: number | null = null;
+  let restartListenWallMs: number | null = null;
+  let firstReadyAfterRestartWallMs: number | null = null;
   const onConnectEvent = (path: SoakPath) => (ev: Record<string, unknown>): void => {
+    if (ev['event'] === 'session-ready') {
+      const t = Date.parse(String(ev['time']));
+      if (path === 'echo' && restartListenWallMs !== null && firstReadyAfterRestartWallMs === null && t >= restartListenWallMs) {
+        firstReadyAfterRestartWallMs = t;
+      }
+      return;
+    }
     if (ev['event'] !== 'session-close' || num(ev['openedAt']) < soakStartWallMs) return;
     const drops = (ev['drops'] ?? {}) as Record<string, unknown>;
     for (const [k, v] of Object.entries(drops)) add(appDrops[path], `connect:${k}`, num(v));
     const opened = num(ev['openedAt']);
-    if (killWallMs !== null && opened < killWallMs && opened + num(ev['durationMs']) >= killWallMs) {
+    // Every session that ended after the kill and began before serve listened again: those the kill cut, and
+    // those that only tried to connect while serve was down (these forward nothing, so they add nothing).
+    if (killWallMs !== null && opened <= (restartListenWallMs ?? Infinity) && opened + num(ev['durationMs']) >= killWallMs - 1) {
       cut.push({
         path,
         rx: num(ev['rxDatagrams']),
@@ -488,7 +503,8 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakDocument> 
     echo = await startEchoInWorker({ host: HOST });
     echoPort = echo.address.port;
     emit({ type: 'starting', what: 'stalled-target' });
-    stalled = await startStalledTarget({ host: HOST });
+    // A modest buffer (the kernel doubles it, within net.core.rmem_max) fills within a second at the default rate.
+    stalled = await startStalledTarget({ host: HOST, recvBufferBytes: 65536 });
     stalledPort = stalled.port;
     const echoTarget = formatHostPort(HOST, echoPort);
     const serveSpec = (port: number): ComponentSpec => ({
@@ -678,10 +694,12 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakDocument> 
         serve = await startComponent(serveSpec(port));
         serveIncarnation = 2;
         const listenWall = serveListeningWallMs ?? Date.now();
+        restartListenWallMs = listenWall;
         listenPerfMs = listenWall - (Date.now() - performance.now());
         restart = {
           killAtMs: killPerfMs - t0,
           downMs: listenWall - killWallMs,
+          reconnectMs: null,
           recoveryMs: null,
           echoGapMs: null,
           port: serve.address.port,
@@ -705,6 +723,7 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakDocument> 
     emit({ type: 'stopping', tMs: sendingMs });
     if (restart !== null) {
       restart.recoveryMs = recoveryOf();
+      restart.reconnectMs = firstReadyAfterRestartWallMs === null || restartListenWallMs === null ? null : firstReadyAfterRestartWallMs - restartListenWallMs;
       restart.echoGapMs =
         eLoad.firstReplyAfterMarkMs !== null ? eLoad.firstReplyAfterMarkMs - (lastEchoBeforeKillMs ?? killPerfMs) : null;
     }
@@ -760,6 +779,7 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakDocument> 
         : cuts.reduce((s, c) => s + Math.max(0, path === 'echo' ? c.rx - c.inbound - c.tx - c.reply : c.rx - c.inbound), 0);
     return {
       sent: load.counts.sent,
+      sentPerSecond: sendingMs > 0 ? (load.counts.sent * 1000) / sendingMs : 0,
       delivered,
       drops: Object.fromEntries(Object.entries(d).sort(([a], [b]) => a.localeCompare(b))),
       countedDrops,
@@ -799,7 +819,8 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakDocument> 
     parameters,
     sendingMs,
     restart: r,
-    connectStayedUp: connectExit !== undefined && connectExit.pid === connectPid && rssSamples.every((s) => s.connect !== null),
+    connectStayedUp:
+      connectExit !== undefined && connectExit.pid === connectPid && connectExit.exitCode === 0 && rssSamples.every((s) => s.connect !== null),
     rss: { samples: rssSamples, trend },
     accounting: { echo: echoAcc, stalled: stalledAcc },
     stalledTarget: { recvBufferBytes: stalled?.recvBufferBytes ?? 0, read: stalledRead },

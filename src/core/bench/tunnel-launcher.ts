@@ -89,8 +89,9 @@ export interface ComponentSpec {
   /** Process isolation, serve and connect only: flags appended to the command line (e.g. `--idle-timeout 5s`). */
   extraArgs?: readonly string[];
   /**
-   * Process isolation: called with each `listening`, `session-close` and `shutdown` report as it is read, so a
-   * caller can follow drops while the component runs (and keep what a component killed with SIGKILL reported).
+   * Process isolation: called with each NDJSON report as it is read (`listening`, `session-open`, `session-close`,
+   * `shutdown`, ...), so a caller can follow sessions and drops while the component runs, and keeps what a component
+   * killed with SIGKILL had reported.
    */
   onEvent?: (event: Record<string, unknown>) => void;
   /** Give up when it has not reported `listening` within this long, ms. Default 15000. */
@@ -277,7 +278,13 @@ async function startProcess(spec: ComponentSpec): Promise<TunnelComponent> {
       fail(`it exited with code ${String(exitCode)}`);
     });
     lines.on('line', (line) => {
-      if (!line.startsWith('{"event":"listening"') && !line.startsWith('{"event":"shutdown"') && !line.startsWith('{"event":"session-close"')) {
+      // Only these reports matter here; the others are parsed only for an observer.
+      if (
+        spec.onEvent === undefined &&
+        !line.startsWith('{"event":"listening"') &&
+        !line.startsWith('{"event":"shutdown"') &&
+        !line.startsWith('{"event":"session-close"')
+      ) {
         return;
       }
       let ev: { event?: string; address?: string; port?: number; family?: string; counters?: Record<string, unknown> };
