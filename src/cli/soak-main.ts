@@ -21,6 +21,7 @@ const USAGE = `usage: npm run soak -- [options]
   --stalled-rate N   datagrams/s toward the target that does not read (default ${SOAK_DEFAULTS.stalledRate})
   --kill-at D|off    when serve gets SIGKILL and is restarted (default 40% of the duration)
   --idle-timeout D   connect's --idle-timeout (default ${SOAK_DEFAULTS.idleTimeoutMs / 1000}s)
+  --node-option O    extra Node option for serve and connect (repeatable), e.g. --node-option=--max-semi-space-size=16
   --interval D       progress period (default ${SOAK_DEFAULTS.reportIntervalMs / 1000}s)
   --json             print one JSON document at the end
   --json-file F      also write that document to file F (with the human report on stdout)
@@ -40,6 +41,7 @@ function parse(argv: string[]): { options: SoakOptions; json: boolean; jsonFile:
       'kill-at': { type: 'string' },
       'idle-timeout': { type: 'string' },
       interval: { type: 'string' },
+      'node-option': { type: 'string', multiple: true },
       json: { type: 'boolean', default: false },
       'json-file': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -68,6 +70,7 @@ function parse(argv: string[]): { options: SoakOptions; json: boolean; jsonFile:
   if (values['kill-at'] !== undefined) options.killAtMs = values['kill-at'] === 'off' ? null : parseDuration(values['kill-at'], '--kill-at');
   set('idleTimeoutMs', ms('idle-timeout', values['idle-timeout']));
   set('reportIntervalMs', ms('interval', values.interval));
+  set('nodeOptions', values['node-option']);
   return { options, json: values.json, jsonFile: values['json-file'] };
 }
 
@@ -112,9 +115,11 @@ function renderEvent(e: SoakEvent): string | null {
   }
 }
 
+const slope = (x: number | null): string => (x === null ? 'n/a' : `${x >= 0 ? '+' : ''}${x.toFixed(2)} MB/min`);
+
 function trend(t: RssTrend): string {
   if (t.slopeMbPerMin === null) return `n/a (${t.samples} samples)`;
-  return `${t.slopeMbPerMin >= 0 ? '+' : ''}${t.slopeMbPerMin.toFixed(2)} MB/min (${mb(t.minBytes)}..${mb(t.maxBytes)}, ${t.samples} samples)`;
+  return `${slope(t.slopeMbPerMin)}, later half ${slope(t.lateSlopeMbPerMin)} (${mb(t.minBytes)}..${mb(t.maxBytes)}, ${t.samples} samples)`;
 }
 
 function accountingLines(name: string, a: PathAccounting, deliveredAs: string): string[] {
@@ -153,6 +158,7 @@ function renderReport(d: SoakDocument): string {
     );
   }
   lines.push(`connect stayed up: ${d.connectStayedUp ? 'yes' : 'NO'}`);
+  if (p.nodeOptions.length > 0) lines.push(`node options of serve and connect: ${p.nodeOptions.join(' ')}`);
   const t = d.rss.trend;
   lines.push(`RSS slope (least squares, samples after each process's first ${sec(p.rssSkipMs)}):`);
   lines.push(`  connect          ${trend(t.connect)}`);

@@ -53,6 +53,8 @@ export interface SoakOptions {
   recoveryGraceMs?: number;
   /** RSS samples in the first this-many ms of a process's life are left out of its trend; default min(10 s, duration / 3). */
   rssSkipMs?: number;
+  /** Extra Node options for the serve and connect processes (e.g. `--max-semi-space-size=16`). */
+  nodeOptions?: readonly string[];
   /** Progress observer; exceptions it throws are ignored. */
   onEvent?: (e: SoakEvent) => void;
   /** Stops sending early; the document covers what ran and says `aborted`. */
@@ -147,6 +149,7 @@ export interface SoakParameters {
   lingerMs: number;
   rssSkipMs: number;
   host: string;
+  nodeOptions: readonly string[];
 }
 
 /** RSS trend of one process (or one serve incarnation). */
@@ -159,6 +162,8 @@ export interface RssTrend {
   maxBytes: number | null;
   /** Least-squares slope of RSS over the samples after the skipped start, MB/min; null with fewer than 3 samples. */
   slopeMbPerMin: number | null;
+  /** The same over the later half of those samples: RSS that grew in steps and then levelled off shows ~0 here. */
+  lateSlopeMbPerMin: number | null;
 }
 
 /** Datagrams of one path, from sent to delivered, with every counted drop. */
@@ -278,6 +283,7 @@ export function rssTrend(samples: readonly { tMs: number; bytes: number | null }
     minBytes: bytes.length ? Math.min(...bytes) : null,
     maxBytes: bytes.length ? Math.max(...bytes) : null,
     slopeMbPerMin: slopeMbPerMin(kept.map((s) => ({ x: s.tMs, y: s.bytes }))),
+    lateSlopeMbPerMin: slopeMbPerMin(kept.slice(Math.floor(kept.length / 2)).map((s) => ({ x: s.tMs, y: s.bytes }))),
   };
 }
 
@@ -386,6 +392,7 @@ function normalize(o: SoakOptions): Omit<SoakParameters, 'rate' | 'rateSource' |
     reportIntervalMs: positive('interval', o.reportIntervalMs ?? d.reportIntervalMs),
     recoveryGraceMs: o.recoveryGraceMs ?? d.recoveryGraceMs,
     host: HOST,
+    nodeOptions: o.nodeOptions ?? [],
   };
 }
 
@@ -514,6 +521,7 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakDocument> 
       host: HOST,
       port,
       target: echoTarget,
+      nodeOptions: n.nodeOptions,
       onEvent: onServeEvent,
     });
     emit({ type: 'starting', what: 'serve' });
@@ -527,6 +535,7 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakDocument> 
       proxy,
       target,
       extraArgs: ['--idle-timeout', `${n.idleTimeoutMs}ms`],
+      nodeOptions: n.nodeOptions,
       onEvent: onConnectEvent(path),
     });
     emit({ type: 'starting', what: 'connect' });
@@ -575,6 +584,7 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakDocument> 
       lingerMs: n.lingerMs,
       rssSkipMs: n.rssSkipMs,
       host: HOST,
+      nodeOptions: n.nodeOptions,
     };
 
     const connectPort = connect.address.port;

@@ -39,7 +39,13 @@ describe('soak RSS trend', () => {
     assert.equal(t.minBytes, 40 * MB);
     assert.equal(t.maxBytes, 42 * MB);
     assert.ok(Math.abs(t.slopeMbPerMin! - 60) < 1e-9);
+    assert.equal(t.lateSlopeMbPerMin, null, 'two samples in the later half');
     assert.equal(rssTrend(samples, 4000, 5000).slopeMbPerMin, null);
+    // A step then a plateau: the whole window rises, its later half does not.
+    const step = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => ({ tMs: i * 1000, bytes: (i < 2 ? 90 : 100) * MB }));
+    const st = rssTrend(step, 0);
+    assert.ok(st.slopeMbPerMin! > 1);
+    assert.equal(st.lateSlopeMbPerMin, 0);
   });
 });
 
