@@ -123,10 +123,11 @@ function trend(t: RssTrend): string {
 }
 
 function accountingLines(name: string, a: PathAccounting, deliveredAs: string): string[] {
+  const k = a.lostWithKilledServe;
   const lost =
-    a.lostWithKilledServe === null
+    k === null
       ? ''
-      : `; lost with the killed serve (estimate from connect's cut sessions): ${a.lostWithKilledServe === 0 ? '0' : `<= ${int(a.lostWithKilledServe)}`}`;
+      : ` (lost with the killed serve, estimate: ${int(k.estimate)}, of at most ${int(k.upperBound)} inside the tunnels it cut; unexplained: ${int(a.unexplained)})`;
   return [
     `${name}: sent ${int(a.sent)} (${int(a.sentPerSecond)}/s) = ${deliveredAs} ${int(a.delivered)} + dropped by counter ${int(a.countedDrops)} + unaccounted ${int(a.unaccounted)}${lost}`,
     `  by counter: ${dropList(a.drops)}`,

@@ -14,6 +14,7 @@ const keys = (o: unknown): string[] => Object.keys(o as object).sort();
 function checkAccounting(a: PathAccounting, at: string): void {
   assert.deepEqual(keys(a), [
     'countedDrops', 'delivered', 'drops', 'duplicates', 'lostWithKilledServe', 'notSent', 'roundTripUs', 'sent', 'sentPerSecond', 'unaccounted',
+    'unexplained',
   ]);
   assert.ok(a.sent > 0, `${at}: something was sent`);
   assert.equal(a.countedDrops, Object.values(a.drops).reduce((s, v) => s + v, 0), `${at}: countedDrops is the sum of drops`);
@@ -21,8 +22,11 @@ function checkAccounting(a: PathAccounting, at: string): void {
   for (const [k, v] of Object.entries(a.drops)) assert.ok(Number.isInteger(v) && v > 0, `${at}: drops.${k} = ${v}`);
   // Nothing lost without a counter, except what the killed serve took with it.
   assert.ok(a.unaccounted >= 0, `${at}: unaccounted ${a.unaccounted}`);
-  assert.notEqual(a.lostWithKilledServe, null);
-  assert.ok(a.unaccounted <= a.lostWithKilledServe!, `${at}: unaccounted ${a.unaccounted} > lost with the killed serve ${a.lostWithKilledServe}`);
+  const k = a.lostWithKilledServe;
+  assert.ok(k !== null);
+  assert.ok(k.estimate <= k.upperBound);
+  assert.equal(a.unexplained, a.unaccounted - k.estimate);
+  assert.equal(a.unexplained, 0, `${at}: ${a.unaccounted} unaccounted, at most ${k.upperBound} inside the tunnels the kill cut`);
 }
 
 describe('npm run soak', { skip: linux ? false : 'needs Linux /proc' }, () => {
