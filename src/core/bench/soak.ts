@@ -723,7 +723,13 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakDocument> 
         emit({ type: 'kill', tMs: killPerfMs - t0, pid: old.pid });
         // The last look at serve's sockets: their drop counters go with them.
         killRead = kernel.read();
-        if (old.pid !== null) process.kill(old.pid, 'SIGKILL');
+        if (old.pid !== null) {
+          try {
+            process.kill(old.pid, 'SIGKILL');
+          } catch {
+            // Already gone: it is restarted all the same.
+          }
+        }
         const exit: ComponentExit = await old.stop();
         components.push({ role: 'serve', incarnation: 1, pid: old.pid, port, killed: true, exitCode: exit.exitCode, counters: exit.counters });
         serveListeningWallMs = null;
