@@ -170,7 +170,9 @@ export async function startEchoInWorker(options: EchoServerOptions = {}): Promis
     worker.once('error', (err) => reject(new UdpTunnelError(ErrorCodes.IO, `echo worker failed: ${err.message}`, {}, { cause: err })));
     worker.once('exit', (code) => reject(new UdpTunnelError(ErrorCodes.IO, `echo worker exited with code ${code} before listening`)));
   });
-  worker.removeAllListeners();
+  // By event name: a bare removeAllListeners() also removes the Worker's own newListener/removeListener hooks that
+  // start its message port again when a 'message' listener is added, and no later message would arrive.
+  for (const ev of ['message', 'error', 'exit'] as const) worker.removeAllListeners(ev);
   const settleAll = (): void => {
     for (const w of waiters.splice(0)) w.resolve(lastStats);
   };

@@ -70,6 +70,8 @@ export interface ComponentSpec {
   mode: string;
   /** Loopback or local address to listen on. */
   host: string;
+  /** Port to listen on; default 0 (any free one). A restarted component passes the port it had. */
+  port?: number;
   /** connect only: proxy URL (bare-relay: the relay-back's address as a URL). */
   proxy?: string;
   /**
@@ -85,6 +87,14 @@ export interface ComponentSpec {
   insecure?: boolean;
   /** Extra Node options for a component process (e.g. `--cpu-prof`). */
   nodeOptions?: readonly string[];
+  /** Process isolation, serve and connect only: flags appended to the command line (e.g. `--idle-timeout 5s`). */
+  extraArgs?: readonly string[];
+  /**
+   * Process isolation: called with each NDJSON report as it is read (`listening`, `session-open`, `session-close`,
+   * `shutdown`, ...), so a caller can follow sessions and drops while the component runs, and keeps what a component
+   * killed with SIGKILL had reported.
+   */
+  onEvent?: (event: Record<string, unknown>) => void;
   /** Give up when it has not reported `listening` within this long, ms. Default 15000. */
   startTimeoutMs?: number;
 }
@@ -182,12 +192,14 @@ export const BENCH_MAX_SESSIONS_PER_CLIENT = SERVER_DEFAULTS.maxSessions;
 export function componentArgs(spec: ComponentSpec): string[] {
   const mode = benchMode(spec.mode);
   const ctx = componentContext(spec);
-  const listen = formatHostPort(spec.host, 0);
+  const listen = formatHostPort(spec.host, spec.port ?? 0);
+  const extra = spec.extraArgs ?? [];
   if (spec.role === 'serve') {
     return [
       'serve', '--listen', listen, '--json', '--quiet', '--max-sessions-per-client', String(BENCH_MAX_SESSIONS_PER_CLIENT),
       ...(spec.tls ? ['--cert', spec.tls.certPath, '--key', spec.tls.keyPath] : []),
       ...mode.serveArgs(ctx),
+      ...extra,
     ];
   }
   if (spec.proxy === undefined) throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, 'a bench connect component needs a proxy');
@@ -196,6 +208,7 @@ export function componentArgs(spec: ComponentSpec): string[] {
     ...(spec.tls ? ['--ca', spec.tls.certPath] : []),
     ...(spec.insecure ? ['--insecure'] : []),
     ...mode.connectArgs(ctx),
+    ...extra,
   ];
 }
 
@@ -204,7 +217,7 @@ export function componentArgs(spec: ComponentSpec): string[] {
  * target), relay-front in connect's place (it reaches the back at the host and port of `proxy`).
  */
 export function bareRelayArgs(spec: ComponentSpec): string[] {
-  const listen = formatHostPort(spec.host, 0);
+  const listen = formatHostPort(spec.host, spec.port ?? 0);
   if (spec.role === 'serve') {
     if (spec.target === undefined) throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, 'a bench relay-back needs a target');
     return ['back', '--listen', listen, '--target', spec.target, ...(spec.tls ? ['--cert', spec.tls.certPath, '--key', spec.tls.keyPath] : [])];
@@ -269,7 +282,13 @@ async function startProcess(spec: ComponentSpec): Promise<TunnelComponent> {
       fail(`it exited with code ${String(exitCode)}`);
     });
     lines.on('line', (line) => {
-      if (!line.startsWith('{"event":"listening"') && !line.startsWith('{"event":"shutdown"') && !line.startsWith('{"event":"session-close"')) {
+      // Only these reports matter here; the others are parsed only for an observer.
+      if (
+        spec.onEvent === undefined &&
+        !line.startsWith('{"event":"listening"') &&
+        !line.startsWith('{"event":"shutdown"') &&
+        !line.startsWith('{"event":"session-close"')
+      ) {
         return;
       }
       let ev: { event?: string; address?: string; port?: number; family?: string; counters?: Record<string, unknown> };
@@ -277,6 +296,13 @@ async function startProcess(spec: ComponentSpec): Promise<TunnelComponent> {
         ev = JSON.parse(line) as typeof ev;
       } catch {
         return;
+      }
+      if (spec.onEvent) {
+        try {
+          spec.onEvent(ev as Record<string, unknown>);
+        } catch {
+          // A failing observer must not stop the reading of the component's reports.
+        }
       }
       if (ev.event === 'listening' && typeof ev.port === 'number' && !started) {
         started = true;

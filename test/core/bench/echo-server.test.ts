@@ -6,7 +6,7 @@ import { once } from 'node:events';
 import { describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { isUdpTunnelError } from '../../../src/core/errors.js';
-import { DEFAULT_MAX_QUEUED_REPLIES, startEchoServer } from '../../../src/core/bench/echo-server.js';
+import { DEFAULT_MAX_QUEUED_REPLIES, startEchoInWorker, startEchoServer } from '../../../src/core/bench/echo-server.js';
 import type { EchoWorkerData } from '../../helpers/echo-worker.js';
 
 /** Sends `payloads` one at a time from a fresh client and collects each reply. */
@@ -146,5 +146,23 @@ describe('startEchoServer errors and lifecycle', () => {
     const echo = await startEchoServer({ host: '[::1]' });
     assert.equal(echo.address().address, '::1');
     await echo.close();
+  });
+});
+
+describe('startEchoInWorker', () => {
+  it('stats() and close() report the datagrams the worker echoed', async () => {
+    const echo = await startEchoInWorker({ host: '127.0.0.1' });
+    try {
+      const payloads = [Buffer.from('one'), Buffer.from('two'), Buffer.from('three')];
+      const { replies, client } = await exchange('127.0.0.1', echo.address.port, payloads);
+      client.close();
+      assert.equal(replies.length, 3);
+      const s = await echo.stats();
+      assert.equal(s.datagrams, 3);
+      assert.equal(s.bytes, 3 + 3 + 5);
+    } finally {
+      const closed = await echo.close();
+      assert.equal(closed.datagrams, 3);
+    }
   });
 });
