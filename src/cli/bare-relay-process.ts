@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
-import { parseHostPort } from '../core/address.js';
-import { ErrorCodes, UdpTunnelError, isUdpTunnelError } from '../core/errors.js';
-import { RelayBack, RelayFront } from '../core/bench/bare-relay.js';
-import { resolveUdpHost } from '../core/bench/udp-socket.js';
+import { parseHostPort } from '../tunnel/address.js';
+import { ErrorCodes, UdpTunnelError, isUdpTunnelError } from '../tunnel/errors.js';
+import { RelayBack, RelayFront } from '../bench/bare-relay.js';
+import { resolveUdpHost } from '../bench/resolve-host.js';
 
 // Process entry of the bench's bare relays (process isolation), deliberately not a CLI command: the relays are a
 // measuring aid, not a product. Like a tunnel component started with `--json`, it speaks NDJSON on stdout, which

@@ -1,8 +1,8 @@
 import Table from 'cli-table3';
-import type { BenchEvent } from '../core/bench/harness.js';
-import { benchMode, isBareRelayMode } from '../core/bench/modes.js';
-import type { BenchDocument, BenchEnvironment, BenchParameters, PathResult, SummaryMetric } from '../core/bench/report.js';
-import type { NumberSummary } from '../core/bench/stats.js';
+import type { BenchEvent } from '../bench/harness.js';
+import { benchMode, isBareRelayMode } from '../bench/modes.js';
+import type { BenchDocument, BenchEnvironment, BenchParameters, PathResult, SummaryMetric } from '../bench/report.js';
+import type { NumberSummary } from '../bench/stats.js';
 import { color } from './color.js';
 
 /** `1234567` -> `1,234,567`. */

@@ -1,4 +1,4 @@
-import { UdpTunnelError } from '../core/errors.js';
+import { UdpTunnelError } from '../tunnel/errors.js';
 
 /** Exit codes: 0 ok, 1 runtime failure, 2 usage error. */
 export const EXIT_OK = 0;

@@ -1,9 +1,9 @@
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
-import { redactCredentials } from '../core/inspect/event-transform.js';
-import type { InspectEvent } from '../core/inspect/events.js';
-import { RecordingWriter, recordingHeader } from '../core/inspect/recording.js';
-import { ErrorCodes, UdpTunnelError } from '../core/errors.js';
+import { redactCredentials } from '../inspect/event-transform.js';
+import type { InspectEvent } from '../inspect/events.js';
+import { RecordingWriter, recordingHeader } from '../inspect/recording.js';
+import { ErrorCodes, UdpTunnelError } from '../tunnel/errors.js';
 import { color } from './color.js';
 import { InspectRenderer, type InspectFilters } from './inspect-render.js';
 import type { Output } from './output.js';

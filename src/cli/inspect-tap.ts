@@ -1,5 +1,5 @@
 import type { Argv } from 'yargs';
-import { TapInspector } from '../core/inspect/tap.js';
+import { TapInspector } from '../inspect/tap.js';
 import type { CommonArgs } from './common-options.js';
 import { InspectView } from './inspect-session.js';
 import type { Output } from './output.js';

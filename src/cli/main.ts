@@ -1,10 +1,10 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { benchCommand } from '../commands/bench.js';
-import { connectCommand } from '../commands/connect.js';
-import { demoCommand } from '../commands/demo.js';
-import { inspectCommand } from '../commands/inspect.js';
-import { serveCommand } from '../commands/serve.js';
+import { benchCommand } from './commands/bench.js';
+import { connectCommand } from './commands/connect.js';
+import { demoCommand } from './commands/demo.js';
+import { inspectCommand } from './commands/inspect.js';
+import { serveCommand } from './commands/serve.js';
 import { describeError, EXIT_USAGE, UsageError } from './errors.js';
 import { packageVersion } from './version.js';
 

@@ -1,9 +1,9 @@
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { parseDuration } from '../core/duration.js';
-import { ErrorCodes, UdpTunnelError } from '../core/errors.js';
-import { SOAK_DEFAULTS, SOAK_TARGETS, runSoak } from '../core/bench/soak.js';
-import type { PathAccounting, RssTrend, SoakDocument, SoakEvent, SoakOptions } from '../core/bench/soak.js';
+import { parseDuration } from '../tunnel/units.js';
+import { ErrorCodes, UdpTunnelError } from '../tunnel/errors.js';
+import { SOAK_DEFAULTS, SOAK_TARGETS, runSoak } from '../bench/soak.js';
+import type { PathAccounting, RssTrend, SoakDocument, SoakEvent, SoakOptions } from '../bench/soak.js';
 import { jsonReplacer } from './output.js';
 
 // Entry of `npm run soak`: a bounded soak-and-chaos run on the loopback (see docs/soak.md). Progress goes to

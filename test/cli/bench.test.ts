@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { BARE_RELAY_NOTE, renderHeader, renderReport } from '../../src/cli/bench-render.js';
-import type { BenchDocument } from '../../src/core/bench/report.js';
+import type { BenchDocument } from '../../src/bench/report.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
 
 // About a second of measuring in all: the point is that it works and reports every field, not how fast it is.

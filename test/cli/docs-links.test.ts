@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 // Compiled to dist/test/cli/: the repository root is three levels up.
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 
 /** Largest README.md in bytes: the README is the front door; reference and measurements live in docs/. */
 const README_MAX_BYTES = 15 * 1024;

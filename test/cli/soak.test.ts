@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import type { PathAccounting, SoakDocument } from '../../src/core/bench/soak.js';
+import type { PathAccounting, SoakDocument } from '../../src/bench/soak.js';
 import { runScript } from '../helpers/cli.js';
 
 const SOAK = fileURLToPath(new URL('../../src/cli/soak-main.js', import.meta.url));

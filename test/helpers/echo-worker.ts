@@ -1,5 +1,5 @@
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { startEchoServer } from '../../src/core/bench/echo-server.js';
+import { startEchoServer } from '../../src/bench/echo-server.js';
 
 /** workerData of this helper. */
 export interface EchoWorkerData {

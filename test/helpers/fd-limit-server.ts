@@ -1,6 +1,6 @@
 import { createInterface } from 'node:readline';
-import { TargetPolicy } from '../../src/core/policy.js';
-import { TunnelServer } from '../../src/core/server.js';
+import { TargetPolicy } from '../../src/tunnel/policy.js';
+import { TunnelServer } from '../../src/tunnel/server/tunnel-server.js';
 
 // Runs a TunnelServer on 127.0.0.1:0 in a process of its own, so a test can start it under a lowered descriptor
 // limit (`ulimit -n 64; exec node fd-limit-server.js --serve`). Prints {"port"} once listening, then answers each

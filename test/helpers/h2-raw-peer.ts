@@ -1,7 +1,7 @@
 import { Buffer } from 'node:buffer';
 import net from 'node:net';
-import { HpackDecoder } from '../../src/core/inspect/hpack.js';
-import { Http2FrameParser, type Http2FrameItem } from '../../src/core/inspect/http2-frames.js';
+import { HpackDecoder } from '../../src/inspect/hpack.js';
+import { Http2FrameParser, type Http2FrameItem } from '../../src/inspect/http2-frames.js';
 import { END_HEADERS, END_STREAM, PREFACE, h2Frame, headerBlock, settingsFrame } from './h2-writer.js';
 
 /** A frame the raw peer received; HEADERS carry their decoded field list. */

@@ -1,5 +1,5 @@
 import { Buffer } from 'node:buffer';
-import { huffmanEncode } from '../../src/core/inspect/hpack.js';
+import { huffmanEncode } from '../../src/inspect/hpack.js';
 
 /** RFC 7541 §5.1 integer with an N-bit prefix; `high` holds the representation's leading bits. */
 export function hpackInt(value: number, prefixBits: number, high = 0): Buffer {

@@ -1,11 +1,11 @@
 import { Buffer } from 'node:buffer';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { formatHostPort } from '../../src/core/address.js';
-import { TunnelClient, type ClientSessionStats } from '../../src/core/client.js';
-import { encodeDatagramCapsule } from '../../src/core/codec/datagram.js';
-import { buildTransport } from '../../src/core/connect-config.js';
-import { TargetPolicy } from '../../src/core/policy.js';
-import { TunnelServer, type ServerSessionStats } from '../../src/core/server.js';
+import { formatHostPort } from '../../src/tunnel/address.js';
+import { TunnelClient, type ClientSessionStats } from '../../src/tunnel/client.js';
+import { encodeDatagramCapsule } from '../../src/tunnel/codec/datagram.js';
+import { buildTransport } from '../../src/tunnel/client-config.js';
+import { TargetPolicy } from '../../src/tunnel/policy.js';
+import { TunnelServer, type ServerSessionStats } from '../../src/tunnel/server/tunnel-server.js';
 import { openRawTunnel, startScriptedUpstream } from './h2-peer.js';
 import { openUdpPeer, waitUntil } from './net.js';
 

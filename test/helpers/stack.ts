@@ -2,11 +2,11 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TunnelClient, type TunnelClientOptions } from '../../src/core/client.js';
-import { buildTransport } from '../../src/core/connect-config.js';
-import { TargetPolicy } from '../../src/core/policy.js';
-import { TunnelServer, type TunnelServerOptions } from '../../src/core/server.js';
-import type { Transport } from '../../src/core/transport/types.js';
+import { TunnelClient, type TunnelClientOptions } from '../../src/tunnel/client.js';
+import { buildTransport } from '../../src/tunnel/client-config.js';
+import { TargetPolicy } from '../../src/tunnel/policy.js';
+import { TunnelServer, type TunnelServerOptions } from '../../src/tunnel/server/tunnel-server.js';
+import type { Transport } from '../../src/tunnel/transport/types.js';
 import { startUdpEcho, type UdpEcho } from './net.js';
 
 /** A self-signed certificate for 127.0.0.1, ::1 and localhost, made at test time (no keys are committed). */

@@ -1,11 +1,11 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Buffer } from 'node:buffer';
-import { TunnelClient } from '../../src/core/client.js';
-import { buildTransport, type ClientMode, type HttpVersionChoice } from '../../src/core/connect-config.js';
-import { TargetPolicy } from '../../src/core/policy.js';
-import { TunnelServer } from '../../src/core/server.js';
-import { generateCertificate } from '../../src/core/tls-cert.js';
+import { TunnelClient } from '../../src/tunnel/client.js';
+import { buildTransport, type ClientMode, type HttpVersionChoice } from '../../src/tunnel/client-config.js';
+import { TargetPolicy } from '../../src/tunnel/policy.js';
+import { TunnelServer } from '../../src/tunnel/server/tunnel-server.js';
+import { generateCertificate } from '../../src/tunnel/tls-cert.js';
 import { openUdpPeer, startUdpEcho, waitUntil, type UdpEcho, type UdpPeer } from './net.js';
 import { openHandles } from './tunnel.js';
 

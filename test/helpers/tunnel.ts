@@ -3,7 +3,7 @@ import dgram from 'node:dgram';
 import http2 from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
-import { parseResponseHead, type Http1Head } from '../../src/core/http1-head.js';
+import { parseResponseHead, type Http1Head } from '../../src/tunnel/http/http1-head.js';
 
 /** Answer of a raw HTTP/1.1 exchange: the parsed head (if any), bytes after it, and whether the server closed. */
 export interface RawH1Result {

@@ -1,0 +1,133 @@
+import { formatHostPort } from '../tunnel/address.js';
+import type { HostPort } from '../tunnel/address.js';
+import type { ProxyConfig } from '../tunnel/client-config.js';
+import { ErrorCodes, UdpTunnelError } from '../tunnel/errors.js';
+import type { TunnelServerOptions } from '../tunnel/server/tunnel-server.js';
+
+/** What a run knows when it starts serve and connect: the UDP echo the tunnel reaches, and the POST request path. */
+export interface BenchModeContext {
+  /** The UDP echo: the bench's own, or the `--target` an external proxy reaches. */
+  readonly target: HostPort;
+  /** Request path of modes whose request names no target (`usesPostPath`); the proxy routes it to `target`. */
+  readonly postPath: string;
+}
+
+/**
+ * How the bench runs one tunnel transport. A new transport plugs in by adding one entry: the flags that select it
+ * on `serve` and `connect` (process isolation) and the matching option fields (worker isolation, which builds the
+ * client with buildTransport and the server with TunnelServer directly). Each is a pure function of the run's
+ * context, because some transports (POST) route a path to the echo, whose port is known only at run time. Only the
+ * mode name crosses threads: a tunnel worker looks the entry up again and derives its options itself.
+ */
+export interface BenchModeSpec {
+  /** The `--mode` value. */
+  readonly name: string;
+  /** One line for --help and the report. */
+  readonly describe: string;
+  /** The request carries `postPath` instead of the target: serve needs a route, an external proxy must have one. */
+  readonly usesPostPath: boolean;
+  /** Extra `udp-tunnel serve` flags. */
+  serveArgs(ctx: BenchModeContext): readonly string[];
+  /** Extra `udp-tunnel connect` flags. */
+  connectArgs(ctx: BenchModeContext): readonly string[];
+  /** Extra fields of the ProxyConfig given to buildTransport. */
+  proxyConfig(ctx: BenchModeContext): Readonly<Partial<ProxyConfig>>;
+  /** Extra TunnelServer options. */
+  serverOptions(ctx: BenchModeContext): Readonly<Partial<TunnelServerOptions>>;
+  /**
+   * What stands where serve and connect sit: the tunnel (absent = 'tunnel'), or the bare relays of bare-relay.ts,
+   * a reference floor that is not a tunnel (the serve/connect fields above are then unused).
+   */
+  readonly kind?: BenchModeKind;
+  /** The tunnel runs over HTTP/1.1 (for the report's header). */
+  readonly http1?: boolean;
+}
+
+/** What a bench mode runs in serve's and connect's places. */
+export type BenchModeKind = 'tunnel' | 'bare-relay';
+
+/** Request path of POST mode when --post-path is not given. */
+export const DEFAULT_BENCH_POST_PATH = '/bench';
+
+/** The transports the bench can drive, in --help order. */
+export const BENCH_MODES: readonly BenchModeSpec[] = [
+  {
+    name: 'connect-udp',
+    describe: 'CONNECT-UDP over HTTP/2 extended CONNECT (RFC 9298 §3.4, RFC 8441)',
+    usesPostPath: false,
+    serveArgs: () => [],
+    connectArgs: () => [],
+    proxyConfig: () => ({}),
+    serverOptions: () => ({}),
+  },
+  {
+    name: 'connect-udp-h1',
+    describe: 'CONNECT-UDP over HTTP/1.1 Upgrade (RFC 9298 §3.2), one TCP connection per session',
+    usesPostPath: false,
+    serveArgs: () => [],
+    http1: true,
+    connectArgs: () => ['--http', '1.1'],
+    proxyConfig: () => ({ http: '1.1' }),
+    serverOptions: () => ({}),
+  },
+  {
+    name: 'post',
+    describe: 'HTTP/2 POST stream whose bodies carry DATAGRAM capsules; NOT RFC 9298, the proxy maps the path to its target',
+    usesPostPath: true,
+    serveArgs: ({ target, postPath }) => ['--post-route', `${postPath}=${formatHostPort(target.host, target.port)}`],
+    connectArgs: ({ postPath }) => ['--mode', 'post', '--post-path', postPath],
+    proxyConfig: ({ postPath }) => ({ mode: 'post', postPath }),
+    serverOptions: ({ target, postPath }) => ({ postRoutes: new Map([[postPath, target]]) }),
+  },
+  {
+    name: 'bare-relay',
+    describe:
+      'NOT a tunnel, a reference floor: two bare Node relays where connect and serve sit, one TCP connection per peer, 2-byte length-prefixed frames, no HTTP',
+    usesPostPath: false,
+    serveArgs: () => [],
+    connectArgs: () => [],
+    proxyConfig: () => ({}),
+    serverOptions: () => ({}),
+    kind: 'bare-relay',
+  },
+];
+
+/** Name of the default mode. */
+export const DEFAULT_BENCH_MODE = 'connect-udp';
+
+/** What a mode runs in serve's and connect's places. */
+export function benchModeKind(mode: BenchModeSpec): BenchModeKind {
+  return mode.kind ?? 'tunnel';
+}
+
+/** True when the mode named `name` runs the bare relays (a reference floor, not a tunnel); false for unknown names. */
+export function isBareRelayMode(name: string): boolean {
+  const m = BENCH_MODES.find((x) => x.name === name);
+  return m !== undefined && benchModeKind(m) === 'bare-relay';
+}
+
+/** Looks up a mode by name; throws INVALID_OPTION listing the known ones. */
+export function benchMode(name: string): BenchModeSpec {
+  const m = BENCH_MODES.find((x) => x.name === name);
+  if (m === undefined) {
+    throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `unknown bench mode "${name}" (known: ${BENCH_MODES.map((x) => x.name).join(', ')})`, {
+      option: 'mode',
+      value: name,
+    });
+  }
+  return m;
+}
+
+/**
+ * Checks a --post-path value: it must start with `/` and hold no spaces, control characters or `=` (serve's
+ * `--post-route PATH=HOST:PORT` splits at the first `=`). Throws INVALID_OPTION.
+ */
+export function checkBenchPostPath(path: string): string {
+  if (!path.startsWith('/') || /[\s\x00-\x1f\x7f=]/.test(path)) {
+    throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `--post-path must start with / and contain no spaces, control characters or =, got ${JSON.stringify(path)}`, {
+      option: 'post-path',
+      value: path,
+    });
+  }
+  return path;
+}
