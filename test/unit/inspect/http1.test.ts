@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { Buffer } from 'node:buffer';
 import { describe, it } from 'node:test';
-import { Http1HeadParser, parseHttp1HeadText } from '../../../src/inspect/http1.js';
+import { Http1HeadParser, parseHttp1HeadText } from '../../../src/tunnel/http/http1-head.js';
 import {
   isInterimStatus,
   opensTunnel,
