@@ -2,9 +2,6 @@ import { Buffer } from 'node:buffer';
 import { H2_PREFACE } from '../tunnel/http/version-detect.js';
 import { ErrorCodes } from '../tunnel/errors.js';
 
-/** RFC 9113 §3.4: the client connection preface (the same bytes the listeners use to tell HTTP/2 from HTTP/1.1). */
-export const HTTP2_PREFACE: Buffer = H2_PREFACE;
-
 /** RFC 9113 §6: frame type numbers. */
 export const FRAME_TYPE = {
   DATA: 0x0,
@@ -196,7 +193,7 @@ export class Http2FrameParser {
   position = 0;
 
   constructor(options: Http2FrameParserOptions) {
-    this.prefaceLeft = options.expectPreface ? HTTP2_PREFACE.length : 0;
+    this.prefaceLeft = options.expectPreface ? H2_PREFACE.length : 0;
     this.maxFrameSize = options.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE;
     this.maxHeaderBlock = options.maxHeaderBlock ?? DEFAULT_MAX_HEADER_BLOCK;
   }
@@ -240,10 +237,10 @@ export class Http2FrameParser {
     }
     let i = 0;
     if (this.prefaceLeft > 0) {
-      const start = HTTP2_PREFACE.length - this.prefaceLeft;
+      const start = H2_PREFACE.length - this.prefaceLeft;
       const n = Math.min(this.prefaceLeft, buf.length);
       for (let k = 0; k < n; k++) {
-        if (buf[k] !== HTTP2_PREFACE[start + k]) {
+        if (buf[k] !== H2_PREFACE[start + k]) {
           out.push(this.fail(this.position + k, 'PROTOCOL_ERROR', 'bytes do not match the client connection preface', 'RFC 9113 §3.4'));
           return out;
         }

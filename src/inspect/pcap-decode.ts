@@ -14,8 +14,9 @@ import {
   responseEvent,
   http2Status,
 } from './http-fields.js';
-import { DEFAULT_MAX_HEAD_BYTES, HTTP1_REQUEST_LINE, Http1HeadParser } from './http1.js';
-import { HTTP2_PREFACE, Http2FrameParser, SETTINGS_ID, http2ErrorName } from './http2-frames.js';
+import { DEFAULT_MAX_HEAD_BYTES, HTTP1_REQUEST_LINE, Http1HeadParser } from '../tunnel/http/http1-head.js';
+import { H2_PREFACE } from '../tunnel/http/version-detect.js';
+import { Http2FrameParser, SETTINGS_ID, http2ErrorName } from './http2-frames.js';
 import type { Http2FrameItem } from './http2-frames.js';
 import { decodeFrame } from './ip-tcp.js';
 import type { SkipReason } from './ip-tcp.js';
@@ -580,8 +581,8 @@ class ConnectionDecoder {
   }
 
   private classify(bytes: Buffer): 'h2' | 'h1' | 'tls' | 'other' | 'undecided' {
-    const n = Math.min(bytes.length, HTTP2_PREFACE.length);
-    if (bytes.subarray(0, n).equals(HTTP2_PREFACE.subarray(0, n))) return n === HTTP2_PREFACE.length ? 'h2' : 'undecided';
+    const n = Math.min(bytes.length, H2_PREFACE.length);
+    if (bytes.subarray(0, n).equals(H2_PREFACE.subarray(0, n))) return n === H2_PREFACE.length ? 'h2' : 'undecided';
     if (bytes[0] === TLS_RECORD_HANDSHAKE && (bytes.length < 2 || bytes[1] === 0x03)) return bytes.length < 2 ? 'undecided' : 'tls';
     // RFC 9112 §3: request-line = method SP request-target SP HTTP-version.
     const lf = bytes.indexOf(0x0a);

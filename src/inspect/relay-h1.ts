@@ -1,13 +1,12 @@
 import { Buffer } from 'node:buffer';
 import type net from 'node:net';
 import { ErrorCodes } from '../tunnel/errors.js';
-import { formatResponseHead } from '../tunnel/http/http1-head.js';
+import { Http1HeadParser, formatResponseHead } from '../tunnel/http/http1-head.js';
 import { formatProxyStatus } from '../tunnel/proxy-status.js';
 import { connectProxySocket } from '../tunnel/transport/proxy-socket.js';
 import type { CloseReason, Direction, HeaderList } from './events.js';
 import { errorFacts } from './error-facts.js';
 import { fieldValues, requestHeadFromHttp1 } from './http-fields.js';
-import { Http1HeadParser } from './http1.js';
 import type { LiveSessionDecoder } from './live-decoder.js';
 import { RELAY_PROXY_STATUS_NAME, upstreamFailure, type RelayCounters, type RelayFailure, type RelayUpstreamTls } from './relay-shared.js';
 

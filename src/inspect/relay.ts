@@ -11,7 +11,7 @@ import { ALPN_H2_AND_HTTP1, detectCleartextHttpVersion, tlsHttpVersion, type Wir
 import { formatProxyStatus } from '../tunnel/proxy-status.js';
 import type { CloseReason, HeaderList, InspectEvent } from './events.js';
 import { headerListFromObject, headerListFromRaw, http2Status, requestHeadFromHttp2 } from './http-fields.js';
-import { DEFAULT_MAX_HEAD_BYTES } from './http1.js';
+import { DEFAULT_MAX_HEAD_BYTES } from '../tunnel/http/http1-head.js';
 import { http2ErrorName } from './http2-frames.js';
 import { LiveSessionDecoder, type LiveDecoderOptions, type LiveDecoderStats } from './live-decoder.js';
 import { Http1RelayConnection } from './relay-h1.js';

@@ -9,7 +9,7 @@ import { parseDuration, parseSize } from '../../tunnel/units.js';
 import { CapsuleView } from '../../inspect/capsule-view.js';
 import type { Direction } from '../../inspect/events.js';
 import { MAX_HEX_TEXT_LENGTH, parseHexText } from '../../inspect/hex.js';
-import { DEFAULT_MAX_HEAD_BYTES } from '../../inspect/http1.js';
+import { DEFAULT_MAX_HEAD_BYTES } from '../../tunnel/http/http1-head.js';
 import { streamCapture } from '../../inspect/pcap-decode.js';
 import { readRecording } from '../../inspect/recording.js';
 import { InspectRelay } from '../../inspect/relay.js';

@@ -2,7 +2,7 @@ import { Buffer } from 'node:buffer';
 import type net from 'node:net';
 import type tls from 'node:tls';
 
-/** RFC 9113 §3.4: the client connection preface; anything else on a cleartext listener is HTTP/1.1. */
+/** RFC 9113 §3.4: the client connection preface; anything else on a cleartext listener is HTTP/1.1 (inspect reads it too). */
 export const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 
 /** ALPN protocols offered by a TLS listener that serves HTTP/2 and HTTP/1.1 side by side, HTTP/2 preferred. */

@@ -3,8 +3,8 @@ import type net from 'node:net';
 import { tapChannel } from '../diagnostics.js';
 import { ErrorCodes, UdpTunnelError } from '../errors.js';
 import { listsToken, parseResponseHead, type Http1Head } from '../http/http1-head.js';
-import { refusedError } from './h2.js';
 import { connectProxySocket, connectionError, lastSocketError } from './proxy-socket.js';
+import { refusedError } from './refusal.js';
 import type { Transport, TransportOptions, TunnelHandle } from './types.js';
 
 /** Largest response head the client reads before giving up on a proxy. */

@@ -2,8 +2,8 @@ import http2 from 'node:http2';
 import type net from 'node:net';
 import { tapChannel } from '../diagnostics.js';
 import { ErrorCodes, UdpTunnelError } from '../errors.js';
-import { parseProxyStatusError } from '../proxy-status.js';
 import { connectProxySocket, connectionError, lastSocketError } from './proxy-socket.js';
+import { refusedError } from './refusal.js';
 import type { Transport, TransportOptions, TunnelHandle } from './types.js';
 
 
@@ -62,31 +62,6 @@ interface PoolConn {
   reserved: number;
   limit: number;
   dead: boolean;
-}
-
-/** Error for a non-2xx answer, or a 2xx that ends the stream. */
-export function refusedError(
-  status: number,
-  headers: Record<string, string | string[] | undefined>,
-  what: string,
-  sentCredentials = false,
-): UdpTunnelError {
-  const raw = headers['proxy-status'];
-  const proxyStatus = Array.isArray(raw) ? raw.join(', ') : raw;
-  const kind = parseProxyStatusError(proxyStatus);
-  // 5xx and 429 may succeed on another attempt; other 4xx will not.
-  const retryable = status >= 500 || status === 429;
-  let hint = '';
-  if (status === 401 || status === 407) {
-    hint = sentCredentials
-      ? '; the proxy rejected the credentials'
-      : '; the proxy requires credentials: pass --token (or UDP_TUNNEL_TOKEN) or user:pass@ in the proxy URL';
-  }
-  return new UdpTunnelError(
-    status === 401 || status === 407 ? ErrorCodes.AUTH_REQUIRED : ErrorCodes.TUNNEL_REFUSED,
-    `proxy refused ${what}: HTTP ${status}${kind ? ` (${kind})` : ''}${hint}`,
-    { status, proxyStatus, retryable },
-  );
 }
 
 /**

@@ -3,7 +3,7 @@ import { Buffer } from 'node:buffer';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { H2_PREFACE } from '../../../src/tunnel/http/version-detect.js';
-import { HTTP2_PREFACE, Http2FrameParser, http2ErrorName } from '../../../src/inspect/http2-frames.js';
+import { Http2FrameParser, http2ErrorName } from '../../../src/inspect/http2-frames.js';
 import type { Http2FrameItem } from '../../../src/inspect/http2-frames.js';
 import { END_HEADERS, END_STREAM, PADDED, PREFACE, PRIORITY, h2Frame, settingsFrame } from '../../helpers/h2-writer.js';
 
@@ -33,11 +33,12 @@ const u32 = (n: number): Buffer => {
   return b;
 };
 
-describe('HTTP2_PREFACE', () => {
-  it('is the one preface the listeners detect HTTP/2 by (RFC 9113 §3.4)', () => {
-    assert.equal(HTTP2_PREFACE, H2_PREFACE);
-    assert.equal(HTTP2_PREFACE.toString('latin1'), 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+describe('H2_PREFACE', () => {
+  it('is the one preface: the listeners detect HTTP/2 by it and the frame parser expects it (RFC 9113 §3.4)', () => {
+    assert.equal(H2_PREFACE.toString('latin1'), 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
     assert.equal(Object.hasOwn(new Http2FrameParser({ expectPreface: true }), 'frames'), false);
+    const items = plain(parseAll(Buffer.concat([H2_PREFACE, settingsFrame([])]), true)) as Array<{ type: string; offset: number }>;
+    assert.deepEqual(items.map((i) => [i.type, i.offset]), [['SETTINGS', H2_PREFACE.length]]);
   });
 });
 

@@ -1,11 +1,25 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Buffer } from 'node:buffer';
-import { formatResponseHead, headerValues, listsToken, parseRequestHead, parseResponseHead } from '../../../../src/tunnel/http/http1-head.js';
+import { isUdpTunnelError } from '../../../../src/tunnel/errors.js';
+import {
+  Http1HeadParser,
+  formatResponseHead,
+  headerValues,
+  listsToken,
+  parseHttp1HeadText,
+  parseRequestHead,
+  parseResponseHead,
+  type Http1CaptureHead,
+  type Http1ParseResult,
+} from '../../../../src/tunnel/http/http1-head.js';
+
+// One parser, two modes: parseRequestHead/parseResponseHead (strict: serve and the HTTP/1.1 transport) and
+// Http1HeadParser/parseHttp1HeadText (lenient: inspect reading captures and relayed connections).
 
 const REQ = 'GET /.well-known/masque/udp/127.0.0.1/53/ HTTP/1.1\r\nHost: proxy:443\r\nConnection: keep-alive, Upgrade\r\nUpgrade: connect-udp\r\nCapsule-Protocol: ?1\r\n\r\n';
 
-describe('parseRequestHead', () => {
+describe('parseRequestHead (strict mode)', () => {
   it('parses a CONNECT-UDP upgrade request and keeps the bytes after the head', () => {
     const r = parseRequestHead(Buffer.from(`${REQ}\x00\x01\x02`), 4096);
     assert.equal(r.state, 'done');
@@ -100,7 +114,7 @@ describe('parseRequestHead', () => {
   });
 });
 
-describe('parseResponseHead and formatResponseHead', () => {
+describe('parseResponseHead (strict mode) and formatResponseHead', () => {
   it('round-trips a 101 answer', () => {
     const text = formatResponseHead(101, { connection: 'Upgrade', upgrade: 'connect-udp', 'capsule-protocol': '?1' });
     assert.equal(text, 'HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: connect-udp\r\ncapsule-protocol: ?1\r\n\r\n');
@@ -120,4 +134,170 @@ describe('parseResponseHead and formatResponseHead', () => {
     const r = parseResponseHead(Buffer.from('HTTP/1.1 2000 OK\r\n\r\n'), 1024);
     assert.equal(r.state, 'error');
   });
+});
+
+const UPGRADE_REQUEST =
+  'GET /.well-known/masque/udp/192.0.2.6/443/ HTTP/1.1\r\n' +
+  'Host: proxy.example.org\r\n' +
+  'Connection: Upgrade\r\n' +
+  'Upgrade: connect-udp\r\n' +
+  'Capsule-Protocol: ?1\r\n\r\n';
+
+describe('Http1HeadParser (lenient mode)', () => {
+  it('parses the RFC 9298 Upgrade request and hands back the bytes after it', () => {
+    const p = new Http1HeadParser('request');
+    const tail = Buffer.from([0x00, 0x02, 0x00, 0xaa]);
+    const r = p.push(Buffer.concat([Buffer.from(UPGRADE_REQUEST, 'latin1'), tail]));
+    assert.ok(r);
+    assert.deepEqual(r.head, {
+      kind: 'request',
+      method: 'GET',
+      target: '/.well-known/masque/udp/192.0.2.6/443/',
+      version: 'HTTP/1.1',
+      headers: [
+        ['Host', 'proxy.example.org'],
+        ['Connection', 'Upgrade'],
+        ['Upgrade', 'connect-udp'],
+        ['Capsule-Protocol', '?1'],
+      ],
+    });
+    assert.deepEqual([...r.rest], [...tail]);
+    assert.equal(r.headLength, UPGRADE_REQUEST.length);
+  });
+
+  it('hands back the head bytes exactly as received (leading empty lines included), however the input was split', () => {
+    const wire = Buffer.from(`\r\n\n${UPGRADE_REQUEST}`, 'latin1');
+    const tail = Buffer.from([0x00, 0x01, 0x00]);
+    const all = Buffer.concat([wire, tail]);
+    for (const split of [1, 2, 3, 20, wire.length - 3, wire.length - 1]) {
+      const p = new Http1HeadParser('request');
+      assert.equal(p.push(all.subarray(0, split)), null);
+      assert.equal(p.bufferedBytes, split);
+      const r = p.push(all.subarray(split));
+      assert.ok(r, `split at ${split}`);
+      assert.equal(r.raw.toString('hex'), wire.toString('hex'));
+      assert.equal(r.headLength, wire.length);
+      assert.equal(r.rest.toString('hex'), tail.toString('hex'));
+      assert.equal(p.bufferedBytes, 0);
+    }
+  });
+
+  it('waits for the whole head when split byte by byte', () => {
+    const p = new Http1HeadParser('response');
+    const text = 'HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: connect-udp\r\n\r\n';
+    const bytes = Buffer.from(text + '\x00\x01\x00', 'latin1');
+    let result = null;
+    for (let i = 0; i < bytes.length; i++) {
+      const r = p.push(bytes.subarray(i, i + 1));
+      if (r !== null) {
+        assert.equal(i, text.length - 1, 'completes on the last byte of the empty line');
+        result = r;
+        break;
+      }
+    }
+    assert.ok(result);
+    assert.deepEqual(result.head, {
+      kind: 'response',
+      version: 'HTTP/1.1',
+      status: 101,
+      reason: 'Switching Protocols',
+      headers: [
+        ['Connection', 'Upgrade'],
+        ['Upgrade', 'connect-udp'],
+      ],
+    });
+  });
+
+  it('accepts bare LF line ends, obsolete folding, and leading empty lines before a request', () => {
+    const p = new Http1HeadParser('request');
+    const r = p.push(Buffer.from('\r\nGET / HTTP/1.1\nX-A: one\n  two\nHost: h\n\n', 'latin1'));
+    assert.ok(r);
+    assert.deepEqual(r.head.headers, [
+      ['X-A', 'one two'],
+      ['Host', 'h'],
+    ]);
+  });
+
+  it('error offsets count the bytes of the stream, CRLFs and skipped empty lines included', () => {
+    assert.throws(
+      () => new Http1HeadParser('request').push(Buffer.from('\r\nGET / HTTP/1.1\r\nA: 1\r\nB C: 2\r\n\r\n')),
+      (e: unknown) => isUdpTunnelError(e, 'UT_ERR_HTTP1_MALFORMED') && e.details['offset'] === 24,
+    );
+  });
+
+  it('response without a reason phrase', () => {
+    assert.deepEqual(parseHttp1HeadText('HTTP/1.1 400', 'response'), { kind: 'response', version: 'HTTP/1.1', status: 400, reason: '', headers: [] });
+  });
+
+  it('a head over the limit is HEADERS_TOO_LARGE, complete or not', () => {
+    const p = new Http1HeadParser('request', { maxHeadBytes: 64 });
+    p.push(Buffer.from('GET / HTTP/1.1\r\n'));
+    assert.throws(
+      () => p.push(Buffer.from(`X: ${'a'.repeat(60)}\r\n`)),
+      (e: unknown) => isUdpTunnelError(e, 'UT_ERR_HEADERS_TOO_LARGE') && e.details['offset'] === 64,
+    );
+    const q = new Http1HeadParser('request', { maxHeadBytes: 20 });
+    assert.throws(() => q.push(Buffer.from('GET / HTTP/1.1\r\nA: b\r\n\r\n')), (e: unknown) => isUdpTunnelError(e, 'UT_ERR_HEADERS_TOO_LARGE'));
+  });
+
+  const bad: Array<[string, 'request' | 'response', string]> = [
+    ['space before the colon', 'request', 'GET / HTTP/1.1\r\nHost : x\r\n\r\n'],
+    ['no colon', 'request', 'GET / HTTP/1.1\r\nHost\r\n\r\n'],
+    ['two-part request line', 'request', 'GET /\r\n\r\n'],
+    ['bad version', 'request', 'GET / HTTP/x\r\n\r\n'],
+    ['bad status', 'response', 'HTTP/1.1 2000 OK\r\n\r\n'],
+    ['binary garbage', 'request', '\x16\x03\x01\x02\x00\n\n'],
+    ['fold before any field', 'request', 'GET / HTTP/1.1\r\n folded\r\n\r\n'],
+  ];
+  for (const [name, kind, text] of bad) {
+    it(`rejects: ${name}`, () => {
+      assert.throws(() => new Http1HeadParser(kind).push(Buffer.from(text, 'latin1')), (e: unknown) => isUdpTunnelError(e, 'UT_ERR_HTTP1_MALFORMED'));
+    });
+  }
+});
+
+describe('strict and lenient mode on the same bytes', () => {
+  const strict = (kind: 'request' | 'response', text: string): Http1ParseResult =>
+    kind === 'request' ? parseRequestHead(Buffer.from(text, 'latin1'), 4096) : parseResponseHead(Buffer.from(text, 'latin1'), 4096);
+  const lenient = (kind: 'request' | 'response', text: string): Http1CaptureHead | string => {
+    try {
+      return new Http1HeadParser(kind, { maxHeadBytes: 4096 }).push(Buffer.from(text, 'latin1'))?.head ?? 'incomplete';
+    } catch (err) {
+      return isUdpTunnelError(err) ? err.code : String(err);
+    }
+  };
+  type StrictOutcome = { status: number; details?: string } | { headers: [string, string][] };
+  const cases: Array<[string, 'request' | 'response', string, StrictOutcome, Partial<Http1CaptureHead> | string]> = [
+    ['bare LF line ends', 'request', 'GET / HTTP/1.1\nHost: a\n\n', { status: 400, details: 'bare CR or LF in the request head' }, { headers: [['Host', 'a']] }],
+    ['obsolete line folding', 'request', 'GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n', { status: 400, details: 'obsolete line folding' }, { headers: [['X', 'a b']] }],
+    ['a control byte in a value', 'request', 'GET / HTTP/1.1\r\nX: a\x01b\r\n\r\n', { status: 400, details: 'control character in x' }, { headers: [['X', 'a\x01b']] }],
+    ['HTTP/1.0', 'request', 'GET / HTTP/1.0\r\nHost: a\r\n\r\n', { status: 505 }, { version: 'HTTP/1.0' }],
+    ['three empty lines before the request line', 'request', '\r\n\r\n\r\nGET / HTTP/1.1\r\n\r\n', { status: 400, details: 'malformed request line' }, { method: 'GET' }],
+    ['mixed-case field names', 'request', 'GET / HTTP/1.1\r\nHoSt: a\r\n\r\n', { headers: [['host', 'a']] }, { headers: [['HoSt', 'a']] }],
+    ['a space before the colon', 'request', 'GET / HTTP/1.1\r\nHost : a\r\n\r\n', { status: 400, details: 'invalid field name' }, 'UT_ERR_HTTP1_MALFORMED'],
+    ['a two-part request line', 'request', 'GET /\r\n\r\n', { status: 400, details: 'malformed request line' }, 'UT_ERR_HTTP1_MALFORMED'],
+    ['a four-digit status', 'response', 'HTTP/1.1 2000 OK\r\n\r\n', { status: 400, details: 'malformed status line' }, 'UT_ERR_HTTP1_MALFORMED'],
+    ['a reason phrase with spaces', 'response', 'HTTP/1.1 502 Bad  Gateway\r\nProxy-Status: x\r\n\r\n', { headers: [['proxy-status', 'x']] }, { status: 502, reason: 'Bad  Gateway' }],
+  ];
+  for (const [name, kind, text, wantStrict, wantLenient] of cases) {
+    it(`${name}: strict ${'status' in wantStrict ? `refuses with ${wantStrict.status}` : 'accepts'}, lenient ${typeof wantLenient === 'string' ? 'refuses' : 'accepts'}`, () => {
+      const s = strict(kind, text);
+      if ('status' in wantStrict) {
+        assert.equal(s.state, 'error');
+        if (s.state === 'error') {
+          assert.equal(s.status, wantStrict.status);
+          if (wantStrict.details !== undefined) assert.equal(s.details, wantStrict.details);
+        }
+      } else {
+        assert.equal(s.state, 'done');
+        if (s.state === 'done') assert.deepEqual(s.head.headers, wantStrict.headers);
+      }
+      const l = lenient(kind, text);
+      if (typeof wantLenient === 'string') assert.equal(l, wantLenient);
+      else {
+        assert.equal(typeof l, 'object', String(l));
+        for (const [k, v] of Object.entries(wantLenient)) assert.deepEqual((l as unknown as Record<string, unknown>)[k], v, k);
+      }
+    });
+  }
 });
