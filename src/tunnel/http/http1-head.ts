@@ -124,7 +124,8 @@ function locateHead(buf: Buffer, lead: number, from: number, maxBytes: number, l
       if (end > 0) at = { textEnd: i > lead && buf[i - 1] === 0x0d ? i - 1 : i, end };
     }
   }
-  if ((at === null ? buf.length : at.end) - lead > maxBytes) return 'too-large';
+  // Lenient mode skips any run of empty lines, so they count toward the limit: endless CRLFs must not grow the buffer.
+  if ((at === null ? buf.length : at.end) - (lenient ? 0 : lead) > maxBytes) return 'too-large';
   return at;
 }
 
@@ -292,7 +293,7 @@ export class Http1HeadParser {
     const at = locateHead(buf, lead, this.scanned - 3, this.maxHeadBytes, true);
     if (at === 'too-large') {
       throw new UdpTunnelError(ErrorCodes.HEADERS_TOO_LARGE, `HTTP/1.1 head exceeds ${this.maxHeadBytes} bytes`, {
-        offset: lead + this.maxHeadBytes,
+        offset: this.maxHeadBytes,
         limit: this.maxHeadBytes,
       });
     }

@@ -240,6 +240,23 @@ describe('Http1HeadParser (lenient mode)', () => {
     assert.throws(() => q.push(Buffer.from('GET / HTTP/1.1\r\nA: b\r\n\r\n')), (e: unknown) => isUdpTunnelError(e, 'UT_ERR_HEADERS_TOO_LARGE'));
   });
 
+  it('empty lines before a request line count toward the limit, so endless CRLFs cannot grow the buffer', () => {
+    const p = new Http1HeadParser('request', { maxHeadBytes: 64 });
+    // RFC 9112 §2.2: a few empty lines before the request line are skipped.
+    assert.ok(p.push(Buffer.from('\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n')));
+    const q = new Http1HeadParser('request', { maxHeadBytes: 64 });
+    let thrown: unknown = null;
+    for (let i = 0; i < 100 && thrown === null; i++) {
+      try {
+        q.push(Buffer.from('\r\n'));
+      } catch (e) {
+        thrown = e;
+      }
+      assert.ok(q.bufferedBytes <= 66, `buffered ${q.bufferedBytes}`);
+    }
+    assert.ok(isUdpTunnelError(thrown, 'UT_ERR_HEADERS_TOO_LARGE'));
+  });
+
   const bad: Array<[string, 'request' | 'response', string]> = [
     ['space before the colon', 'request', 'GET / HTTP/1.1\r\nHost : x\r\n\r\n'],
     ['no colon', 'request', 'GET / HTTP/1.1\r\nHost\r\n\r\n'],
