@@ -9,7 +9,7 @@ import { ErrorCodes, UdpTunnelError } from '../tunnel/errors.js';
 import { startEchoInWorker } from './echo-server.js';
 import type { EchoStats, EchoWorker } from './echo-server.js';
 import { DEFAULT_DRAIN_MS, DEFAULT_TIMEOUT_MS, normalizeLoadOptions, runLoadInWorker } from './generator.js';
-import type { LoadMode, LoadOptions, LoadProgress } from './generator.js';
+import type { LoadMode, LoadOptions, LoadProgress } from './load-types.js';
 import { BENCH_MODES, DEFAULT_BENCH_MODE, DEFAULT_BENCH_POST_PATH, benchMode, checkBenchPostPath, isBareRelayMode } from './modes.js';
 import {
   BENCH_SCHEMA,

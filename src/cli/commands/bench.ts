@@ -5,7 +5,7 @@ import { BENCH_DEFAULTS, runBench } from '../../bench/harness.js';
 import type { BenchEvent } from '../../bench/harness.js';
 import { BENCH_MODES } from '../../bench/modes.js';
 import { parseFailIf } from '../../bench/stats.js';
-import type { LoadMode } from '../../bench/generator.js';
+import type { LoadMode } from '../../bench/load-types.js';
 import { isBareRelay, renderEvent, renderHeader, renderReport } from '../bench-render.js';
 import { makeOutput, withCommonOptions, type CommonArgs } from '../common-options.js';
 import { UsageError } from '../errors.js';
