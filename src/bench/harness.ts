@@ -114,11 +114,14 @@ export interface BenchOptions {
   signal?: AbortSignal;
 }
 
+/** Closed-loop window per session of the default load. */
+export const DEFAULT_BENCH_INFLIGHT = 32;
+
 /** Defaults of runBench: a comparison that finishes in about 25 s. */
 export const BENCH_DEFAULTS = {
   size: 64,
   sessions: 1,
-  load: { kind: 'inflight', inflight: 32 } as LoadMode,
+  load: { kind: 'inflight', inflight: DEFAULT_BENCH_INFLIGHT } as LoadMode,
   durationMs: 2000,
   warmupMs: 1000,
   drainMs: DEFAULT_DRAIN_MS,
