@@ -121,8 +121,8 @@ export function normalizeLoadOptions(opts: LoadOptions): NormalizedLoadOptions {
 
 const nowUs = (): number => performance.now() * 1000;
 
-/** Per-socket state; everything the hot path touches is preallocated here. */
-class Session {
+/** One generator session: a local socket with its own flow id and sequence space; what the hot path touches is preallocated. */
+class LoadSession {
   readonly tracker = new SequenceTracker();
   readonly jitter = new JitterEstimator();
   // Ring of probe buffers: one is reused while sends complete synchronously; the ring only advances while the
@@ -203,7 +203,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
 }
 
 class LoadRun {
-  private readonly sessions: Session[] = [];
+  private readonly sessions: LoadSession[] = [];
   private readonly latency = new LatencyRecorder();
   private readonly service = new LatencyRecorder();
   private readonly scratch: Probe = { flowId: 0, seq: 0, dueUs: 0, sentUs: 0 };
@@ -313,7 +313,7 @@ class LoadRun {
     opened.forEach((r, i) => {
       const socket = (r as PromiseFulfilledResult<Socket>).value;
       const table = this.inflight > 0 ? new OutstandingTable(this.inflight) : null;
-      const s = new Session(socket, (base + i) >>> 0, table, this.o.sendQueueLimit, (err) => {
+      const s = new LoadSession(socket, (base + i) >>> 0, table, this.o.sendQueueLimit, (err) => {
         this.sendErrors++;
         this.lastError = err.message;
       });
@@ -332,7 +332,7 @@ class LoadRun {
   }
 
   /** Sends the next probe of `s`; returns its seq, or -1 when the socket's send queue is full. */
-  private send(s: Session, dueUs: number, sentUs: number, measured: boolean): number {
+  private send(s: LoadSession, dueUs: number, sentUs: number, measured: boolean): number {
     const socket = s.socket;
     if (socket.getSendQueueCount() >= this.o.sendQueueLimit) return -1;
     let buf = s.bufs[s.bufIdx];
@@ -383,7 +383,7 @@ class LoadRun {
   }
 
   /** Closed loop: tops the window of `s` up to `inflight`. */
-  private fill(s: Session): void {
+  private fill(s: LoadSession): void {
     const table = s.table!;
     while (this.sending && s.inflight < this.inflight) {
       const now = nowUs();
@@ -412,7 +412,7 @@ class LoadRun {
     }
   }
 
-  private onReply(s: Session, msg: Buffer): void {
+  private onReply(s: LoadSession, msg: Buffer): void {
     const now = nowUs();
     const p = this.scratch;
     if (msg.length !== this.o.size || !readProbe(msg, p) || p.flowId !== s.flowId || p.seq >= s.nextSeq) {
