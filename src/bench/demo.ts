@@ -62,14 +62,23 @@ export interface DemoResult {
   server: ServerCounters;
 }
 
+/** runDemoTraffic's defaults; `demo` shows them in its help. */
+export const DEMO_TRAFFIC_DEFAULTS = {
+  peers: 4,
+  count: 250,
+  size: 64,
+  timeoutMs: 1000,
+} as const;
+
 /**
  * Sends `count` datagrams of `size` bytes from each of `peers` local UDP sockets through the tunnel, one at a time
  * per peer (ping-pong), and checks every echo byte for byte.
  */
 export async function runDemoTraffic(
   stack: DemoStack,
-  opts: { peers: number; count: number; size: number; timeoutMs?: number; onProgress?: (done: number, total: number) => void },
+  options: { peers?: number; count?: number; size?: number; timeoutMs?: number; onProgress?: (done: number, total: number) => void } = {},
 ): Promise<DemoResult> {
+  const opts = { ...DEMO_TRAFFIC_DEFAULTS, ...options };
   const start = performance.now();
   const total = opts.peers * opts.count;
   let done = 0;
@@ -88,7 +97,7 @@ export async function runDemoTraffic(
           const timer = setTimeout(() => {
             socket.off('message', onMsg);
             resolve(null);
-          }, opts.timeoutMs ?? 1000);
+          }, opts.timeoutMs);
           const onMsg = (msg: Buffer): void => {
             clearTimeout(timer);
             socket.off('message', onMsg);

@@ -1,7 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { isUdpTunnelError } from '../tunnel/errors.js';
 import { runLoad } from './generator.js';
-import type { LoadOptions } from './generator.js';
+import type { LoadOptions } from './load-types.js';
 import type { WorkerRequest, WorkerToParent } from './worker-messages.js';
 
 // Entry point of the thread runLoadInWorker starts: the generator gets an event loop of its own, so a tunnel

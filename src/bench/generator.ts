@@ -10,131 +10,9 @@ import { OutstandingTable } from './outstanding-table.js';
 import { createProbeBuffer, encodeProbe, readProbe, validateProbeSize } from './probe.js';
 import type { Probe } from './probe.js';
 import { JitterEstimator, LatencyRecorder, SequenceTracker } from './stats.js';
-import type { LatencySummary } from './stats.js';
 import type { TransferableLoadOptions, WorkerRequest, WorkerToParent } from './worker-messages.js';
 import { resolveUdpHost } from './resolve-host.js';
-
-/** Where the generator sends probes: a UDP echo, directly or through a tunnel's local port. */
-export interface LoadTarget {
-  host: string;
-  port: number;
-}
-
-/**
- * How load is offered. `rate`: open loop, `rate` datagrams/s in total spread evenly over the sessions, sent on
- * schedule whatever the replies do. `inflight`: closed loop, each session keeps `inflight` probes unanswered.
- */
-export type LoadMode = { kind: 'rate'; rate: number } | { kind: 'inflight'; inflight: number };
-
-/** Phase of a run as reported by progress snapshots. */
-export type LoadPhase = 'warmup' | 'measure' | 'drain';
-
-/** Periodic progress report; counts cover the measured phase only. */
-export interface LoadProgress {
-  phase: LoadPhase;
-  /** Since the run started (warmup included), ms. */
-  elapsedMs: number;
-  sent: number;
-  received: number;
-  /** Replies per second over the last progress interval. */
-  recentDps: number;
-  latencyP50Us: number;
-  latencyP99Us: number;
-}
-
-/** Options of runLoad. */
-export interface LoadOptions {
-  target: LoadTarget;
-  /** UDP payload bytes per probe, PROBE_HEADER_SIZE..MAX_PROBE_SIZE. */
-  size: number;
-  /** Local UDP sockets, each a distinct peer with its own flow id and sequence space; 1..MAX_SESSIONS. */
-  sessions: number;
-  mode: LoadMode;
-  /** Measured sending time, ms. */
-  durationMs: number;
-  /** Sending before measurement starts (excluded from every statistic), ms. Default 0. */
-  warmupMs?: number;
-  /** Wait for late replies after sending stops, ms; ends early once every measured probe is answered. Default 500. */
-  drainMs?: number;
-  /** Closed loop: a probe unanswered this long frees its window slot and counts as timed out, ms. Default 1000. */
-  timeoutMs?: number;
-  /** Local address to bind; default the loopback of the target's family when the target is loopback, else any. */
-  localHost?: string;
-  /** Socket buffer size to ask for; refusals are tolerated. Default 4 MiB. */
-  socketBufferBytes?: number;
-  /** Progress callback period, ms. Default 1000. */
-  progressIntervalMs?: number;
-  /** Called every progressIntervalMs. */
-  onProgress?: (snapshot: LoadProgress) => void;
-  /** Stops sending early (then drains as usual); the result says `aborted`. */
-  signal?: AbortSignal;
-}
-
-/** Counts of one session (one local socket). */
-export interface SessionResult {
-  flowId: number;
-  localAddress: string;
-  localPort: number;
-  sent: number;
-  received: number;
-  lost: number;
-  outOfOrder: number;
-  duplicates: number;
-  tooOld: number;
-  timedOut: number;
-  jitterUs: number;
-}
-
-/** Outcome of a run; counts and rates cover the measured phase only, times are µs unless named Ms. */
-export interface LoadResult {
-  target: { address: string; family: 4 | 6; port: number };
-  mode: LoadMode;
-  size: number;
-  sessions: number;
-  /** Measured sending window actually used (shorter than durationMs when aborted), ms. */
-  elapsedMs: number;
-  /** Whole run: setup, warmup, measurement and drain, ms. */
-  totalMs: number;
-  aborted: boolean;
-  /** Probes handed to the sockets. */
-  sent: number;
-  /** Probes that came back (first arrivals); received + lost = sent. */
-  received: number;
-  lost: number;
-  /** lost / sent (0 when nothing was sent). */
-  lossRatio: number;
-  outOfOrder: number;
-  duplicates: number;
-  /** Replies too far behind to classify (see SequenceTracker); counted as received. */
-  tooOld: number;
-  /** Closed loop: probes whose window slot was freed by the timeout. */
-  timedOut: number;
-  /** Open loop: probes the schedule called for but the generator did not send (it fell behind, or a send queue was full). */
-  unsent: number;
-  /** Sends the socket reported as failed. */
-  sendErrors: number;
-  /** Errors the sockets reported otherwise (e.g. ECONNREFUSED when nothing listens). */
-  socketErrors: number;
-  /** Datagrams received that were not a reply to this run (not a probe, wrong flow, size or sequence). */
-  invalid: number;
-  /** RFC 3550 interarrival jitter, mean over sessions, µs. */
-  jitterUs: number;
-  /** Replies per second of the measured window. */
-  throughputDps: number;
-  /** Reply UDP payload bits per second, Mbit/s. */
-  throughputMbps: number;
-  /** Probes sent per second of the measured window. */
-  sendRateDps: number;
-  /** Round-trip latency from the time each probe was due (open loop: its scheduled time), µs. */
-  latencyUs: LatencySummary;
-  /** Round-trip latency from the time each probe actually left, µs (excludes generator lag). */
-  serviceLatencyUs: LatencySummary;
-  /** Socket buffer sizes the kernel granted (first session). */
-  socketBuffers: { recv: number; send: number };
-  /** Message of the last socket error, if any. */
-  lastError: string | null;
-  perSession: SessionResult[];
-}
+import type { LoadMode, LoadOptions, LoadPhase, LoadProgress, LoadResult, LoadTarget, SessionResult } from './load-types.js';
 
 /** Largest number of generator sessions (local sockets) per run. */
 export const MAX_SESSIONS = 4096;
@@ -243,8 +121,8 @@ export function normalizeLoadOptions(opts: LoadOptions): NormalizedLoadOptions {
 
 const nowUs = (): number => performance.now() * 1000;
 
-/** Per-socket state; everything the hot path touches is preallocated here. */
-class Session {
+/** One generator session: a local socket with its own flow id and sequence space; what the hot path touches is preallocated. */
+class LoadSession {
   readonly tracker = new SequenceTracker();
   readonly jitter = new JitterEstimator();
   // Ring of probe buffers: one is reused while sends complete synchronously; the ring only advances while the
@@ -325,7 +203,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
 }
 
 class LoadRun {
-  private readonly sessions: Session[] = [];
+  private readonly sessions: LoadSession[] = [];
   private readonly latency = new LatencyRecorder();
   private readonly service = new LatencyRecorder();
   private readonly scratch: Probe = { flowId: 0, seq: 0, dueUs: 0, sentUs: 0 };
@@ -435,7 +313,7 @@ class LoadRun {
     opened.forEach((r, i) => {
       const socket = (r as PromiseFulfilledResult<Socket>).value;
       const table = this.inflight > 0 ? new OutstandingTable(this.inflight) : null;
-      const s = new Session(socket, (base + i) >>> 0, table, this.o.sendQueueLimit, (err) => {
+      const s = new LoadSession(socket, (base + i) >>> 0, table, this.o.sendQueueLimit, (err) => {
         this.sendErrors++;
         this.lastError = err.message;
       });
@@ -454,7 +332,7 @@ class LoadRun {
   }
 
   /** Sends the next probe of `s`; returns its seq, or -1 when the socket's send queue is full. */
-  private send(s: Session, dueUs: number, sentUs: number, measured: boolean): number {
+  private send(s: LoadSession, dueUs: number, sentUs: number, measured: boolean): number {
     const socket = s.socket;
     if (socket.getSendQueueCount() >= this.o.sendQueueLimit) return -1;
     let buf = s.bufs[s.bufIdx];
@@ -505,7 +383,7 @@ class LoadRun {
   }
 
   /** Closed loop: tops the window of `s` up to `inflight`. */
-  private fill(s: Session): void {
+  private fill(s: LoadSession): void {
     const table = s.table!;
     while (this.sending && s.inflight < this.inflight) {
       const now = nowUs();
@@ -534,7 +412,7 @@ class LoadRun {
     }
   }
 
-  private onReply(s: Session, msg: Buffer): void {
+  private onReply(s: LoadSession, msg: Buffer): void {
     const now = nowUs();
     const p = this.scratch;
     if (msg.length !== this.o.size || !readProbe(msg, p) || p.flowId !== s.flowId || p.seq >= s.nextSeq) {

@@ -9,7 +9,7 @@ import { ErrorCodes, UdpTunnelError } from '../tunnel/errors.js';
 import { startEchoInWorker } from './echo-server.js';
 import type { EchoStats, EchoWorker } from './echo-server.js';
 import { DEFAULT_DRAIN_MS, DEFAULT_TIMEOUT_MS, normalizeLoadOptions, runLoadInWorker } from './generator.js';
-import type { LoadMode, LoadOptions, LoadProgress } from './generator.js';
+import type { LoadMode, LoadOptions, LoadProgress } from './load-types.js';
 import { BENCH_MODES, DEFAULT_BENCH_MODE, DEFAULT_BENCH_POST_PATH, benchMode, checkBenchPostPath, isBareRelayMode } from './modes.js';
 import {
   BENCH_SCHEMA,
@@ -114,11 +114,14 @@ export interface BenchOptions {
   signal?: AbortSignal;
 }
 
+/** Closed-loop window per session of the default load. */
+export const DEFAULT_BENCH_INFLIGHT = 32;
+
 /** Defaults of runBench: a comparison that finishes in about 25 s. */
 export const BENCH_DEFAULTS = {
   size: 64,
   sessions: 1,
-  load: { kind: 'inflight', inflight: 32 } as LoadMode,
+  load: { kind: 'inflight', inflight: DEFAULT_BENCH_INFLIGHT } as LoadMode,
   durationMs: 2000,
   warmupMs: 1000,
   drainMs: DEFAULT_DRAIN_MS,

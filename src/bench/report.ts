@@ -1,4 +1,4 @@
-import type { LoadMode, LoadResult } from './generator.js';
+import type { LoadMode, LoadResult } from './load-types.js';
 import { disagreement, evaluateFailIf, summarize } from './stats.js';
 import type { FailCondition, FailIfFailure, NumberSummary } from './stats.js';
 

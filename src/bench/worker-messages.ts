@@ -1,5 +1,5 @@
 import type { ErrorCode } from '../tunnel/errors.js';
-import type { LoadOptions, LoadProgress, LoadResult } from './generator.js';
+import type { LoadOptions, LoadProgress, LoadResult } from './load-types.js';
 
 /** Load options that can cross a thread boundary (no callbacks, no signal). */
 export type TransferableLoadOptions = Omit<LoadOptions, 'onProgress' | 'signal'>;

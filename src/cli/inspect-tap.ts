@@ -1,7 +1,8 @@
 import type { Argv } from 'yargs';
+import { DEFAULT_PREVIEW_BYTES } from '../inspect/capsule-view.js';
 import { TapInspector } from '../inspect/tap.js';
 import type { CommonArgs } from './common-options.js';
-import { InspectView } from './inspect-session.js';
+import { InspectView } from './render/inspect-view.js';
 import type { Output } from './output.js';
 
 /** Flags `connect` and `serve` get for the in-process tap. */
@@ -35,7 +36,7 @@ export async function startInspectTap(args: InspectTapArgs & CommonArgs, out: Ou
     {
       json: args.json,
       verbose: args.verbose,
-      bytes: 16,
+      bytes: DEFAULT_PREVIEW_BYTES,
       full: false,
       filters: { sessions: [], types: [], errorsOnly: false },
       print: args.inspect,

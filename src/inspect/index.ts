@@ -39,7 +39,7 @@ export type { CaptureDecodeOptions, CaptureDecodeResult, CaptureStats, CaptureWa
 export { parseInspectEvent, parseInspectNdjson } from './event-parse.js';
 export { LiveSessionDecoder, DEFAULT_MAX_LIVE_SESSIONS } from './live-decoder.js';
 export type { LiveDecoderOptions, LiveDecoderStats } from './live-decoder.js';
-export { InspectRelay, RELAY_PROXY_STATUS_NAME, parseUpstreamUrl, upstreamFailure } from './relay.js';
+export { InspectRelay, RELAY_DEFAULTS, RELAY_PROXY_STATUS_NAME, parseUpstreamUrl, upstreamFailure } from './relay.js';
 export type { InspectRelayOptions, RelayCounters, RelayUpstreamTls } from './relay.js';
 export { TapInspector, tapCloseReason } from './tap.js';
 export type { TapInspectorOptions } from './tap.js';

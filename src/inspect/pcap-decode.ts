@@ -117,8 +117,8 @@ function closeReasonOf(reason: TcpEndReason): CloseReason {
   return reason === 'fin' ? 'tcp-fin' : reason === 'rst' ? 'tcp-rst' : 'capture-end';
 }
 
-/** State shared by one HTTP session (an HTTP/2 stream or an HTTP/1.1 connection). */
-class Session {
+/** One HTTP session seen in a capture (an HTTP/2 stream or an HTTP/1.1 connection): its capsule views and end state. */
+class CaptureSession {
   readonly id: string;
   views: [CapsuleView | null, CapsuleView | null] = [null, null];
   ended: [boolean, boolean] = [false, false];
@@ -188,7 +188,7 @@ class Http2Decoder implements ProtocolDecoder {
   private readonly parsers: [Http2FrameParser, Http2FrameParser];
   private readonly hpack: [HpackDecoder, HpackDecoder];
   private readonly hpackBroken: [boolean, boolean] = [false, false];
-  private readonly streams = new Map<number, Session>();
+  private readonly streams = new Map<number, CaptureSession>();
   private readonly tcpEnded: [TcpEndReason | null, TcpEndReason | null] = [null, null];
   private failed = false;
   private streamLimitWarned = false;
@@ -329,7 +329,7 @@ class Http2Decoder implements ProtocolDecoder {
     if (this.streams.size >= this.ctx.settings.maxStreams) {
       for (const [id, s] of this.streams) if (s.closed) this.streams.delete(id);
     }
-    const s = new Session(`${this.connSession}s${streamId}`);
+    const s = new CaptureSession(`${this.connSession}s${streamId}`);
     this.streams.set(streamId, s);
     this.ctx.stats.streams++;
     const head = requestHeadFromHttp2(headers);
@@ -358,7 +358,7 @@ class Http2Decoder implements ProtocolDecoder {
 /** HTTP/1.1 with the RFC 9298 §3.2 Upgrade to connect-udp. */
 class Http1Decoder implements ProtocolDecoder {
   private readonly ctx: Context;
-  private readonly session: Session;
+  private readonly session: CaptureSession;
   private readonly request: Http1HeadParser;
   private readonly response: Http1HeadParser;
   private requestDone = false;
@@ -373,7 +373,7 @@ class Http1Decoder implements ProtocolDecoder {
 
   constructor(ctx: Context, session: string) {
     this.ctx = ctx;
-    this.session = new Session(session);
+    this.session = new CaptureSession(session);
     const opts = { maxHeadBytes: ctx.settings.maxHeaderBytes };
     this.request = new Http1HeadParser('request', opts);
     this.response = new Http1HeadParser('response', opts);

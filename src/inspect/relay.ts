@@ -25,6 +25,15 @@ const { NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 /** How long a client connection whose upstream connection failed stays open to answer requests already sent. */
 const UPSTREAM_FAILURE_GRACE_MS = 500;
 
+/** InspectRelay's defaults; `inspect --listen` shows them in its help. */
+export const RELAY_DEFAULTS = {
+  connectTimeoutMs: 10_000,
+  maxConnections: 1024,
+  maxStreamsPerConnection: 100,
+  maxHeadBytes: DEFAULT_MAX_HEAD_BYTES,
+  headTimeoutMs: 10_000,
+} as const;
+
 /** Options of an InspectRelay. */
 export interface InspectRelayOptions extends Omit<LiveDecoderOptions, 'onEvent'> {
   /** Address to listen on. */
@@ -171,7 +180,7 @@ export class InspectRelay extends EventEmitter {
     const settings: http2.Settings = {
       // RFC 8441 §3: clients may send :protocol only after the server advertised extended CONNECT.
       enableConnectProtocol: true,
-      maxConcurrentStreams: options.maxStreamsPerConnection ?? 100,
+      maxConcurrentStreams: options.maxStreamsPerConnection ?? RELAY_DEFAULTS.maxStreamsPerConnection,
       initialWindowSize: 1 << 20,
     };
     // Sockets are accepted by our own front and handed over, so one cleartext-class HTTP/2 server serves both h2c
@@ -195,7 +204,7 @@ export class InspectRelay extends EventEmitter {
       this.front = net.createServer((socket) => detectCleartextHttpVersion(socket, (version, initial) => this.route(socket, version, initial)));
     }
     this.front.on('connection', (socket: net.Socket) => this.track(socket));
-    this.front.maxConnections = options.maxConnections ?? 1024;
+    this.front.maxConnections = options.maxConnections ?? RELAY_DEFAULTS.maxConnections;
     this.front.on('drop', () => this.counters.droppedConnections++);
   }
 
@@ -279,7 +288,7 @@ export class InspectRelay extends EventEmitter {
       socket.destroy();
       return;
     }
-    const ms = this.opts.headTimeoutMs ?? 10_000;
+    const ms = this.opts.headTimeoutMs ?? RELAY_DEFAULTS.headTimeoutMs;
     if (ms > 0) {
       // A client that connects and never finishes a request would otherwise hold a connection slot forever.
       this.headTimers.set(
@@ -326,8 +335,8 @@ export class InspectRelay extends EventEmitter {
         counters: this.counters,
         upstream: this.upstream,
         upstreamTls: this.opts.upstreamTls ?? {},
-        connectTimeoutMs: this.opts.connectTimeoutMs ?? 10_000,
-        maxHeadBytes: this.opts.maxHeadBytes ?? DEFAULT_MAX_HEAD_BYTES,
+        connectTimeoutMs: this.opts.connectTimeoutMs ?? RELAY_DEFAULTS.connectTimeoutMs,
+        maxHeadBytes: this.opts.maxHeadBytes ?? RELAY_DEFAULTS.maxHeadBytes,
         now: () => this.now(),
         warn: (code, message) => this.emit('warning', { code, message }),
         requestStarted: () => this.requestStarted(socket),
@@ -354,7 +363,7 @@ export class InspectRelay extends EventEmitter {
     }
     const upstream = http2.connect(up.origin, options);
     const conn: Conn = { n, client, upstream, ready: Promise.resolve(), upstreamReady: false, extendedConnect: false, pairs: new Set() };
-    const timeoutMs = this.opts.connectTimeoutMs ?? 10_000;
+    const timeoutMs = this.opts.connectTimeoutMs ?? RELAY_DEFAULTS.connectTimeoutMs;
     conn.ready = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         reject(new UdpTunnelError(ErrorCodes.TIMEOUT, `upstream ${up.host} sent no HTTP/2 SETTINGS within ${timeoutMs} ms`));

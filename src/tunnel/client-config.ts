@@ -37,6 +37,15 @@ export interface ProxyConfig {
   connectTimeoutMs?: number;
 }
 
+/** ProxyConfig's defaults; `connect` shows them in its help. */
+export const PROXY_CONFIG_DEFAULTS = {
+  mode: 'connect-udp' as ClientMode,
+  http: '2' as HttpVersionChoice,
+  postPath: '/',
+  template: DEFAULT_URI_TEMPLATE,
+  connectTimeoutMs: 10_000,
+} as const;
+
 // RFC 9113 §8.2.2 and §8.3: connection-specific and pseudo-header fields cannot be added by users;
 // capsule-protocol and the framing headers are ours to set (RFC 9297 §3.2).
 const FORBIDDEN_HEADERS = new Set([
@@ -124,12 +133,12 @@ export function buildTransport(cfg: ProxyConfig): Transport {
   // The userinfo never goes on the wire as part of a URL (RFC 9110 §4.2.4).
   url.username = '';
   url.password = '';
-  const mode = cfg.mode ?? 'connect-udp';
-  const http = cfg.http ?? '2';
+  const mode = cfg.mode ?? PROXY_CONFIG_DEFAULTS.mode;
+  const http = cfg.http ?? PROXY_CONFIG_DEFAULTS.http;
   let path: string;
   if (mode === 'post') {
     if (http !== '2') throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, '--mode post runs over HTTP/2 only; drop --http 1.1');
-    path = cfg.postPath ?? '/';
+    path = cfg.postPath ?? PROXY_CONFIG_DEFAULTS.postPath;
     if (!path.startsWith('/') || /[\s\x00-\x1f\x7f]/.test(path)) throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `--post-path '${path}' must start with / and contain no spaces or control characters`);
   } else {
     if (!cfg.target) throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, 'connect-udp mode needs a --target HOST:PORT');
@@ -140,7 +149,7 @@ export function buildTransport(cfg: ProxyConfig): Transport {
     path,
     headers: cfg.headers ?? [],
     tls: cfg.tls ?? {},
-    connectTimeoutMs: cfg.connectTimeoutMs ?? 10_000,
+    connectTimeoutMs: cfg.connectTimeoutMs ?? PROXY_CONFIG_DEFAULTS.connectTimeoutMs,
     ...(authorization ? { authorization } : {}),
   };
   if (mode === 'post') return new H2PostTransport(opts);
@@ -150,6 +159,6 @@ export function buildTransport(cfg: ProxyConfig): Transport {
 /** One-line description for logs (credentials redacted). */
 export function describeProxy(cfg: ProxyConfig): string {
   const proxy = redactProxyUrl(cfg.proxy);
-  if (cfg.mode === 'post') return `${proxy} POST ${cfg.postPath ?? '/'}`;
+  if (cfg.mode === 'post') return `${proxy} POST ${cfg.postPath ?? PROXY_CONFIG_DEFAULTS.postPath}`;
   return cfg.target ? `${proxy} -> ${formatHostPort(cfg.target.host, cfg.target.port)}` : proxy;
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BARE_RELAY_NOTE, renderHeader, renderReport } from '../../src/cli/bench-render.js';
+import { BARE_RELAY_NOTE, renderHeader, renderReport } from '../../src/cli/render/bench-render.js';
 import type { BenchDocument } from '../../src/bench/report.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
 

@@ -1,14 +1,15 @@
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 import { parseDuration } from '../../tunnel/units.js';
 import { ErrorCodes, UdpTunnelError } from '../../tunnel/errors.js';
-import { BENCH_DEFAULTS, runBench } from '../../bench/harness.js';
+import { BENCH_DEFAULTS, DEFAULT_BENCH_INFLIGHT, runBench } from '../../bench/harness.js';
 import type { BenchEvent } from '../../bench/harness.js';
 import { BENCH_MODES } from '../../bench/modes.js';
 import { parseFailIf } from '../../bench/stats.js';
-import type { LoadMode } from '../../bench/generator.js';
-import { isBareRelay, renderEvent, renderHeader, renderReport } from '../bench-render.js';
+import type { LoadMode } from '../../bench/load-types.js';
+import { isBareRelay, renderEvent, renderHeader, renderReport } from '../render/bench-render.js';
 import { makeOutput, withCommonOptions, type CommonArgs } from '../common-options.js';
 import { UsageError } from '../errors.js';
+import { formatDuration } from '../format-units.js';
 import { Spinner } from '../spinner.js';
 import { packageVersion } from '../version.js';
 
@@ -46,12 +47,12 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
       .option('size', { type: 'number', default: BENCH_DEFAULTS.size, describe: 'UDP payload bytes per datagram (32..65507)' })
       .option('sessions', { type: 'number', default: BENCH_DEFAULTS.sessions, describe: 'Local peers, each its own tunnel session' })
       .option('rate', { type: 'number', describe: 'Open loop: datagrams/s in total, sent on schedule; latency counts from the scheduled time' })
-      .option('inflight', { type: 'number', describe: 'Closed loop: datagrams kept in flight per session (default 32 unless --rate)' })
+      .option('inflight', { type: 'number', describe: `Closed loop: datagrams kept in flight per session (default ${DEFAULT_BENCH_INFLIGHT} unless --rate)` })
       .conflicts('rate', 'inflight')
-      .option('duration', { type: 'string', default: '2s', describe: 'Measured time of each path in each run' })
-      .option('warmup', { type: 'string', default: '1s', describe: 'Unmeasured sending before each measurement' })
-      .option('drain', { type: 'string', default: '500ms', hidden: true, describe: 'Wait for late replies after sending stops' })
-      .option('timeout', { type: 'string', default: '1s', hidden: true, describe: 'Closed loop: a reply later than this frees its slot' })
+      .option('duration', { type: 'string', default: formatDuration(BENCH_DEFAULTS.durationMs), describe: 'Measured time of each path in each run' })
+      .option('warmup', { type: 'string', default: formatDuration(BENCH_DEFAULTS.warmupMs), describe: 'Unmeasured sending before each measurement' })
+      .option('drain', { type: 'string', default: formatDuration(BENCH_DEFAULTS.drainMs), hidden: true, describe: 'Wait for late replies after sending stops' })
+      .option('timeout', { type: 'string', default: formatDuration(BENCH_DEFAULTS.timeoutMs), hidden: true, describe: 'Closed loop: a reply later than this frees its slot' })
       .option('runs', { type: 'number', default: BENCH_DEFAULTS.runs, describe: 'Direct + tunnel pairs; summarized as mean ± stddev' })
       .option('tls', { type: 'boolean', default: false, describe: "Run the bench's serve with TLS (throwaway self-signed certificate); bare-relay: TLS on the relays' TCP link" })
       .option('mode', {
@@ -88,7 +89,7 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
         default: [],
         describe: 'Extra Node option for the serve and connect processes, e.g. --node-option=--cpu-prof',
       })
-      .example('$0 bench', 'Default comparison: 64-byte datagrams, 32 in flight, 3 runs')
+      .example('$0 bench', `Default comparison: ${BENCH_DEFAULTS.size}-byte datagrams, ${DEFAULT_BENCH_INFLIGHT} in flight, ${BENCH_DEFAULTS.runs} runs`)
       .example('$0 bench --size 1200 --inflight 64', 'Bulk throughput')
       .example('$0 bench --mode bare-relay --idle-sessions 0', 'The floor: two bare relays instead of the tunnel (not a tunnel)')
       .example('$0 bench --rate 20000 --sessions 100 --duration 10s', 'Open loop, 100 peers')
@@ -109,7 +110,7 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
     if (args.rate !== undefined && !Number.isFinite(args.rate)) throw new UsageError('--rate must be a number');
     if (args.inflight !== undefined && !Number.isFinite(args.inflight)) throw new UsageError('--inflight must be a number');
     const load: LoadMode =
-      args.rate !== undefined ? { kind: 'rate', rate: args.rate } : { kind: 'inflight', inflight: args.inflight ?? (BENCH_DEFAULTS.load as { inflight: number }).inflight };
+      args.rate !== undefined ? { kind: 'rate', rate: args.rate } : { kind: 'inflight', inflight: args.inflight ?? DEFAULT_BENCH_INFLIGHT };
     const version = packageVersion();
     const controller = new AbortController();
     const onSignal = (): void => controller.abort();

@@ -1,16 +1,25 @@
 import { readFileSync } from 'node:fs';
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
-import { formatHostPort, parseHostPort } from '../../tunnel/address.js';
-import { TunnelClient, type ClientSessionStats } from '../../tunnel/client.js';
-import { buildTransport, describeProxy, parseHeaderFlags, redactProxyUrl, type ClientMode, type HttpVersionChoice, type ProxyConfig } from '../../tunnel/client-config.js';
+import { parseHostPort } from '../../tunnel/address.js';
+import { CLIENT_DEFAULTS, TunnelClient } from '../../tunnel/client.js';
+import {
+  PROXY_CONFIG_DEFAULTS,
+  buildTransport,
+  describeProxy,
+  parseHeaderFlags,
+  redactProxyUrl,
+  type ClientMode,
+  type HttpVersionChoice,
+  type ProxyConfig,
+} from '../../tunnel/client-config.js';
 import { parsePins } from '../../tunnel/transport/proxy-socket.js';
 import { UsageError } from '../errors.js';
 import { parseDuration } from '../../tunnel/units.js';
-import { color } from '../color.js';
 import { withCommonOptions, makeOutput, type CommonArgs } from '../common-options.js';
+import { formatDuration } from '../format-units.js';
 import { startInspectTap, withInspectTapOptions, type InspectTapArgs } from '../inspect-tap.js';
 import { untilShutdown } from '../lifecycle.js';
-import type { Output } from '../output.js';
+import { attachClientOutput, renderConnectListening } from '../render/connect-events.js';
 
 interface ConnectArgs extends CommonArgs, InspectTapArgs {
   local: string;
@@ -55,28 +64,28 @@ export const connectCommand: CommandModule<object, ConnectArgs> = {
         describe: 'Proxy URL: http://HOST:PORT (cleartext) or https://HOST:PORT (TLS); may be a URI template; user:pass@ is sent as Basic',
       })
       .option('target', { alias: 't', type: 'string', describe: 'UDP target HOST:PORT the proxy should reach (connect-udp mode)' })
-      .option('http', { type: 'string', choices: ['2', '1.1'], default: '2', describe: 'connect-udp over HTTP/2 extended CONNECT, or HTTP/1.1 Upgrade (one connection per session)' })
+      .option('http', { type: 'string', choices: ['2', '1.1'], default: PROXY_CONFIG_DEFAULTS.http, describe: 'connect-udp over HTTP/2 extended CONNECT, or HTTP/1.1 Upgrade (one connection per session)' })
       .option('mode', {
         type: 'string',
         choices: ['connect-udp', 'post'],
-        default: 'connect-udp',
+        default: PROXY_CONFIG_DEFAULTS.mode,
         describe: 'connect-udp (RFC 9298), or post: HTTP/2 POST whose bodies carry DATAGRAM capsules; NOT RFC 9298, the proxy maps the path to a target',
       })
-      .option('post-path', { type: 'string', default: '/', describe: 'With --mode post: the request path (the proxy maps it to its target)' })
+      .option('post-path', { type: 'string', default: PROXY_CONFIG_DEFAULTS.postPath, describe: 'With --mode post: the request path (the proxy maps it to its target)' })
       .option('token', { type: 'string', describe: 'Bearer token for the proxy (default: UDP_TUNNEL_TOKEN); never logged' })
-      .option('template', { type: 'string', describe: 'URI template path (default /.well-known/masque/udp/{target_host}/{target_port}/)' })
+      .option('template', { type: 'string', describe: `URI template path (default ${PROXY_CONFIG_DEFAULTS.template})` })
       .option('header', { alias: 'H', type: 'string', array: true, default: [], describe: "Extra request header 'Name: value' (repeatable)" })
-      .option('idle-timeout', { type: 'string', default: '60s', describe: 'End a session after no datagram either way for this long (0 = never)' })
-      .option('buffer', { type: 'boolean', default: true, describe: 'Hold datagrams that arrive before the tunnel is ready; --no-buffer drops them (Envoy default)' })
-      .option('max-buffered-datagrams', { type: 'number', default: 1024, describe: 'With --buffer: datagrams held per session' })
-      .option('max-buffered-bytes', { type: 'number', default: 16384, describe: 'With --buffer: bytes held per session' })
-      .option('max-connect-attempts', { type: 'number', default: 1, describe: 'Attempts to set up each tunnel' })
-      .option('backoff-base', { type: 'string', default: '100ms', describe: 'First retry delay (exponential, jittered)' })
+      .option('idle-timeout', { type: 'string', default: formatDuration(CLIENT_DEFAULTS.idleTimeoutMs), describe: 'End a session after no datagram either way for this long (0 = never)' })
+      .option('buffer', { type: 'boolean', default: CLIENT_DEFAULTS.buffer.enabled, describe: 'Hold datagrams that arrive before the tunnel is ready; --no-buffer drops them (Envoy default)' })
+      .option('max-buffered-datagrams', { type: 'number', default: CLIENT_DEFAULTS.buffer.maxDatagrams, describe: 'With --buffer: datagrams held per session' })
+      .option('max-buffered-bytes', { type: 'number', default: CLIENT_DEFAULTS.buffer.maxBytes, describe: 'With --buffer: bytes held per session' })
+      .option('max-connect-attempts', { type: 'number', default: CLIENT_DEFAULTS.maxConnectAttempts, describe: 'Attempts to set up each tunnel' })
+      .option('backoff-base', { type: 'string', default: formatDuration(CLIENT_DEFAULTS.backoff.baseMs), describe: 'First retry delay (exponential, jittered)' })
       .option('backoff-max', { type: 'string', describe: 'Longest retry delay (default 10 x --backoff-base)' })
-      .option('max-datagram', { type: 'number', default: 65527, describe: 'Larger datagrams are dropped and counted, never truncated' })
-      .option('max-sessions', { type: 'number', default: 10000, describe: 'Concurrent local peers; more are dropped and counted' })
-      .option('max-udp-send-queue', { type: 'number', default: 1024, describe: 'Datagrams the local socket may have queued (kernel buffer full) before replies to local peers are dropped' })
-      .option('connect-timeout', { type: 'string', default: '10s', describe: 'Give up on one tunnel attempt after this long' })
+      .option('max-datagram', { type: 'number', default: CLIENT_DEFAULTS.maxDatagram, describe: 'Larger datagrams are dropped and counted, never truncated' })
+      .option('max-sessions', { type: 'number', default: CLIENT_DEFAULTS.maxSessions, describe: 'Concurrent local peers; more are dropped and counted' })
+      .option('max-udp-send-queue', { type: 'number', default: CLIENT_DEFAULTS.maxUdpSendQueue, describe: 'Datagrams the local socket may have queued (kernel buffer full) before replies to local peers are dropped' })
+      .option('connect-timeout', { type: 'string', default: formatDuration(PROXY_CONFIG_DEFAULTS.connectTimeoutMs), describe: 'Give up on one tunnel attempt after this long' })
       .option('insecure', { type: 'boolean', default: false, describe: 'Do not verify the proxy certificate at all (testing only)' })
       .option('ca', { type: 'string', describe: 'PEM file of CA certificates to trust for the proxy' })
       .option('servername', { type: 'string', describe: 'TLS server name (SNI and verification) if not the proxy host' })
@@ -144,19 +153,14 @@ export const connectCommand: CommandModule<object, ConnectArgs> = {
     attachClientOutput(client, out);
     const tap = await startInspectTap(args, out, 'connect');
     const addr = await client.start();
-    const proxyShown = redactProxyUrl(args.proxy);
-    out.event('listening', {
-      protocol: 'udp',
-      address: addr.address,
-      port: addr.port,
-      family: addr.family,
-      proxy: proxyShown,
-      ...(args.mode === 'post' ? { postPath: args['post-path'] } : { target: args.target }),
+    renderConnectListening(out, {
+      address: addr,
+      proxy: redactProxyUrl(args.proxy),
+      description: describeProxy(config),
       mode: args.mode,
+      ...(args.mode === 'post' ? { postPath: args['post-path'] } : { target: args.target! }),
       transport: transport.name,
     });
-    out.info(`listening on udp ${color().bold(formatHostPort(addr.address, addr.port))} -> ${describeProxy(config)} [${transport.name}]`);
-    if (args.mode === 'post') out.info('POST mode is not RFC 9298: the proxy maps the path to its target');
     const { done } = untilShutdown(async () => {
       out.info('shutting down');
       await client.close();
@@ -167,32 +171,3 @@ export const connectCommand: CommandModule<object, ConnectArgs> = {
     out.debug(`counters ${JSON.stringify(client.counters)}`);
   },
 };
-
-/** Renders client events as NDJSON or human log lines. */
-export function attachClientOutput(client: TunnelClient, out: Output): void {
-  const c = color();
-  client.on('session-open', (e: { id: string; peer: string }) => {
-    out.event('session-open', e);
-    out.debug(`${c.cyan(e.id)} ${e.peer} new session`);
-  });
-  client.on('session-ready', (e: { id: string; peer: string; attempts: number; transport: string }) => {
-    out.event('session-ready', e);
-    out.info(`${c.cyan(e.id)} ${e.peer} tunnel ready${e.attempts > 1 ? ` after ${e.attempts} attempts` : ''}`);
-  });
-  client.on('connect-error', (e: { id: string; error: Error & { code?: string }; attempt: number; willRetry: boolean }) => {
-    out.event('connect-error', { id: e.id, code: e.error.code, message: e.error.message, attempt: e.attempt, willRetry: e.willRetry });
-    if (out.json) return;
-    if (e.willRetry) out.info(`${c.cyan(e.id)} attempt ${e.attempt} failed: ${e.error.message}; retrying`);
-    else out.error(`${e.id}: ${e.error.message}`);
-  });
-  client.on('session-close', (s: ClientSessionStats) => {
-    out.event('session-close', { ...s });
-    const dropped = Object.entries(s.drops).filter(([, n]) => n > 0);
-    out.info(
-      `${c.cyan(s.id)} ${s.peer} closed (${s.closeReason}) after ${(s.durationMs / 1000).toFixed(1)}s: ` +
-        `${s.rxDatagrams} dgrams/${s.rxBytes} B out, ${s.txDatagrams} dgrams/${s.txBytes} B back` +
-        (dropped.length ? c.yellow(`, dropped ${dropped.map(([k, n]) => `${k}=${n}`).join(' ')}`) : ''),
-    );
-  });
-  client.on('error', (err: Error) => out.error(err.message));
-}

@@ -1,7 +1,7 @@
 import Table from 'cli-table3';
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 import { formatHostPort } from '../../tunnel/address.js';
-import { runDemoTraffic, startDemoStack } from '../../bench/demo.js';
+import { DEMO_TRAFFIC_DEFAULTS, runDemoTraffic, startDemoStack } from '../../bench/demo.js';
 import { color } from '../color.js';
 import { makeOutput, withCommonOptions, type CommonArgs } from '../common-options.js';
 import { UsageError } from '../errors.js';
@@ -22,9 +22,9 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
   describe: 'Start echo target + serve + connect on loopback, send datagrams through, and show what happened',
   builder: (y: Argv) =>
     withCommonOptions(y)
-      .option('peers', { type: 'number', default: 4, describe: 'Local UDP peers (each gets its own tunnel session)' })
-      .option('count', { type: 'number', default: 250, describe: 'Datagrams per peer, one in flight at a time' })
-      .option('size', { type: 'number', default: 64, describe: 'Datagram size in bytes (0..65507)' })
+      .option('peers', { type: 'number', default: DEMO_TRAFFIC_DEFAULTS.peers, describe: 'Local UDP peers (each gets its own tunnel session)' })
+      .option('count', { type: 'number', default: DEMO_TRAFFIC_DEFAULTS.count, describe: 'Datagrams per peer, one in flight at a time' })
+      .option('size', { type: 'number', default: DEMO_TRAFFIC_DEFAULTS.size, describe: 'Datagram size in bytes (0..65507)' })
       .option('ipv6', { type: 'boolean', default: false, describe: 'Use ::1 instead of 127.0.0.1' })
       .option('keep', { type: 'boolean', default: false, describe: 'Keep the tunnel running afterwards so you can try socat or dig (Ctrl-C ends)' })
       .example('$0 demo', 'Run the default demo and exit')

@@ -4,20 +4,20 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 import { formatHostPort, parseHostPort } from '../../tunnel/address.js';
-import { DEFAULT_MAX_CAPSULE_LENGTH } from '../../tunnel/codec/capsule-decoder.js';
 import { parseDuration, parseSize } from '../../tunnel/units.js';
-import { CapsuleView } from '../../inspect/capsule-view.js';
+import { CapsuleView, DEFAULT_PREVIEW_BYTES } from '../../inspect/capsule-view.js';
+import { DEFAULT_MAX_CAPSULE_LENGTH } from '../../tunnel/codec/capsule-decoder.js';
 import type { Direction } from '../../inspect/events.js';
 import { MAX_HEX_TEXT_LENGTH, parseHexText } from '../../inspect/hex.js';
-import { DEFAULT_MAX_HEAD_BYTES } from '../../tunnel/http/http1-head.js';
 import { streamCapture } from '../../inspect/pcap-decode.js';
 import { readRecording } from '../../inspect/recording.js';
-import { InspectRelay } from '../../inspect/relay.js';
+import { InspectRelay, RELAY_DEFAULTS } from '../../inspect/relay.js';
 import { ErrorCodes, UdpTunnelError } from '../../tunnel/errors.js';
 import { color } from '../color.js';
 import { makeOutput, withCommonOptions, type CommonArgs } from '../common-options.js';
 import { UsageError } from '../errors.js';
-import { InspectView, type InspectViewSettings } from '../inspect-session.js';
+import { formatDuration, formatSize } from '../format-units.js';
+import { InspectView, type InspectViewSettings } from '../render/inspect-view.js';
 import { untilShutdown } from '../lifecycle.js';
 import type { Output } from '../output.js';
 
@@ -87,12 +87,12 @@ export const inspectCommand: CommandModule<object, InspectArgs> = {
       .option('upstream-ca', { type: 'string', describe: 'Relay: PEM CA certificates to trust for an https:// upstream', group: 'Relay:' })
       .option('upstream-insecure', { type: 'boolean', default: false, describe: 'Relay: do not verify the upstream certificate (testing only)', group: 'Relay:' })
       .option('upstream-servername', { type: 'string', describe: 'Relay: TLS server name of the upstream if not its host', group: 'Relay:' })
-      .option('connect-timeout', { type: 'string', default: '10s', describe: 'Relay: wait this long for the upstream connection (and its HTTP/2 SETTINGS)', group: 'Relay:' })
-      .option('max-connections', { type: 'number', default: 1024, describe: 'Relay: client connections at once; more are closed and counted', group: 'Relay:' })
-      .option('head-timeout', { type: 'string', default: '10s', describe: 'Relay: time a client connection has for its first complete request (0 = no limit)', group: 'Relay:' })
-      .option('bytes', { type: 'number', default: 16, describe: 'Payload bytes previewed per capsule (hex and ASCII)', group: 'Decoding and output:' })
+      .option('connect-timeout', { type: 'string', default: formatDuration(RELAY_DEFAULTS.connectTimeoutMs), describe: 'Relay: wait this long for the upstream connection (and its HTTP/2 SETTINGS)', group: 'Relay:' })
+      .option('max-connections', { type: 'number', default: RELAY_DEFAULTS.maxConnections, describe: 'Relay: client connections at once; more are closed and counted', group: 'Relay:' })
+      .option('head-timeout', { type: 'string', default: formatDuration(RELAY_DEFAULTS.headTimeoutMs), describe: 'Relay: time a client connection has for its first complete request (0 = no limit)', group: 'Relay:' })
+      .option('bytes', { type: 'number', default: DEFAULT_PREVIEW_BYTES, describe: 'Payload bytes previewed per capsule (hex and ASCII)', group: 'Decoding and output:' })
       .option('full', { type: 'boolean', default: false, describe: 'Show whole payloads (a hex dump under each capsule)', group: 'Decoding and output:' })
-      .option('max-capsule', { type: 'string', default: String(DEFAULT_MAX_CAPSULE_LENGTH), describe: 'A capsule declaring a longer value is reported as an error', group: 'Decoding and output:' })
+      .option('max-capsule', { type: 'string', default: formatSize(DEFAULT_MAX_CAPSULE_LENGTH), describe: 'A capsule declaring a longer value is reported as an error', group: 'Decoding and output:' })
       .option('all-streams', { type: 'boolean', default: false, describe: 'Decode every request body as capsules, not only connect-udp / Capsule-Protocol ones (e.g. POST mode)', group: 'Decoding and output:' })
       .option('session', { alias: 's', type: 'string', array: true, default: [], describe: 'Show only these session ids (repeatable, comma-separated)', group: 'Decoding and output:' })
       .option('type', { alias: 't', type: 'string', array: true, default: [], describe: 'Show only these capsule types: DATAGRAM, GREASE, UNKNOWN, LEGACY or a number such as 0x40', group: 'Decoding and output:' })
@@ -191,7 +191,7 @@ async function runRelay(args: InspectArgs, out: Output, settings: InspectViewSet
   if (s.droppedSessions > 0) out.warn(`${s.droppedSessions} sessions relayed without decoding (decoder session limit)`);
   if (relay.counters.droppedConnections > 0) out.warn(`${relay.counters.droppedConnections} client connections refused (--max-connections)`);
   if (relay.counters.headTimeouts > 0) out.warn(`${relay.counters.headTimeouts} client connections closed without a complete first request (--head-timeout)`);
-  if (relay.counters.headLimit > 0) out.warn(`${relay.counters.headLimit} HTTP/1.1 heads over the ${DEFAULT_MAX_HEAD_BYTES}-byte limit refused`);
+  if (relay.counters.headLimit > 0) out.warn(`${relay.counters.headLimit} HTTP/1.1 heads over the ${RELAY_DEFAULTS.maxHeadBytes}-byte limit refused`);
   out.debug(`relay counters ${JSON.stringify(relay.counters)}`);
   await view.finish();
 }

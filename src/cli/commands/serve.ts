@@ -1,9 +1,8 @@
 import { readFileSync } from 'node:fs';
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
-import { formatHostPort, parseHostPort } from '../../tunnel/address.js';
+import { parseHostPort } from '../../tunnel/address.js';
 import { parseDuration, parseSize } from '../../tunnel/units.js';
 import { ErrorCodes, UdpTunnelError } from '../../tunnel/errors.js';
-import type { LocalResourceEvent } from '../../tunnel/local-resource.js';
 import {
   buildAuthenticator,
   buildTargetPolicy,
@@ -13,15 +12,14 @@ import {
   shortTokenWarning,
   unauthenticatedListenError,
 } from '../../tunnel/server-config.js';
-import { TunnelServer, type ServerSessionStats, type ServerTlsOptions } from '../../tunnel/server/tunnel-server.js';
+import { SERVER_DEFAULTS, TunnelServer, type ServerTlsOptions } from '../../tunnel/server/tunnel-server.js';
 import { describeCertificate, generateCertificate } from '../../tunnel/tls-cert.js';
-import { color } from '../color.js';
 import { makeOutput, withCommonOptions, type CommonArgs } from '../common-options.js';
 import { UsageError } from '../errors.js';
+import { formatDuration, formatSize } from '../format-units.js';
 import { startInspectTap, withInspectTapOptions, type InspectTapArgs } from '../inspect-tap.js';
 import { untilShutdown } from '../lifecycle.js';
-import { LogThrottle } from '../log-throttle.js';
-import type { Output } from '../output.js';
+import { attachServerOutput, renderServeListening } from '../render/serve-events.js';
 
 interface ServeArgs extends CommonArgs, InspectTapArgs {
   listen: string;
@@ -89,7 +87,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       .option('key', { type: 'string', describe: 'PEM private key for --cert' })
       .option('self-signed', { type: 'boolean', default: false, describe: 'Serve TLS with an ephemeral self-signed certificate (local use); prints its pin for connect --pin' })
       .option('client-ca', { type: 'string', describe: 'PEM CA bundle: require client certificates it signed (mTLS); needs TLS' })
-      .option('template', { type: 'string', describe: 'URI template path (default /.well-known/masque/udp/{target_host}/{target_port}/)' })
+      .option('template', { type: 'string', describe: `URI template path (default ${SERVER_DEFAULTS.template})` })
       .option('allow', { type: 'string', array: true, default: [], describe: 'Allow targets CIDR[:PORT|:LO-HI] (repeatable, comma-separated); default: loopback only' })
       .option('deny', { type: 'string', array: true, default: [], describe: 'Deny targets CIDR[:PORT|:LO-HI]; every deny is checked before any allow' })
       .option('post-route', { type: 'string', array: true, default: [], describe: 'POST mode (not RFC 9298): map a request PATH=HOST:PORT (repeatable); same target policy' })
@@ -101,29 +99,29 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
         default: true,
         describe: 'Use --no-auth to listen beyond loopback without credentials on purpose (an open proxy); refused otherwise',
       })
-      .option('max-auth-failures-per-connection', { type: 'number', default: 5, describe: 'Failed authentications after which an HTTP/2 connection gets GOAWAY' })
-      .option('auth-failure-burst', { type: 'number', default: 20, describe: 'Failed authentications a client address may have in a burst; then 429 until its budget refills' })
-      .option('auth-failure-rate', { type: 'number', default: 2, describe: 'Failed authentications forgiven per second and client address' })
-      .option('max-auth-failure-entries', { type: 'number', default: 10000, describe: 'Client addresses whose failed authentications are remembered; the oldest is forgotten first' })
-      .option('idle-timeout', { type: 'string', default: '120s', describe: 'Close a session after no datagram either way for this long (0 = never)' })
-      .option('max-sessions', { type: 'number', default: 10000, describe: 'Tunnels on this server at once; more get 503' })
+      .option('max-auth-failures-per-connection', { type: 'number', default: SERVER_DEFAULTS.maxAuthFailuresPerConnection, describe: 'Failed authentications after which an HTTP/2 connection gets GOAWAY' })
+      .option('auth-failure-burst', { type: 'number', default: SERVER_DEFAULTS.authFailureBurst, describe: 'Failed authentications a client address may have in a burst; then 429 until its budget refills' })
+      .option('auth-failure-rate', { type: 'number', default: SERVER_DEFAULTS.authFailureRefillPerSecond, describe: 'Failed authentications forgiven per second and client address' })
+      .option('max-auth-failure-entries', { type: 'number', default: SERVER_DEFAULTS.maxAuthFailureEntries, describe: 'Client addresses whose failed authentications are remembered; the oldest is forgotten first' })
+      .option('idle-timeout', { type: 'string', default: formatDuration(SERVER_DEFAULTS.idleTimeoutMs), describe: 'Close a session after no datagram either way for this long (0 = never)' })
+      .option('max-sessions', { type: 'number', default: SERVER_DEFAULTS.maxSessions, describe: 'Tunnels on this server at once; more get 503' })
       .option('max-sessions-per-connection', { type: 'number', describe: 'Tunnels one HTTP/2 connection may hold; more are refused with REFUSED_STREAM (default: --max-streams)' })
-      .option('max-streams', { type: 'number', default: 100, describe: 'Streams open at once per HTTP/2 connection; more are refused with REFUSED_STREAM' })
-      .option('max-sessions-per-client', { type: 'number', default: 1000, describe: 'Tunnels one client address may hold across its connections; more get 503' })
-      .option('max-capsule', { type: 'string', default: '65552', describe: 'Largest capsule accepted; a longer one aborts its stream' })
-      .option('max-datagram', { type: 'number', default: 65527, describe: 'Largest UDP payload relayed either way; larger ones are dropped and counted' })
-      .option('max-stream-buffer', { type: 'string', default: '256k', describe: 'Bytes queued toward a client before datagrams are dropped; also the HTTP/2 stream window' })
-      .option('max-udp-send-queue', { type: 'number', default: 1024, describe: 'Datagrams a session may have queued toward its target (kernel buffer full) before more are dropped' })
-      .option('header-timeout', { type: 'string', default: '10s', describe: 'Time a connection has for its TLS handshake and first request head (and an HTTP/2 peer to acknowledge SETTINGS)' })
+      .option('max-streams', { type: 'number', default: SERVER_DEFAULTS.maxStreamsPerConnection, describe: 'Streams open at once per HTTP/2 connection; more are refused with REFUSED_STREAM' })
+      .option('max-sessions-per-client', { type: 'number', default: SERVER_DEFAULTS.maxSessionsPerClient, describe: 'Tunnels one client address may hold across its connections; more get 503' })
+      .option('max-capsule', { type: 'string', default: formatSize(SERVER_DEFAULTS.maxCapsuleLength), describe: 'Largest capsule accepted; a longer one aborts its stream' })
+      .option('max-datagram', { type: 'number', default: SERVER_DEFAULTS.maxDatagram, describe: 'Largest UDP payload relayed either way; larger ones are dropped and counted' })
+      .option('max-stream-buffer', { type: 'string', default: formatSize(SERVER_DEFAULTS.maxStreamBuffer), describe: 'Bytes queued toward a client before datagrams are dropped; also the HTTP/2 stream window' })
+      .option('max-udp-send-queue', { type: 'number', default: SERVER_DEFAULTS.maxUdpSendQueue, describe: 'Datagrams a session may have queued toward its target (kernel buffer full) before more are dropped' })
+      .option('header-timeout', { type: 'string', default: formatDuration(SERVER_DEFAULTS.headerTimeoutMs), describe: 'Time a connection has for its TLS handshake and first request head (and an HTTP/2 peer to acknowledge SETTINGS)' })
       .option('connection-idle-timeout', {
         type: 'string',
-        default: '60s',
+        default: formatDuration(SERVER_DEFAULTS.connectionIdleTimeoutMs),
         describe: 'Close an HTTP/2 connection (GOAWAY, NO_ERROR) after it had no open stream for this long (0 = never)',
       })
-      .option('max-connections', { type: 'number', default: 10000, describe: 'Client TCP connections open at once; further ones are closed on accept' })
-      .option('max-header-size', { type: 'string', default: '16k', describe: 'Largest HTTP/1.1 request head and HTTP/2 header list (431 beyond); also SETTINGS_MAX_HEADER_LIST_SIZE' })
+      .option('max-connections', { type: 'number', default: SERVER_DEFAULTS.maxConnections, describe: 'Client TCP connections open at once; further ones are closed on accept' })
+      .option('max-header-size', { type: 'string', default: formatSize(SERVER_DEFAULTS.maxHeaderSize), describe: 'Largest HTTP/1.1 request head and HTTP/2 header list (431 beyond); also SETTINGS_MAX_HEADER_LIST_SIZE' })
       .option('dns-server', { type: 'string', array: true, default: [], describe: 'DNS server IP[:PORT] for target names (default: system resolver)' })
-      .option('dns-timeout', { type: 'string', default: '5s', describe: 'Answer 504 when resolving a target takes longer' })
+      .option('dns-timeout', { type: 'string', default: formatDuration(SERVER_DEFAULTS.dnsTimeoutMs), describe: 'Answer 504 when resolving a target takes longer' })
       .example('$0 serve --listen 127.0.0.1:4433', 'Cleartext proxy (h2c and HTTP/1.1) for loopback targets')
       .example('$0 serve -l [::]:443 --cert cert.pem --key key.pem --token-file tokens.txt --allow 10.0.0.0/8:53', 'TLS proxy with tokens that may reach DNS servers in 10/8')
       .example('$0 serve --self-signed --post-route /dns=127.0.0.1:53 --json', 'Ephemeral TLS certificate and a POST route')
@@ -197,76 +195,18 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       out.info('shutting down');
       await server.close();
     });
-    const scheme = tls ? 'https' : 'http';
-    const protocols = tls ? ['h2', 'http/1.1'] : ['h2c', 'http/1.1'];
-    out.event('listening', {
-      protocol: tls ? 'h2' : 'h2c',
-      protocols,
-      address: addr.address,
-      port: addr.port,
-      family: addr.family,
-      url: `${scheme}://${formatHostPort(addr.address, addr.port)}`,
-      auth: auth.enabled ? auth.schemes : [],
+    renderServeListening(out, {
+      address: addr,
+      tls: Boolean(tls),
       mtls: Boolean(tls?.ca),
-      postRoutes: [...postRoutes.keys()],
-      ...(certInfo ? { tls: certInfo } : {}),
+      auth: auth.enabled ? auth.schemes : [],
+      postRoutes,
+      ...(certInfo ? { certificate: certInfo } : {}),
       policy: policy.describe(),
+      warnings: [exposureWarning(addr.address, auth.enabled, Boolean(tls)), shortTokenWarning(auth.shortTokens)].filter((w) => w !== null),
     });
-    out.info(`serving CONNECT-UDP on ${color().bold(`${scheme}://${formatHostPort(addr.address, addr.port)}`)} (${protocols.join(', ')})`);
-    if (certInfo) {
-      out.info(`${certInfo.selfSigned ? 'self-signed certificate' : 'certificate'} pin ${color().bold(certInfo.pin)} (connect --pin), SHA-256 fingerprint ${certInfo.fingerprint256}`);
-    }
-    for (const [path, t] of postRoutes) out.info(`POST ${path} -> ${formatHostPort(t.host, t.port)} (POST mode, not RFC 9298)`);
-    for (const warning of [exposureWarning(addr.address, auth.enabled, Boolean(tls)), shortTokenWarning(auth.shortTokens)]) {
-      if (warning === null) continue;
-      out.warn(color().bold(warning));
-      out.event('warning', { message: warning });
-    }
-    out.debug(`target policy: ${policy.describe().join('; ')}`);
     const why = await done;
     await tap?.stop();
     out.event('shutdown', { signal: why, counters: server.counters });
   },
 };
-
-/** Running short of descriptors fails every request until some free up: log it at most once per this interval. */
-export const LOCAL_RESOURCE_LOG_INTERVAL_MS = 10_000;
-
-/** Renders server events as NDJSON or human log lines. */
-export function attachServerOutput(server: TunnelServer, out: Output): void {
-  const c = color();
-  const localResource = new LogThrottle(LOCAL_RESOURCE_LOG_INTERVAL_MS);
-  server.on('session-open', (e: { id: string; client: string; target: string; resolved: string; transport: string }) => {
-    out.event('session-open', e);
-    out.info(`${c.magenta(e.id)} ${e.client} -> ${e.target}${e.resolved !== e.target.replace(/:\d+$/, '') ? ` (${e.resolved})` : ''} [${e.transport}]`);
-  });
-  server.on('session-close', (s: ServerSessionStats) => {
-    out.event('session-close', { ...s });
-    const drops = s.dropBackpressure + s.dropContextId + s.dropUdpSend + s.dropSendQueue + s.dropOversize;
-    out.info(
-      `${c.magenta(s.id)} closed (${s.closeReason}) after ${(s.durationMs / 1000).toFixed(1)}s: ` +
-        `${s.rxDatagrams} dgrams/${s.rxBytes} B in, ${s.txDatagrams} dgrams/${s.txBytes} B out` +
-        (drops > 0
-          ? c.yellow(`, dropped backpressure=${s.dropBackpressure} oversize=${s.dropOversize} contextId=${s.dropContextId} udpSend=${s.dropUdpSend} sendQueue=${s.dropSendQueue}`)
-          : '') +
-        (s.targetUnreachable > 0 ? c.yellow(`, target unreachable (ICMP) ${s.targetUnreachable} times`) : ''),
-    );
-  });
-  server.on('refused', (e: { status: number | null; reset?: string; goaway?: string; error: string; details: string; httpVersion: number; client: string }) => {
-    out.event('refused', e);
-    out.info(c.yellow(`refused ${e.status ?? e.reset ?? `connection (GOAWAY ${e.goaway})`} ${e.error} for ${e.client}: ${e.details}`));
-  });
-  server.on('local-resource-error', (e: LocalResourceEvent) => {
-    const suppressed = localResource.take();
-    if (suppressed === null) return;
-    const total = server.counters.localResourceErrors;
-    out.event('local-resource-error', { ...e, suppressed, total });
-    const what = e.status === null ? 'a client connection was lost on accept' : `refused a request from ${e.client} with ${e.status}`;
-    const since = suppressed > 0 ? `; ${suppressed} more since the last report` : '';
-    out.warn(
-      `out of local resources (${e.syscall} ${e.code}): ${what}${since} (${total} in all; ` +
-        `further ones within ${LOCAL_RESOURCE_LOG_INTERVAL_MS / 1000} s are only counted)`,
-    );
-  });
-  server.on('error', (err: Error) => out.error(err.message));
-}

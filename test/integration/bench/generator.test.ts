@@ -8,7 +8,7 @@ import { isUdpTunnelError } from '../../../src/tunnel/errors.js';
 import { startEchoServer } from '../../../src/bench/echo-server.js';
 import { SEND_QUEUE_LIMIT, failIfMetrics, normalizeLoadOptions, runLoad, runLoadInWorker } from '../../../src/bench/generator.js';
 import { FAIL_METRICS, evaluateFailIf, parseFailIf } from '../../../src/bench/stats.js';
-import type { LoadOptions, LoadProgress, LoadResult } from '../../../src/bench/generator.js';
+import type { LoadOptions, LoadProgress, LoadResult } from '../../../src/bench/load-types.js';
 import type { LatencySummary } from '../../../src/bench/stats.js';
 
 const HOSTS = ['127.0.0.1', '::1'] as const;

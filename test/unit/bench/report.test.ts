@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isUdpTunnelError } from '../../../src/tunnel/errors.js';
-import type { LoadResult } from '../../../src/bench/generator.js';
+import type { LoadResult } from '../../../src/bench/load-types.js';
 import {
   BENCH_SCHEMA,
   SUMMARY_METRICS,

@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
 import { Chalk } from 'chalk';
-import { InspectRenderer, capsuleTypeMatches, hexAscii, type InspectRendererOptions } from '../../../src/cli/inspect-render.js';
-import { InspectView, type InspectViewSettings } from '../../../src/cli/inspect-session.js';
-import { Output } from '../../../src/cli/output.js';
-import type { CapsuleEvent, InspectEvent } from '../../../src/inspect/events.js';
+import { InspectRenderer, capsuleTypeMatches, hexAscii, type InspectRendererOptions } from '../../../../src/cli/render/inspect-render.js';
+import { InspectView, type InspectViewSettings } from '../../../../src/cli/render/inspect-view.js';
+import { Output } from '../../../../src/cli/output.js';
+import type { CapsuleEvent, InspectEvent } from '../../../../src/inspect/events.js';
 
 const plain = new Chalk({ level: 0 });
 

@@ -1,9 +1,9 @@
 import Table from 'cli-table3';
-import type { BenchEvent } from '../bench/harness.js';
-import { benchMode, isBareRelayMode } from '../bench/modes.js';
-import type { BenchDocument, BenchEnvironment, BenchParameters, PathResult, SummaryMetric } from '../bench/report.js';
-import type { NumberSummary } from '../bench/stats.js';
-import { color } from './color.js';
+import type { BenchEvent } from '../../bench/harness.js';
+import { benchMode, isBareRelayMode } from '../../bench/modes.js';
+import type { BenchDocument, BenchEnvironment, BenchParameters, PathResult, SummaryMetric } from '../../bench/report.js';
+import type { NumberSummary } from '../../bench/stats.js';
+import { color } from '../color.js';
 
 /** `1234567` -> `1,234,567`. */
 export function fmtInt(n: number): string {

@@ -1,12 +1,12 @@
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
-import { redactCredentials } from '../inspect/event-transform.js';
-import type { InspectEvent } from '../inspect/events.js';
-import { RecordingWriter, recordingHeader } from '../inspect/recording.js';
-import { ErrorCodes, UdpTunnelError } from '../tunnel/errors.js';
-import { color } from './color.js';
+import { redactCredentials } from '../../inspect/event-transform.js';
+import type { InspectEvent } from '../../inspect/events.js';
+import { RecordingWriter, recordingHeader } from '../../inspect/recording.js';
+import { ErrorCodes, UdpTunnelError } from '../../tunnel/errors.js';
+import { color } from '../color.js';
 import { InspectRenderer, type InspectFilters } from './inspect-render.js';
-import type { Output } from './output.js';
+import type { Output } from '../output.js';
 
 /** Bytes stdout may queue (a slow pipe) before a live source drops output lines rather than hold them. */
 const LIVE_STDOUT_LIMIT = 4 * 1024 * 1024;

@@ -1,8 +1,8 @@
 import Table from 'cli-table3';
 import type { ChalkInstance } from 'chalk';
-import { redactCredentials, trimPreview } from '../inspect/event-transform.js';
-import type { CapsuleEvent, InspectEvent } from '../inspect/events.js';
-import { parseProxyStatusError } from '../tunnel/proxy-status.js';
+import { redactCredentials, trimPreview } from '../../inspect/event-transform.js';
+import type { CapsuleEvent, InspectEvent } from '../../inspect/events.js';
+import { parseProxyStatusError } from '../../tunnel/proxy-status.js';
 
 /** Which events are printed (the summary and --strict still count every event of the selected sessions). */
 export interface InspectFilters {

@@ -1,0 +1,94 @@
+import type { AddressInfo } from 'node:net';
+import { formatHostPort, type HostPort } from '../../tunnel/address.js';
+import type { LocalResourceEvent } from '../../tunnel/local-resource.js';
+import type { ServerSessionStats, TunnelServer } from '../../tunnel/server/tunnel-server.js';
+import { color } from '../color.js';
+import { LogThrottle } from '../log-throttle.js';
+import type { Output } from '../output.js';
+
+/** Running short of descriptors fails every request until some free up: log it at most once per this interval. */
+export const LOCAL_RESOURCE_LOG_INTERVAL_MS = 10_000;
+
+/** Renders server events as NDJSON or human log lines. */
+export function attachServerOutput(server: TunnelServer, out: Output): void {
+  const c = color();
+  const localResource = new LogThrottle(LOCAL_RESOURCE_LOG_INTERVAL_MS);
+  server.on('session-open', (e: { id: string; client: string; target: string; resolved: string; transport: string }) => {
+    out.event('session-open', e);
+    out.info(`${c.magenta(e.id)} ${e.client} -> ${e.target}${e.resolved !== e.target.replace(/:\d+$/, '') ? ` (${e.resolved})` : ''} [${e.transport}]`);
+  });
+  server.on('session-close', (s: ServerSessionStats) => {
+    out.event('session-close', { ...s });
+    const drops = s.dropBackpressure + s.dropContextId + s.dropUdpSend + s.dropSendQueue + s.dropOversize;
+    out.info(
+      `${c.magenta(s.id)} closed (${s.closeReason}) after ${(s.durationMs / 1000).toFixed(1)}s: ` +
+        `${s.rxDatagrams} dgrams/${s.rxBytes} B in, ${s.txDatagrams} dgrams/${s.txBytes} B out` +
+        (drops > 0
+          ? c.yellow(`, dropped backpressure=${s.dropBackpressure} oversize=${s.dropOversize} contextId=${s.dropContextId} udpSend=${s.dropUdpSend} sendQueue=${s.dropSendQueue}`)
+          : '') +
+        (s.targetUnreachable > 0 ? c.yellow(`, target unreachable (ICMP) ${s.targetUnreachable} times`) : ''),
+    );
+  });
+  server.on('refused', (e: { status: number | null; reset?: string; goaway?: string; error: string; details: string; httpVersion: number; client: string }) => {
+    out.event('refused', e);
+    out.info(c.yellow(`refused ${e.status ?? e.reset ?? `connection (GOAWAY ${e.goaway})`} ${e.error} for ${e.client}: ${e.details}`));
+  });
+  server.on('local-resource-error', (e: LocalResourceEvent) => {
+    const suppressed = localResource.take();
+    if (suppressed === null) return;
+    const total = server.counters.localResourceErrors;
+    out.event('local-resource-error', { ...e, suppressed, total });
+    const what = e.status === null ? 'a client connection was lost on accept' : `refused a request from ${e.client} with ${e.status}`;
+    const since = suppressed > 0 ? `; ${suppressed} more since the last report` : '';
+    out.warn(
+      `out of local resources (${e.syscall} ${e.code}): ${what}${since} (${total} in all; ` +
+        `further ones within ${LOCAL_RESOURCE_LOG_INTERVAL_MS / 1000} s are only counted)`,
+    );
+  });
+  server.on('error', (err: Error) => out.error(err.message));
+}
+
+/** What serve reports once it listens. */
+export interface ServeListening {
+  address: AddressInfo;
+  tls: boolean;
+  /** Client certificates are required. */
+  mtls: boolean;
+  /** Accepted authentication schemes (empty: none required). */
+  auth: readonly string[];
+  postRoutes: ReadonlyMap<string, HostPort>;
+  certificate?: { selfSigned: boolean; fingerprint256: string; pin: string };
+  /** The target policy's rules, one line each. */
+  policy: string[];
+  warnings: string[];
+}
+
+/** Renders serve's `listening` event, its certificate pin, POST routes and warnings. */
+export function renderServeListening(out: Output, l: ServeListening): void {
+  const c = color();
+  const scheme = l.tls ? 'https' : 'http';
+  const protocols = l.tls ? ['h2', 'http/1.1'] : ['h2c', 'http/1.1'];
+  const url = `${scheme}://${formatHostPort(l.address.address, l.address.port)}`;
+  out.event('listening', {
+    protocol: l.tls ? 'h2' : 'h2c',
+    protocols,
+    address: l.address.address,
+    port: l.address.port,
+    family: l.address.family,
+    url,
+    auth: l.auth,
+    mtls: l.mtls,
+    postRoutes: [...l.postRoutes.keys()],
+    ...(l.certificate ? { tls: l.certificate } : {}),
+    policy: l.policy,
+  });
+  out.info(`serving CONNECT-UDP on ${c.bold(url)} (${protocols.join(', ')})`);
+  const cert = l.certificate;
+  if (cert) out.info(`${cert.selfSigned ? 'self-signed certificate' : 'certificate'} pin ${c.bold(cert.pin)} (connect --pin), SHA-256 fingerprint ${cert.fingerprint256}`);
+  for (const [path, t] of l.postRoutes) out.info(`POST ${path} -> ${formatHostPort(t.host, t.port)} (POST mode, not RFC 9298)`);
+  for (const warning of l.warnings) {
+    out.warn(c.bold(warning));
+    out.event('warning', { message: warning });
+  }
+  out.debug(`target policy: ${l.policy.join('; ')}`);
+}
