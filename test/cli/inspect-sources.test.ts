@@ -7,7 +7,7 @@ import { after, describe, it } from 'node:test';
 import { parseInspectEvent } from '../../src/inspect/event-parse.js';
 import type { InspectEvent } from '../../src/inspect/events.js';
 import { decodeCapture } from '../../src/inspect/pcap-decode.js';
-import { runCli } from '../helpers/inspect-cli.js';
+import { runCli } from '../helpers/cli.js';
 import { END_HEADERS, END_STREAM, PREFACE, h2Frame, headerBlock, settingsFrame } from '../helpers/h2-writer.js';
 import { ACK, FIN, TcpFlow, frame, ipPacket, linkTypeOf, writePcap } from '../helpers/pcap-writer.js';
 

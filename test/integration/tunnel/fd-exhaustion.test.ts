@@ -206,7 +206,7 @@ describe(`descriptor exhaustion (child process under ulimit -n ${FD_LIMIT})`, ()
   });
 
   it('serve logs running out of descriptors at most once per 10 s, with the count held back, and counts every one', async () => {
-    const serve = startCli(['serve', '--listen', '127.0.0.1:0', '--json', '--max-streams', '1000'], {}, { fdLimit: CLI_FD_LIMIT });
+    const serve = startCli(['serve', '--listen', '127.0.0.1:0', '--json', '--max-streams', '1000'], { fdLimit: CLI_FD_LIMIT });
     const startedAt = Date.now();
     const open: H2Result[] = [];
     let session: http2.ClientHttp2Session | null = null;
