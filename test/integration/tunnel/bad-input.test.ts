@@ -17,10 +17,9 @@ import {
   h2Session,
   openHandles,
   rawH1,
-  startDnsStub,
   waitClose,
-  type DnsStub,
 } from '../../helpers/tunnel.js';
+import { startTestDns, type TestDnsServer } from '../../helpers/dns-server.js';
 
 const TOKEN = 'good-token';
 const BEARER = `Bearer ${TOKEN}`;
@@ -181,7 +180,7 @@ const CASES: Case[] = [
 
 describe('bad input against a live serve', () => {
   let echo: UdpEcho;
-  let dns: DnsStub;
+  let dns: TestDnsServer;
   let server: TunnelServer;
   let port: number;
   let authority: string;
@@ -193,7 +192,7 @@ describe('bad input against a live serve', () => {
 
   before(async () => {
     echo = await startUdpEcho('127.0.0.1');
-    dns = await startDnsStub({ 'echo.test': { a: ['127.0.0.1'] } }, ['slow.test']);
+    dns = await startTestDns({ 'echo.test': { a: ['127.0.0.1'] }, 'slow.test': 'silent' });
     server = new TunnelServer({
       host: '127.0.0.1',
       port: 0,
