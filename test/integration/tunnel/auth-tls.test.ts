@@ -31,7 +31,7 @@ async function attempt(cfg: Omit<ProxyConfig, 'target'>, echo: UdpEcho): Promise
   }
 }
 
-describe('authentication', () => {
+describe('tunnel: authentication end to end', () => {
   let echo: UdpEcho;
   let server: TunnelServer;
   let url: string;
@@ -90,7 +90,7 @@ describe('authentication', () => {
   });
 });
 
-describe('TLS trust', () => {
+describe('tunnel: TLS trust', () => {
   let echo: UdpEcho;
   let authority: GeneratedCertificate;
   let leaf: GeneratedCertificate;

@@ -92,7 +92,7 @@ async function ask(proxy: Proxy, hostInPath: string, port: number): Promise<{ st
   }
 }
 
-describe('target policy end to end', () => {
+describe('tunnel/policy: target policy end to end', () => {
   let echo: DualEcho;
   let stub: TestDnsServer;
   const proxies: Proxy[] = [];
