@@ -20,7 +20,6 @@ const SELF = join(ROOT, 'test', 'unit', 'no-network.test.ts');
 const FORBIDDEN = [
   /^node:(dgram|tls|https|http2|child_process|worker_threads|cluster)$/,
   /\/helpers\/(net|tunnel|stack|h2|h2-peer|h2-raw-peer|tcp-peer|transport-matrix|cli|dns-server|fd-limit-server|[a-z-]+-worker)\.js$/,
-  /\/src\/tunnel\/(client|server\/tunnel-server)\.js$/,
 ];
 
 function sources(dir: string): string[] {
