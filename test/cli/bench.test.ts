@@ -10,7 +10,7 @@ const SHORT = ['--runs', '1', '--duration', '300ms', '--warmup', '100ms'];
 type Ran = CliResult;
 
 function bench(args: string[]): Promise<Ran> {
-  return runCli(['bench', ...args], { NO_COLOR: '1', CI: '1' }, 120_000);
+  return runCli(['bench', ...args], { env: { NO_COLOR: '1', CI: '1' }, timeoutMs: 120_000 });
 }
 
 /** A JSON type, 'record' (an object of numbers, keys free), an array of one shape, or an object with exactly these keys. */

@@ -131,10 +131,10 @@ describe('udp-tunnel CLI', () => {
   });
 
   it('NO_COLOR=1 output has no ANSI codes; FORCE_COLOR=1 has them', async () => {
-    const plain = await runCli(['demo', '--peers', '1', '--count', '5'], { NO_COLOR: '1', FORCE_COLOR: '1' });
+    const plain = await runCli(['demo', '--peers', '1', '--count', '5'], { env: { NO_COLOR: '1', FORCE_COLOR: '1' } });
     assert.equal(plain.code, 0);
     assert.doesNotMatch(plain.stdout + plain.stderr, ANSI_RE);
-    const colored = await runCli(['demo', '--peers', '1', '--count', '5'], { FORCE_COLOR: '1' });
+    const colored = await runCli(['demo', '--peers', '1', '--count', '5'], { env: { FORCE_COLOR: '1' } });
     assert.equal(colored.code, 0);
     assert.match(colored.stdout, ANSI_RE);
   });

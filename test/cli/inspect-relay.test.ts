@@ -8,7 +8,7 @@ import { parseInspectEvent } from '../../src/inspect/event-parse.js';
 import { TargetPolicy } from '../../src/tunnel/policy.js';
 import { TunnelServer } from '../../src/tunnel/server/tunnel-server.js';
 import type { InspectEvent } from '../../src/inspect/events.js';
-import { runCli, startCli, type CliProcess } from '../helpers/inspect-cli.js';
+import { runCli, startCli, type CliProcess } from '../helpers/cli.js';
 import { openUdpPeer, startUdpEcho, waitUntil } from '../helpers/net.js';
 import { connectTcp } from '../helpers/tcp-peer.js';
 
@@ -50,17 +50,17 @@ describe('connect --inspect -> inspect relay -> serve --inspect, all spawned', (
   it('relays every datagram; relay, both taps and their recordings report the same capsules', async () => {
     const echo = await startUdpEcho();
     const rec = { serve: join(dir, 'serve.ndjson'), relay: join(dir, 'relay.ndjson'), connect: join(dir, 'connect.ndjson') };
-    const serve = startCli(['serve', '-l', '127.0.0.1:0', '--inspect', '--record', rec.serve], { NO_COLOR: '1' });
+    const serve = startCli(['serve', '-l', '127.0.0.1:0', '--inspect', '--record', rec.serve], { env: { NO_COLOR: '1' } });
     procs.push(serve);
     await waitUntil(() => /serving CONNECT-UDP on http:\/\/127\.0\.0\.1:\d+/.test(serve.stderr()), 10_000, 'serve listening');
     const servePort = Number(/http:\/\/127\.0\.0\.1:(\d+)/.exec(serve.stderr())![1]);
     const relay = startCli(['inspect', '-l', '127.0.0.1:0', '-u', `http://127.0.0.1:${servePort}`, '--json', '--record', rec.relay]);
     procs.push(relay);
-    const rl = await relay.waitEvent('listening');
+    const rl = await relay.waitForEvent('listening');
     assert.equal(rl['upstream'], `http://127.0.0.1:${servePort}`);
     const connect = startCli(['connect', '-p', `http://127.0.0.1:${rl['port']}`, '-t', `127.0.0.1:${echo.port}`, '--json', '--inspect', '--record', rec.connect]);
     procs.push(connect);
-    const cl = await connect.waitEvent('listening');
+    const cl = await connect.waitForEvent('listening');
     const peer = await openUdpPeer();
     const sent = ['alpha', '', 'a datagram longer than sixteen bytes', 'z'].map((s) => Buffer.from(s));
     try {
@@ -116,11 +116,11 @@ describe('inspect relay with HTTP/1.1 clients, spawned', () => {
     const relay = startCli(['inspect', '-l', '127.0.0.1:0', '-u', `http://127.0.0.1:${s.port}`, '--json', '--strict']);
     procs.push(relay);
     try {
-      const rl = await relay.waitEvent('listening');
+      const rl = await relay.waitForEvent('listening');
       assert.deepEqual(rl['protocols'], ['h2c', 'http/1.1']);
       const connect = startCli(['connect', '--http', '1.1', '-p', `http://127.0.0.1:${rl['port']}`, '-t', `127.0.0.1:${echo.port}`, '--json']);
       procs.push(connect);
-      const cl = await connect.waitEvent('listening');
+      const cl = await connect.waitForEvent('listening');
       const peer = await openUdpPeer();
       try {
         await peer.send('over h1', Number(cl['port']), '127.0.0.1');

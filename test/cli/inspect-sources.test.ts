@@ -7,7 +7,7 @@ import { after, describe, it } from 'node:test';
 import { parseInspectEvent } from '../../src/inspect/event-parse.js';
 import type { InspectEvent } from '../../src/inspect/events.js';
 import { decodeCapture } from '../../src/inspect/pcap-decode.js';
-import { runCli } from '../helpers/inspect-cli.js';
+import { runCli } from '../helpers/cli.js';
 import { END_HEADERS, END_STREAM, PREFACE, h2Frame, headerBlock, settingsFrame } from '../helpers/h2-writer.js';
 import { ACK, FIN, TcpFlow, frame, ipPacket, linkTypeOf, writePcap } from '../helpers/pcap-writer.js';
 
@@ -193,7 +193,7 @@ describe('inspect --raw and --hex', () => {
   });
 });
 
-describe('malformed streams are pinpointed to a byte offset and a rule (--strict exits 1)', () => {
+describe('inspect --raw: malformed streams are pinpointed to a byte offset and a rule (--strict exits 1)', () => {
   const big = Buffer.concat([h('00 8000fff9 00'), Buffer.alloc(65528, 0x61)]);
   for (const [name, bytes, offset, code, rfc, args] of [
     ['a stream ending inside a capsule header', h('00 05 00 70696e67  00'), 7, 'UT_ERR_CAPSULE_TRUNCATED', 'RFC 9297 §3.3', []],

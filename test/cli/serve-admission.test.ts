@@ -7,7 +7,7 @@ const LONG_TOKEN = 'a-long-random-token-0123456789';
 describe('serve: open listeners beyond loopback, admission flags, token warnings (CLI)', () => {
   for (const listen of ['0.0.0.0:0', '[::]:0', '192.0.2.1:0']) {
     it(`--listen ${listen} without credentials is refused (exit 2) and says what to do`, async () => {
-      const r = await runCli(['serve', '--listen', listen, '--json'], { UDP_TUNNEL_TOKEN: undefined });
+      const r = await runCli(['serve', '--listen', listen, '--json'], { env: { UDP_TUNNEL_TOKEN: undefined } });
       assert.equal(r.code, 2);
       assert.equal(r.stdout, '', 'nothing was listening');
       assert.match(r.stderr, /refusing to listen on .* without authentication/);
@@ -16,7 +16,7 @@ describe('serve: open listeners beyond loopback, admission flags, token warnings
   }
 
   it('--no-auth lets a non-loopback listener past the check (192.0.2.1 is not on this host, so binding fails: exit 1)', async () => {
-    const r = await runCli(['serve', '--listen', '192.0.2.1:0', '--no-auth'], { UDP_TUNNEL_TOKEN: undefined });
+    const r = await runCli(['serve', '--listen', '192.0.2.1:0', '--no-auth'], { env: { UDP_TUNNEL_TOKEN: undefined } });
     assert.equal(r.code, 1);
     assert.doesNotMatch(r.stderr, /refusing to listen/);
     assert.match(r.stderr, /EADDRNOTAVAIL/);
@@ -30,7 +30,7 @@ describe('serve: open listeners beyond loopback, admission flags, token warnings
   });
 
   it('a loopback name (localhost) still serves without credentials', async () => {
-    const serve = startCli(['serve', '--listen', 'localhost:0', '--json'], { UDP_TUNNEL_TOKEN: undefined });
+    const serve = startCli(['serve', '--listen', 'localhost:0', '--json'], { env: { UDP_TUNNEL_TOKEN: undefined } });
     const l = await serve.waitForEvent('listening');
     assert.ok(['127.0.0.1', '::1'].includes(String(l['address'])), String(l['address']));
     assert.equal(await serve.stop(), 0);

@@ -33,7 +33,7 @@ describe('npm run soak', { skip: linux ? false : 'needs Linux /proc' }, () => {
   it('--json: one document; serve killed and restarted on its port, connect kept, echoes resumed, every datagram accounted for', async () => {
     // Low rates keep it cheap; the kill comes after a second of load. The soak itself keeps the load on past
     // --duration until the first echo after the restart (bounded), so a slow restart does not make this fail.
-    const r = await runScript(SOAK, ['--duration', '4s', '--rate', '400', '--stalled-rate', '400', '--kill-at', '1s', '--interval', '2s', '--json'], {}, 90_000);
+    const r = await runScript(SOAK, ['--duration', '4s', '--rate', '400', '--stalled-rate', '400', '--kill-at', '1s', '--interval', '2s', '--json'], { timeoutMs: 90_000 });
     assert.equal(r.code, 0, r.stderr);
     const d = JSON.parse(r.stdout) as SoakDocument;
     assert.deepEqual(keys(d), [
@@ -79,10 +79,10 @@ describe('npm run soak', { skip: linux ? false : 'needs Linux /proc' }, () => {
   });
 
   it('rejects a bad option with exit code 2 before starting anything', async () => {
-    const r = await runScript(SOAK, ['--kill-at', '90s', '--duration', '10s'], {}, 30_000);
+    const r = await runScript(SOAK, ['--kill-at', '90s', '--duration', '10s'], { timeoutMs: 30_000 });
     assert.equal(r.code, 2);
     assert.match(r.stderr, /--kill-at must lie within the duration/);
-    const u = await runScript(SOAK, ['--nope'], {}, 30_000);
+    const u = await runScript(SOAK, ['--nope'], { timeoutMs: 30_000 });
     assert.equal(u.code, 2);
     assert.match(u.stderr, /usage: npm run soak/);
   });

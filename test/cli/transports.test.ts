@@ -1,21 +1,16 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { runCli, type CliResult } from '../helpers/cli.js';
 
-const BIN = fileURLToPath(new URL('../../../bin/udp-tunnel.js', import.meta.url));
-const run = (...args: string[]): { code: number | null; stdout: string; stderr: string } => {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' }, timeout: 10_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-};
+const run = (...args: string[]): Promise<CliResult> => runCli(args, { env: { NO_COLOR: '1' } });
 
 describe('CLI flags for transports, auth and TLS', () => {
-  it('help says POST mode is not RFC 9298 and lists the new flags', () => {
-    const connect = run('connect', '--help');
+  it('help says POST mode is not RFC 9298 and lists the new flags', async () => {
+    const connect = await run('connect', '--help');
     assert.equal(connect.code, 0);
     assert.match(connect.stdout, /NOT RFC 9298/);
     for (const flag of ['--http', '--mode', '--post-path', '--token', '--pin', '--cert', '--key', '--servername']) assert.ok(connect.stdout.includes(flag), flag);
-    const serve = run('serve', '--help');
+    const serve = await run('serve', '--help');
     assert.equal(serve.code, 0);
     assert.match(serve.stdout, /not RFC 9298/);
     for (const flag of ['--post-route', '--token-file', '--basic', '--self-signed', '--client-ca', '--header-timeout', '--max-header-size', '--max-sessions-per-connection']) {
@@ -34,8 +29,8 @@ describe('CLI flags for transports, auth and TLS', () => {
     ['--self-signed with --cert', ['serve', '--self-signed', '--cert', 'a', '--key', 'b'], /exclude each other/],
   ];
   for (const [name, args, message] of usage) {
-    it(`exits 2 for ${name}`, () => {
-      const r = run(...args);
+    it(`exits 2 for ${name}`, async () => {
+      const r = await run(...args);
       assert.equal(r.code, 2, r.stderr);
       assert.match(r.stderr, message);
     });

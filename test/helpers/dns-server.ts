@@ -4,17 +4,21 @@ import type { AddressInfo } from 'node:net';
 /** How the fake DNS server answers one name. */
 export type DnsBehaviour = { a?: string[]; aaaa?: string[] } | 'nxdomain' | 'servfail' | 'silent';
 
-/** A tiny authoritative DNS responder on loopback for tests (RFC 1035 §4.1), answering A/AAAA from a table. */
+/** The tests' one DNS stub: an authoritative responder on loopback (RFC 1035 §4.1), answering A/AAAA from a table. */
 export interface TestDnsServer {
   port: number;
+  /** `127.0.0.1:PORT`, as `dnsServers` takes it. */
+  server: string;
   queries: number;
   close(): Promise<void>;
 }
 
-function readName(msg: Buffer, off: number): { name: string; end: number } {
+/** The question name at `off`, or null if the query is cut short (it is then ignored). */
+function readName(msg: Buffer, off: number): { name: string; end: number } | null {
   const labels: string[] = [];
   for (;;) {
-    const len = msg[off]!;
+    const len = msg[off];
+    if (len === undefined || off + 1 + len > msg.length) return null;
     if (len === 0) return { name: labels.join('.').toLowerCase(), end: off + 1 };
     labels.push(msg.subarray(off + 1, off + 1 + len).toString('ascii'));
     off += 1 + len;
@@ -38,13 +42,15 @@ function ipv6Bytes(a: string): Buffer {
 /** Starts the responder on 127.0.0.1 port 0; names not in the table get NXDOMAIN. */
 export function startTestDns(table: Record<string, DnsBehaviour>): Promise<TestDnsServer> {
   const socket = dgram.createSocket('udp4');
-  const server: TestDnsServer = { port: 0, queries: 0, close: () => new Promise<void>((r) => socket.close(() => r())) };
+  const server: TestDnsServer = { port: 0, server: '', queries: 0, close: () => new Promise<void>((r) => socket.close(() => r())) };
   socket.on('message', (msg, rinfo) => {
     server.queries++;
     if (msg.length < 12) return;
-    const { name, end } = readName(msg, 12);
+    const question = readName(msg, 12);
+    if (question === null || question.end + 4 > msg.length) return;
+    const { name, end } = question;
     const qtype = msg.readUInt16BE(end);
-    const question = msg.subarray(12, end + 4);
+    const questionBytes = msg.subarray(12, end + 4);
     const behaviour = table[name] ?? 'nxdomain';
     if (behaviour === 'silent') return;
     const rcode = behaviour === 'nxdomain' ? 3 : behaviour === 'servfail' ? 2 : 0;
@@ -67,11 +73,12 @@ export function startTestDns(table: Record<string, DnsBehaviour>): Promise<TestD
     header.writeUInt16BE(0x8400 | 0x0100 | rcode, 2); // QR, AA, RD echoed, rcode
     header.writeUInt16BE(1, 4);
     header.writeUInt16BE(answers.length / 2, 6);
-    socket.send(Buffer.concat([header, question, ...answers]), rinfo.port, rinfo.address);
+    socket.send(Buffer.concat([header, questionBytes, ...answers]), rinfo.port, rinfo.address);
   });
   return new Promise((resolve) => {
     socket.bind(0, '127.0.0.1', () => {
       server.port = (socket.address() as AddressInfo).port;
+      server.server = `127.0.0.1:${server.port}`;
       resolve(server);
     });
   });

@@ -1,5 +1,4 @@
 import { Buffer } from 'node:buffer';
-import dgram from 'node:dgram';
 import http2 from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
@@ -137,71 +136,6 @@ export function waitClose(emitter: NodeJS.EventEmitter & { destroyed?: boolean; 
       resolve(true);
     });
   });
-}
-
-/** A DNS responder on 127.0.0.1 for tests: answers A/AAAA from a table, NXDOMAIN for other names, and stays silent for `silent` names. */
-export interface DnsStub {
-  port: number;
-  server: string;
-  close(): Promise<void>;
-}
-
-/** Starts a DNS stub (RFC 1035 §4.1) on 127.0.0.1:0. */
-export function startDnsStub(records: Record<string, { a?: string[]; aaaa?: string[] }>, silent: string[] = []): Promise<DnsStub> {
-  const socket = dgram.createSocket('udp4');
-  socket.on('message', (msg, rinfo) => {
-    if (msg.length < 12) return;
-    let off = 12;
-    const labels: string[] = [];
-    while (off < msg.length && msg[off] !== 0) {
-      const len = msg[off]!;
-      labels.push(msg.toString('latin1', off + 1, off + 1 + len));
-      off += 1 + len;
-    }
-    off++;
-    if (off + 4 > msg.length) return;
-    const qtype = msg.readUInt16BE(off);
-    const question = msg.subarray(12, off + 4);
-    const name = labels.join('.').toLowerCase();
-    if (silent.includes(name)) return;
-    const rec = records[name];
-    const answers: Buffer[] = [];
-    if (rec && qtype === 1) for (const a of rec.a ?? []) answers.push(rr(1, Buffer.from(a.split('.').map(Number))));
-    if (rec && qtype === 28) for (const a of rec.aaaa ?? []) answers.push(rr(28, ipv6Bytes(a)));
-    const header = Buffer.alloc(12);
-    header.writeUInt16BE(msg.readUInt16BE(0), 0);
-    // QR=1, RD copied, RA=1, RCODE 3 (NXDOMAIN) for unknown names.
-    header.writeUInt16BE(0x8180 | (msg.readUInt16BE(2) & 0x0100) | (rec ? 0 : 3), 2);
-    header.writeUInt16BE(1, 4);
-    header.writeUInt16BE(answers.length, 6);
-    socket.send(Buffer.concat([header, question, ...answers]), rinfo.port, rinfo.address);
-  });
-  return new Promise((resolve) => {
-    socket.bind(0, '127.0.0.1', () => {
-      const port = (socket.address() as net.AddressInfo).port;
-      resolve({ port, server: `127.0.0.1:${port}`, close: () => new Promise<void>((r) => socket.close(() => r())) });
-    });
-  });
-}
-
-function rr(type: number, data: Buffer): Buffer {
-  const head = Buffer.alloc(12);
-  head.writeUInt16BE(0xc00c, 0); // name: pointer to the question
-  head.writeUInt16BE(type, 2);
-  head.writeUInt16BE(1, 4); // class IN
-  head.writeUInt32BE(30, 6);
-  head.writeUInt16BE(data.length, 10);
-  return Buffer.concat([head, data]);
-}
-
-function ipv6Bytes(addr: string): Buffer {
-  const [head, tail] = addr.includes('::') ? addr.split('::') : [addr, undefined];
-  const h = head ? head.split(':').filter(Boolean) : [];
-  const t = tail ? tail.split(':').filter(Boolean) : [];
-  const groups = [...h, ...new Array<string>(8 - h.length - t.length).fill('0'), ...t];
-  const out = Buffer.alloc(16);
-  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), i * 2));
-  return out;
 }
 
 /** Counts this process's open TCP and UDP handles (for leak checks). */

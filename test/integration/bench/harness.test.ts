@@ -1,14 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isUdpTunnelError } from '../../../src/tunnel/errors.js';
-import { BENCH_DEFAULTS, normalizeBenchOptions, runBench } from '../../../src/bench/harness.js';
+import { runBench } from '../../../src/bench/harness.js';
 import type { BenchEvent, BenchOptions } from '../../../src/bench/harness.js';
-import { BARE_RELAY_ENTRY, CLI_ENTRY, componentArgs, componentCommand, startComponent } from '../../../src/bench/tunnel-launcher.js';
+import { startComponent } from '../../../src/bench/tunnel-launcher.js';
 import { startEchoInWorker } from '../../../src/bench/echo-server.js';
 import { TargetPolicy } from '../../../src/tunnel/policy.js';
 import { TunnelServer } from '../../../src/tunnel/server/tunnel-server.js';
 import type { ServerSessionStats } from '../../../src/tunnel/server/tunnel-server.js';
-import { parseFailIf } from '../../../src/bench/stats.js';
 
 const SHORT: BenchOptions = { toolVersion: '9.9.9', runs: 1, durationMs: 300, warmupMs: 100, drainMs: 300, idleSessions: 5 };
 
@@ -21,97 +20,6 @@ function alive(pid: number): boolean {
     return false;
   }
 }
-
-describe('normalizeBenchOptions', () => {
-  it('fills the documented defaults', () => {
-    const n = normalizeBenchOptions({ toolVersion: '1' });
-    assert.deepEqual(n.params, {
-      size: 64,
-      sessions: 1,
-      load: { kind: 'inflight', inflight: 32 },
-      durationMs: 2000,
-      warmupMs: 1000,
-      drainMs: 500,
-      timeoutMs: 1000,
-      runs: 3,
-      tls: false,
-      mode: 'connect-udp',
-      postPath: null,
-      isolation: 'process',
-      host: '127.0.0.1',
-      proxy: null,
-      target: null,
-      direct: true,
-      idleSessions: 1000,
-    });
-    assert.equal(BENCH_DEFAULTS.runs, 3);
-  });
-
-  it('records the post path only for a mode whose request carries one', () => {
-    assert.equal(normalizeBenchOptions({ toolVersion: '1', mode: 'post' }).params.postPath, '/bench');
-    assert.equal(normalizeBenchOptions({ toolVersion: '1', mode: 'post', postPath: '/x' }).params.postPath, '/x');
-    assert.equal(normalizeBenchOptions({ toolVersion: '1', mode: 'connect-udp-h1' }).params.postPath, null);
-  });
-
-  const bad: [string, Partial<BenchOptions>][] = [
-    ['runs 0', { runs: 0 }],
-    ['runs 1.5', { runs: 1.5 }],
-    ['idle sessions -1', { idleSessions: -1 }],
-    ['a host name', { host: 'localhost' }],
-    ['an unknown mode', { mode: 'carrier-pigeon' }],
-    ['an unknown isolation', { isolation: 'thread' as 'worker' }],
-    ['a proxy without a target', { proxy: 'http://127.0.0.1:1' }],
-    ['a target without a proxy', { target: '127.0.0.1:7' }],
-    ['a bad target', { proxy: 'http://127.0.0.1:1', target: '127.0.0.1' }],
-    ['--tls with an external proxy', { proxy: 'http://127.0.0.1:1', target: '127.0.0.1:7', tls: true }],
-    ['bare-relay with an external proxy', { mode: 'bare-relay', proxy: 'http://127.0.0.1:1', target: '127.0.0.1:7' }],
-    ['a ratio condition without the direct path', { direct: false, failIf: { spec: 'ratio<1', conditions: parseFailIf('ratio<1') } }],
-    ['a size below the probe header', { size: 31 }],
-    ['both a zero rate', { load: { kind: 'rate', rate: 0 } }],
-    ['a sampling period under 10 ms', { sampleIntervalMs: 5 }],
-    ['a post path with a CONNECT-UDP mode', { mode: 'connect-udp', postPath: '/bench' }],
-    ['a post path without a leading slash', { mode: 'post', postPath: 'bench' }],
-    ['a post path with =', { mode: 'post', postPath: '/a=b' }],
-  ];
-  for (const [what, opts] of bad) {
-    it(`refuses ${what}`, () => {
-      assert.throws(
-        () => normalizeBenchOptions({ toolVersion: '1', ...opts }),
-        (e: unknown) => isUdpTunnelError(e, 'UT_ERR_INVALID_OPTION') || isUdpTunnelError(e, 'UT_ERR_INVALID_ADDRESS'),
-      );
-    });
-  }
-});
-
-describe('componentArgs', () => {
-  it('builds serve and connect command lines with port 0, JSON output and the TLS files', () => {
-    const tls = { certPath: '/c.pem', keyPath: '/k.pem', cert: '', key: '' };
-    assert.deepEqual(componentArgs({ role: 'serve', isolation: 'process', mode: 'connect-udp', host: '::1', target: '[::1]:7', tls }), [
-      'serve', '--listen', '[::1]:0', '--json', '--quiet', '--max-sessions-per-client', '10000', '--cert', '/c.pem', '--key', '/k.pem',
-    ]);
-    assert.deepEqual(
-      componentArgs({ role: 'connect', isolation: 'process', mode: 'connect-udp', host: '127.0.0.1', proxy: 'https://127.0.0.1:9', target: '127.0.0.1:7', tls }),
-      ['connect', '--local', '127.0.0.1:0', '--proxy', 'https://127.0.0.1:9', '--target', '127.0.0.1:7', '--json', '--quiet', '--ca', '/c.pem'],
-    );
-  });
-});
-
-describe('componentCommand', () => {
-  it('runs the CLI for tunnel modes and the bare-relay entry, front or back, for bare-relay', () => {
-    const tls = { certPath: '/c.pem', keyPath: '/k.pem', cert: '', key: '' };
-    assert.deepEqual(componentCommand({ role: 'serve', isolation: 'process', mode: 'connect-udp', host: '127.0.0.1', target: '127.0.0.1:7' }), [
-      CLI_ENTRY, 'serve', '--listen', '127.0.0.1:0', '--json', '--quiet', '--max-sessions-per-client', '10000',
-    ]);
-    assert.deepEqual(componentCommand({ role: 'serve', isolation: 'process', mode: 'bare-relay', host: '::1', target: '[::1]:7', tls }), [
-      BARE_RELAY_ENTRY, 'back', '--listen', '[::1]:0', '--target', '[::1]:7', '--cert', '/c.pem', '--key', '/k.pem',
-    ]);
-    assert.deepEqual(
-      componentCommand({ role: 'connect', isolation: 'process', mode: 'bare-relay', host: '::1', proxy: 'https://[::1]:4433', target: '[::1]:7', tls }),
-      [BARE_RELAY_ENTRY, 'front', '--listen', '[::1]:0', '--back', '[::1]:4433', '--ca', '/c.pem'],
-    );
-    assert.match(BARE_RELAY_ENTRY, /bare-relay-process\.js$/);
-  });
-});
 
 describe('startComponent failures', () => {
   it('process isolation: a component that exits before listening is reported as a coded IO error with its exit code', async () => {

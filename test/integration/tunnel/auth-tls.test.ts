@@ -1,9 +1,5 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { Authenticator } from '../../../src/tunnel/auth.js';
 import { TunnelClient } from '../../../src/tunnel/client.js';
 import { buildTransport, type ProxyConfig } from '../../../src/tunnel/client-config.js';
@@ -11,11 +7,11 @@ import { ErrorCodes, UdpTunnelError } from '../../../src/tunnel/errors.js';
 import { TargetPolicy } from '../../../src/tunnel/policy.js';
 import { TunnelServer } from '../../../src/tunnel/server/tunnel-server.js';
 import { generateCertificate, type GeneratedCertificate } from '../../../src/tunnel/tls-cert.js';
+import { startCli } from '../../helpers/cli.js';
 import { openUdpPeer, startUdpEcho, waitUntil, type UdpEcho } from '../../helpers/net.js';
 import { h1Request, rawH1 } from '../../helpers/tunnel.js';
 
 const TOKEN = 'tok-9f8e7d';
-const BIN = fileURLToPath(new URL('../../../../bin/udp-tunnel.js', import.meta.url));
 
 /** Result of one attempt through a fresh client: the echoed text, or the connect error. */
 async function attempt(cfg: Omit<ProxyConfig, 'target'>, echo: UdpEcho): Promise<{ reply?: string; error?: UdpTunnelError }> {
@@ -35,7 +31,7 @@ async function attempt(cfg: Omit<ProxyConfig, 'target'>, echo: UdpEcho): Promise
   }
 }
 
-describe('authentication', () => {
+describe('tunnel: authentication end to end', () => {
   let echo: UdpEcho;
   let server: TunnelServer;
   let url: string;
@@ -94,7 +90,7 @@ describe('authentication', () => {
   });
 });
 
-describe('TLS trust', () => {
+describe('tunnel: TLS trust', () => {
   let echo: UdpEcho;
   let authority: GeneratedCertificate;
   let leaf: GeneratedCertificate;
@@ -177,24 +173,19 @@ describe('TLS trust', () => {
   });
 
   it('serve --self-signed prints its pin in the listening event and a client pinned to it connects', async () => {
-    const child: ChildProcess = spawn(process.execPath, [BIN, 'serve', '-l', '127.0.0.1:0', '--self-signed', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const serve = startCli(['serve', '-l', '127.0.0.1:0', '--self-signed', '--json']);
     try {
-      const lines = createInterface({ input: child.stdout! });
-      const [first] = (await once(lines, 'line')) as [string];
-      const ev = JSON.parse(first) as { event: string; port: number; url: string; tls: { selfSigned: boolean; pin: string; fingerprint256: string } };
+      await serve.waitForEvent('listening');
+      const ev = serve.lines[0] as unknown as { event: string; port: number; url: string; tls: { selfSigned: boolean; pin: string; fingerprint256: string } };
       assert.equal(ev.event, 'listening');
       assert.equal(ev.tls.selfSigned, true);
       assert.match(ev.tls.pin, /^sha256\/[A-Za-z0-9+/]{43}=$/);
       assert.match(ev.tls.fingerprint256, /^([0-9A-F]{2}:){31}[0-9A-F]{2}$/);
       assert.equal(ev.url, `https://127.0.0.1:${ev.port}`);
       assert.deepEqual(await attempt({ proxy: ev.url, tls: { pins: [ev.tls.pin] } }, echo), { reply: 'hi' });
-      lines.close();
     } finally {
-      child.kill('SIGTERM');
-      await once(child, 'exit');
+      await serve.stop('SIGTERM');
     }
-    assert.doesNotMatch(stderr, /error/i);
+    assert.doesNotMatch(serve.stderr(), /error/i);
   });
 });

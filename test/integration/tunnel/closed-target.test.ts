@@ -28,7 +28,7 @@ async function closedTargetStack(host: string, opts: Pick<StackOptions, 'client'
 // An ICMP port unreachable leaves serve's connected socket usable, so serve keeps the stream open (RFC 9298 §3.1
 // closes it only for a socket that is no longer usable): a local peer talking to a closed port holds one tunnel,
 // which the idle timers end.
-describe('a closed target port costs one tunnel, not one per datagram', () => {
+describe('tunnel: a closed target port costs one tunnel, not one per datagram', () => {
   for (const host of ['127.0.0.1', '::1']) {
     it(`over ${host}: 10 datagrams to a closed port make 1 tunnel; once the port opens, datagrams flow on it`, async () => {
       const handles = openHandles();

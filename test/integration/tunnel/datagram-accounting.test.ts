@@ -116,7 +116,7 @@ function serverDrops(s: ServerSessionStats): number {
   return s.dropBackpressure + s.dropContextId + s.dropOversize + s.dropUdpSend + s.dropSendQueue;
 }
 
-describe('every datagram is delivered or counted once (connect and serve)', () => {
+describe('tunnel: every datagram is delivered or counted once (connect and serve)', () => {
   it('a mixed load: sent = delivered + every drop counter, per session and in total', async () => {
     const handles = openHandles();
     const server = new TunnelServer({ host: '127.0.0.1', port: 0, policy: new TargetPolicy(), maxDatagram: SERVER_MAX });

@@ -65,7 +65,7 @@ function decodeWhole(bytes: Buffer, maxCapsuleLength: number): { payloads: strin
   }
 }
 
-describe('capsule decoder and channel under random input', () => {
+describe('tunnel/codec and datagram-channel: capsule decoder and channel under random input', () => {
   it('the decoder either decodes or throws a UdpTunnelError, for any bytes and any chunking', () => {
     fc.assert(
       fc.property(capsuleish, fc.array(fc.nat(), { maxLength: 6 }), fc.integer({ min: 0, max: 64 }), (bytes, cuts, max) => {
@@ -117,7 +117,7 @@ describe('capsule decoder and channel under random input', () => {
   });
 });
 
-describe('live server under random byte streams', () => {
+describe('tunnel/server: live server under random byte streams', () => {
   let echo: UdpEcho;
   let server: TunnelServer;
   let port: number;
@@ -180,7 +180,7 @@ describe('live server under random byte streams', () => {
   });
 });
 
-describe('inspect relay under random byte streams', () => {
+describe('inspect/relay: inspect relay under random byte streams', () => {
   let echo: UdpEcho;
   let server: TunnelServer;
   let relay: InspectRelay;

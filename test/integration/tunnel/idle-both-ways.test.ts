@@ -6,7 +6,7 @@ import type { ClientSessionStats } from '../../../src/tunnel/client.js';
 import { openUdpPeer, waitUntil } from '../../helpers/net.js';
 import { startStack } from '../../helpers/stack.js';
 
-describe('idle timeout counts both directions', () => {
+describe('tunnel: idle timeout counts both directions', () => {
   it('a session that only receives (target -> peer) stays open past the idle timeout on both sides', async () => {
     // A target that answers the first datagram with a stream of 12 replies, 100 ms apart (1.2 s in all): longer than
     // the 1 s idle timeout, with gaps a tenth of it, so only an event-loop stall of some 0.9 s (not a merely busy

@@ -8,7 +8,8 @@ import { buildTransport } from '../../../src/tunnel/client-config.js';
 import { buildTargetPolicy } from '../../../src/tunnel/server-config.js';
 import { TunnelServer } from '../../../src/tunnel/server/tunnel-server.js';
 import { openUdpPeer, waitUntil } from '../../helpers/net.js';
-import { connectUdpHeaders, h2Request, h2Session, startDnsStub, type DnsStub } from '../../helpers/tunnel.js';
+import { startTestDns, type TestDnsServer } from '../../helpers/dns-server.js';
+import { connectUdpHeaders, h2Request, h2Session } from '../../helpers/tunnel.js';
 
 /** UDP echo servers on 127.0.0.1 and ::1 sharing one port, so one DNS name can reach either; each tags its replies. */
 interface DualEcho {
@@ -91,9 +92,9 @@ async function ask(proxy: Proxy, hostInPath: string, port: number): Promise<{ st
   }
 }
 
-describe('target policy end to end', () => {
+describe('tunnel/policy: target policy end to end', () => {
   let echo: DualEcho;
-  let stub: DnsStub;
+  let stub: TestDnsServer;
   const proxies: Proxy[] = [];
   const proxy = async (allow: string[], deny: string[], useStub = false): Promise<Proxy> => {
     const p = await startProxy(allow, deny, useStub ? stub.server : undefined);
@@ -103,7 +104,7 @@ describe('target policy end to end', () => {
 
   before(async () => {
     echo = await startDualEcho();
-    stub = await startDnsStub({ 'mixed.test': { a: ['127.0.0.1'], aaaa: ['::1'] }, 'v4only.test': { a: ['127.0.0.1'] } });
+    stub = await startTestDns({ 'mixed.test': { a: ['127.0.0.1'], aaaa: ['::1'] }, 'v4only.test': { a: ['127.0.0.1'] } });
   });
 
   after(async () => {

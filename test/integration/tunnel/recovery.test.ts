@@ -6,7 +6,7 @@ import { TunnelServer } from '../../../src/tunnel/server/tunnel-server.js';
 import { openUdpPeer, waitUntil } from '../../helpers/net.js';
 import { startStack } from '../../helpers/stack.js';
 
-describe('recovery', () => {
+describe('tunnel: recovery', () => {
   it('serve stopped and restarted: open sessions end, the next datagram opens a new session on a new connection', async () => {
     const stack = await startStack({ client: { maxConnectAttempts: 1 } });
     const closed: ClientSessionStats[] = [];
@@ -87,7 +87,7 @@ describe('recovery', () => {
   });
 });
 
-describe('resource hygiene', () => {
+describe('tunnel: resource hygiene', () => {
   it('a full open/relay/close cycle leaves no sockets or timers behind', async () => {
     const baseline = process.getActiveResourcesInfo().filter((r) => r !== 'TTYWrap');
     const stack = await startStack({ client: { idleTimeoutMs: 30_000 }, server: { idleTimeoutMs: 30_000 } });

@@ -53,7 +53,7 @@ async function clientSession(host: string, upstreamPort: number, maxDatagram?: n
   return { client, closed, peer };
 }
 
-describe('UDP send queue limit (maxUdpSendQueue)', () => {
+describe('tunnel: UDP send queue limit (maxUdpSendQueue)', () => {
   it('defaults to 1024 datagrams on both relays', () => {
     assert.equal(DEFAULT_MAX_UDP_SEND_QUEUE, 1024);
   });
@@ -93,7 +93,7 @@ describe('UDP send queue limit (maxUdpSendQueue)', () => {
   });
 });
 
-describe('maxDatagram is checked by the library', () => {
+describe('tunnel: maxDatagram is checked by the library', () => {
   it('TunnelServer and TunnelClient refuse values outside 0..65527 with the same UT_ERR_INVALID_OPTION message', () => {
     const transport = buildTransport({ proxy: 'http://127.0.0.1:9', target: { host: '127.0.0.1', port: 9 } });
     for (const maxDatagram of [65528, -1, 1.5, Number.NaN]) {
@@ -109,7 +109,7 @@ describe('maxDatagram is checked by the library', () => {
   });
 });
 
-describe('client-wide datagrams_dropped', () => {
+describe('tunnel/client: client-wide datagrams_dropped', () => {
   for (const host of ['127.0.0.1', '::1']) {
     it(`counts tunnel datagrams dropped for a non-zero context ID or size, once each (local peer on ${host})`, async () => {
       const contextOne = encodeCapsule(CAPSULE_TYPE_DATAGRAM, Buffer.from([0x01, 0xaa, 0xbb]));
@@ -142,7 +142,7 @@ describe('client-wide datagrams_dropped', () => {
 // size limit, like one over --max-datagram. Over IPv6 65527 bytes fit.
 const TOO_BIG_FOR_IPV4 = 65520;
 
-describe('datagrams too big for IPv4 count under the size limit, not as send errors', () => {
+describe('tunnel: datagrams too big for IPv4 count under the size limit, not as send errors', () => {
   for (const target of ['127.0.0.1', '::ffff:127.0.0.1']) {
     it(`server: a datagram too big for the IPv4 target ${target} counts in dropOversize and limits.datagramSize; the session keeps relaying`, async () => {
       const sink = await openUdpPeer('127.0.0.1');
@@ -224,7 +224,7 @@ describe('datagrams too big for IPv4 count under the size limit, not as send err
   });
 });
 
-describe('UDP send errors are counted', () => {
+describe('tunnel: UDP send errors are counted', () => {
   // The one send error loopback produces on demand: a connected socket reports a pending ICMP port unreachable on
   // its next call, and when that call is a send, the send fails (ECONNREFUSED) and its datagram is lost. Several
   // datagrams in one chunk are sent in one turn, so after the first one's ICMP error the next send reports it.

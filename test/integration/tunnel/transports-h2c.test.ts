@@ -1,6 +1,6 @@
 import { describe } from 'node:test';
 import { transportMatrix } from '../../helpers/transport-matrix.js';
 
-describe('transports over a cleartext listener (h2c prior knowledge and HTTP/1.1 side by side)', () => {
+describe('tunnel/transport: transports over a cleartext listener (h2c prior knowledge and HTTP/1.1 side by side)', () => {
   transportMatrix(false);
 });

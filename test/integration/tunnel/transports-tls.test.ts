@@ -1,6 +1,6 @@
 import { describe } from 'node:test';
 import { transportMatrix } from '../../helpers/transport-matrix.js';
 
-describe('transports over a TLS listener (ALPN chooses h2 or http/1.1)', () => {
+describe('tunnel/transport: transports over a TLS listener (ALPN chooses h2 or http/1.1)', () => {
   transportMatrix(true);
 });

@@ -106,7 +106,7 @@ describe('checkBenchPostPath', () => {
   }
 });
 
-describe('componentArgs in post mode', () => {
+describe('bench/tunnel-launcher: componentArgs in post mode', () => {
   it('routes the post path to the target on serve and sends it on connect', () => {
     assert.deepEqual(
       componentArgs({ role: 'serve', isolation: 'process', mode: 'post', host: '::1', target: '[::1]:4000', postPath: '/x' }),

@@ -19,7 +19,7 @@ function sampleEvents(): InspectEvent[] {
   ];
 }
 
-describe('headerListFromRaw', () => {
+describe('inspect/http-fields: headerListFromRaw', () => {
   it('pairs up a flat raw header array, keeping order and duplicates', () => {
     assert.deepEqual(headerListFromRaw(['A', '1', 'b', '2', 'A', '3']), [
       ['A', '1'],

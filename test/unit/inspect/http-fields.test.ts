@@ -13,7 +13,7 @@ import {
 import { ErrorCodes, UdpTunnelError } from '../../../src/tunnel/errors.js';
 import { errorFacts } from '../../../src/inspect/error-facts.js';
 
-describe('opensTunnel and isInterimStatus', () => {
+describe('inspect/http-fields: opensTunnel and isInterimStatus', () => {
   it('opens on 101 over HTTP/1.1 and on any 2xx over HTTP/2, nothing else', () => {
     const statuses = [0, 100, 101, 103, 199, 200, 204, 299, 300, 403, 502];
     assert.deepEqual(statuses.filter((s) => opensTunnel('1.1', s)), [101]);
@@ -22,7 +22,7 @@ describe('opensTunnel and isInterimStatus', () => {
   });
 });
 
-describe('errorFacts', () => {
+describe('inspect/error-facts: errorFacts', () => {
   it('reads code, offset and RFC of a coded error, and falls back for anything else', () => {
     const coded = new UdpTunnelError(ErrorCodes.HTTP1_MALFORMED, 'bad line', { offset: 17, rfc: 'RFC 9112' });
     assert.deepEqual(errorFacts(coded, ErrorCodes.HPACK), { code: ErrorCodes.HTTP1_MALFORMED, offset: 17, rfc: 'RFC 9112', message: 'bad line' });
@@ -33,7 +33,7 @@ describe('errorFacts', () => {
   });
 });
 
-describe('request/response fields', () => {
+describe('inspect/http-fields: request/response fields', () => {
   const targets: Array<[string, { host: string; port: number } | null]> = [
     ['/.well-known/masque/udp/192.0.2.6/443/', { host: '192.0.2.6', port: 443 }],
     ['/.well-known/masque/udp/2001%3Adb8%3A%3A42/53/', { host: '2001:db8::42', port: 53 }],

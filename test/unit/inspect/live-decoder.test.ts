@@ -184,7 +184,7 @@ describe('LiveSessionDecoder', () => {
   });
 });
 
-describe('tapCloseReason', () => {
+describe('inspect/tap: tapCloseReason', () => {
   for (const [text, reason, detail] of [
     ['stream-reset:8', 'rst-stream', 'CANCEL (0x8)'],
     ['malformed: capsule truncated', 'error', 'malformed: capsule truncated'],
@@ -200,7 +200,7 @@ describe('tapCloseReason', () => {
   }
 });
 
-describe('TapInspector', () => {
+describe('inspect/tap: TapInspector', () => {
   it('subscribes only between start and stop, and closes open sessions as local on stop', () => {
     const events: InspectEvent[] = [];
     const tap = new TapInspector({ onEvent: (ev) => events.push(ev) });
@@ -256,7 +256,7 @@ describe('TapInspector', () => {
   });
 });
 
-describe('trimPreview and redactCredentials', () => {
+describe('inspect/event-transform: trimPreview and redactCredentials', () => {
   const capsule: InspectEvent = {
     event: 'capsule', t: 0, session: 's', dir: '->', offset: 0, type: 0, typeName: 'DATAGRAM', length: 6, typeWidth: 1, lengthWidth: 1,
     nonMinimal: false, contextId: 0, contextIdWidth: 1, payloadLength: 5, payloadHex: '0102030405', previewTruncated: false,

@@ -28,7 +28,7 @@ function codedError(code: string, offset: number) {
   };
 }
 
-describe('capture files', () => {
+describe('inspect/pcap: capture files', () => {
   const links: Link[] = ['ethernet', 'vlan', 'null-le', 'null-be', 'raw', 'sll', 'sll2'];
   const writers: Array<[string, (r: CaptureRecord[], linkType: number) => Buffer]> = [
     ['pcap LE µs', (r, l) => writePcap(r, { linkType: l })],
@@ -159,7 +159,7 @@ describe('capture files', () => {
   });
 });
 
-describe('decodeFrame', () => {
+describe('inspect/ip-tcp: decodeFrame', () => {
   it('trims Ethernet padding using the IP length', () => {
     const f = frame('ethernet', ipv4Packet({ ...v4, payload: Buffer.from('x') }));
     assert.equal(f.length, 60);

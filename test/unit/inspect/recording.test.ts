@@ -38,7 +38,7 @@ async function rejects(p: Promise<unknown>, code: string, pattern: RegExp): Prom
   });
 }
 
-describe('recordings', () => {
+describe('inspect/recording: recordings', () => {
   it('writes a header line and one event per line, and reads them back unchanged', async () => {
     const path = join(dir, 'a.ndjson');
     const w = await RecordingWriter.open(path, recordingHeader('serve', Date.UTC(2025, 0, 2, 3, 4, 5)));

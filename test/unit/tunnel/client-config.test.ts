@@ -29,7 +29,7 @@ describe('buildTransport', () => {
   });
 });
 
-describe('client credentials', () => {
+describe('tunnel/client-config: client credentials', () => {
   it('sends a token as Bearer and URL userinfo as Basic, percent-decoded', () => {
     assert.equal(clientAuthorization(new URL('http://127.0.0.1:1'), 'abc.def'), 'Bearer abc.def');
     assert.equal(clientAuthorization(new URL('http://al%20ice:p%40ss@127.0.0.1:1'), undefined), `Basic ${Buffer.from('al ice:p@ss').toString('base64')}`);
@@ -51,7 +51,7 @@ describe('client credentials', () => {
   });
 });
 
-describe('parsePins', () => {
+describe('tunnel/transport/proxy-socket: parsePins', () => {
   it('accepts sha256/ and 32 bytes of base64, nothing else', () => {
     const pin = `sha256/${Buffer.alloc(32, 1).toString('base64')}`;
     assert.deepEqual(parsePins([pin]), [pin]);

@@ -420,7 +420,7 @@ describe('parseRuleList', () => {
   });
 });
 
-describe('address helpers', () => {
+describe('tunnel/policy: address helpers', () => {
   it('parseIp returns family and integer value, normalizing IPv4-mapped IPv6', () => {
     assert.deepEqual(parseIp('127.0.0.1'), { family: 4, value: 0x7f000001n });
     assert.deepEqual(parseIp('255.255.255.255'), { family: 4, value: 0xffffffffn });
@@ -494,7 +494,7 @@ describe('address helpers', () => {
   });
 });
 
-describe('policy properties', () => {
+describe('tunnel/policy: properties', () => {
   const MAPPED = 0xffffn << 32n;
   const mask = (bits: number, prefix: number): bigint =>
     (((1n << BigInt(bits)) - 1n) >> BigInt(bits - prefix)) << BigInt(bits - prefix);

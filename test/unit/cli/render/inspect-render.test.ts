@@ -109,7 +109,7 @@ describe('InspectRenderer', () => {
   });
 });
 
-describe('InspectView output limit', () => {
+describe('cli/inspect-session: InspectView output limit', () => {
   const settings: InspectViewSettings = {
     json: true,
     verbose: false,

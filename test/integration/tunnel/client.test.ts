@@ -49,7 +49,7 @@ for (const host of ['127.0.0.1', '::1']) {
   }
 }
 
-describe('oversize datagrams', () => {
+describe('tunnel/client: oversize datagrams', () => {
   it('drops datagrams over --max-datagram, counts them, and never truncates', async () => {
     const stack = await startStack({ client: { maxDatagram: 1200 } });
     const closed: ClientSessionStats[] = [];
@@ -73,7 +73,7 @@ describe('oversize datagrams', () => {
   });
 });
 
-describe('many local peers', () => {
+describe('tunnel/client: many local peers', () => {
   it('500 peers at once each get only their own replies', async () => {
     const stack = await startStack({ server: { maxStreamsPerConnection: 1000 } });
     const peers = await Promise.all(Array.from({ length: 500 }, () => openUdpPeer()));
@@ -110,7 +110,7 @@ describe('many local peers', () => {
   });
 });
 
-describe('buffering while the tunnel is not ready', () => {
+describe('tunnel/client: buffering while the tunnel is not ready', () => {
   it('with buffering on, datagrams sent before the tunnel is up arrive in order', async () => {
     const stack = await startStack({ client: { buffer: { enabled: true, maxDatagrams: 1024, maxBytes: 16384 } } });
     const peer = await openUdpPeer();
@@ -168,7 +168,7 @@ describe('buffering while the tunnel is not ready', () => {
   });
 });
 
-describe('idle timeout', () => {
+describe('tunnel/client: idle timeout', () => {
   it('closes an idle session and the next datagram opens a new one', async () => {
     const stack = await startStack({ client: { idleTimeoutMs: 500 } });
     const closed: ClientSessionStats[] = [];

@@ -5,16 +5,16 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
-import { TunnelClient } from '../../../src/tunnel/client.js';
-import { encodeDatagramCapsule } from '../../../src/tunnel/codec/datagram.js';
-import { buildTransport } from '../../../src/tunnel/client-config.js';
-import { TargetPolicy } from '../../../src/tunnel/policy.js';
-import { H2_PREFACE, TunnelServer, type TunnelServerOptions } from '../../../src/tunnel/server/tunnel-server.js';
-import { generateCertificate } from '../../../src/tunnel/tls-cert.js';
-import { openUdpPeer, startUdpEcho, waitUntil, type UdpEcho } from '../../helpers/net.js';
-import { connectUdpHeaders, h2Request, h2Session, waitClose } from '../../helpers/tunnel.js';
+import { TunnelClient } from '../../../../src/tunnel/client.js';
+import { encodeDatagramCapsule } from '../../../../src/tunnel/codec/datagram.js';
+import { buildTransport } from '../../../../src/tunnel/client-config.js';
+import { TargetPolicy } from '../../../../src/tunnel/policy.js';
+import { H2_PREFACE, TunnelServer, type TunnelServerOptions } from '../../../../src/tunnel/server/tunnel-server.js';
+import { generateCertificate } from '../../../../src/tunnel/tls-cert.js';
+import { openUdpPeer, startUdpEcho, waitUntil, type UdpEcho } from '../../../helpers/net.js';
+import { connectUdpHeaders, h2Request, h2Session, waitClose } from '../../../helpers/tunnel.js';
 
-describe('server limits are configurable, enforced and counted', () => {
+describe('tunnel/server: limits are configurable, enforced and counted', () => {
   let echo: UdpEcho;
   const servers: TunnelServer[] = [];
   const start = async (opts: Partial<TunnelServerOptions>): Promise<{ server: TunnelServer; port: number; url: string }> => {

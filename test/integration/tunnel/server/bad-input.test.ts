@@ -2,14 +2,14 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Buffer } from 'node:buffer';
 import http2 from 'node:http2';
-import { Authenticator } from '../../../src/tunnel/auth.js';
-import { TunnelClient } from '../../../src/tunnel/client.js';
-import { encodeCapsule } from '../../../src/tunnel/codec/capsule.js';
-import { encodeVarint } from '../../../src/tunnel/codec/varint.js';
-import { buildTransport } from '../../../src/tunnel/client-config.js';
-import { TargetPolicy } from '../../../src/tunnel/policy.js';
-import { TunnelServer, H2_PREFACE } from '../../../src/tunnel/server/tunnel-server.js';
-import { openUdpPeer, startUdpEcho, waitUntil, type UdpEcho } from '../../helpers/net.js';
+import { Authenticator } from '../../../../src/tunnel/auth.js';
+import { TunnelClient } from '../../../../src/tunnel/client.js';
+import { encodeCapsule } from '../../../../src/tunnel/codec/capsule.js';
+import { encodeVarint } from '../../../../src/tunnel/codec/varint.js';
+import { buildTransport } from '../../../../src/tunnel/client-config.js';
+import { TargetPolicy } from '../../../../src/tunnel/policy.js';
+import { TunnelServer, H2_PREFACE } from '../../../../src/tunnel/server/tunnel-server.js';
+import { openUdpPeer, startUdpEcho, waitUntil, type UdpEcho } from '../../../helpers/net.js';
 import {
   connectUdpHeaders,
   h1Request,
@@ -17,10 +17,9 @@ import {
   h2Session,
   openHandles,
   rawH1,
-  startDnsStub,
   waitClose,
-  type DnsStub,
-} from '../../helpers/tunnel.js';
+} from '../../../helpers/tunnel.js';
+import { startTestDns, type TestDnsServer } from '../../../helpers/dns-server.js';
 
 const TOKEN = 'good-token';
 const BEARER = `Bearer ${TOKEN}`;
@@ -179,9 +178,9 @@ const CASES: Case[] = [
   { name: 'binary noise instead of a request', kind: 'raw', bytes: Buffer.from([0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00, 0x00, 0x00, 0x0d, 0x0a, 0x0d, 0x0a]), expect: status(400) },
 ];
 
-describe('bad input against a live serve', () => {
+describe('tunnel/server: bad input against a live server', () => {
   let echo: UdpEcho;
-  let dns: DnsStub;
+  let dns: TestDnsServer;
   let server: TunnelServer;
   let port: number;
   let authority: string;
@@ -193,7 +192,7 @@ describe('bad input against a live serve', () => {
 
   before(async () => {
     echo = await startUdpEcho('127.0.0.1');
-    dns = await startDnsStub({ 'echo.test': { a: ['127.0.0.1'] } }, ['slow.test']);
+    dns = await startTestDns({ 'echo.test': { a: ['127.0.0.1'] }, 'slow.test': 'silent' });
     server = new TunnelServer({
       host: '127.0.0.1',
       port: 0,

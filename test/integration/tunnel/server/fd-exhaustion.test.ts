@@ -6,13 +6,13 @@ import net from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { encodeDatagramCapsule } from '../../../src/tunnel/codec/datagram.js';
-import type { ServerCounters } from '../../../src/tunnel/server/tunnel-server.js';
-import { startCli } from '../../helpers/cli.js';
-import { startUdpEcho, type UdpEcho } from '../../helpers/net.js';
-import { connectUdpHeaders, h1Request, h2Request, h2Session, rawH1, type H2Result } from '../../helpers/tunnel.js';
+import { encodeDatagramCapsule } from '../../../../src/tunnel/codec/datagram.js';
+import type { ServerCounters } from '../../../../src/tunnel/server/tunnel-server.js';
+import { startCli } from '../../../helpers/cli.js';
+import { startUdpEcho, type UdpEcho } from '../../../helpers/net.js';
+import { connectUdpHeaders, h1Request, h2Request, h2Session, rawH1, type H2Result } from '../../../helpers/tunnel.js';
 
-const SCRIPT = fileURLToPath(new URL('../../helpers/fd-limit-server.js', import.meta.url));
+const SCRIPT = fileURLToPath(new URL('../../../helpers/fd-limit-server.js', import.meta.url));
 /** Low enough that a few dozen tunnels use up the descriptors, high enough for Node to start. */
 const FD_LIMIT = 64;
 /** More tunnels than FD_LIMIT descriptors could ever hold: reaching it means the limit was never hit. */
@@ -96,7 +96,7 @@ async function roundTrip(stream: NodeJS.ReadWriteStream, text: string): Promise<
 
 const proxyStatus = (headers: Array<[string, string]> | undefined): string => headers?.find(([k]) => k === 'proxy-status')?.[1] ?? '';
 
-describe(`descriptor exhaustion (child process under ulimit -n ${FD_LIMIT})`, () => {
+describe(`tunnel/server: descriptor exhaustion (child process under ulimit -n ${FD_LIMIT})`, () => {
   let echo: UdpEcho;
 
   before(async () => {
@@ -206,7 +206,7 @@ describe(`descriptor exhaustion (child process under ulimit -n ${FD_LIMIT})`, ()
   });
 
   it('serve logs running out of descriptors at most once per 10 s, with the count held back, and counts every one', async () => {
-    const serve = startCli(['serve', '--listen', '127.0.0.1:0', '--json', '--max-streams', '1000'], {}, { fdLimit: CLI_FD_LIMIT });
+    const serve = startCli(['serve', '--listen', '127.0.0.1:0', '--json', '--max-streams', '1000'], { fdLimit: CLI_FD_LIMIT });
     const startedAt = Date.now();
     const open: H2Result[] = [];
     let session: http2.ClientHttp2Session | null = null;

@@ -1,16 +1,16 @@
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import { after, before, describe, it } from 'node:test';
-import { encodeCapsule } from '../../../src/tunnel/codec/capsule.js';
-import { encodeDatagramCapsule } from '../../../src/tunnel/codec/datagram.js';
-import { encodeVarint } from '../../../src/tunnel/codec/varint.js';
-import { TargetPolicy } from '../../../src/tunnel/policy.js';
-import { TunnelServer } from '../../../src/tunnel/server/tunnel-server.js';
-import { closed, connectUdpHeaders, h2Connect, rawRequest } from '../../helpers/h2.js';
-import { openUdpPeer, startUdpEcho, waitUntil, type UdpEcho } from '../../helpers/net.js';
-import { h1Request, rawH1 } from '../../helpers/tunnel.js';
+import { encodeCapsule } from '../../../../src/tunnel/codec/capsule.js';
+import { encodeDatagramCapsule } from '../../../../src/tunnel/codec/datagram.js';
+import { encodeVarint } from '../../../../src/tunnel/codec/varint.js';
+import { TargetPolicy } from '../../../../src/tunnel/policy.js';
+import { TunnelServer } from '../../../../src/tunnel/server/tunnel-server.js';
+import { closed, connectUdpHeaders, h2Connect, rawRequest } from '../../../helpers/h2.js';
+import { openUdpPeer, startUdpEcho, waitUntil, type UdpEcho } from '../../../helpers/net.js';
+import { h1Request, rawH1 } from '../../../helpers/tunnel.js';
 
-describe('serve: request validation and malformed capsule streams', () => {
+describe('tunnel/server: request validation and malformed capsule streams', () => {
   let server: TunnelServer;
   let echo: UdpEcho;
   let session: http2.ClientHttp2Session;

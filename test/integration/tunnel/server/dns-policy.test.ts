@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import { after, before, describe, it } from 'node:test';
-import { encodeDatagramCapsule } from '../../../src/tunnel/codec/datagram.js';
-import { TargetPolicy, parseRuleList } from '../../../src/tunnel/policy.js';
-import { TunnelServer } from '../../../src/tunnel/server/tunnel-server.js';
-import { startTestDns, type TestDnsServer } from '../../helpers/dns-server.js';
-import { connectUdpHeaders, h2Connect, rawRequest } from '../../helpers/h2.js';
-import { startUdpEcho, type UdpEcho } from '../../helpers/net.js';
+import { encodeDatagramCapsule } from '../../../../src/tunnel/codec/datagram.js';
+import { TargetPolicy, parseRuleList } from '../../../../src/tunnel/policy.js';
+import { TunnelServer } from '../../../../src/tunnel/server/tunnel-server.js';
+import { startTestDns, type TestDnsServer } from '../../../helpers/dns-server.js';
+import { connectUdpHeaders, h2Connect, rawRequest } from '../../../helpers/h2.js';
+import { startUdpEcho, type UdpEcho } from '../../../helpers/net.js';
 
-describe('serve: DNS resolution before answering, policy on resolved addresses', () => {
+describe('tunnel/server: DNS resolution before answering, policy on resolved addresses', () => {
   let dns: TestDnsServer;
   let server: TunnelServer;
   let echo: UdpEcho;

@@ -3,17 +3,17 @@ import assert from 'node:assert/strict';
 import { Buffer } from 'node:buffer';
 import http2 from 'node:http2';
 import net from 'node:net';
-import { Authenticator } from '../../../src/tunnel/auth.js';
-import { TunnelClient } from '../../../src/tunnel/client.js';
-import { buildTransport } from '../../../src/tunnel/client-config.js';
-import { encodeDatagramCapsule } from '../../../src/tunnel/codec/datagram.js';
-import { headerValues, parseResponseHead, type Http1Head } from '../../../src/tunnel/http/http1-head.js';
-import { TargetPolicy } from '../../../src/tunnel/policy.js';
-import { TunnelServer, type TunnelServerOptions } from '../../../src/tunnel/server/tunnel-server.js';
-import { openRawH2Peer, statusOf, type RawH2Peer, type ReceivedFrame } from '../../helpers/h2-raw-peer.js';
-import { END_HEADERS, h2Frame, headerBlock } from '../../helpers/h2-writer.js';
-import { openUdpPeer, startUdpEcho, waitUntil, type UdpEcho } from '../../helpers/net.js';
-import { connectUdpHeaders, h2Request, h2Session, waitClose } from '../../helpers/tunnel.js';
+import { Authenticator } from '../../../../src/tunnel/auth.js';
+import { TunnelClient } from '../../../../src/tunnel/client.js';
+import { buildTransport } from '../../../../src/tunnel/client-config.js';
+import { encodeDatagramCapsule } from '../../../../src/tunnel/codec/datagram.js';
+import { headerValues, parseResponseHead, type Http1Head } from '../../../../src/tunnel/http/http1-head.js';
+import { TargetPolicy } from '../../../../src/tunnel/policy.js';
+import { TunnelServer, type TunnelServerOptions } from '../../../../src/tunnel/server/tunnel-server.js';
+import { openRawH2Peer, statusOf, type RawH2Peer, type ReceivedFrame } from '../../../helpers/h2-raw-peer.js';
+import { END_HEADERS, h2Frame, headerBlock } from '../../../helpers/h2-writer.js';
+import { openUdpPeer, startUdpEcho, waitUntil, type UdpEcho } from '../../../helpers/net.js';
+import { connectUdpHeaders, h2Request, h2Session, waitClose } from '../../../helpers/tunnel.js';
 
 const HOSTS = ['127.0.0.1', '::1'] as const;
 const TOKEN = 'correct-horse-battery-staple-42';
@@ -46,7 +46,7 @@ function h1Attempt(port: number, host: string, localAddress: string, path: strin
   });
 }
 
-describe('admission: stream limit, failed authentications, sessions per client address', () => {
+describe('tunnel/server: admission by stream limit, failed authentications and sessions per client address', () => {
   let echo4: UdpEcho;
   let echo6: UdpEcho;
   const servers: TunnelServer[] = [];

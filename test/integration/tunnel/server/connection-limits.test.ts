@@ -2,18 +2,18 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import tls from 'node:tls';
-import { TunnelClient } from '../../../src/tunnel/client.js';
-import { buildTransport } from '../../../src/tunnel/client-config.js';
-import { TargetPolicy } from '../../../src/tunnel/policy.js';
-import { TunnelServer, headerListSize, type TunnelServerOptions } from '../../../src/tunnel/server/tunnel-server.js';
-import { generateCertificate } from '../../../src/tunnel/tls-cert.js';
-import type { H2ConnectUdpTransport } from '../../../src/tunnel/transport/h2.js';
-import { encodeDatagramCapsule } from '../../../src/tunnel/codec/datagram.js';
-import { startScriptedUpstream } from '../../helpers/h2-peer.js';
-import { openRawH2Peer, statusOf, type ReceivedFrame } from '../../helpers/h2-raw-peer.js';
-import { PREFACE, settingsFrame } from '../../helpers/h2-writer.js';
-import { openUdpPeer, startUdpEcho, waitUntil, type UdpEcho } from '../../helpers/net.js';
-import { connectUdpHeaders, h2Request, h2Session, waitClose } from '../../helpers/tunnel.js';
+import { TunnelClient } from '../../../../src/tunnel/client.js';
+import { buildTransport } from '../../../../src/tunnel/client-config.js';
+import { TargetPolicy } from '../../../../src/tunnel/policy.js';
+import { TunnelServer, headerListSize, type TunnelServerOptions } from '../../../../src/tunnel/server/tunnel-server.js';
+import { generateCertificate } from '../../../../src/tunnel/tls-cert.js';
+import type { H2ConnectUdpTransport } from '../../../../src/tunnel/transport/h2.js';
+import { encodeDatagramCapsule } from '../../../../src/tunnel/codec/datagram.js';
+import { startScriptedUpstream } from '../../../helpers/h2-peer.js';
+import { openRawH2Peer, statusOf, type ReceivedFrame } from '../../../helpers/h2-raw-peer.js';
+import { PREFACE, settingsFrame } from '../../../helpers/h2-writer.js';
+import { openUdpPeer, startUdpEcho, waitUntil, type UdpEcho } from '../../../helpers/net.js';
+import { connectUdpHeaders, h2Request, h2Session, waitClose } from '../../../helpers/tunnel.js';
 
 const HOSTS = ['127.0.0.1', '::1'] as const;
 const ENHANCE_YOUR_CALM = 0x0b;
@@ -41,7 +41,7 @@ function paddedRequest(host: string, port: number, size: number): Array<[string,
 
 const isStream = (type: string, id: number) => (f: ReceivedFrame) => f.type === type && 'streamId' in f && f.streamId === id;
 
-describe('connection limits: idle HTTP/2 connections, connection count, HTTP/2 header list size', () => {
+describe('tunnel/server: connection limits (idle HTTP/2 connections, connection count, HTTP/2 header list size)', () => {
   let echo4: UdpEcho;
   let echo6: UdpEcho;
   const servers: TunnelServer[] = [];

@@ -1,16 +1,16 @@
 import assert from 'node:assert/strict';
-import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import { after, describe, it } from 'node:test';
 import { encodeCapsule } from '../../../src/tunnel/codec/capsule.js';
 import { encodeDatagramCapsule } from '../../../src/tunnel/codec/datagram.js';
 import { DatagramChannel } from '../../../src/tunnel/datagram-channel.js';
 import type { DatagramChannelOptions } from '../../../src/tunnel/datagram-channel.js';
 import type { UdpTunnelError } from '../../../src/tunnel/errors.js';
-import { tcpPair } from '../../helpers/net.js';
+import { streamPair } from '../../helpers/stream-pair.js';
 
 
 /** Counts the writes made on `s` and the bytes in them. */
-function countWrites(s: net.Socket): { writes: number; bytes: number } {
+function countWrites(s: Duplex): { writes: number; bytes: number } {
   const counts = { writes: 0, bytes: 0 };
   const write = s.write.bind(s) as (chunk: Buffer) => boolean;
   (s as unknown as { write: (chunk: Buffer) => boolean }).write = (chunk: Buffer) => {
@@ -44,14 +44,14 @@ async function until(cond: () => boolean): Promise<void> {
   assert.ok(cond(), 'condition not reached');
 }
 
-describe('DatagramChannel over a socket', () => {
+describe('tunnel/datagram-channel: DatagramChannel over a stream pair', () => {
   const pairs: { close(): void }[] = [];
   after(() => {
     for (const p of pairs) p.close();
   });
 
   it('writes the datagrams of one turn as one write at its end, intact and in order', async () => {
-    const pair = await tcpPair();
+    const pair = streamPair();
     pairs.push(pair);
     const writes = countWrites(pair.a);
     const tx = new DatagramChannel(pair.a, options());
@@ -69,7 +69,7 @@ describe('DatagramChannel over a socket', () => {
   });
 
   it('writes each datagram at once when coalescing is off', async () => {
-    const pair = await tcpPair();
+    const pair = streamPair();
     pairs.push(pair);
     const writes = countWrites(pair.a);
     const tx = new DatagramChannel(pair.a, options({ coalesceWrites: false }));
@@ -79,7 +79,7 @@ describe('DatagramChannel over a socket', () => {
   });
 
   it('counts the pending batch toward maxWriteBuffer and drops what does not fit', async () => {
-    const pair = await tcpPair();
+    const pair = streamPair();
     pairs.push(pair);
     // Each 40-byte payload takes 43 bytes as a capsule; the check lets a send through while at most 100 are held.
     const tx = new DatagramChannel(pair.a, options({ maxWriteBuffer: 100 }));
@@ -91,7 +91,7 @@ describe('DatagramChannel over a socket', () => {
   });
 
   it('sendRaw writes the pending datagrams first, keeping the byte order', async () => {
-    const pair = await tcpPair();
+    const pair = streamPair();
     pairs.push(pair);
     const tx = new DatagramChannel(pair.a, options());
     const rxOpts = options({ role: 'server' });
@@ -105,7 +105,7 @@ describe('DatagramChannel over a socket', () => {
   });
 
   it('delivers context 0 in a non-minimal encoding and drops other context IDs (RFC 9298 §4)', async () => {
-    const pair = await tcpPair();
+    const pair = streamPair();
     pairs.push(pair);
     const rxOpts = options({ role: 'server' });
     const rx = new DatagramChannel(pair.b, rxOpts);
@@ -119,7 +119,7 @@ describe('DatagramChannel over a socket', () => {
   });
 
   it('reports a context-0 payload over 65527 bytes as malformed (RFC 9298 §5)', async () => {
-    const pair = await tcpPair();
+    const pair = streamPair();
     pairs.push(pair);
     const rxOpts = options({ role: 'server' });
     new DatagramChannel(pair.b, rxOpts);
