@@ -67,13 +67,14 @@ describe('authentication', () => {
       assert.equal(r.error?.code, ErrorCodes.AUTH_REQUIRED);
       assert.equal(r.error?.details['status'], challengeStatus);
       assert.match(r.error!.message, /rejected the credentials/);
-      assert.equal(r.error?.details['retryable'], false);
+      assert.equal(r.error?.retryable, false);
     });
     it(`HTTP/${http}: no token gets ${challengeStatus} with a hint`, async () => {
       const r = await attempt({ proxy: url, http }, echo);
       assert.equal(r.error?.code, ErrorCodes.AUTH_REQUIRED);
       assert.equal(r.error?.details['status'], challengeStatus);
-      assert.match(r.error!.message, /--token/);
+      assert.match(r.error!.message, /set token or user:pass@ in the proxy URL/);
+      assert.deepEqual(r.error?.details['related'], ['token']);
     });
     it(`HTTP/${http}: wrong Basic password is refused`, async () => {
       const r = await attempt({ proxy: url.replace('//', '//alice:nope@'), http }, echo);
@@ -125,8 +126,8 @@ describe('TLS trust', () => {
     const r = await attempt({ proxy: url }, echo);
     assert.equal(r.error?.code, ErrorCodes.TLS);
     assert.match(r.error!.message, /self-signed certificate/);
-    assert.match(r.error!.message, /--ca FILE, --pin sha256\/\.\.\. or --insecure/);
-    assert.equal(r.error?.details['retryable'], false);
+    assert.match(r.error!.message, /set tls\.ca, tls\.pins or tls\.insecure/);
+    assert.equal(r.error?.retryable, false);
   });
 
   it('--ca trusts a private CA, over HTTP/2, HTTP/1.1 and POST', async () => {
@@ -147,7 +148,7 @@ describe('TLS trust', () => {
     for (const http of ['2', '1.1'] as const) assert.deepEqual(await attempt({ proxy: url, http, tls: { pins: [selfSigned.pin] } }, echo), { reply: 'hi' });
     const r = await attempt({ proxy: url, tls: { pins: [leaf.pin] } }, echo);
     assert.equal(r.error?.code, ErrorCodes.TLS);
-    assert.equal(r.error!.message, `TLS certificate pin mismatch for ${new URL(url).host}: the proxy presented ${selfSigned.pin}, which no --pin names`);
+    assert.equal(r.error!.message, `TLS certificate pin mismatch for ${new URL(url).host}: the proxy presented ${selfSigned.pin}, which no tls.pins entry names`);
   });
 
   it('--insecure skips verification', async () => {
@@ -161,7 +162,7 @@ describe('TLS trust', () => {
       assert.deepEqual(await attempt({ proxy: url, http, tls: { ca: authority.cert, cert: clientCert.cert, key: clientCert.key } }, echo), { reply: 'hi' });
       const r = await attempt({ proxy: url, http, tls: { ca: authority.cert } }, echo);
       assert.equal(r.error?.code, ErrorCodes.TLS, `HTTP/${http} without a client certificate`);
-      assert.match(r.error.message, /--cert FILE --key FILE/);
+      assert.match(r.error.message, /set tls\.cert and tls\.key/);
     }
     const selfClient = await attempt({ proxy: url, tls: { ca: authority.cert, cert: selfSigned.cert, key: selfSigned.key } }, echo);
     assert.ok(selfClient.error, 'a certificate from another CA must fail');
