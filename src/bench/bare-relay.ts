@@ -73,7 +73,7 @@ function requireLiteral(host: string, what: string): 4 | 6 {
 
 function checkMaxDatagram(v: number): number {
   if (!Number.isInteger(v) || v < 0 || v > MAX_FRAME_PAYLOAD) {
-    throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `maxDatagram must be an integer 0..${MAX_FRAME_PAYLOAD} (2-byte frame length)`, { value: v });
+    throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `maxDatagram must be an integer 0..${MAX_FRAME_PAYLOAD} (2-byte frame length)`, { option: 'maxDatagram', value: v });
   }
   return v;
 }

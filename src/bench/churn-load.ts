@@ -118,10 +118,13 @@ export class ChurnLoad {
   firstReplyAfterMarkMs: number | null = null;
 
   constructor(private readonly o: ChurnLoadOptions) {
-    if (!Number.isFinite(o.rate) || o.rate <= 0) throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `rate must be above 0, got ${String(o.rate)}`);
-    if (!Number.isInteger(o.peers) || o.peers < 1) throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `peers must be a whole number of at least 1, got ${String(o.peers)}`);
+    if (!Number.isFinite(o.rate) || o.rate <= 0) throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `rate must be above 0, got ${String(o.rate)}`, { option: 'rate', value: o.rate });
+    if (!Number.isInteger(o.peers) || o.peers < 1) throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `peers must be a whole number of at least 1, got ${String(o.peers)}`, { option: 'peers', value: o.peers });
     if (!Number.isFinite(o.churnPerSecond) || o.churnPerSecond < 0) {
-      throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `churn must be 0 or more peers per second, got ${String(o.churnPerSecond)}`);
+      throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `churnPerSecond must be 0 or more peers per second, got ${String(o.churnPerSecond)}`, {
+        option: 'churnPerSecond',
+        value: o.churnPerSecond,
+      });
     }
     createProbeBuffer(o.size); // validates the size
     this.intervalUs = 1e6 / o.rate;

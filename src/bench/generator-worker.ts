@@ -43,6 +43,7 @@ runLoad(options)
         message: e.message,
         code: isUdpTunnelError(e) ? e.code : null,
         details: isUdpTunnelError(e) ? plainDetails(e.details) : {},
+        retryable: isUdpTunnelError(e) ? e.retryable : false,
       },
     });
   })

@@ -592,7 +592,7 @@ export async function runLoadInWorker(options: LoadOptions): Promise<LoadResult>
         result = msg.result;
       } else if (msg.type === 'error') {
         const e = msg.error;
-        failure = e.code !== null ? new UdpTunnelError(e.code, e.message, e.details) : new Error(e.message);
+        failure = e.code !== null ? new UdpTunnelError(e.code, e.message, e.details, { retryable: e.retryable }) : new Error(e.message);
       }
     });
     worker.on('error', (err) => {

@@ -156,7 +156,7 @@ interface Normalized {
 }
 
 function invalid(option: string, value: unknown, rule: string): UdpTunnelError {
-  return new UdpTunnelError(ErrorCodes.INVALID_OPTION, `--${option} ${rule}, got ${String(value)}`, { option, value });
+  return new UdpTunnelError(ErrorCodes.INVALID_OPTION, `${option} ${rule}, got ${String(value)}`, { option, value });
 }
 
 /** Validates options and fills defaults; throws INVALID_OPTION naming the bad option before anything starts. */
@@ -168,43 +168,52 @@ export function normalizeBenchOptions(o: BenchOptions): Normalized {
   if (!Number.isInteger(runs) || runs < 1 || runs > MAX_RUNS) throw invalid('runs', runs, `must be an integer 1..${MAX_RUNS}`);
   const idleSessions = o.idleSessions ?? d.idleSessions;
   if (!Number.isInteger(idleSessions) || idleSessions < 0 || idleSessions > MAX_IDLE_SESSIONS) {
-    throw invalid('idle-sessions', idleSessions, `must be an integer 0..${MAX_IDLE_SESSIONS}`);
+    throw invalid('idleSessions', idleSessions, `must be an integer 0..${MAX_IDLE_SESSIONS}`);
   }
   const isolation = o.isolation ?? d.isolation;
   if (isolation !== 'process' && isolation !== 'worker') throw invalid('isolation', isolation, 'must be process or worker');
   const modeSpec = benchMode(o.mode ?? d.mode);
   const mode = modeSpec.name;
   if (o.postPath !== undefined && !modeSpec.usesPostPath) {
-    const which = BENCH_MODES.filter((m) => m.usesPostPath).map((m) => `--mode ${m.name}`);
-    throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `--post-path applies only to ${which.join(', ')}`, { option: 'post-path', value: o.postPath });
+    const which = BENCH_MODES.filter((m) => m.usesPostPath).map((m) => m.name);
+    throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `postPath applies only to mode ${which.join(', ')}`, {
+      option: 'postPath',
+      value: o.postPath,
+      related: ['mode'],
+    });
   }
   const postPath = modeSpec.usesPostPath ? checkBenchPostPath(o.postPath ?? d.postPath) : null;
   const proxy = o.proxy ?? null;
   const target = o.target ?? null;
   if ((proxy === null) !== (target === null)) {
-    throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, '--proxy and --target go together: the target is the UDP echo the external proxy reaches', {
+    throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, 'proxy and target go together: the target is the UDP echo the external proxy reaches', {
       option: proxy === null ? 'target' : 'proxy',
+      related: [proxy === null ? 'proxy' : 'target'],
     });
   }
-  if (target !== null) parseHostPort(target, { what: '--target' });
+  if (target !== null) parseHostPort(target, { what: 'target', option: 'target' });
   if (proxy !== null && isBareRelayMode(mode)) {
     throw new UdpTunnelError(
       ErrorCodes.INVALID_OPTION,
-      '--mode bare-relay measures two local bare relays in place of serve and connect; it cannot use an external --proxy',
-      { option: 'proxy' },
+      'mode bare-relay measures two local bare relays in place of serve and connect; it cannot use an external proxy',
+      { option: 'proxy', related: ['mode'] },
     );
   }
   if (proxy !== null && o.tls) {
-    throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, "--tls applies to the bench's own serve; for an external proxy use an https:// --proxy URL", {
+    throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, "tls applies to the bench's own serve; for an external one, make proxy an https:// URL", {
       option: 'tls',
+      related: ['proxy'],
     });
   }
   const direct = o.direct ?? d.direct;
   if (!direct && o.failIf?.conditions.some((c) => c.metric === 'ratio')) {
-    throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, '--fail-if ratio needs the direct path (drop --no-direct)', { option: 'fail-if' });
+    throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, 'failIf ratio needs the direct path (drop direct: false)', {
+      option: 'failIf',
+      related: ['direct: false'],
+    });
   }
   const sampleIntervalMs = o.sampleIntervalMs ?? d.sampleIntervalMs;
-  if (!Number.isFinite(sampleIntervalMs) || sampleIntervalMs < 10) throw invalid('sample-interval', sampleIntervalMs, 'must be at least 10 ms');
+  if (!Number.isFinite(sampleIntervalMs) || sampleIntervalMs < 10) throw invalid('sampleIntervalMs', sampleIntervalMs, 'must be at least 10 ms');
   const load = o.load ?? d.load;
   // Fails on bad load options here, before any component starts.
   const n = normalizeLoadOptions({
@@ -349,7 +358,7 @@ export async function runBench(options: BenchOptions): Promise<BenchDocument> {
       components: [serve, connect].flatMap((c) => (c ? [{ role: c.role, address: c.address.address, port: c.address.port, pid: c.pid }] : [])),
       echo: echo ? { address: echo.address.address, port: echo.address.port } : null,
     });
-    const direct = parseHostPort(targetSpec, { what: '--target' });
+    const direct = parseHostPort(targetSpec, { what: 'target', option: 'target' });
     const base: Omit<LoadOptions, 'target'> = {
       size: p.size,
       sessions: p.sessions,

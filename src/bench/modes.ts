@@ -119,13 +119,13 @@ export function benchMode(name: string): BenchModeSpec {
 }
 
 /**
- * Checks a --post-path value: it must start with `/` and hold no spaces, control characters or `=` (serve's
- * `--post-route PATH=HOST:PORT` splits at the first `=`). Throws INVALID_OPTION.
+ * Checks a `postPath` value: it must start with `/` and hold no spaces, control characters or `=` (serve's
+ * `postRoutes` entries `PATH=HOST:PORT` split at the first `=`). Throws INVALID_OPTION.
  */
 export function checkBenchPostPath(path: string): string {
   if (!path.startsWith('/') || /[\s\x00-\x1f\x7f=]/.test(path)) {
-    throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `--post-path must start with / and contain no spaces, control characters or =, got ${JSON.stringify(path)}`, {
-      option: 'post-path',
+    throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `postPath must start with / and contain no spaces, control characters or =, got ${JSON.stringify(path)}`, {
+      option: 'postPath',
       value: path,
     });
   }

@@ -381,7 +381,7 @@ function normalize(o: SoakOptions): Omit<SoakParameters, 'rate' | 'rateSource' |
   const d = SOAK_DEFAULTS;
   const durationMs = o.durationMs ?? d.durationMs;
   const bad = (option: string, value: unknown, rule: string): UdpTunnelError =>
-    new UdpTunnelError(ErrorCodes.INVALID_OPTION, `--${option} ${rule}, got ${String(value)}`, { option, value });
+    new UdpTunnelError(ErrorCodes.INVALID_OPTION, `${option} ${rule}, got ${String(value)}`, { option, value });
   const positive = (option: string, v: number): number => {
     if (!Number.isFinite(v) || v <= 0) throw bad(option, v, 'must be above 0');
     return v;
@@ -390,28 +390,28 @@ function normalize(o: SoakOptions): Omit<SoakParameters, 'rate' | 'rateSource' |
     if (!Number.isInteger(v) || v < min) throw bad(option, v, `must be a whole number of at least ${min}`);
     return v;
   };
-  positive('duration', durationMs);
+  positive('durationMs', durationMs);
   if (o.rate !== undefined) positive('rate', o.rate);
   const killAtMs = o.killAtMs === undefined ? Math.round(durationMs * 0.4) : o.killAtMs;
   if (killAtMs !== null && (!Number.isFinite(killAtMs) || killAtMs < 0 || killAtMs >= durationMs)) {
-    throw bad('kill-at', killAtMs, 'must lie within the duration');
+    throw bad('killAtMs', killAtMs, 'must lie within the duration');
   }
   return {
     durationMs,
     rate: o.rate,
     overload: positive('overload', o.overload ?? d.overload),
-    capacityMs: positive('capacity-time', o.capacityMs ?? d.capacityMs),
+    capacityMs: positive('capacityMs', o.capacityMs ?? d.capacityMs),
     size: whole('size', o.size ?? d.size, 32),
     peers: whole('peers', o.peers ?? d.peers, 1),
-    churnPerSecond: whole('churn', o.churnPerSecond ?? d.churnPerSecond, 0),
-    stalledRate: positive('stalled-rate', o.stalledRate ?? d.stalledRate),
-    stalledPeers: whole('stalled-peers', o.stalledPeers ?? d.stalledPeers, 1),
+    churnPerSecond: whole('churnPerSecond', o.churnPerSecond ?? d.churnPerSecond, 0),
+    stalledRate: positive('stalledRate', o.stalledRate ?? d.stalledRate),
+    stalledPeers: whole('stalledPeers', o.stalledPeers ?? d.stalledPeers, 1),
     killAtMs,
-    idleTimeoutMs: positive('idle-timeout', o.idleTimeoutMs ?? d.idleTimeoutMs),
+    idleTimeoutMs: positive('idleTimeoutMs', o.idleTimeoutMs ?? d.idleTimeoutMs),
     drainMs: o.drainMs ?? d.drainMs,
     lingerMs: o.lingerMs ?? d.lingerMs,
     rssSkipMs: o.rssSkipMs ?? Math.min(10_000, Math.round(durationMs / 3)),
-    reportIntervalMs: positive('interval', o.reportIntervalMs ?? d.reportIntervalMs),
+    reportIntervalMs: positive('reportIntervalMs', o.reportIntervalMs ?? d.reportIntervalMs),
     recoveryGraceMs: o.recoveryGraceMs ?? d.recoveryGraceMs,
     host: HOST,
     nodeOptions: o.nodeOptions ?? [],

@@ -1,6 +1,6 @@
 import { build } from 'hdr-histogram-js';
 import type { Histogram } from 'hdr-histogram-js';
-import { ErrorCodes, UdpTunnelError } from '../tunnel/errors.js';
+import { ErrorCodes, UdpTunnelError, type ErrorDetails } from '../tunnel/errors.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Sequence tracking
@@ -327,8 +327,8 @@ const UNIT_TO_US: Readonly<Record<string, number>> = { us: 1, 'µs': 1, ms: 1000
 const CONDITION_RE = /^([a-z][a-z0-9.]*)(>=|<=|>|<)(.*)$/;
 const NUMBER_UNIT_RE = /^([0-9]+(?:\.[0-9]+)?|\.[0-9]+)([a-zµ%]*)$/;
 
-function failIfError(message: string, details: Record<string, unknown>): UdpTunnelError {
-  return new UdpTunnelError(ErrorCodes.INVALID_OPTION, `--fail-if: ${message}`, { option: 'fail-if', ...details });
+function failIfError(message: string, details: ErrorDetails<typeof ErrorCodes.INVALID_OPTION>): UdpTunnelError {
+  return new UdpTunnelError(ErrorCodes.INVALID_OPTION, `failIf: ${message}`, { option: 'failIf', ...details });
 }
 
 /**
@@ -342,16 +342,16 @@ export function parseFailIf(spec: string): FailCondition[] {
   for (const raw of items) {
     const text = raw.replace(/\s+/g, '').toLowerCase();
     if (text === '') {
-      throw failIfError(spec.trim() === '' ? 'empty specification' : `empty condition in "${spec}"`, { spec });
+      throw failIfError(spec.trim() === '' ? 'empty specification' : `empty condition in "${spec}"`, { value: spec });
     }
     const m = CONDITION_RE.exec(text);
     if (!m) {
-      throw failIfError(`"${raw.trim()}" is not <metric><op><value> (ops: > >= < <=)`, { spec, condition: raw.trim() });
+      throw failIfError(`"${raw.trim()}" is not <metric><op><value> (ops: > >= < <=)`, { value: spec, condition: raw.trim() });
     }
     const [, metricText, op, valueText] = m as unknown as [string, string, FailOperator, string];
     if (!(FAIL_METRICS as readonly string[]).includes(metricText)) {
       throw failIfError(`unknown metric "${metricText}" in "${raw.trim()}" (known: ${FAIL_METRICS.join(' ')})`, {
-        spec,
+        value: spec,
         condition: raw.trim(),
         metric: metricText,
       });
@@ -360,7 +360,7 @@ export function parseFailIf(spec: string): FailCondition[] {
     const nm = NUMBER_UNIT_RE.exec(valueText);
     if (!nm) {
       throw failIfError(`"${valueText}" in "${raw.trim()}" is not a non-negative number with an optional unit`, {
-        spec,
+        value: spec,
         condition: raw.trim(),
       });
     }
@@ -371,19 +371,19 @@ export function parseFailIf(spec: string): FailCondition[] {
       const scale = UNIT_TO_US[unit];
       if (scale === undefined) {
         throw failIfError(`${metric} needs a unit us, ms or s (e.g. ${metric}${op}5ms), got "${valueText}"`, {
-          spec,
+          value: spec,
           condition: raw.trim(),
         });
       }
       threshold = value * scale;
     } else if (metric === 'loss') {
       if (unit !== '%') {
-        throw failIfError(`loss needs a percentage (e.g. loss${op}0.1%), got "${valueText}"`, { spec, condition: raw.trim() });
+        throw failIfError(`loss needs a percentage (e.g. loss${op}0.1%), got "${valueText}"`, { value: spec, condition: raw.trim() });
       }
       threshold = value / 100;
     } else {
       if (unit !== '') {
-        throw failIfError(`${metric} takes a plain number without a unit, got "${valueText}"`, { spec, condition: raw.trim() });
+        throw failIfError(`${metric} takes a plain number without a unit, got "${valueText}"`, { value: spec, condition: raw.trim() });
       }
       threshold = value;
     }

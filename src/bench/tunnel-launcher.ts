@@ -182,7 +182,7 @@ function track(child: ChildProcess): void {
 /** The mode context of a component: its target and request path. Throws INVALID_OPTION without a target. */
 export function componentContext(spec: Pick<ComponentSpec, 'role' | 'target' | 'postPath'>): BenchModeContext {
   if (spec.target === undefined) throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `a bench ${spec.role} component needs a target`);
-  return { target: parseHostPort(spec.target, { what: '--target' }), postPath: spec.postPath ?? DEFAULT_BENCH_POST_PATH };
+  return { target: parseHostPort(spec.target, { what: 'target', option: 'target' }), postPath: spec.postPath ?? DEFAULT_BENCH_POST_PATH };
 }
 
 /** The bench's connect is its serve's only client, so one address holds every session: the per-client cap is the server-wide one. */

@@ -18,6 +18,8 @@ export interface WorkerError {
   message: string;
   code: ErrorCode | null;
   details: Record<string, unknown>;
+  /** The error's `retryable`, for a coded error. */
+  retryable: boolean;
 }
 
 /** Messages the generator worker posts to its parent. */

@@ -3,6 +3,7 @@ import { parseHostPort } from '../tunnel/address.js';
 import { ErrorCodes, UdpTunnelError, isUdpTunnelError } from '../tunnel/errors.js';
 import { RelayBack, RelayFront } from '../bench/bare-relay.js';
 import { resolveUdpHost } from '../bench/resolve-host.js';
+import { exitCodeFor, flagMessage } from './errors.js';
 
 // Process entry of the bench's bare relays (process isolation), deliberately not a CLI command: the relays are a
 // measuring aid, not a product. Like a tunnel component started with `--json`, it speaks NDJSON on stdout, which
@@ -108,8 +109,8 @@ main(process.argv.slice(2)).then(
     process.exitCode = 0;
   },
   (err: unknown) => {
-    const code = isUdpTunnelError(err) ? err.code : null;
-    process.stderr.write(`bare-relay-process: ${(err as Error)?.message ?? String(err)}${code ? ` [${code}]` : ''}\n`);
-    process.exitCode = code === ErrorCodes.INVALID_OPTION || code === ErrorCodes.INVALID_ADDRESS ? 2 : 1;
+    const message = isUdpTunnelError(err) ? `${flagMessage(err)} [${err.code}]` : ((err as Error)?.message ?? String(err));
+    process.stderr.write(`bare-relay-process: ${message}\n`);
+    process.exitCode = isUdpTunnelError(err) ? exitCodeFor(err.code) : 1;
   },
 );

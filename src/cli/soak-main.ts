@@ -4,6 +4,7 @@ import { parseDuration } from '../tunnel/units.js';
 import { ErrorCodes, UdpTunnelError } from '../tunnel/errors.js';
 import { SOAK_DEFAULTS, SOAK_TARGETS, runSoak } from '../bench/soak.js';
 import type { PathAccounting, RssTrend, SoakDocument, SoakEvent, SoakOptions } from '../bench/soak.js';
+import { exitCodeFor, flagMessage } from './errors.js';
 import { jsonReplacer } from './output.js';
 
 // Entry of `npm run soak`: a bounded soak-and-chaos run on the loopback (see docs/soak.md). Progress goes to
@@ -214,8 +215,8 @@ async function main(): Promise<number> {
     process.stdout.write(json ? text : `${renderReport(doc)}\n`);
     return doc.aborted ? 130 : 0;
   } catch (err) {
-    process.stderr.write(`soak: ${(err as Error).message}\n`);
-    return controller.signal.aborted ? 130 : err instanceof UdpTunnelError && err.code === ErrorCodes.INVALID_OPTION ? 2 : 1;
+    process.stderr.write(`soak: ${err instanceof UdpTunnelError ? flagMessage(err) : (err as Error).message}\n`);
+    return controller.signal.aborted ? 130 : err instanceof UdpTunnelError ? exitCodeFor(err.code) : 1;
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

@@ -66,11 +66,11 @@ export class CapsuleView {
   constructor(options: CapsuleViewOptions) {
     const preview = options.previewBytes ?? DEFAULT_PREVIEW_BYTES;
     if (!Number.isSafeInteger(preview) || preview < 0) {
-      throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `previewBytes must be a non-negative integer, got ${preview}`);
+      throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `previewBytes must be a non-negative integer, got ${preview}`, { option: 'previewBytes', value: preview });
     }
     const max = options.maxCapsuleLength ?? DEFAULT_MAX_CAPSULE_LENGTH;
     if (!Number.isSafeInteger(max) || max < 0) {
-      throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `maxCapsuleLength must be a non-negative integer, got ${max}`);
+      throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `maxCapsuleLength must be a non-negative integer, got ${max}`, { option: 'maxCapsuleLength', value: max });
     }
     this.session = options.session;
     this.dir = options.dir;

@@ -74,7 +74,7 @@ export class RecordingWriter {
   static open(path: string, header: RecordingHeader, options: RecordingWriterOptions = {}): Promise<RecordingWriter> {
     const max = options.maxBufferedBytes ?? DEFAULT_RECORDING_BUFFER;
     if (!Number.isSafeInteger(max) || max < 0) {
-      return Promise.reject(new UdpTunnelError(ErrorCodes.INVALID_OPTION, `maxBufferedBytes must be a non-negative integer, got ${max}`));
+      return Promise.reject(new UdpTunnelError(ErrorCodes.INVALID_OPTION, `maxBufferedBytes must be a non-negative integer, got ${max}`, { option: 'maxBufferedBytes', value: max }));
     }
     return new Promise((resolve, reject) => {
       const stream = createWriteStream(path, { flags: 'w' });

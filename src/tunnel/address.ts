@@ -11,8 +11,10 @@ export interface HostPort {
 export interface ParseHostPortOptions {
   /** Accept port 0 (for listeners: let the OS choose). */
   allowPortZero?: boolean;
-  /** What the value is, for error messages (e.g. "--local"). */
+  /** What the value is, for error messages (e.g. "target"; the CLI passes its flag, e.g. "--local"). */
   what?: string;
+  /** The library option the value belongs to, for `details.option` (the CLI shows its flag in the message). */
+  option?: string;
 }
 
 const PORT_RE = /^\d{1,5}$/;
@@ -35,7 +37,7 @@ export function isValidHost(host: string): boolean {
 export function parseHostPort(spec: string, options: ParseHostPortOptions = {}): HostPort {
   const what = options.what ?? 'address';
   const fail = (why: string): never => {
-    throw new UdpTunnelError(ErrorCodes.INVALID_ADDRESS, `invalid ${what} '${spec}': ${why}`, { spec });
+    throw new UdpTunnelError(ErrorCodes.INVALID_ADDRESS, `invalid ${what} '${spec}': ${why}`, options.option === undefined ? { spec } : { spec, option: options.option });
   };
   let host: string;
   let portText: string;

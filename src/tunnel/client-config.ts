@@ -61,29 +61,30 @@ const FORBIDDEN_HEADERS = new Set([
   'capsule-protocol',
 ]);
 
-/** Parses `Name: value` header flags; rejects pseudo-headers, Host and connection-specific fields. */
+/** Parses `Name: value` strings into the `headers` option; rejects pseudo-headers, Host and connection-specific fields. */
 export function parseHeaderFlags(list: string[]): [string, string][] {
   return list.map((h) => {
+    const bad = (why: string): UdpTunnelError => new UdpTunnelError(ErrorCodes.INVALID_OPTION, `headers '${h}': ${why}`, { option: 'headers', value: h });
     const i = h.indexOf(':', h.startsWith(':') ? 1 : 0);
     const name = (i > 0 ? h.slice(0, i) : '').trim().toLowerCase();
     const value = i > 0 ? h.slice(i + 1).trim() : '';
     if (!name || name.startsWith(':') || !/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(name)) {
-      throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `-H '${h}': expected 'Name: value' with a valid field name (no pseudo-headers)`);
+      throw bad("expected 'Name: value' with a valid field name (no pseudo-headers)");
     }
-    if (FORBIDDEN_HEADERS.has(name)) throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `-H '${h}': ${name} is managed by udp-tunnel and cannot be set`);
-    if (/[\r\n\0]/.test(value)) throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `-H '${h}': value contains CR, LF or NUL`);
+    if (FORBIDDEN_HEADERS.has(name)) throw bad(`${name} is managed by udp-tunnel and cannot be set`);
+    if (/[\r\n\0]/.test(value)) throw bad('value contains CR, LF or NUL');
     return [name, value];
   });
 }
 
-/** Splits the --proxy value into the origin and the URI template it implies. */
+/** Splits the `proxy` option into the origin and the URI template it implies. */
 export function parseProxyUrl(proxy: string, template?: string): { url: URL; template: string } {
   let raw = proxy;
   let tmpl = template;
   if (proxy.includes('{')) {
     // The proxy URL is itself a URI template (RFC 9298 §2).
     const m = /^(https?:\/\/[^/]+)(\/.*)$/i.exec(proxy);
-    if (!m) throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `--proxy '${proxy}': a template URL must start with http:// or https://`);
+    if (!m) throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `proxy '${proxy}': a template URL must start with http:// or https://`, { option: 'proxy', value: proxy });
     raw = m[1]!;
     if (tmpl === undefined) tmpl = m[2]!;
   }
@@ -91,10 +92,13 @@ export function parseProxyUrl(proxy: string, template?: string): { url: URL; tem
   try {
     url = new URL(raw);
   } catch {
-    throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `--proxy '${proxy}' is not a URL (example: http://127.0.0.1:4433)`);
+    throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `proxy '${proxy}' is not a URL (example: http://127.0.0.1:4433)`, { option: 'proxy', value: proxy });
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `--proxy must use http:// (cleartext h2c) or https:// (TLS), not ${url.protocol}`);
+    throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `proxy must use http:// (cleartext h2c) or https:// (TLS), not ${url.protocol}`, {
+      option: 'proxy',
+      value: proxy,
+    });
   }
   if (!url.port) url.port = url.protocol === 'https:' ? '443' : '80';
   if (tmpl === undefined) tmpl = url.pathname !== '/' && url.pathname.includes('{') ? url.pathname : DEFAULT_URI_TEMPLATE;
@@ -118,9 +122,13 @@ export function redactProxyUrl(proxy: string): string {
 export function clientAuthorization(url: URL, token: string | undefined): string | undefined {
   const fromUrl = parseProxyUrlCredentials(url);
   if (token !== undefined && token !== '') {
-    if (fromUrl !== undefined) throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, 'give either --token (UDP_TUNNEL_TOKEN) or user:pass@ in the proxy URL, not both');
+    if (fromUrl !== undefined) {
+      throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, 'give either token or user:pass@ in the proxy URL, not both', { option: 'token' });
+    }
     // RFC 6750 §2.1: b64token syntax; this also keeps CR/LF out of the request head.
-    if (!/^[A-Za-z0-9\-._~+/]+=*$/.test(token)) throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, 'the token must use token68 characters (A-Z a-z 0-9 - . _ ~ + / then =)');
+    if (!/^[A-Za-z0-9\-._~+/]+=*$/.test(token)) {
+      throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, 'token must use token68 characters (A-Z a-z 0-9 - . _ ~ + / then =)', { option: 'token' });
+    }
     return `Bearer ${token}`;
   }
   return fromUrl;
@@ -137,11 +145,18 @@ export function buildTransport(cfg: ProxyConfig): Transport {
   const http = cfg.http ?? PROXY_CONFIG_DEFAULTS.http;
   let path: string;
   if (mode === 'post') {
-    if (http !== '2') throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, '--mode post runs over HTTP/2 only; drop --http 1.1');
+    if (http !== '2') {
+      throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `mode post runs over HTTP/2 only; drop http ${http}`, { option: 'http', value: http, related: ['mode'] });
+    }
     path = cfg.postPath ?? PROXY_CONFIG_DEFAULTS.postPath;
-    if (!path.startsWith('/') || /[\s\x00-\x1f\x7f]/.test(path)) throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `--post-path '${path}' must start with / and contain no spaces or control characters`);
+    if (!path.startsWith('/') || /[\s\x00-\x1f\x7f]/.test(path)) {
+      throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `postPath '${path}' must start with / and contain no spaces or control characters`, {
+        option: 'postPath',
+        value: path,
+      });
+    }
   } else {
-    if (!cfg.target) throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, 'connect-udp mode needs a --target HOST:PORT');
+    if (!cfg.target) throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, 'connect-udp mode needs a target HOST:PORT', { option: 'target' });
     path = targetPath(template, cfg.target);
   }
   const opts: TransportOptions = {

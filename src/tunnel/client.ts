@@ -322,8 +322,8 @@ export class TunnelClient extends EventEmitter {
         return;
       } catch (err) {
         if ((s.state as State) === 'closed') return;
-        const e = err instanceof UdpTunnelError ? err : new UdpTunnelError(ErrorCodes.TUNNEL_FAILED, String((err as Error)?.message ?? err), { retryable: true });
-        const willRetry = attempt < max && e.details['retryable'] !== false;
+        const e = err instanceof UdpTunnelError ? err : new UdpTunnelError(ErrorCodes.TUNNEL_FAILED, String((err as Error)?.message ?? err), {}, { cause: err });
+        const willRetry = attempt < max && e.retryable;
         this.emit('connect-error', { id: s.id, error: e, attempt, willRetry });
         if (!willRetry) {
           this.counters.sess_tunnel_failure++;

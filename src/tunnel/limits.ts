@@ -6,7 +6,7 @@ import { parseIp } from './policy.js';
 export function checkMaxDatagram(value: number): number {
   // RFC 9298 §5: a UDP payload over 65527 bytes cannot be carried with context ID 0.
   if (!Number.isInteger(value) || value < 0 || value > MAX_UDP_PAYLOAD) {
-    throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `--max-datagram must be 0..${MAX_UDP_PAYLOAD} (RFC 9298 §5)`, { option: 'maxDatagram', value });
+    throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `maxDatagram must be 0..${MAX_UDP_PAYLOAD} (RFC 9298 §5)`, { option: 'maxDatagram', value });
   }
   return value;
 }

@@ -415,7 +415,7 @@ export class TargetPolicy {
     if (blockedBy !== undefined) return refusal(blockedBy, ip);
     if (!this.#hasAllow && guarded === 'loopback') return { allowed: true };
     if (guarded !== undefined && guarded !== 'loopback') return refusal(guarded, ip);
-    const reason = this.#hasAllow ? 'target is not in any --allow rule' : 'only loopback targets are allowed without --allow';
+    const reason = this.#hasAllow ? 'target is not in any allow rule' : 'only loopback targets are allowed without an allow rule';
     return { allowed: false, reason };
   }
 
@@ -431,10 +431,10 @@ export class TargetPolicy {
   describe(): string[] {
     const lines = this.#rules.map((r) => `${r.rule.action} ${formatRule(r.rule)}${r.rule.ports ? '' : ' (all ports)'}`);
     const cats = GUARDED.map((g) => g.category).join(', ');
-    lines.unshift(`refuse ${cats} targets unless an --allow rule lies inside that range`);
+    lines.unshift(`refuse ${cats} targets unless an allow rule lies inside that range`);
     if (this.#own.size > 0) {
       const own = [...this.#own.values()].map(formatIp).join(', ');
-      lines.unshift(`refuse own addresses ${own} unless an --allow rule names the exact address`);
+      lines.unshift(`refuse own addresses ${own} unless an allow rule names the exact address`);
     }
     lines.push(this.#hasAllow ? 'deny everything else' : 'allow loopback (127.0.0.0/8, ::1) only; deny everything else');
     return lines;
@@ -446,7 +446,7 @@ function refusal(category: RefusedCategory, ip: ParsedIp): PolicyDecision {
     category === 'own-address' ? "the proxy's own address" : `${category === 'unspecified' ? 'an' : 'a'} ${category} address`;
   return {
     allowed: false,
-    reason: `${formatIp(ip)} is ${what}; refused unless an --allow rule names it explicitly (RFC 9298 §7)`,
+    reason: `${formatIp(ip)} is ${what}; refused unless an allow rule names it explicitly (RFC 9298 §7)`,
     category,
   };
 }

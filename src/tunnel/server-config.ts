@@ -26,17 +26,20 @@ export function buildTargetPolicy(allow: readonly string[], deny: readonly strin
   return new TargetPolicy({ rules, ownAddresses: own });
 }
 
-/** Parses `--post-route PATH=HOST:PORT` entries into a path -> target map. Throws INVALID_OPTION. */
+/** Parses `PATH=HOST:PORT` entries into the `postRoutes` map (path -> target). Throws INVALID_OPTION or INVALID_ADDRESS. */
 export function parsePostRoutes(specs: readonly string[]): Map<string, HostPort> {
   const routes = new Map<string, HostPort>();
   for (const spec of specs) {
     const eq = spec.indexOf('=');
     const path = eq > 0 ? spec.slice(0, eq) : '';
     if (!path.startsWith('/') || /[\s\x00-\x1f\x7f]/.test(path)) {
-      throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `--post-route '${spec}': expected PATH=HOST:PORT with PATH starting with /`);
+      throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `postRoutes '${spec}': expected PATH=HOST:PORT with PATH starting with /`, {
+        option: 'postRoutes',
+        value: spec,
+      });
     }
-    if (routes.has(path)) throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `--post-route: path ${path} given twice`);
-    routes.set(path, parseHostPort(spec.slice(eq + 1), { what: `--post-route ${path} target` }));
+    if (routes.has(path)) throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `postRoutes: path ${path} given twice`, { option: 'postRoutes', value: spec });
+    routes.set(path, parseHostPort(spec.slice(eq + 1), { what: `postRoutes ${path} target`, option: 'postRoutes' }));
   }
   return routes;
 }

@@ -19,16 +19,16 @@ export function parseUriTemplate(template: string): string {
   const m = /^https?:\/\/[^/]*(\/.*)$/i.exec(template);
   if (m) pathPart = m[1]!;
   if (!pathPart.startsWith('/')) {
-    throw new UdpTunnelError(ErrorCodes.INVALID_TEMPLATE, `URI template must be a path or http(s) URL: '${template}'`);
+    throw new UdpTunnelError(ErrorCodes.INVALID_TEMPLATE, `URI template must be a path or http(s) URL: '${template}'`, { template });
   }
   const names = new Set<string>();
   for (const mm of pathPart.matchAll(EXPR_RE)) {
     const op = mm[1]!;
-    if (op === '#') throw new UdpTunnelError(ErrorCodes.INVALID_TEMPLATE, 'URI template variables may only appear in path or query (RFC 9298 §2)');
+    if (op === '#') throw new UdpTunnelError(ErrorCodes.INVALID_TEMPLATE, 'URI template variables may only appear in path or query (RFC 9298 §2)', { template });
     for (const v of mm[2]!.split(',')) names.add(v);
   }
   if (!names.has('target_host') || !names.has('target_port')) {
-    throw new UdpTunnelError(ErrorCodes.INVALID_TEMPLATE, `URI template must contain target_host and target_port (RFC 9298 §2): '${template}'`);
+    throw new UdpTunnelError(ErrorCodes.INVALID_TEMPLATE, `URI template must contain target_host and target_port (RFC 9298 §2): '${template}'`, { template });
   }
   return pathPart;
 }

@@ -8,13 +8,13 @@ const TWO_32 = 0x1_0000_0000;
 /** Number of bytes the minimal encoding of `value` takes (RFC 9000 §16). */
 export function varintLength(value: number): 1 | 2 | 4 | 8 {
   if (value < 0 || !Number.isInteger(value)) {
-    throw new UdpTunnelError(ErrorCodes.VARINT_RANGE, `varint value out of range: ${value}`);
+    throw new UdpTunnelError(ErrorCodes.VARINT_RANGE, `varint value out of range: ${value}`, { value: String(value) });
   }
   if (value <= 63) return 1;
   if (value <= 16383) return 2;
   if (value <= 1073741823) return 4;
   if (value <= Number.MAX_SAFE_INTEGER) return 8;
-  throw new UdpTunnelError(ErrorCodes.VARINT_RANGE, `varint value not a safe integer: ${value}`);
+  throw new UdpTunnelError(ErrorCodes.VARINT_RANGE, `varint value not a safe integer: ${value}`, { value: String(value) });
 }
 
 /**
@@ -56,7 +56,7 @@ export function writeVarint(buf: Uint8Array, offset: number, value: number): num
 /** Writes any value up to 2^62-1 using the 8-byte form when needed. */
 export function writeVarintBig(buf: Uint8Array, offset: number, value: bigint): number {
   if (value < 0n || value > VARINT_MAX) {
-    throw new UdpTunnelError(ErrorCodes.VARINT_RANGE, `varint value out of range: ${value}`);
+    throw new UdpTunnelError(ErrorCodes.VARINT_RANGE, `varint value out of range: ${value}`, { value: String(value) });
   }
   if (value <= BigInt(Number.MAX_SAFE_INTEGER)) return writeVarint(buf, offset, Number(value));
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);

@@ -25,13 +25,13 @@ export class H1ConnectUdpTransport implements Transport {
   }
 
   async open(session: string, signal: AbortSignal): Promise<TunnelHandle> {
-    if (this.closed) throw new UdpTunnelError(ErrorCodes.CLOSED, 'client is closing', { retryable: false });
+    if (this.closed) throw new UdpTunnelError(ErrorCodes.CLOSED, 'client is closing');
     const { proxy, path, connectTimeoutMs } = this.opts;
     const started = Date.now();
     const socket = await connectProxySocket({ proxy, tls: this.opts.tls, alpn: ['http/1.1'], timeoutMs: connectTimeoutMs, signal });
     if (this.closed) {
       socket.destroy();
-      throw new UdpTunnelError(ErrorCodes.CLOSED, 'client is closing', { retryable: false });
+      throw new UdpTunnelError(ErrorCodes.CLOSED, 'client is closing');
     }
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
@@ -58,7 +58,7 @@ export class H1ConnectUdpTransport implements Transport {
     // RFC 9298 §3.3: success needs both upgrade headers; anything else aborts.
     if (!listsToken(response.headers, 'upgrade', 'connect-udp') || !listsToken(response.headers, 'connection', 'upgrade')) {
       socket.destroy();
-      throw new UdpTunnelError(ErrorCodes.TUNNEL_FAILED, 'proxy answered 101 without Connection: Upgrade and Upgrade: connect-udp', { retryable: false });
+      throw new UdpTunnelError(ErrorCodes.TUNNEL_FAILED, 'proxy answered 101 without Connection: Upgrade and Upgrade: connect-udp', {}, { retryable: false });
     }
     // Bytes that came with the response head already belong to the capsule stream.
     if (response.rest.length > 0) socket.unshift(response.rest);
@@ -114,16 +114,16 @@ function readResponseHead(socket: net.Socket, timeoutMs: number, signal: AbortSi
       const r = parseResponseHead(buf, MAX_RESPONSE_HEAD);
       if (r.state === 'incomplete') return;
       if (r.state === 'error') {
-        return finish(new UdpTunnelError(ErrorCodes.TUNNEL_FAILED, `proxy sent an invalid HTTP/1.1 response: ${r.details}`, { retryable: false }));
+        return finish(new UdpTunnelError(ErrorCodes.TUNNEL_FAILED, `proxy sent an invalid HTTP/1.1 response: ${r.details}`, {}, { retryable: false }));
       }
       finish(null, r.head);
     };
     const onClose = (): void => {
       const cause = lastSocketError(socket);
-      finish(cause ? connectionError(cause, proxy) : new UdpTunnelError(ErrorCodes.TUNNEL_FAILED, `proxy ${proxy.host} closed the connection before answering`, { retryable: true }));
+      finish(cause ? connectionError(cause, proxy) : new UdpTunnelError(ErrorCodes.TUNNEL_FAILED, `proxy ${proxy.host} closed the connection before answering`));
     };
-    const onAbort = (): void => finish(new UdpTunnelError(ErrorCodes.CLOSED, 'session closed while connecting', { retryable: false }));
-    const timer = setTimeout(() => finish(new UdpTunnelError(ErrorCodes.TIMEOUT, `no response from proxy within ${timeoutMs} ms`, { retryable: true })), timeoutMs);
+    const onAbort = (): void => finish(new UdpTunnelError(ErrorCodes.CLOSED, 'session closed while connecting'));
+    const timer = setTimeout(() => finish(new UdpTunnelError(ErrorCodes.TIMEOUT, `no response from proxy within ${timeoutMs} ms`, { timeoutMs })), timeoutMs);
     signal.addEventListener('abort', onAbort, { once: true });
     socket.on('data', onData);
     socket.once('close', onClose);

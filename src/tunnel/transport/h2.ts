@@ -85,7 +85,7 @@ export class H2Pool {
   /** Reserves a stream slot on a ready connection. Pair with release(). */
   async acquire(): Promise<PoolConn> {
     for (let i = 0; i < 8; i++) {
-      if (this.closed) throw new UdpTunnelError(ErrorCodes.CLOSED, 'client is closing', { retryable: false });
+      if (this.closed) throw new UdpTunnelError(ErrorCodes.CLOSED, 'client is closing');
       let c = this.conns.find((x) => !x.dead && x.reserved < x.limit);
       if (!c) c = this.connect();
       c.reserved++;
@@ -101,7 +101,7 @@ export class H2Pool {
       }
       return c;
     }
-    throw new UdpTunnelError(ErrorCodes.TUNNEL_FAILED, 'could not obtain an HTTP/2 stream slot', { retryable: true });
+    throw new UdpTunnelError(ErrorCodes.TUNNEL_FAILED, 'could not obtain an HTTP/2 stream slot');
   }
 
   /** Returns a slot taken by acquire(). */
@@ -181,7 +181,7 @@ export class H2Pool {
       }
       if (this.closed || c.dead) {
         socket.destroy();
-        throw new UdpTunnelError(ErrorCodes.CLOSED, 'client is closing', { retryable: false });
+        throw new UdpTunnelError(ErrorCodes.CLOSED, 'client is closing');
       }
       const session = http2.connect(proxy.origin, {
         createConnection: () => socket,
@@ -214,7 +214,7 @@ export class H2Pool {
     const { proxy } = this.opts;
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
-        reject(new UdpTunnelError(ErrorCodes.TIMEOUT, `proxy ${proxy.host} did not complete the HTTP/2 handshake within ${timeoutMs} ms`, { retryable: true }));
+        reject(new UdpTunnelError(ErrorCodes.TIMEOUT, `proxy ${proxy.host} did not complete the HTTP/2 handshake within ${timeoutMs} ms`, { timeoutMs }));
         session.destroy();
       }, timeoutMs);
       // RFC 8441 §3 (and PROTOCOL.md): wait for the server's SETTINGS before sending :protocol.
@@ -224,8 +224,8 @@ export class H2Pool {
           reject(
             new UdpTunnelError(
               ErrorCodes.CONNECT_PROTOCOL_DISABLED,
-              `proxy ${proxy.host} did not enable extended CONNECT (RFC 8441 SETTINGS_ENABLE_CONNECT_PROTOCOL); try --http 1.1 or --mode post`,
-              { retryable: false },
+              `proxy ${proxy.host} did not enable extended CONNECT (RFC 8441 SETTINGS_ENABLE_CONNECT_PROTOCOL); try http 1.1 or mode post`,
+              { related: ['http', 'mode'] },
             ),
           );
           this.retire(c);
@@ -245,7 +245,7 @@ export class H2Pool {
       session.once('close', () => {
         clearTimeout(timer);
         const cause = c.socket ? lastSocketError(c.socket) : undefined;
-        reject(cause ? connectionError(cause, proxy) : new UdpTunnelError(ErrorCodes.PROXY_UNREACHABLE, `connection to proxy ${proxy.host} closed during setup`, { retryable: true }));
+        reject(cause ? connectionError(cause, proxy) : new UdpTunnelError(ErrorCodes.PROXY_UNREACHABLE, `connection to proxy ${proxy.host} closed during setup`));
       });
     });
   }
@@ -292,7 +292,7 @@ async function openH2StreamOnce(
     });
   } catch (err) {
     pool.release(conn);
-    throw new UdpTunnelError(ErrorCodes.TUNNEL_FAILED, `could not open a stream: ${(err as Error).message}`, { retryable: true }, { cause: err });
+    throw new UdpTunnelError(ErrorCodes.TUNNEL_FAILED, `could not open a stream: ${(err as Error).message}`, {}, { cause: err });
   }
   if (session !== undefined && tapChannel.hasSubscribers) {
     tapChannel.publish({ kind: 'request', session, time: Date.now(), headers: { ...headers } });
@@ -321,18 +321,17 @@ async function openH2StreamOnce(
         reject(err);
       } else resolve(handle!);
     };
-    const onAbort = (): void => finish(new UdpTunnelError(ErrorCodes.CLOSED, 'session closed while connecting', { retryable: false }));
+    const onAbort = (): void => finish(new UdpTunnelError(ErrorCodes.CLOSED, 'session closed while connecting'));
     const onEarlyClose = (): void => {
       if (stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM) pool.refusedOn(conn);
       finish(
         new UdpTunnelError(ErrorCodes.TUNNEL_FAILED, `proxy closed the stream before answering (code ${stream.rstCode ?? 'none'})`, {
-          retryable: true,
           rstCode: stream.rstCode,
         }),
       );
     };
     const timer = setTimeout(
-      () => finish(new UdpTunnelError(ErrorCodes.TIMEOUT, `no response from proxy within ${connectTimeoutMs} ms`, { retryable: true })),
+      () => finish(new UdpTunnelError(ErrorCodes.TIMEOUT, `no response from proxy within ${connectTimeoutMs} ms`, { timeoutMs: connectTimeoutMs })),
       connectTimeoutMs,
     );
     signal.addEventListener('abort', onAbort, { once: true });

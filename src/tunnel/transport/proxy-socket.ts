@@ -26,14 +26,16 @@ export function connectionError(err: unknown, proxy: URL): UdpTunnelError {
   const e = err as NodeJS.ErrnoException;
   const code = e?.code ?? '';
   if (TLS_ERROR_CODES.has(code) || /certificate|ssl|tls/i.test(code)) {
-    const hint = /CERTIFICATE_REQUIRED|BAD_CERTIFICATE|UNKNOWN_CA/.test(code)
-      ? 'the proxy wants a client certificate it trusts: use --cert FILE --key FILE'
-      : 'use --ca FILE, --pin sha256/... or --insecure for a private proxy';
+    const clientCert = /CERTIFICATE_REQUIRED|BAD_CERTIFICATE|UNKNOWN_CA/.test(code);
+    const hint = clientCert
+      ? 'the proxy wants a client certificate it trusts: set tls.cert and tls.key'
+      : 'set tls.ca, tls.pins or tls.insecure for a private proxy';
+    const related = clientCert ? ['tls.cert', 'tls.key'] : ['tls.ca', 'tls.pins', 'tls.insecure'];
     // OpenSSL messages carry a hex prefix and a source path; keep only the reason.
     const reason = /SSL routines:[^:]*:([^:]+)/.exec(e.message)?.[1] ?? String(e.message).split('\n')[0];
-    return new UdpTunnelError(ErrorCodes.TLS, `TLS handshake with ${proxy.host} failed: ${reason} (${code}); ${hint}`, { retryable: false, osCode: code }, { cause: err });
+    return new UdpTunnelError(ErrorCodes.TLS, `TLS handshake with ${proxy.host} failed: ${reason} (${code}); ${hint}`, { osCode: code, related }, { cause: err });
   }
-  return new UdpTunnelError(ErrorCodes.PROXY_UNREACHABLE, `cannot reach proxy ${proxy.host}: ${e?.message ?? String(err)}`, { retryable: true, osCode: code }, { cause: err });
+  return new UdpTunnelError(ErrorCodes.PROXY_UNREACHABLE, `cannot reach proxy ${proxy.host}: ${e?.message ?? String(err)}`, { osCode: code }, { cause: err });
 }
 
 /** `sha256/BASE64` of a certificate's SubjectPublicKeyInfo (the pin format of RFC 7469 §2.4). */
@@ -42,12 +44,16 @@ export function spkiPin(cert: X509Certificate): string {
   return `sha256/${createHash('sha256').update(der).digest('base64')}`;
 }
 
-/** Validates `--pin` values: `sha256/` followed by the base64 of 32 bytes. Throws INVALID_OPTION. */
+/** Validates `tls.pins` values: `sha256/` followed by the base64 of 32 bytes. Throws INVALID_OPTION. */
 export function parsePins(pins: readonly string[]): string[] {
   return pins.map((p) => {
     const m = /^sha256\/([A-Za-z0-9+/]{43}=)$/.exec(p.trim());
     if (m === null || Buffer.from(m[1]!, 'base64').length !== 32) {
-      throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `--pin '${p}': expected sha256/BASE64 of the certificate's SubjectPublicKeyInfo (44 base64 characters)`);
+      throw new UdpTunnelError(
+        ErrorCodes.INVALID_OPTION,
+        `tls.pins '${p}': expected sha256/BASE64 of the certificate's SubjectPublicKeyInfo (44 base64 characters)`,
+        { option: 'tls.pins', value: p },
+      );
     }
     return `sha256/${m[1]}`;
   });
@@ -119,9 +125,9 @@ export function connectProxySocket(opts: ProxySocketOptions): Promise<net.Socket
       }
     };
     const onError = (err: Error): void => finish(connectionError(err, proxy));
-    const onAbort = (): void => finish(new UdpTunnelError(ErrorCodes.CLOSED, 'session closed while connecting', { retryable: false }));
+    const onAbort = (): void => finish(new UdpTunnelError(ErrorCodes.CLOSED, 'session closed while connecting'));
     const timer = setTimeout(
-      () => finish(new UdpTunnelError(ErrorCodes.TIMEOUT, `proxy ${proxy.host} did not complete the connection within ${timeoutMs} ms`, { retryable: true })),
+      () => finish(new UdpTunnelError(ErrorCodes.TIMEOUT, `proxy ${proxy.host} did not complete the connection within ${timeoutMs} ms`, { timeoutMs })),
       timeoutMs,
     );
     signal?.addEventListener('abort', onAbort, { once: true });
@@ -137,9 +143,9 @@ export function connectProxySocket(opts: ProxySocketOptions): Promise<net.Socket
         const got = cert ? spkiPin(cert) : 'none';
         if (!pins.includes(got)) {
           return finish(
-            new UdpTunnelError(ErrorCodes.TLS, `TLS certificate pin mismatch for ${proxy.host}: the proxy presented ${got}, which no --pin names`, {
-              retryable: false,
+            new UdpTunnelError(ErrorCodes.TLS, `TLS certificate pin mismatch for ${proxy.host}: the proxy presented ${got}, which no tls.pins entry names`, {
               presented: got,
+              related: ['tls.pins'],
             }),
           );
         }
@@ -147,7 +153,7 @@ export function connectProxySocket(opts: ProxySocketOptions): Promise<net.Socket
       // RFC 7301 §3.2 / RFC 9113 §3.2: HTTP/2 over TLS only when the server selected "h2".
       if (alpn.length === 1 && alpn[0] === 'h2' && s.alpnProtocol !== 'h2') {
         return finish(
-          new UdpTunnelError(ErrorCodes.CONNECT_PROTOCOL_DISABLED, `proxy ${proxy.host} did not negotiate HTTP/2 (ALPN h2); try --http 1.1`, { retryable: false }),
+          new UdpTunnelError(ErrorCodes.CONNECT_PROTOCOL_DISABLED, `proxy ${proxy.host} did not negotiate HTTP/2 (ALPN h2); try http 1.1`, { related: ['http'] }),
         );
       }
       finish(null);

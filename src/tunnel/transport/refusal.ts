@@ -17,15 +17,11 @@ export function refusedError(
   const kind = parseProxyStatusError(proxyStatus);
   // 5xx and 429 may succeed on another attempt; other 4xx will not.
   const retryable = status >= 500 || status === 429;
-  let hint = '';
+  const message = `proxy refused ${what}: HTTP ${status}${kind ? ` (${kind})` : ''}`;
   if (status === 401 || status === 407) {
-    hint = sentCredentials
-      ? '; the proxy rejected the credentials'
-      : '; the proxy requires credentials: pass --token (or UDP_TUNNEL_TOKEN) or user:pass@ in the proxy URL';
+    if (sentCredentials) return new UdpTunnelError(ErrorCodes.AUTH_REQUIRED, `${message}; the proxy rejected the credentials`, { status, proxyStatus });
+    const hint = '; the proxy requires credentials: set token or user:pass@ in the proxy URL';
+    return new UdpTunnelError(ErrorCodes.AUTH_REQUIRED, `${message}${hint}`, { status, proxyStatus, related: ['token'] });
   }
-  return new UdpTunnelError(
-    status === 401 || status === 407 ? ErrorCodes.AUTH_REQUIRED : ErrorCodes.TUNNEL_REFUSED,
-    `proxy refused ${what}: HTTP ${status}${kind ? ` (${kind})` : ''}${hint}`,
-    { status, proxyStatus, retryable },
-  );
+  return new UdpTunnelError(ErrorCodes.TUNNEL_REFUSED, message, { status, proxyStatus }, { retryable });
 }

@@ -40,7 +40,7 @@ export interface TransportOptions {
 export interface Transport {
   /** Short name for logs: `h2`, `h1`, `post`. */
   readonly name: string;
-  /** Opens one tunnel; rejects with a UdpTunnelError whose details.retryable says whether another attempt may help. */
+  /** Opens one tunnel; rejects with a UdpTunnelError whose `retryable` says whether another attempt may help. */
   open(session: string, signal: AbortSignal): Promise<TunnelHandle>;
   /** Closes pooled connections. */
   close(): Promise<void>;

@@ -63,13 +63,14 @@ describe('tunnel: authentication end to end', () => {
       assert.equal(r.error?.code, ErrorCodes.AUTH_REQUIRED);
       assert.equal(r.error?.details['status'], challengeStatus);
       assert.match(r.error!.message, /rejected the credentials/);
-      assert.equal(r.error?.details['retryable'], false);
+      assert.equal(r.error?.retryable, false);
     });
     it(`HTTP/${http}: no token gets ${challengeStatus} with a hint`, async () => {
       const r = await attempt({ proxy: url, http }, echo);
       assert.equal(r.error?.code, ErrorCodes.AUTH_REQUIRED);
       assert.equal(r.error?.details['status'], challengeStatus);
-      assert.match(r.error!.message, /--token/);
+      assert.match(r.error!.message, /set token or user:pass@ in the proxy URL/);
+      assert.deepEqual(r.error?.details['related'], ['token']);
     });
     it(`HTTP/${http}: wrong Basic password is refused`, async () => {
       const r = await attempt({ proxy: url.replace('//', '//alice:nope@'), http }, echo);
@@ -121,8 +122,8 @@ describe('tunnel: TLS trust', () => {
     const r = await attempt({ proxy: url }, echo);
     assert.equal(r.error?.code, ErrorCodes.TLS);
     assert.match(r.error!.message, /self-signed certificate/);
-    assert.match(r.error!.message, /--ca FILE, --pin sha256\/\.\.\. or --insecure/);
-    assert.equal(r.error?.details['retryable'], false);
+    assert.match(r.error!.message, /set tls\.ca, tls\.pins or tls\.insecure/);
+    assert.equal(r.error?.retryable, false);
   });
 
   it('--ca trusts a private CA, over HTTP/2, HTTP/1.1 and POST', async () => {
@@ -143,7 +144,7 @@ describe('tunnel: TLS trust', () => {
     for (const http of ['2', '1.1'] as const) assert.deepEqual(await attempt({ proxy: url, http, tls: { pins: [selfSigned.pin] } }, echo), { reply: 'hi' });
     const r = await attempt({ proxy: url, tls: { pins: [leaf.pin] } }, echo);
     assert.equal(r.error?.code, ErrorCodes.TLS);
-    assert.equal(r.error!.message, `TLS certificate pin mismatch for ${new URL(url).host}: the proxy presented ${selfSigned.pin}, which no --pin names`);
+    assert.equal(r.error!.message, `TLS certificate pin mismatch for ${new URL(url).host}: the proxy presented ${selfSigned.pin}, which no tls.pins entry names`);
   });
 
   it('--insecure skips verification', async () => {
@@ -157,7 +158,7 @@ describe('tunnel: TLS trust', () => {
       assert.deepEqual(await attempt({ proxy: url, http, tls: { ca: authority.cert, cert: clientCert.cert, key: clientCert.key } }, echo), { reply: 'hi' });
       const r = await attempt({ proxy: url, http, tls: { ca: authority.cert } }, echo);
       assert.equal(r.error?.code, ErrorCodes.TLS, `HTTP/${http} without a client certificate`);
-      assert.match(r.error.message, /--cert FILE --key FILE/);
+      assert.match(r.error.message, /set tls\.cert and tls\.key/);
     }
     const selfClient = await attempt({ proxy: url, tls: { ca: authority.cert, cert: selfSigned.cert, key: selfSigned.key } }, echo);
     assert.ok(selfClient.error, 'a certificate from another CA must fail');

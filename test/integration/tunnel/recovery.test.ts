@@ -79,7 +79,7 @@ describe('tunnel: recovery', () => {
     const peer = await openUdpPeer();
     await peer.send('x', local.port, '127.0.0.1');
     await waitUntil(() => closed.length === 1, 3000, 'session failed');
-    assert.match(closed[0]!.closeReason, /did not enable extended CONNECT.*try --http 1\.1 or --mode post/);
+    assert.match(closed[0]!.closeReason, /did not enable extended CONNECT.*try http 1\.1 or mode post/);
     assert.equal(closed[0]!.connectAttempts, 1);
     await peer.close();
     await client.close();

@@ -98,7 +98,7 @@ describe('tunnel: maxDatagram is checked by the library', () => {
     const transport = buildTransport({ proxy: 'http://127.0.0.1:9', target: { host: '127.0.0.1', port: 9 } });
     for (const maxDatagram of [65528, -1, 1.5, Number.NaN]) {
       const refused = (err: unknown): boolean =>
-        isUdpTunnelError(err, 'UT_ERR_INVALID_OPTION') && err.message === '--max-datagram must be 0..65527 (RFC 9298 §5)';
+        isUdpTunnelError(err, 'UT_ERR_INVALID_OPTION') && err.message === 'maxDatagram must be 0..65527 (RFC 9298 §5)' && err.details.option === 'maxDatagram';
       assert.throws(() => new TunnelServer({ host: '127.0.0.1', port: 0, policy: new TargetPolicy(), maxDatagram }), refused);
       assert.throws(() => new TunnelClient({ host: '127.0.0.1', port: 0, transport, maxDatagram }), refused);
     }

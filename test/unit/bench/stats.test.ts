@@ -265,7 +265,7 @@ describe('parseFailIf', () => {
     it(`rejects "${spec}"`, () => {
       assert.throws(
         () => parseFailIf(spec),
-        (err: unknown) => invalidOption(err) && message.test((err as Error).message) && (err as { details: { option: string } }).details.option === 'fail-if',
+        (err: unknown) => invalidOption(err) && message.test((err as Error).message) && (err as { details: { option: string } }).details.option === 'failIf',
       );
     });
   }

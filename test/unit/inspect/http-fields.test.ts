@@ -10,7 +10,7 @@ import {
   requestHeadFromHttp2,
   responseEvent,
 } from '../../../src/inspect/http-fields.js';
-import { ErrorCodes, UdpTunnelError } from '../../../src/tunnel/errors.js';
+import { ErrorCodes, UdpTunnelError, type ErrorCode } from '../../../src/tunnel/errors.js';
 import { errorFacts } from '../../../src/inspect/error-facts.js';
 
 describe('inspect/http-fields: opensTunnel and isInterimStatus', () => {
@@ -26,7 +26,7 @@ describe('inspect/error-facts: errorFacts', () => {
   it('reads code, offset and RFC of a coded error, and falls back for anything else', () => {
     const coded = new UdpTunnelError(ErrorCodes.HTTP1_MALFORMED, 'bad line', { offset: 17, rfc: 'RFC 9112' });
     assert.deepEqual(errorFacts(coded, ErrorCodes.HPACK), { code: ErrorCodes.HTTP1_MALFORMED, offset: 17, rfc: 'RFC 9112', message: 'bad line' });
-    const bare = new UdpTunnelError(ErrorCodes.HEADERS_TOO_LARGE, 'too big', { offset: 'x' });
+    const bare = new UdpTunnelError(ErrorCodes.HEADERS_TOO_LARGE as ErrorCode, 'too big', { offset: 'x' });
     assert.deepEqual(errorFacts(bare, ErrorCodes.HPACK), { code: ErrorCodes.HEADERS_TOO_LARGE, offset: 0, rfc: null, message: 'too big' });
     assert.deepEqual(errorFacts(new RangeError('oops'), ErrorCodes.HPACK), { code: ErrorCodes.HPACK, offset: 0, rfc: null, message: 'oops' });
     assert.deepEqual(errorFacts('text', ErrorCodes.HTTP1_MALFORMED), { code: ErrorCodes.HTTP1_MALFORMED, offset: 0, rfc: null, message: 'text' });

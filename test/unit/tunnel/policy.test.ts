@@ -191,8 +191,8 @@ const cases: Case[] = [
 function expectedDecision(c: Case): ReturnType<TargetPolicy['check']> {
   const e = c.expect;
   if (e === 'allow') return { allowed: true };
-  if (e === 'unlisted') return { allowed: false, reason: 'target is not in any --allow rule' };
-  if (e === 'default-deny') return { allowed: false, reason: 'only loopback targets are allowed without --allow' };
+  if (e === 'unlisted') return { allowed: false, reason: 'target is not in any allow rule' };
+  if (e === 'default-deny') return { allowed: false, reason: 'only loopback targets are allowed without an allow rule' };
   if (e === 'bad-port') return { allowed: false, reason: `port ${String(c.port)} is outside 1-65535` };
   if (e === 'bad-address') return { allowed: false, reason: 'target is not a valid IP address' };
   if ('rule' in e) return { allowed: false, reason: `denied by rule ${e.rule}` };
@@ -203,7 +203,7 @@ function expectedDecision(c: Case): ReturnType<TargetPolicy['check']> {
       : `${e.category === 'unspecified' ? 'an' : 'a'} ${e.category} address`;
   return {
     allowed: false,
-    reason: `${shown} is ${what}; refused unless an --allow rule names it explicitly (RFC 9298 §7)`,
+    reason: `${shown} is ${what}; refused unless an allow rule names it explicitly (RFC 9298 §7)`,
     category: e.category,
   };
 }
@@ -268,7 +268,7 @@ describe('TargetPolicy', () => {
     const policy = new TargetPolicy({ rules });
     rules[0]!.prefix = 0;
     rules[0]!.network = 0n;
-    assert.deepEqual(policy.check('8.8.8.8', 53), { allowed: false, reason: 'target is not in any --allow rule' });
+    assert.deepEqual(policy.check('8.8.8.8', 53), { allowed: false, reason: 'target is not in any allow rule' });
   });
 
   it('describe lists guards, rules in order and the default', () => {
@@ -277,8 +277,8 @@ describe('TargetPolicy', () => {
       ownAddresses: ['192.0.2.1', '2001:DB8:0:0:0:0:0:1'],
     });
     assert.deepEqual(policy.describe(), [
-      'refuse own addresses 192.0.2.1, 2001:db8::1 unless an --allow rule names the exact address',
-      'refuse unspecified, loopback, link-local, multicast, broadcast targets unless an --allow rule lies inside that range',
+      'refuse own addresses 192.0.2.1, 2001:db8::1 unless an allow rule names the exact address',
+      'refuse unspecified, loopback, link-local, multicast, broadcast targets unless an allow rule lies inside that range',
       'deny 10.0.0.0/8:53',
       'allow 0.0.0.0/0 (all ports)',
       'allow [2001:db8::/32]:1-1024',
@@ -288,7 +288,7 @@ describe('TargetPolicy', () => {
 
   it('describe states the loopback default when there is no allow rule', () => {
     assert.deepEqual(new TargetPolicy().describe(), [
-      'refuse unspecified, loopback, link-local, multicast, broadcast targets unless an --allow rule lies inside that range',
+      'refuse unspecified, loopback, link-local, multicast, broadcast targets unless an allow rule lies inside that range',
       'allow loopback (127.0.0.0/8, ::1) only; deny everything else',
     ]);
   });
