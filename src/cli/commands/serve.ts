@@ -15,7 +15,7 @@ import {
 import { SERVER_DEFAULTS, TunnelServer, type ServerTlsOptions } from '../../tunnel/server/tunnel-server.js';
 import { describeCertificate, generateCertificate } from '../../tunnel/tls-cert.js';
 import { makeOutput, withCommonOptions, type CommonArgs } from '../common-options.js';
-import { UsageError } from '../errors.js';
+import { UsageError, flagMessage } from '../errors.js';
 import { formatDuration, formatSize } from '../format-units.js';
 import { startInspectTap, withInspectTapOptions, type InspectTapArgs } from '../inspect-tap.js';
 import { untilShutdown } from '../lifecycle.js';
@@ -71,7 +71,7 @@ function usageOnBadOption<T>(build: () => T): T {
   try {
     return build();
   } catch (err) {
-    if (err instanceof UdpTunnelError && err.code === ErrorCodes.INVALID_OPTION) throw new UsageError(err.message);
+    if (err instanceof UdpTunnelError && err.code === ErrorCodes.INVALID_OPTION) throw new UsageError(flagMessage(err));
     throw err;
   }
 }

@@ -2,7 +2,9 @@ import type { AddressInfo } from 'node:net';
 import { formatHostPort } from '../../tunnel/address.js';
 import type { ClientSessionStats, TunnelClient } from '../../tunnel/client.js';
 import type { ClientMode } from '../../tunnel/client-config.js';
+import { UdpTunnelError } from '../../tunnel/errors.js';
 import { color } from '../color.js';
+import { flagMessage } from '../errors.js';
 import type { Output } from '../output.js';
 
 /** Renders client events as NDJSON or human log lines. */
@@ -17,10 +19,12 @@ export function attachClientOutput(client: TunnelClient, out: Output): void {
     out.info(`${c.cyan(e.id)} ${e.peer} tunnel ready${e.attempts > 1 ? ` after ${e.attempts} attempts` : ''}`);
   });
   client.on('connect-error', (e: { id: string; error: Error & { code?: string }; attempt: number; willRetry: boolean }) => {
-    out.event('connect-error', { id: e.id, code: e.error.code, message: e.error.message, attempt: e.attempt, willRetry: e.willRetry });
+    // Library messages name options by their library names; a CLI user reads flags.
+    const message = e.error instanceof UdpTunnelError ? flagMessage(e.error) : e.error.message;
+    out.event('connect-error', { id: e.id, code: e.error.code, message, attempt: e.attempt, willRetry: e.willRetry });
     if (out.json) return;
-    if (e.willRetry) out.info(`${c.cyan(e.id)} attempt ${e.attempt} failed: ${e.error.message}; retrying`);
-    else out.error(`${e.id}: ${e.error.message}`);
+    if (e.willRetry) out.info(`${c.cyan(e.id)} attempt ${e.attempt} failed: ${message}; retrying`);
+    else out.error(`${e.id}: ${message}`);
   });
   client.on('session-close', (s: ClientSessionStats) => {
     out.event('session-close', { ...s });
