@@ -48,7 +48,10 @@ export interface InspectRelayOptions extends Omit<LiveDecoderOptions, 'onEvent'>
   maxStreamsPerConnection?: number;
   /** Largest HTTP/1.1 request or response head (default 16 KiB); a larger one is refused and counted. */
   maxHeadBytes?: number;
-  /** Time a client connection has to deliver its first complete request (default 10 s; 0 = no limit). */
+  /**
+   * Time a client connection has to deliver its first complete request (default 10 s; 0 = no limit); under TLS the
+   * handshake gets the same time before that.
+   */
   headTimeoutMs?: number;
   /** Receives every inspect event. */
   onEvent: (ev: InspectEvent) => void;
@@ -122,7 +125,7 @@ export function parseUpstreamUrl(text: string): URL {
 
 /**
  * `udp-tunnel inspect --listen --upstream`: a relay that accepts HTTP/2 (h2c with prior knowledge, or ALPN h2) and
- * HTTP/1.1 clients on one listener, told apart the way `serve` does it (the HTTP/2 preface, or ALPN).
+ * HTTP/1.1 clients on serve's Listener (told apart by the HTTP/2 preface, or ALPN).
  *
  * HTTP/2: accepts any request (extended CONNECT advertised, RFC 8441 §3), opens the same request on its own
  * connection to the upstream proxy (one upstream connection per client connection, opened eagerly; requests wait for
@@ -337,7 +340,6 @@ export class InspectRelay extends EventEmitter {
     upstream.on('goaway', followUpstream);
     upstream.on('close', followUpstream);
     upstream.on('connect', () => widenConnectionWindow(upstream));
-    // The listener already widened the client session's window and took its errors.
     client.on('close', () => {
       this.conns.delete(conn);
       if (!upstream.closed && !upstream.destroyed) upstream.close();
@@ -346,7 +348,6 @@ export class InspectRelay extends EventEmitter {
   }
 
   private onStream(stream: http2.ServerHttp2Stream, flags: number, rawHeaders: string[]): void {
-    // The listener took the stream's errors and stopped the connection's first-request timer.
     const conn = stream.session ? this.connOf.get(stream.session) : undefined;
     if (conn === undefined) {
       stream.close(NGHTTP2_CANCEL);

@@ -435,7 +435,7 @@ describe('relay over TLS and its limits', () => {
 
   it('headTimeoutMs over TLS: stops timing a client once its first request came (HTTP/2 and HTTP/1.1)', async () => {
     const cert = testCert();
-    const { relay, origin } = await startRelay(`http://127.0.0.1:${server.address().port}`, { tls: { cert: cert.cert, key: cert.key }, headTimeoutMs: 500 });
+    const { relay, origin } = await startRelay(`http://127.0.0.1:${server.address().port}`, { tls: { cert: cert.cert, key: cert.key }, headTimeoutMs: 1000 });
     const port = relay.address().port;
     const h2Busy = http2.connect(origin, { ca: cert.cert });
     h2Busy.on('error', () => {});
