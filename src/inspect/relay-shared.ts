@@ -24,9 +24,9 @@ export interface RelayCounters {
   connectionsH1: number;
   /** Client connections closed at once because maxConnections were open. */
   droppedConnections: number;
-  /** Client TLS handshakes that failed. */
+  /** Client TLS handshakes that failed (other than by timeout). */
   tlsErrors: number;
-  /** Client connections closed for sending no complete first request within headTimeoutMs. */
+  /** Client connections closed for completing no TLS handshake, or sending no complete first request, within headTimeoutMs. */
   headTimeouts: number;
   /** Requests received from clients (HTTP/2 streams and HTTP/1.1 request heads). */
   streams: number;

@@ -1,14 +1,12 @@
-import { Buffer } from 'node:buffer';
+import type { Buffer } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import http2 from 'node:http2';
 import type { SecureClientSessionOptions } from 'node:http2';
-import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import tls from 'node:tls';
 import { ErrorCodes, UdpTunnelError } from '../tunnel/errors.js';
-import { ALPN_H2_AND_HTTP1, detectCleartextHttpVersion, tlsHttpVersion, type WireHttpVersion } from '../tunnel/http/version-detect.js';
 import { formatProxyStatus } from '../tunnel/proxy-status.js';
+import { Listener, type ListenerConnection, type ListenerCount } from '../tunnel/server/listener.js';
 import type { CloseReason, HeaderList, InspectEvent } from './events.js';
 import { headerListFromObject, headerListFromRaw, http2Status, requestHeadFromHttp2 } from './http-fields.js';
 import { DEFAULT_MAX_HEAD_BYTES } from '../tunnel/http/http1-head.js';
@@ -59,7 +57,10 @@ export interface InspectRelayOptions extends Omit<LiveDecoderOptions, 'onEvent'>
   maxStreamsPerConnection?: number;
   /** Largest HTTP/1.1 request or response head (default 16 KiB); a larger one is refused and counted. */
   maxHeadBytes?: number;
-  /** Time a client connection has to deliver its first complete request (default 10 s; 0 = no limit). */
+  /**
+   * Time a client connection has to deliver its first complete request (default 10 s; 0 = no limit); under TLS the
+   * handshake gets the same time before that.
+   */
   headTimeoutMs?: number;
   /** Receives every inspect event. */
   onEvent: (ev: InspectEvent) => void;
@@ -133,7 +134,7 @@ export function parseUpstreamUrl(text: string): URL {
 
 /**
  * `udp-tunnel inspect --listen --upstream`: a relay that accepts HTTP/2 (h2c with prior knowledge, or ALPN h2) and
- * HTTP/1.1 clients on one listener, told apart the way `serve` does it (the HTTP/2 preface, or ALPN).
+ * HTTP/1.1 clients on serve's Listener (told apart by the HTTP/2 preface, or ALPN).
  *
  * HTTP/2: accepts any request (extended CONNECT advertised, RFC 8441 §3), opens the same request on its own
  * connection to the upstream proxy (one upstream connection per client connection, opened eagerly; requests wait for
@@ -154,16 +155,8 @@ export class InspectRelay extends EventEmitter {
   readonly upstream: URL;
   private readonly opts: InspectRelayOptions;
   private readonly decoder: LiveSessionDecoder;
-  private readonly front: net.Server | tls.Server;
-  private readonly server: http2.Http2Server;
-  private readonly sockets = new Set<net.Socket>();
-  /** Sockets handed to the HTTP/2 server or to an HTTP/1.1 relay connection. */
-  private readonly routed = new WeakSet<net.Socket>();
-  // Client connections that have not delivered a complete first request yet, with their timer.
-  private readonly headTimers = new Map<net.Socket, NodeJS.Timeout>();
-  // The socket being handed to the HTTP/2 server, whose 'session' event fires synchronously.
-  private pendingSocket: net.Socket | null = null;
-  private readonly socketOf = new WeakMap<http2.Http2Session, net.Socket>();
+  /** The client side: the same listener as serve's (accept, preface/ALPN, connection cap, first-request timer). */
+  private readonly listener: Listener<undefined>;
   private readonly conns = new Set<Conn>();
   private readonly h1Conns = new Set<Http1RelayConnection>();
   private readonly connOf = new WeakMap<http2.Http2Session, Conn>();
@@ -183,29 +176,26 @@ export class InspectRelay extends EventEmitter {
       maxConcurrentStreams: options.maxStreamsPerConnection ?? RELAY_DEFAULTS.maxStreamsPerConnection,
       initialWindowSize: 1 << 20,
     };
-    // Sockets are accepted by our own front and handed over, so one cleartext-class HTTP/2 server serves both h2c
-    // and TLS connections whose ALPN chose h2.
-    this.server = http2.createServer({ settings });
-    this.server.on('session', (s: http2.ServerHttp2Session) => this.onClientSession(s));
-    this.server.on('stream', (stream: http2.ServerHttp2Stream, _h: http2.IncomingHttpHeaders, flags: number, rawHeaders: string[]) =>
-      this.onStream(stream, flags, rawHeaders),
-    );
-    this.server.on('sessionError', () => {});
-    if (options.tls) {
-      // RFC 7301: the client's ALPN choice decides HTTP/2 or HTTP/1.1.
-      const front = tls.createServer({ cert: options.tls.cert, key: options.tls.key, ALPNProtocols: [...ALPN_H2_AND_HTTP1] });
-      front.on('secureConnection', (socket: tls.TLSSocket) => this.route(socket, tlsHttpVersion(socket), Buffer.alloc(0)));
-      front.on('tlsClientError', (_err: Error, socket: net.Socket) => {
-        this.counters.tlsErrors++;
-        socket.destroy();
-      });
-      this.front = front;
-    } else {
-      this.front = net.createServer((socket) => detectCleartextHttpVersion(socket, (version, initial) => this.route(socket, version, initial)));
-    }
-    this.front.on('connection', (socket: net.Socket) => this.track(socket));
-    this.front.maxConnections = options.maxConnections ?? RELAY_DEFAULTS.maxConnections;
-    this.front.on('drop', () => this.counters.droppedConnections++);
+    this.listener = new Listener<undefined>({
+      host: options.host,
+      port: options.port,
+      tls: options.tls,
+      maxConnections: options.maxConnections ?? RELAY_DEFAULTS.maxConnections,
+      // A client that connects and never finishes a request would otherwise hold a connection slot forever.
+      headerTimeoutMs: options.headTimeoutMs ?? RELAY_DEFAULTS.headTimeoutMs,
+      // The relay mirrors its clients: idle and SETTINGS timeouts are the upstream proxy's to apply.
+      connectionIdleTimeoutMs: 0,
+      settingsTimeoutMs: 0,
+      h2: http2.createServer({ settings }),
+      hooks: {
+        state: () => undefined,
+        h1: (conn, initial) => this.onH1Connection(conn, initial),
+        h2Session: (_conn, session) => this.onClientSession(session),
+        h2Stream: (_conn, stream, _headers, flags, rawHeaders) => this.onStream(stream, flags, rawHeaders),
+        count: (what) => this.countListener(what),
+        error: (err) => this.emit('error', err),
+      },
+    });
   }
 
   /** Decoder counters (sessions dropped at the limit, failures). */
@@ -225,50 +215,31 @@ export class InspectRelay extends EventEmitter {
 
   /** Starts listening; resolves with the bound address. */
   listen(): Promise<AddressInfo> {
-    const front = this.front;
-    return new Promise((resolve, reject) => {
-      const onError = (err: Error): void => reject(err);
-      front.once('error', onError);
-      front.listen({ host: this.opts.host, port: this.opts.port }, () => {
-        front.off('error', onError);
-        front.on('error', (err) => this.emit('error', err));
-        resolve(front.address() as AddressInfo);
-      });
-    });
+    return this.listener.listen();
   }
 
   /** The bound address. */
   address(): AddressInfo {
-    return this.front.address() as AddressInfo;
+    return this.listener.address();
   }
 
   /** Stops listening, resets every relayed stream and closes both sides' connections; open sessions close as 'local'. */
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
-    const front = this.front;
-    const done = new Promise<void>((resolve) => front.close(() => resolve()));
     for (const c of this.conns) {
       for (const p of c.pairs) {
         p.firstReset ??= { by: 'relay', code: NGHTTP2_CANCEL };
         if (!p.client.destroyed) p.client.close(NGHTTP2_CANCEL);
         if (p.up && !p.up.destroyed) p.up.close(NGHTTP2_CANCEL);
       }
-      c.client.close();
       c.upstream.close();
     }
     for (const h of [...this.h1Conns]) h.shutdown();
-    // Connections still deciding their protocol (or in their TLS handshake) have nothing to finish.
-    if (!this.opts.tls) for (const s of this.sockets) if (!this.routed.has(s)) s.destroy();
-    const timer = setTimeout(() => {
-      for (const c of this.conns) {
-        c.client.destroy();
-        c.upstream.destroy();
-      }
-      for (const s of this.sockets) s.destroy();
-    }, 1000);
-    await done;
-    clearTimeout(timer);
+    // The listener sends the client sessions GOAWAY and closes every other client connection now.
+    await this.listener.close(() => {
+      for (const c of this.conns) c.upstream.destroy();
+    });
     this.decoder.closeAll(this.now(), 'local', 'relay shutdown');
   }
 
@@ -276,59 +247,36 @@ export class InspectRelay extends EventEmitter {
     return Math.round((performance.now() - this.started) * 1000) / 1000;
   }
 
-  private track(socket: net.Socket): void {
-    this.counters.connections++;
-    this.sockets.add(socket);
-    socket.on('error', () => {});
-    socket.once('close', () => {
-      this.sockets.delete(socket);
-      this.requestStarted(socket);
-    });
-    if (this.closing) {
-      socket.destroy();
-      return;
-    }
-    const ms = this.opts.headTimeoutMs ?? RELAY_DEFAULTS.headTimeoutMs;
-    if (ms > 0) {
-      // A client that connects and never finishes a request would otherwise hold a connection slot forever.
-      this.headTimers.set(
-        socket,
-        setTimeout(() => {
-          this.headTimers.delete(socket);
-          this.counters.headTimeouts++;
-          socket.destroy();
-        }, ms),
-      );
+  private countListener(what: ListenerCount): void {
+    const c = this.counters;
+    switch (what) {
+      case 'connection':
+        c.connections++;
+        return;
+      case 'dropped':
+        c.droppedConnections++;
+        return;
+      case 'h1':
+        c.connectionsH1++;
+        return;
+      case 'h2':
+        c.connectionsH2++;
+        return;
+      case 'header-timeout':
+        c.headTimeouts++;
+        return;
+      case 'tls-error':
+        c.tlsErrors++;
+        return;
+      case 'idle-close':
+      case 'settings-timeout':
+        // Both timers are off (see the constructor).
+        return;
     }
   }
 
-  /** Stops the first-request timer of a client connection. */
-  private requestStarted(socket: net.Socket | undefined): void {
-    if (socket === undefined) return;
-    const t = this.headTimers.get(socket);
-    if (t === undefined) return;
-    clearTimeout(t);
-    this.headTimers.delete(socket);
-  }
-
-  /** Hands a client connection to the HTTP/2 server or to an HTTP/1.1 relay connection. */
-  private route(socket: net.Socket, version: WireHttpVersion, initial: Buffer): void {
-    if (this.closing || socket.destroyed) {
-      socket.destroy();
-      return;
-    }
-    this.routed.add(socket);
-    if (version === 'h2') {
-      this.counters.connectionsH2++;
-      this.pendingSocket = socket;
-      try {
-        this.server.emit('connection', socket);
-      } finally {
-        this.pendingSocket = null;
-      }
-      return;
-    }
-    this.counters.connectionsH1++;
+  /** Hands an HTTP/1.1 client connection to its own relay connection. */
+  private onH1Connection(client: ListenerConnection<undefined>, initial: Buffer): void {
     const conn = new Http1RelayConnection(
       {
         decoder: this.decoder,
@@ -339,10 +287,10 @@ export class InspectRelay extends EventEmitter {
         maxHeadBytes: this.opts.maxHeadBytes ?? RELAY_DEFAULTS.maxHeadBytes,
         now: () => this.now(),
         warn: (code, message) => this.emit('warning', { code, message }),
-        requestStarted: () => this.requestStarted(socket),
+        requestStarted: () => client.requestStarted(),
       },
       `c${this.nextConn++}`,
-      socket,
+      client.socket,
       initial,
       () => this.h1Conns.delete(conn),
     );
@@ -350,7 +298,6 @@ export class InspectRelay extends EventEmitter {
   }
 
   private onClientSession(client: http2.ServerHttp2Session): void {
-    if (this.pendingSocket !== null) this.socketOf.set(client, this.pendingSocket);
     const n = this.nextConn++;
     const up = this.upstream;
     const options: SecureClientSessionOptions = { settings: { enablePush: false, initialWindowSize: 1 << 20 } };
@@ -402,8 +349,6 @@ export class InspectRelay extends EventEmitter {
     upstream.on('goaway', followUpstream);
     upstream.on('close', followUpstream);
     upstream.on('connect', () => widenConnectionWindow(upstream));
-    client.on('error', () => {});
-    client.on('connect', () => widenConnectionWindow(client));
     client.on('close', () => {
       this.conns.delete(conn);
       if (!upstream.closed && !upstream.destroyed) upstream.close();
@@ -413,8 +358,6 @@ export class InspectRelay extends EventEmitter {
 
   private onStream(stream: http2.ServerHttp2Stream, flags: number, rawHeaders: string[]): void {
     const conn = stream.session ? this.connOf.get(stream.session) : undefined;
-    stream.on('error', () => {});
-    if (stream.session) this.requestStarted(this.socketOf.get(stream.session));
     if (conn === undefined) {
       stream.close(NGHTTP2_CANCEL);
       return;

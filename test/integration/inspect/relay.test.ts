@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import tls from 'node:tls';
 import { TunnelClient } from '../../../src/tunnel/client.js';
 import { encodeCapsule } from '../../../src/tunnel/codec/capsule.js';
 import { encodeDatagramCapsule } from '../../../src/tunnel/codec/datagram.js';
@@ -428,6 +429,46 @@ describe('relay over TLS and its limits', () => {
     } finally {
       b.destroy();
       await a.close();
+      await relay.close();
+    }
+  });
+
+  it('headTimeoutMs over TLS: stops timing a client once its first request came (HTTP/2 and HTTP/1.1)', async () => {
+    const cert = testCert();
+    const { relay, origin } = await startRelay(`http://127.0.0.1:${server.address().port}`, { tls: { cert: cert.cert, key: cert.key }, headTimeoutMs: 1000 });
+    const port = relay.address().port;
+    const h2Busy = http2.connect(origin, { ca: cert.cert });
+    h2Busy.on('error', () => {});
+    const h1Busy = tls.connect({ host: '127.0.0.1', port, ca: cert.cert, servername: 'localhost', ALPNProtocols: ['http/1.1'] });
+    h1Busy.on('error', () => {});
+    try {
+      const req = h2Busy.request({ ':method': 'GET', ':path': '/not/a/template' });
+      req.on('error', () => {});
+      const status = await new Promise<number>((res) => req.once('response', (h) => res(Number(h[':status']))));
+      // serve refuses a GET over HTTP/2 (RFC 9298 §3.4 needs CONNECT); the relay forwards its answer.
+      assert.equal(status, 405);
+      h1Busy.write(`GET ${TEMPLATE(echo.port)} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: connect-udp\r\nCapsule-Protocol: ?1\r\n\r\n`);
+      let head = '';
+      await new Promise<void>((res, rej) => {
+        h1Busy.on('data', (chunk: Buffer) => {
+          head += chunk.toString('latin1');
+          if (head.includes('\r\n\r\n')) res();
+        });
+        h1Busy.once('close', () => rej(new Error(`closed before a response head: ${JSON.stringify(head)}`)));
+      });
+      assert.match(head, /^HTTP\/1\.1 101 /);
+      // A silent witness whose handshake completes after both requests: its head timeout proves that the busy
+      // connections' deadlines have passed and been handled too (timers fire in deadline order), rather than sleeping.
+      const witness = tls.connect({ host: '127.0.0.1', port, ca: cert.cert, servername: 'localhost', ALPNProtocols: ['h2'] });
+      witness.on('error', () => {});
+      witness.resume();
+      await once(witness, 'close');
+      assert.equal(h2Busy.closed || h2Busy.destroyed, false);
+      assert.equal(h1Busy.destroyed, false);
+      assert.equal(relay.counters.headTimeouts, 1, 'the witness only');
+    } finally {
+      h2Busy.destroy();
+      h1Busy.destroy();
       await relay.close();
     }
   });
