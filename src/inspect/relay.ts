@@ -115,19 +115,22 @@ function widenConnectionWindow(session: http2.Http2Session): void {
   }
 }
 
-/** Parses and checks the --upstream URL. */
+/** Parses and checks the `upstream` option (the proxy URL every request is forwarded to). */
 export function parseUpstreamUrl(text: string): URL {
   let url: URL;
   try {
     url = new URL(text);
   } catch {
-    throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `--upstream '${text}' is not a URL (example: http://127.0.0.1:4433)`);
+    throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `upstream '${text}' is not a URL (example: http://127.0.0.1:4433)`, { option: 'upstream', value: text });
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `--upstream must use http:// (h2c) or https:// (TLS), not ${url.protocol}`);
+    throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `upstream must use http:// (h2c) or https:// (TLS), not ${url.protocol}`, { option: 'upstream', value: text });
   }
   if ((url.pathname !== '/' && url.pathname !== '') || url.search || url.username) {
-    throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `--upstream '${text}': give only scheme, host and port; request paths are forwarded as the client sent them`);
+    throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `upstream '${text}': give only scheme, host and port; request paths are forwarded as the client sent them`, {
+      option: 'upstream',
+      value: text,
+    });
   }
   return url;
 }
