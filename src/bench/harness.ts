@@ -37,6 +37,7 @@ import { makeThrowawayCert } from './self-signed.js';
 import type { ThrowawayCert } from './self-signed.js';
 import { startComponent } from './tunnel-launcher.js';
 import type { ComponentExit, ComponentSample, ComponentSpec, Isolation, TunnelComponent } from './tunnel-launcher.js';
+import { readUdpSocketTable } from './udp-socket-table.js';
 
 /** Which path a generator run measures. */
 export type BenchPath = 'direct' | 'tunnel';
@@ -499,25 +500,8 @@ export function readKernelUdpDrops(): { rcvbufErrors: number; sndbufErrors: numb
  * (the `drops` column of Linux /proc/net/udp and udp6); null elsewhere.
  */
 export function readUdpPortDrops(port: number): number | null {
-  let found = false;
-  let drops = 0;
-  for (const file of ['/proc/net/udp', '/proc/net/udp6']) {
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      const local = f[1];
-      if (local === undefined || f.length < 13) continue;
-      if (parseInt(local.slice(local.lastIndexOf(':') + 1), 16) !== port) continue;
-      found = true;
-      drops += Number(f[f.length - 1]);
-    }
-  }
-  return found ? drops : null;
+  const rows = readUdpSocketTable().filter((r) => r.localPort === port);
+  return rows.length === 0 ? null : rows.reduce((sum, r) => sum + r.drops, 0);
 }
 
 /** Samples serve and connect RSS periodically and measures their busy time and the bench process's CPU over a run. */
