@@ -32,7 +32,8 @@ export function formatProxyStatus(error: ProxyErrorType, params: { rcode?: strin
 
 // RFC 8941 §3.3.3: sf-string is DQUOTE-delimited printable ASCII with \" and \\ escaped.
 function sfString(s: string): string {
-  const printable = s.replace(/[^\x20-\x7e]/g, '?');
+  // Our own messages cite RFC sections with '§'; spell it out rather than lose it to '?'.
+  const printable = s.replace(/§\s*/g, 'section ').replace(/[^\x20-\x7e]/g, '?');
   return `"${printable.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
 }
 
