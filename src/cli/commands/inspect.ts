@@ -20,6 +20,7 @@ import { formatDuration, formatSize } from '../format-units.js';
 import { InspectView, type InspectViewSettings } from '../render/inspect-view.js';
 import { untilShutdown } from '../lifecycle.js';
 import type { Output } from '../output.js';
+import { COMMAND_SUMMARIES } from './summaries.js';
 
 interface InspectArgs extends CommonArgs {
   listen?: string;
@@ -66,8 +67,7 @@ function listOf(values: string[]): string[] {
 
 /** `udp-tunnel inspect`: decode capsule traffic from a relay, a raw/hex stream, a recording or a capture. */
 export const inspectCommand: CommandModule<object, InspectArgs> = {
-  command: 'inspect',
-  describe: 'Decode capsule traffic (RFC 9297/9298): live as a relay, or from a raw/hex stream, a recording or a pcap capture',
+  ...COMMAND_SUMMARIES.inspect,
   builder: (y: Argv) =>
     withCommonOptions(y)
       .usage('$0 inspect (--listen HOST:PORT --upstream URL | --raw FILE|- | --file FILE|- | --pcap FILE) [options]\n\nDecode capsule traffic (RFC 9297/9298) live as a relay, or from a raw/hex stream, a recording or a capture.')
