@@ -1,5 +1,3 @@
-import yargs from 'yargs';
-import { hideBin } from 'yargs/helpers';
 import type { CommandModule } from 'yargs';
 import { COMMAND_NAMES, COMMAND_SUMMARIES, type CommandName } from './commands/summaries.js';
 import { describeError, EXIT_USAGE, UsageError } from './errors.js';
@@ -40,7 +38,13 @@ function listedOnly(name: CommandName): CommandModule<object, never> {
 }
 
 /** Runs the CLI with `argv` (without node and script) and returns the exit code. */
-export async function main(argv: string[] = hideBin(process.argv)): Promise<number> {
+export async function main(argv: string[] = process.argv.slice(2)): Promise<number> {
+  // The version alone needs no parser: answering it before yargs loads keeps `--version` as quick as node itself.
+  if (argv.length === 1 && argv[0] === '--version') {
+    process.stdout.write(`${packageVersion()}\n`);
+    return 0;
+  }
+  const { default: yargs } = await import('yargs');
   const verbose = argv.includes('-v') || argv.includes('--verbose');
   const commands = await commandsFor(argv);
   const parser = yargs(argv)
