@@ -160,3 +160,29 @@ export function parseHexText(text: string): Buffer {
   if (repeatPending) fail(lines.length, `'*' repeat marker at the end without a closing offset line`);
   return out.result();
 }
+
+/** How many leading bytes looksLikeHexText examines. */
+export const HEX_SNIFF_BYTES = 256;
+
+/**
+ * Whether the start of a binary input is hex text instead: within the first HEX_SNIFF_BYTES bytes only hex digits,
+ * whitespace and `0x` prefixes, with at least two digits. Hints that `--hex` was forgotten; a real capsule stream
+ * (type and length varints, then payload) almost never reads that way.
+ */
+export function looksLikeHexText(bytes: Uint8Array): boolean {
+  const n = Math.min(bytes.length, HEX_SNIFF_BYTES);
+  let digits = 0;
+  for (let i = 0; i < n; i++) {
+    const b = bytes[i]!;
+    if (isHexDigit(b)) digits++;
+    else if (b === 0x78 || b === 0x58) {
+      // 'x' only as the second character of a `0x` prefix.
+      if (i === 0 || bytes[i - 1] !== 0x30 || (i >= 2 && isHexDigit(bytes[i - 2]!))) return false;
+    } else if (b !== 0x20 && b !== 0x09 && b !== 0x0a && b !== 0x0d) return false;
+  }
+  return digits >= 2;
+}
+
+function isHexDigit(b: number): boolean {
+  return (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x46) || (b >= 0x61 && b <= 0x66);
+}

@@ -114,6 +114,25 @@ describe('inspect --raw and --hex', () => {
     assert.deepEqual(events(b.stdout).map((e) => ({ ...e, t: 0 })), EXPECTED);
   });
 
+  it('--hex without a source reads stdin', async () => {
+    const r = await runCli(['inspect', '--hex', '--json'], { input: xxd(STREAM) });
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(events(r.stdout), EXPECTED);
+  });
+
+  it('hex text fed without --hex gets one warning with the hint; the exit code is what the bytes decode to', async () => {
+    const text = `${STREAM.toString('hex').replace(/(..)/g, '$1 ')}\n`.repeat(4);
+    const r = await runCli(['inspect', '--raw', '-', '--json'], { input: text });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr.match(/input looks like hex text; add --hex/g)?.length, 1, r.stderr);
+    const strict = await runCli(['inspect', '--raw', '-', '--json', '--strict'], { input: '0x00 0x05 0x00 0x68' });
+    assert.equal(strict.code, 1, strict.stderr);
+    assert.match(strict.stderr, /input looks like hex text; add --hex/);
+    const binary = await runCli(['inspect', '--raw', '-', '--json'], { input: STREAM });
+    assert.equal(binary.code, 0, binary.stderr);
+    assert.doesNotMatch(binary.stderr, /looks like hex/);
+  });
+
   it('--hex names the line of bad input (exit 2)', async () => {
     const r = await runCli(['inspect', '--raw', file('bad.hex', '00 05\n00 7g\n'), '--hex']);
     assert.equal(r.code, 2);

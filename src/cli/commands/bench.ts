@@ -12,6 +12,7 @@ import { UsageError } from '../errors.js';
 import { formatDuration } from '../format-units.js';
 import { Spinner } from '../spinner.js';
 import { packageVersion } from '../version.js';
+import { COMMAND_SUMMARIES } from './summaries.js';
 
 interface BenchArgs extends CommonArgs {
   size: number;
@@ -40,8 +41,7 @@ interface BenchArgs extends CommonArgs {
 
 /** `udp-tunnel bench`: the one-command benchmark, direct path against the tunnel. */
 export const benchCommand: CommandModule<object, BenchArgs> = {
-  command: 'bench',
-  describe: 'Benchmark the tunnel: echo, serve and connect on loopback, the same load direct and through the tunnel',
+  ...COMMAND_SUMMARIES.bench,
   builder: (y: Argv) =>
     withCommonOptions(y)
       .option('size', { type: 'number', default: BENCH_DEFAULTS.size, describe: 'UDP payload bytes per datagram (32..65507)' })

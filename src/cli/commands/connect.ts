@@ -20,6 +20,7 @@ import { formatDuration } from '../format-units.js';
 import { startInspectTap, withInspectTapOptions, type InspectTapArgs } from '../inspect-tap.js';
 import { untilShutdown } from '../lifecycle.js';
 import { attachClientOutput, renderConnectListening } from '../render/connect-events.js';
+import { COMMAND_SUMMARIES } from './summaries.js';
 
 interface ConnectArgs extends CommonArgs, InspectTapArgs {
   local: string;
@@ -52,8 +53,7 @@ interface ConnectArgs extends CommonArgs, InspectTapArgs {
 
 /** `udp-tunnel connect`: local UDP port -> proxy -> target. */
 export const connectCommand: CommandModule<object, ConnectArgs> = {
-  command: 'connect',
-  describe: 'Listen on a local UDP port and forward each local peer through an HTTP proxy (CONNECT-UDP, RFC 9298, or POST mode)',
+  ...COMMAND_SUMMARIES.connect,
   builder: (y: Argv) =>
     withInspectTapOptions(withCommonOptions(y))
       .option('local', { alias: 'l', type: 'string', default: '127.0.0.1:0', describe: 'Local UDP HOST:PORT to listen on ([IPv6]:PORT; port 0 = any)' })

@@ -7,6 +7,7 @@ import { makeOutput, withCommonOptions, type CommonArgs } from '../common-option
 import { UsageError } from '../errors.js';
 import { untilShutdown } from '../lifecycle.js';
 import { Spinner } from '../spinner.js';
+import { COMMAND_SUMMARIES } from './summaries.js';
 
 interface DemoArgs extends CommonArgs {
   peers: number;
@@ -18,8 +19,7 @@ interface DemoArgs extends CommonArgs {
 
 /** `udp-tunnel demo`: a whole tunnel on loopback, exercised and explained. */
 export const demoCommand: CommandModule<object, DemoArgs> = {
-  command: 'demo',
-  describe: 'Start echo target + serve + connect on loopback, send datagrams through, and show what happened',
+  ...COMMAND_SUMMARIES.demo,
   builder: (y: Argv) =>
     withCommonOptions(y)
       .option('peers', { type: 'number', default: DEMO_TRAFFIC_DEFAULTS.peers, describe: 'Local UDP peers (each gets its own tunnel session)' })

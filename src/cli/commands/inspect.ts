@@ -8,7 +8,7 @@ import { parseDuration, parseSize } from '../../tunnel/units.js';
 import { CapsuleView, DEFAULT_PREVIEW_BYTES } from '../../inspect/capsule-view.js';
 import { DEFAULT_MAX_CAPSULE_LENGTH } from '../../tunnel/codec/capsule-decoder.js';
 import type { Direction } from '../../inspect/events.js';
-import { MAX_HEX_TEXT_LENGTH, parseHexText } from '../../inspect/hex.js';
+import { MAX_HEX_TEXT_LENGTH, looksLikeHexText, parseHexText } from '../../inspect/hex.js';
 import { streamCapture } from '../../inspect/pcap-decode.js';
 import { readRecording } from '../../inspect/recording.js';
 import { InspectRelay, RELAY_DEFAULTS } from '../../inspect/relay.js';
@@ -20,6 +20,7 @@ import { formatDuration, formatSize } from '../format-units.js';
 import { InspectView, type InspectViewSettings } from '../render/inspect-view.js';
 import { untilShutdown } from '../lifecycle.js';
 import type { Output } from '../output.js';
+import { COMMAND_SUMMARIES } from './summaries.js';
 
 interface InspectArgs extends CommonArgs {
   listen?: string;
@@ -66,8 +67,7 @@ function listOf(values: string[]): string[] {
 
 /** `udp-tunnel inspect`: decode capsule traffic from a relay, a raw/hex stream, a recording or a capture. */
 export const inspectCommand: CommandModule<object, InspectArgs> = {
-  command: 'inspect',
-  describe: 'Decode capsule traffic (RFC 9297/9298): live as a relay, or from a raw/hex stream, a recording or a pcap capture',
+  ...COMMAND_SUMMARIES.inspect,
   builder: (y: Argv) =>
     withCommonOptions(y)
       .usage('$0 inspect (--listen HOST:PORT --upstream URL | --raw FILE|- | --file FILE|- | --pcap FILE) [options]\n\nDecode capsule traffic (RFC 9297/9298) live as a relay, or from a raw/hex stream, a recording or a capture.')
@@ -113,6 +113,8 @@ export const inspectCommand: CommandModule<object, InspectArgs> = {
     if (bad !== undefined || extra.length > 1) throw new UsageError(`unexpected argument '${bad ?? '-'}'`);
     // The option itself was left empty by yargs when '-' was split off.
     for (const k of ['raw', 'file'] as const) if (args[k] === '' && extra.length === 1) args[k] = '-';
+    // --hex already says what the input is; with no source named, stdin is the one it can mean.
+    if (args.hex && (['listen', 'raw', 'file', 'pcap'] as const).every((k) => args[k] === undefined)) args.raw = '-';
     const sources = (['listen', 'raw', 'file', 'pcap'] as const).filter((k) => args[k] !== undefined);
     if (sources.length !== 1) {
       throw new UsageError(
@@ -226,7 +228,10 @@ async function runRaw(src: string, args: InspectArgs, out: Output, settings: Ins
     for (const ev of cv.push(bytes, 0)) view.handle(ev);
   } else {
     const input = src === '-' ? process.stdin : createReadStream(src);
+    let first = true;
     for await (const chunk of input) {
+      if (first && looksLikeHexText(chunk as Buffer)) out.warn('input looks like hex text; add --hex to decode it as hex');
+      first = false;
       for (const ev of cv.push(chunk as Buffer, now())) view.handle(ev);
       await view.drain();
     }

@@ -20,6 +20,7 @@ import { formatDuration, formatSize } from '../format-units.js';
 import { startInspectTap, withInspectTapOptions, type InspectTapArgs } from '../inspect-tap.js';
 import { untilShutdown } from '../lifecycle.js';
 import { attachServerOutput, renderServeListening } from '../render/serve-events.js';
+import { COMMAND_SUMMARIES } from './summaries.js';
 
 interface ServeArgs extends CommonArgs, InspectTapArgs {
   listen: string;
@@ -78,8 +79,7 @@ function usageOnBadOption<T>(build: () => T): T {
 
 /** `udp-tunnel serve`: the proxy side. */
 export const serveCommand: CommandModule<object, ServeArgs> = {
-  command: 'serve',
-  describe: 'Run a CONNECT-UDP proxy (RFC 9298) over HTTP/2 and HTTP/1.1, plus optional POST routes, relaying to UDP targets',
+  ...COMMAND_SUMMARIES.serve,
   builder: (y: Argv) =>
     withInspectTapOptions(withCommonOptions(y))
       .option('listen', { alias: 'l', type: 'string', default: '127.0.0.1:4433', describe: 'TCP HOST:PORT to listen on ([IPv6]:PORT; port 0 = any)' })

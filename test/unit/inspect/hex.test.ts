@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { parseHexText } from '../../../src/inspect/hex.js';
+import { HEX_SNIFF_BYTES, looksLikeHexText, parseHexText } from '../../../src/inspect/hex.js';
 import { isUdpTunnelError } from '../../../src/tunnel/errors.js';
 
 function hex(text: string): string {
@@ -131,5 +131,29 @@ describe('parseHexText: properties', () => {
       }),
       { numRuns: 200 },
     );
+  });
+});
+
+describe('looksLikeHexText', () => {
+  const b = (s: string): Buffer => Buffer.from(s, 'latin1');
+
+  it('recognizes hex digits with whitespace and 0x prefixes', () => {
+    assert.equal(looksLikeHexText(b('00 05 00 68 69 21 21\n')), true);
+    assert.equal(looksLikeHexText(b('0x00 0X05\t0xff\r\n')), true);
+    assert.equal(looksLikeHexText(b('deadBEEF')), true);
+  });
+
+  it('rejects binary capsules, other text, a stray x and too few digits', () => {
+    assert.equal(looksLikeHexText(Buffer.from([0x00, 0x05, 0x00, 0x68, 0x69, 0x21, 0x21])), false);
+    assert.equal(looksLikeHexText(b('hello world')), false);
+    assert.equal(looksLikeHexText(b('x0 12')), false);
+    assert.equal(looksLikeHexText(b('10x0')), false);
+    assert.equal(looksLikeHexText(b('0')), false);
+    assert.equal(looksLikeHexText(b(' \n')), false);
+  });
+
+  it('looks only at the first HEX_SNIFF_BYTES bytes', () => {
+    assert.equal(looksLikeHexText(b(`${'ab'.repeat(HEX_SNIFF_BYTES / 2)}\u0000`)), true);
+    assert.equal(looksLikeHexText(b(`${'ab'.repeat(HEX_SNIFF_BYTES / 2 - 1)}\u0000`)), false);
   });
 });
