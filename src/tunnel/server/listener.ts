@@ -14,6 +14,8 @@ export interface ServerTlsOptions {
   key: string | Buffer;
   /** CA bundle for client certificates; when set, clients must present a certificate it signed. */
   ca?: string | Buffer;
+  /** Receives each NSS key log line of the TLS connections (SSLKEYLOGFILE format), for decrypting captures. */
+  onKeylog?: (line: Buffer) => void;
 }
 
 /**
@@ -144,6 +146,7 @@ export class Listener<T> {
         handshakeTimeout: options.headerTimeoutMs,
       });
       this.server.on('connection', (socket: net.Socket) => this.track(socket, true));
+      if (t.onKeylog) this.server.on('keylog', t.onKeylog);
       this.server.on('secureConnection', (socket: tls.TLSSocket) => this.onSecureConnection(socket));
       this.server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: net.Socket) => {
         this.hooks.count(err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT' ? 'header-timeout' : 'tls-error');

@@ -105,6 +105,7 @@ export function connectProxySocket(opts: ProxySocketOptions): Promise<net.Socket
       if (t.cert) options.cert = t.cert;
       if (t.key) options.key = t.key;
       socket = tls.connect(options);
+      if (t.onKeylog) socket.on('keylog', t.onKeylog);
     } else {
       socket = net.connect({ host, port });
     }
