@@ -277,6 +277,9 @@ export class InspectRelay extends EventEmitter {
       case 'tls-error':
         c.tlsErrors++;
         return;
+      case 'scheme-mismatch':
+        c.schemeMismatches++;
+        return;
       case 'idle-close':
       case 'settings-timeout':
         // Both timers are off (see the constructor).

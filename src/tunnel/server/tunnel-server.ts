@@ -131,6 +131,9 @@ export class TunnelServer extends EventEmitter {
       case 'tls-error':
         c.tlsErrors++;
         return;
+      case 'scheme-mismatch':
+        c.schemeMismatches++;
+        return;
       case 'idle-close':
         c.limits.connectionIdle++;
         return;
