@@ -77,7 +77,10 @@ export interface ServerCounters {
   targetUnreachable: number;
   /** TLS handshakes that failed (other than by timeout). */
   tlsErrors: number;
-  /** Connections that spoke TLS to the cleartext listener, or cleartext HTTP to the TLS one: told so and closed. */
+  /**
+   * Connections that spoke TLS to the cleartext listener (answered 400, also in `refused`), or cleartext HTTP to the
+   * TLS one (answered with a TLS alert, also in `tlsErrors`): told so and closed.
+   */
   schemeMismatches: number;
   /**
    * Times this host ran short of descriptors, kernel buffers or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): requests
