@@ -19,6 +19,8 @@ export interface Http1RelayContext {
   readonly counters: RelayCounters;
   readonly upstream: URL;
   readonly upstreamTls: RelayUpstreamTls;
+  /** Receives the key log lines of the upstream TLS connections. */
+  readonly onKeylog?: (line: Buffer) => void;
   readonly connectTimeoutMs: number;
   readonly maxHeadBytes: number;
   /** Milliseconds since the relay started (event time). */
@@ -160,6 +162,7 @@ export class Http1RelayConnection {
         ...(tlsOptions.ca !== undefined ? { ca: tlsOptions.ca } : {}),
         ...(tlsOptions.servername !== undefined ? { servername: tlsOptions.servername } : {}),
         insecure: tlsOptions.insecure ?? false,
+        ...(this.ctx.onKeylog ? { onKeylog: this.ctx.onKeylog } : {}),
       },
       // RFC 7301: the same HTTP version the client chose goes upstream.
       alpn: ['http/1.1'],

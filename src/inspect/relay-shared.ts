@@ -26,6 +26,8 @@ export interface RelayCounters {
   droppedConnections: number;
   /** Client TLS handshakes that failed (other than by timeout). */
   tlsErrors: number;
+  /** Client connections that spoke TLS to a cleartext relay, or cleartext HTTP to a TLS one: told so and closed. */
+  schemeMismatches: number;
   /** Client connections closed for completing no TLS handshake, or sending no complete first request, within headTimeoutMs. */
   headTimeouts: number;
   /** Requests received from clients (HTTP/2 streams and HTTP/1.1 request heads). */
@@ -51,6 +53,7 @@ export function emptyRelayCounters(): RelayCounters {
     connectionsH1: 0,
     droppedConnections: 0,
     tlsErrors: 0,
+    schemeMismatches: 0,
     headTimeouts: 0,
     streams: 0,
     localAnswers: 0,

@@ -2,7 +2,8 @@ import type { Buffer } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import http2 from 'node:http2';
 import type { SecureClientSessionOptions } from 'node:http2';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { performance } from 'node:perf_hooks';
 import { ErrorCodes, UdpTunnelError } from '../tunnel/errors.js';
 import { formatProxyStatus } from '../tunnel/proxy-status.js';
@@ -49,6 +50,11 @@ export interface InspectRelayOptions extends Omit<LiveDecoderOptions, 'onEvent'>
    */
   upstream: string;
   upstreamTls?: RelayUpstreamTls;
+  /**
+   * Receives each NSS key log line (SSLKEYLOGFILE format) of the TLS connections on both sides: clients' connections
+   * to the relay and the relay's connections to the upstream.
+   */
+  onKeylog?: (line: Buffer) => void;
   /** How long to wait for the upstream connection (and, for HTTP/2, its SETTINGS); default 10 s. */
   connectTimeoutMs?: number;
   /** Client connections at once (default 1024); more are closed and counted. */
@@ -182,7 +188,7 @@ export class InspectRelay extends EventEmitter {
     this.listener = new Listener<undefined>({
       host: options.host,
       port: options.port,
-      tls: options.tls,
+      tls: options.tls && options.onKeylog ? { ...options.tls, onKeylog: options.onKeylog } : options.tls,
       maxConnections: options.maxConnections ?? RELAY_DEFAULTS.maxConnections,
       // A client that connects and never finishes a request would otherwise hold a connection slot forever.
       headerTimeoutMs: options.headTimeoutMs ?? RELAY_DEFAULTS.headTimeoutMs,
@@ -271,6 +277,9 @@ export class InspectRelay extends EventEmitter {
       case 'tls-error':
         c.tlsErrors++;
         return;
+      case 'scheme-mismatch':
+        c.schemeMismatches++;
+        return;
       case 'idle-close':
       case 'settings-timeout':
         // Both timers are off (see the constructor).
@@ -286,6 +295,7 @@ export class InspectRelay extends EventEmitter {
         counters: this.counters,
         upstream: this.upstream,
         upstreamTls: this.opts.upstreamTls ?? {},
+        ...(this.opts.onKeylog ? { onKeylog: this.opts.onKeylog } : {}),
         connectTimeoutMs: this.opts.connectTimeoutMs ?? RELAY_DEFAULTS.connectTimeoutMs,
         maxHeadBytes: this.opts.maxHeadBytes ?? RELAY_DEFAULTS.maxHeadBytes,
         now: () => this.now(),
@@ -310,6 +320,17 @@ export class InspectRelay extends EventEmitter {
       if (tls.servername) options.servername = tls.servername;
       options.rejectUnauthorized = !tls.insecure;
       options.ALPNProtocols = ['h2'];
+      const onKeylog = this.opts.onKeylog;
+      // The session's own TLS socket cannot be listened on once handed over, so the relay opens it itself.
+      if (onKeylog) {
+        options.createConnection = () => {
+          const host = up.hostname.startsWith('[') ? up.hostname.slice(1, -1) : up.hostname;
+          const sni = tls.servername ?? (net.isIP(host) ? undefined : host);
+          const socket = tlsConnect({ ...options, host, port: Number(up.port), ...(sni ? { servername: sni } : {}) });
+          socket.on('keylog', onKeylog);
+          return socket;
+        };
+      }
     }
     const upstream = http2.connect(up.origin, options);
     const conn: Conn = { n, client, upstream, ready: Promise.resolve(), upstreamReady: false, extendedConnect: false, pairs: new Set() };

@@ -27,6 +27,8 @@ describe('CLI flags for transports, auth and TLS', () => {
     ['a bad POST route', ['serve', '--post-route', 'nopath'], /--post-route 'nopath'/],
     ['--client-ca without TLS', ['serve', '--client-ca', 'ca.pem'], /--client-ca needs TLS/],
     ['--self-signed with --cert', ['serve', '--self-signed', '--cert', 'a', '--key', 'b'], /exclude each other/],
+    ['--keylog without TLS (serve)', ['serve', '--keylog', 'keys.txt'], /--keylog needs TLS/],
+    ['--keylog on a cleartext proxy', ['connect', '-p', 'http://127.0.0.1:1', '-t', '127.0.0.1:1', '--keylog', 'keys.txt'], /--keylog needs an https:\/\/ proxy URL/],
   ];
   for (const [name, args, message] of usage) {
     it(`exits 2 for ${name}`, async () => {

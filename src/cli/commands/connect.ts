@@ -18,11 +18,12 @@ import { parseDuration } from '../../tunnel/units.js';
 import { withCommonOptions, makeOutput, type CommonArgs } from '../common-options.js';
 import { formatDuration } from '../format-units.js';
 import { startInspectTap, withInspectTapOptions, type InspectTapArgs } from '../inspect-tap.js';
+import { openKeylog, withKeylogOption, type KeylogArgs } from '../keylog.js';
 import { untilShutdown } from '../lifecycle.js';
 import { attachClientOutput, renderConnectListening } from '../render/connect-events.js';
 import { COMMAND_SUMMARIES } from './summaries.js';
 
-interface ConnectArgs extends CommonArgs, InspectTapArgs {
+interface ConnectArgs extends CommonArgs, InspectTapArgs, KeylogArgs {
   local: string;
   proxy: string;
   target?: string;
@@ -55,7 +56,7 @@ interface ConnectArgs extends CommonArgs, InspectTapArgs {
 export const connectCommand: CommandModule<object, ConnectArgs> = {
   ...COMMAND_SUMMARIES.connect,
   builder: (y: Argv) =>
-    withInspectTapOptions(withCommonOptions(y))
+    withKeylogOption(withInspectTapOptions(withCommonOptions(y)))
       .option('local', { alias: 'l', type: 'string', default: '127.0.0.1:0', describe: 'Local UDP HOST:PORT to listen on ([IPv6]:PORT; port 0 = any)' })
       .option('proxy', {
         alias: 'p',
@@ -117,7 +118,10 @@ export const connectCommand: CommandModule<object, ConnectArgs> = {
     }
     const target = args.target ? parseHostPort(args.target, { what: '--target' }) : undefined;
     const baseMs = parseDuration(args['backoff-base'], '--backoff-base', 'ms');
+    if (args.keylog !== undefined && !/^https:/i.test(args.proxy)) throw new UsageError('--keylog needs an https:// proxy URL');
+    const keylog = /^https:/i.test(args.proxy) ? openKeylog(args) : undefined;
     const tls = {
+      ...(keylog ? { onKeylog: keylog.onKeylog } : {}),
       insecure: args.insecure,
       ...(args.ca ? { ca: readFileSync(args.ca) } : {}),
       ...(args.servername ? { servername: args.servername } : {}),
@@ -164,6 +168,7 @@ export const connectCommand: CommandModule<object, ConnectArgs> = {
     const { done } = untilShutdown(async () => {
       out.info('shutting down');
       await client.close();
+      keylog?.close();
     });
     const why = await done;
     await tap?.stop();

@@ -18,11 +18,12 @@ import { makeOutput, withCommonOptions, type CommonArgs } from '../common-option
 import { UsageError } from '../errors.js';
 import { formatDuration, formatSize } from '../format-units.js';
 import { InspectView, type InspectViewSettings } from '../render/inspect-view.js';
+import { openKeylog, withKeylogOption, type KeylogArgs } from '../keylog.js';
 import { untilShutdown } from '../lifecycle.js';
 import type { Output } from '../output.js';
 import { COMMAND_SUMMARIES } from './summaries.js';
 
-interface InspectArgs extends CommonArgs {
+interface InspectArgs extends CommonArgs, KeylogArgs {
   listen?: string;
   upstream?: string;
   raw?: string;
@@ -69,7 +70,7 @@ function listOf(values: string[]): string[] {
 export const inspectCommand: CommandModule<object, InspectArgs> = {
   ...COMMAND_SUMMARIES.inspect,
   builder: (y: Argv) =>
-    withCommonOptions(y)
+    withKeylogOption(withCommonOptions(y))
       .usage('$0 inspect (--listen HOST:PORT --upstream URL | --raw FILE|- | --file FILE|- | --pcap FILE) [options]\n\nDecode capsule traffic (RFC 9297/9298) live as a relay, or from a raw/hex stream, a recording or a capture.')
       // yargs reads the lone '-' of `--raw -` / `--file -` as a positional: allow positionals, still refuse unknown options.
       .strict(false)
@@ -157,7 +158,11 @@ async function runRelay(args: InspectArgs, out: Output, settings: InspectViewSet
   if (Boolean(args.cert) !== Boolean(args.key)) throw new UsageError('--cert and --key go together');
   const listen = parseHostPort(args.listen!, { allowPortZero: true, what: '--listen' });
   const view = await InspectView.create(settings, out, 'relay', { live: true, startedAtMs: Date.now() });
+  const anyTls = Boolean(args.cert) || /^https:/i.test(args.upstream);
+  if (args.keylog !== undefined && !anyTls) throw new UsageError('--keylog needs TLS on one side: --cert/--key or an https:// --upstream');
+  const keylog = anyTls ? openKeylog(args) : undefined;
   const relay = new InspectRelay({
+    ...(keylog ? { onKeylog: keylog.onKeylog } : {}),
     host: listen.host,
     port: listen.port,
     upstream: args.upstream,
@@ -187,6 +192,7 @@ async function runRelay(args: InspectArgs, out: Output, settings: InspectViewSet
   );
   const { done } = untilShutdown(async () => {
     await relay.close();
+    keylog?.close();
   });
   await done;
   const s = relay.decoderStats;

@@ -18,11 +18,12 @@ import { makeOutput, withCommonOptions, type CommonArgs } from '../common-option
 import { UsageError, flagMessage } from '../errors.js';
 import { formatDuration, formatSize } from '../format-units.js';
 import { startInspectTap, withInspectTapOptions, type InspectTapArgs } from '../inspect-tap.js';
+import { openKeylog, withKeylogOption, type KeylogArgs } from '../keylog.js';
 import { untilShutdown } from '../lifecycle.js';
 import { attachServerOutput, renderServeListening } from '../render/serve-events.js';
 import { COMMAND_SUMMARIES } from './summaries.js';
 
-interface ServeArgs extends CommonArgs, InspectTapArgs {
+interface ServeArgs extends CommonArgs, InspectTapArgs, KeylogArgs {
   listen: string;
   cert?: string;
   key?: string;
@@ -81,7 +82,7 @@ function usageOnBadOption<T>(build: () => T): T {
 export const serveCommand: CommandModule<object, ServeArgs> = {
   ...COMMAND_SUMMARIES.serve,
   builder: (y: Argv) =>
-    withInspectTapOptions(withCommonOptions(y))
+    withKeylogOption(withInspectTapOptions(withCommonOptions(y)))
       .option('listen', { alias: 'l', type: 'string', default: '127.0.0.1:4433', describe: 'TCP HOST:PORT to listen on ([IPv6]:PORT; port 0 = any)' })
       .option('cert', { type: 'string', describe: 'PEM certificate: serve TLS, ALPN h2 and http/1.1 (needs --key)' })
       .option('key', { type: 'string', describe: 'PEM private key for --cert' })
@@ -157,6 +158,9 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       certInfo = { selfSigned: false, ...describeCertificate(cert) };
     }
     if (tls && args['client-ca']) tls.ca = readFileSync(args['client-ca']);
+    if (args.keylog !== undefined && !tls) throw new UsageError('--keylog needs TLS: add --cert/--key or --self-signed');
+    const keylog = tls ? openKeylog(args) : undefined;
+    if (tls && keylog) tls.onKeylog = keylog.onKeylog;
     const server = usageOnBadOption(() => new TunnelServer({
       host: listen.host,
       port: listen.port,
@@ -194,6 +198,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
     const { done } = untilShutdown(async () => {
       out.info('shutting down');
       await server.close();
+      keylog?.close();
     });
     renderServeListening(out, {
       address: addr,

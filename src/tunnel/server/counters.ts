@@ -78,6 +78,11 @@ export interface ServerCounters {
   /** TLS handshakes that failed (other than by timeout). */
   tlsErrors: number;
   /**
+   * Connections that spoke TLS to the cleartext listener (answered 400, also in `refused`), or cleartext HTTP to the
+   * TLS one (answered with a TLS alert, also in `tlsErrors`): told so and closed.
+   */
+  schemeMismatches: number;
+  /**
    * Times this host ran short of descriptors, kernel buffers or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): requests
    * refused with 503 while opening their UDP socket, and connections that failed on accept.
    */
@@ -100,6 +105,7 @@ export function emptyServerCounters(): ServerCounters {
     idleTimeouts: 0,
     targetUnreachable: 0,
     tlsErrors: 0,
+    schemeMismatches: 0,
     localResourceErrors: 0,
     limits: { serverSessions: 0, connectionSessions: 0, connectionStreams: 0, clientSessions: 0, authConnection: 0, authRate: 0, authEvictions: 0, capsuleLength: 0, datagramSize: 0, headerTime: 0, streamBuffer: 0, udpSendQueue: 0, headerSize: 0, connectionIdle: 0, connections: 0, settingsTimeout: 0 },
   };

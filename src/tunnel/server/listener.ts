@@ -8,12 +8,23 @@ import { ALPN_H2_AND_HTTP1, detectCleartextHttpVersion, tlsHttpVersion, type Wir
 /** How long a connection told to close may linger before it is cut off. */
 export const CLOSE_GRACE_MS = 1000;
 
+/** RFC 8446 §5.1/§6: a TLS 1.2-versioned alert record, fatal (2), protocol_version (70). */
+const TLS_PROTOCOL_VERSION_ALERT = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46]);
+
+/** What serve answers a TLS ClientHello on its cleartext port with, so the client's TLS stack fails at once. */
+const CLEARTEXT_PORT_RESPONSE = (() => {
+  const body = 'this port speaks cleartext HTTP (h2c and HTTP/1.1): use http://\n';
+  return `HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`;
+})();
+
 /** TLS settings of the listener; `ca` turns on client certificate verification (mTLS). */
 export interface ServerTlsOptions {
   cert: string | Buffer;
   key: string | Buffer;
   /** CA bundle for client certificates; when set, clients must present a certificate it signed. */
   ca?: string | Buffer;
+  /** Receives each NSS key log line of the TLS connections (SSLKEYLOGFILE format), for decrypting captures. */
+  onKeylog?: (line: Buffer) => void;
 }
 
 /**
@@ -23,10 +34,12 @@ export interface ServerTlsOptions {
  * - 'h1' / 'h2': a connection found to speak HTTP/1.1 or HTTP/2;
  * - 'header-timeout': a connection cut off for not completing its TLS handshake or first request in time;
  * - 'tls-error': a TLS handshake that failed other than by timeout;
+ * - 'scheme-mismatch': a TLS ClientHello on the cleartext listener, or cleartext HTTP on the TLS listener (also a
+ *   'tls-error'); the client is told and the connection closed;
  * - 'idle-close': an HTTP/2 connection closed with GOAWAY (NO_ERROR) after connectionIdleTimeoutMs without a stream;
  * - 'settings-timeout': an HTTP/2 connection closed with GOAWAY (SETTINGS_TIMEOUT).
  */
-export type ListenerCount = 'connection' | 'dropped' | 'h1' | 'h2' | 'header-timeout' | 'tls-error' | 'idle-close' | 'settings-timeout';
+export type ListenerCount = 'connection' | 'dropped' | 'h1' | 'h2' | 'header-timeout' | 'tls-error' | 'scheme-mismatch' | 'idle-close' | 'settings-timeout';
 
 /** What a Listener hands to its owner. */
 export interface ListenerHooks<T> {
@@ -144,9 +157,19 @@ export class Listener<T> {
         handshakeTimeout: options.headerTimeoutMs,
       });
       this.server.on('connection', (socket: net.Socket) => this.track(socket, true));
+      if (t.onKeylog) this.server.on('keylog', t.onKeylog);
       this.server.on('secureConnection', (socket: tls.TLSSocket) => this.onSecureConnection(socket));
       this.server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: net.Socket) => {
         this.hooks.count(err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT' ? 'header-timeout' : 'tls-error');
+        // The first bytes were no TLS record (OpenSSL names "PRI * HTTP/2.0" a wrong version, "GET " an HTTP
+        // request): the client speaks cleartext HTTP. OpenSSL closes silently there; a fatal protocol_version alert
+        // (RFC 8446 §6.2) written below TLS lets the client tell "use https://" from a mere reset.
+        const raw = (socket as net.Socket & { _parent?: unknown })._parent;
+        if ((err.code === 'ERR_SSL_HTTP_REQUEST' || err.code === 'ERR_SSL_WRONG_VERSION_NUMBER') && raw instanceof net.Socket && raw.writable) {
+          this.hooks.count('scheme-mismatch');
+          raw.end(TLS_PROTOCOL_VERSION_ALERT, () => socket.destroy());
+          return;
+        }
         socket.destroy();
       });
     } else {
@@ -259,6 +282,14 @@ export class Listener<T> {
     const socket = conn.socket;
     if (this.closing || socket.destroyed) {
       socket.destroy();
+      return;
+    }
+    // RFC 8446 §5.1: a TLS handshake record (22, then version 3.x) where an HTTP request belongs; no request line
+    // starts with that control byte. The HTTP/1.1 head parser would wait out the header timeout for a line end,
+    // and the client its connect timeout; an HTTP answer makes the client's TLS stack fail at once instead.
+    if (version === 'http/1.1' && initial[0] === 0x16) {
+      this.hooks.count('scheme-mismatch');
+      socket.end(CLEARTEXT_PORT_RESPONSE, () => socket.destroy());
       return;
     }
     if (version === 'http/1.1') {

@@ -131,6 +131,11 @@ export class TunnelServer extends EventEmitter {
       case 'tls-error':
         c.tlsErrors++;
         return;
+      case 'scheme-mismatch':
+        c.schemeMismatches++;
+        // On the cleartext listener the answer is a 400, counted with the other refusals by status.
+        if (!this.opts.tls) c.refused[400] = (c.refused[400] ?? 0) + 1;
+        return;
       case 'idle-close':
         c.limits.connectionIdle++;
         return;

@@ -3,7 +3,7 @@ import type net from 'node:net';
 import { tapChannel } from '../diagnostics.js';
 import { ErrorCodes, UdpTunnelError } from '../errors.js';
 import { listsToken, parseResponseHead, type Http1Head } from '../http/http1-head.js';
-import { connectProxySocket, connectionError, lastSocketError } from './proxy-socket.js';
+import { connectProxySocket, connectionError, lastSocketError, speaksTlsError, startsTlsRecord } from './proxy-socket.js';
 import { refusedError } from './refusal.js';
 import type { Transport, TransportOptions, TunnelHandle } from './types.js';
 
@@ -110,6 +110,7 @@ function readResponseHead(socket: net.Socket, timeoutMs: number, signal: AbortSi
       resolve(head!);
     };
     const onData = (chunk: Buffer): void => {
+      if (buf.length === 0 && proxy.protocol === 'http:' && startsTlsRecord(chunk)) return finish(speaksTlsError(proxy));
       buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
       const r = parseResponseHead(buf, MAX_RESPONSE_HEAD);
       if (r.state === 'incomplete') return;

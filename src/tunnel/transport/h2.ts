@@ -2,7 +2,7 @@ import http2 from 'node:http2';
 import type net from 'node:net';
 import { tapChannel } from '../diagnostics.js';
 import { ErrorCodes, UdpTunnelError } from '../errors.js';
-import { connectProxySocket, connectionError, lastSocketError } from './proxy-socket.js';
+import { connectProxySocket, connectionError, lastSocketError, speaksTlsError } from './proxy-socket.js';
 import { refusedError } from './refusal.js';
 import type { Transport, TransportOptions, TunnelHandle } from './types.js';
 
@@ -17,6 +17,9 @@ const ASSUMED_MAX_STREAMS = 100;
 // RFC 9113 §6.9.2: the connection window starts at 65,535 bytes whatever SETTINGS say. Many sessions share one
 // connection, so that would cap all of them together at 64 KiB in flight toward us; raise it once connected.
 const CONNECTION_WINDOW = 16 << 20;
+
+// RFC 8446 §5.1/§6.2: a record header (5 bytes) and an alert (level, description).
+const TLS_ALERT_RECORD_BYTES = 7;
 
 // How long to wait for the server's SETTINGS before handing a TLS socket to the HTTP/2 session anyway.
 const SERVER_PREFACE_WAIT_MS = 500;
@@ -244,6 +247,11 @@ export class H2Pool {
       });
       session.once('close', () => {
         clearTimeout(timer);
+        // RFC 9113 §3.4: a server's first bytes are a SETTINGS frame (9 bytes or more). A cleartext connection that
+        // closed after fewer read none; 7 is a TLS alert record (RFC 8446 §5.1/§6), which serve sends to cleartext
+        // on its TLS port. The session reads the socket natively, so the count is all there is to go on.
+        const read = c.socket?.bytesRead ?? 0;
+        if (proxy.protocol === 'http:' && read === TLS_ALERT_RECORD_BYTES) return reject(speaksTlsError(proxy));
         const cause = c.socket ? lastSocketError(c.socket) : undefined;
         reject(cause ? connectionError(cause, proxy) : new UdpTunnelError(ErrorCodes.PROXY_UNREACHABLE, `connection to proxy ${proxy.host} closed during setup`));
       });

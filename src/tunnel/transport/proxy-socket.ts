@@ -20,11 +20,39 @@ const TLS_ERROR_CODES = new Set([
   'UT_ERR_TLS',
 ]);
 
+/**
+ * Whether bytes read from a cleartext connection begin a TLS record: RFC 8446 §5.1, content type alert (21) or
+ * handshake (22), then legacy version 3.x. No HTTP/1.1 response or HTTP/2 frame header a proxy sends starts so.
+ */
+export function startsTlsRecord(buf: Buffer): boolean {
+  return buf.length > 0 && (buf[0] === 0x15 || buf[0] === 0x16) && (buf.length < 2 || buf[1] === 0x03);
+}
+
+/** The error for a cleartext request answered with TLS: the proxy URL should say https://. */
+export function speaksTlsError(proxy: URL): UdpTunnelError {
+  return new UdpTunnelError(
+    ErrorCodes.PROXY_UNREACHABLE,
+    `proxy ${proxy.host} answered with TLS: the proxy speaks TLS: use https://${proxy.host}`,
+    {},
+    { retryable: false },
+  );
+}
+
 /** Maps a connection-level failure to a coded error with a hint on how to fix it. */
 export function connectionError(err: unknown, proxy: URL): UdpTunnelError {
   if (err instanceof UdpTunnelError) return err;
   const e = err as NodeJS.ErrnoException;
   const code = e?.code ?? '';
+  // RFC 8446 §5.1: a TLS record starts with version 3.x; an answer to our ClientHello that does not (an HTTP/1.1
+  // error, an HTTP/2 SETTINGS frame) comes from a cleartext port.
+  if (code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG') {
+    return new UdpTunnelError(
+      ErrorCodes.TLS,
+      `TLS handshake with ${proxy.host} failed: the proxy speaks cleartext HTTP: use http://${proxy.host}`,
+      { osCode: code },
+      { cause: err, retryable: false },
+    );
+  }
   if (TLS_ERROR_CODES.has(code) || /certificate|ssl|tls/i.test(code)) {
     const clientCert = /CERTIFICATE_REQUIRED|BAD_CERTIFICATE|UNKNOWN_CA/.test(code);
     const hint = clientCert
@@ -105,6 +133,7 @@ export function connectProxySocket(opts: ProxySocketOptions): Promise<net.Socket
       if (t.cert) options.cert = t.cert;
       if (t.key) options.key = t.key;
       socket = tls.connect(options);
+      if (t.onKeylog) socket.on('keylog', t.onKeylog);
     } else {
       socket = net.connect({ host, port });
     }

@@ -19,6 +19,8 @@ export interface ClientTlsOptions {
   key?: string | Buffer;
   /** `sha256/BASE64` pins of the proxy certificate's SubjectPublicKeyInfo; with no `ca`, a pin replaces chain checks. */
   pins?: string[];
+  /** Receives each NSS key log line of the TLS connections (SSLKEYLOGFILE format), for decrypting captures. */
+  onKeylog?: (line: Buffer) => void;
 }
 
 /** Everything a transport needs to know about the proxy and the target. */

@@ -610,8 +610,13 @@ describe('HTTP/2 relay: upstream setup failures, TLS upstream and client TLS err
       await once(client, 'connect');
       // Cleartext HTTP/1.1 where a TLS ClientHello belongs.
       client.write('GET / HTTP/1.1\r\nHost: relay.test\r\n\r\n');
+      // The relay answers with a TLS alert before closing; the end of the stream shows only once that is read.
+      const received: Buffer[] = [];
+      client.on('data', (d: Buffer) => received.push(d));
       await once(client, 'close');
       await waitUntil(() => relay.counters.tlsErrors === 1, 3000, 'tlsErrors');
+      assert.equal(Buffer.concat(received)[0], 0x15, 'a TLS alert record');
+      assert.equal(relay.counters.schemeMismatches, 1);
       assert.deepEqual(
         [relay.counters.connections, relay.counters.tlsErrors, relay.counters.connectionsH1, relay.counters.connectionsH2, relay.counters.streams],
         [1, 1, 0, 0, 0],

@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import http2 from 'node:http2';
 import { describe, it } from 'node:test';
 import { Listener, type ListenerConnection, type ListenerCount, type ListenerOptions } from '../../../src/tunnel/server/listener.js';
+import { generateCertificate } from '../../../src/tunnel/tls-cert.js';
 import { waitUntil } from '../../helpers/net.js';
 import { connectTcp } from '../../helpers/tcp-peer.js';
 
@@ -19,7 +20,7 @@ interface Owner {
 /** A Listener on 127.0.0.1:0 whose HTTP/1.1 connections answer 204 after their first bytes and whose streams answer 200. */
 async function startOwner(options: Partial<ListenerOptions<number>> = {}): Promise<Owner> {
   let next = 1;
-  const counts: Record<ListenerCount, number> = { connection: 0, dropped: 0, h1: 0, h2: 0, 'header-timeout': 0, 'tls-error': 0, 'idle-close': 0, 'settings-timeout': 0 };
+  const counts: Record<ListenerCount, number> = { connection: 0, dropped: 0, h1: 0, h2: 0, 'header-timeout': 0, 'tls-error': 0, 'scheme-mismatch': 0, 'idle-close': 0, 'settings-timeout': 0 };
   const owner: Partial<Owner> & Pick<Owner, 'counts' | 'h1' | 'streams'> = { counts, h1: [], streams: [] };
   const listener = new Listener<number>({
     host: '127.0.0.1',
@@ -109,6 +110,37 @@ describe('Listener (serve and the inspect relay share it)', () => {
       await o.listener.close();
       await first.closed;
       await waitUntil(() => o.listener.openConnections === 0, 5000, 'no connection left');
+    } finally {
+      await o.listener.close();
+    }
+  });
+
+  it('answers a TLS ClientHello on the cleartext listener with a 400 that names http:// and counts it', async () => {
+    const o = await startOwner({ headerTimeoutMs: 60_000 });
+    try {
+      const peer = await connectTcp('127.0.0.1', o.port);
+      // The start of a ClientHello record (RFC 8446 §5.1): handshake (22), legacy version 3.1, length, then more.
+      peer.socket.write(Buffer.from([0x16, 0x03, 0x01, 0x00, 0xf0, 0x01, 0x00, 0x00, 0xec, 0x03, 0x03]));
+      await peer.closed;
+      assert.match(peer.received().toString('latin1'), /^HTTP\/1\.1 400 [^]*use http:\/\//);
+      assert.deepEqual([o.counts['scheme-mismatch'], o.counts.h1, o.h1.length], [1, 0, 0]);
+    } finally {
+      await o.listener.close();
+    }
+  });
+
+  it('answers cleartext HTTP on the TLS listener with a TLS protocol_version alert and counts it', async () => {
+    const cert = await generateCertificate({});
+    const o = await startOwner({ tls: { cert: cert.cert, key: cert.key }, headerTimeoutMs: 60_000 });
+    try {
+      for (const request of ['GET / HTTP/1.1\r\nHost: x\r\n\r\n', 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n']) {
+        const peer = await connectTcp('127.0.0.1', o.port);
+        peer.socket.write(request);
+        await peer.closed;
+        // RFC 8446 §6: alert record, fatal (2), protocol_version (70).
+        assert.deepEqual([...peer.received()], [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46]);
+      }
+      assert.deepEqual([o.counts['scheme-mismatch'], o.counts['tls-error'], o.counts.h1, o.counts.h2], [2, 2, 0, 0]);
     } finally {
       await o.listener.close();
     }

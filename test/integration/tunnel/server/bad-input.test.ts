@@ -288,6 +288,8 @@ describe('tunnel/server: bad input against a live server', () => {
     assert.equal(server.counters.malformedStreams, n((c) => c.kind.startsWith('capsule')));
     assert.equal(server.counters.refused[403], n((c) => 'status' in c.expect && c.expect.status === 403));
     assert.equal(server.counters.refused[400], n((c) => 'status' in c.expect && c.expect.status === 400));
+    // The noise case starts like a TLS ClientHello: answered 400 at once and also counted as a scheme mismatch.
+    assert.equal(server.counters.schemeMismatches, 1);
   });
 
   it('still serves good clients over HTTP/2 and HTTP/1.1 afterwards, then holds no connection', async () => {
