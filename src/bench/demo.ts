@@ -62,13 +62,8 @@ export interface DemoResult {
   server: ServerCounters;
 }
 
-/** runDemoTraffic's defaults; `demo` shows them in its help. */
-export const DEMO_TRAFFIC_DEFAULTS = {
-  peers: 4,
-  count: 250,
-  size: 64,
-  timeoutMs: 1000,
-} as const;
+export { DEMO_TRAFFIC_DEFAULTS } from './defaults.js';
+import { DEMO_TRAFFIC_DEFAULTS } from './defaults.js';
 
 /**
  * Sends `count` datagrams of `size` bytes from each of `peers` local UDP sockets through the tunnel, one at a time

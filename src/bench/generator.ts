@@ -20,10 +20,8 @@ export const MAX_SESSIONS = 4096;
 export const MAX_INFLIGHT = 65536;
 /** Largest open-loop rate, datagrams/s. */
 export const MAX_RATE = 10_000_000;
-/** Default drain time, ms. */
-export const DEFAULT_DRAIN_MS = 500;
-/** Default closed-loop probe timeout, ms. */
-export const DEFAULT_TIMEOUT_MS = 1000;
+export { DEFAULT_DRAIN_MS, DEFAULT_TIMEOUT_MS } from './defaults.js';
+import { DEFAULT_DRAIN_MS, DEFAULT_TIMEOUT_MS } from './defaults.js';
 /**
  * Sends a socket may have queued in user space (the kernel buffer was full) before further probes are skipped and
  * counted as unsent; bounds memory when the path cannot keep up. Lowered for many sessions of big probes so that

@@ -115,33 +115,8 @@ export interface BenchOptions {
   signal?: AbortSignal;
 }
 
-/** Closed-loop window per session of the default load. */
-export const DEFAULT_BENCH_INFLIGHT = 32;
-
-/** Defaults of runBench: a comparison that finishes in about 25 s. */
-export const BENCH_DEFAULTS = {
-  size: 64,
-  sessions: 1,
-  load: { kind: 'inflight', inflight: DEFAULT_BENCH_INFLIGHT } as LoadMode,
-  durationMs: 2000,
-  warmupMs: 1000,
-  drainMs: DEFAULT_DRAIN_MS,
-  timeoutMs: DEFAULT_TIMEOUT_MS,
-  runs: 3,
-  tls: false,
-  mode: DEFAULT_BENCH_MODE,
-  postPath: DEFAULT_BENCH_POST_PATH,
-  isolation: 'process' as Isolation,
-  host: '127.0.0.1',
-  direct: true,
-  idleSessions: 1000,
-  sampleIntervalMs: 500,
-} as const;
-
-/** Largest --runs. */
-export const MAX_RUNS = 100;
-/** Largest --idle-sessions. */
-export const MAX_IDLE_SESSIONS = 10_000;
+export { BENCH_DEFAULTS, DEFAULT_BENCH_INFLIGHT, MAX_IDLE_SESSIONS, MAX_RUNS } from './defaults.js';
+import { BENCH_DEFAULTS, DEFAULT_BENCH_INFLIGHT, MAX_IDLE_SESSIONS, MAX_RUNS } from './defaults.js';
 
 // How long the idle-session probe waits for its datagrams to come back, and then for the tunnel to settle.
 const IDLE_REPLY_TIMEOUT_MS = 10_000;

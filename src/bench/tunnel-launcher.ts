@@ -11,7 +11,8 @@ import { DEFAULT_BENCH_POST_PATH, benchMode, isBareRelayMode } from './modes.js'
 import type { BenchModeContext } from './modes.js';
 
 /** How serve and connect are kept off the generator's event loop. */
-export type Isolation = 'process' | 'worker';
+export type { Isolation } from './defaults.js';
+import type { Isolation } from './defaults.js';
 
 /** Which place a component takes: serve's or connect's (in bare-relay mode: relay-back's or relay-front's). */
 export type ComponentRole = 'serve' | 'connect';

@@ -24,14 +24,9 @@ const { NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 /** How long a client connection whose upstream connection failed stays open to answer requests already sent. */
 const UPSTREAM_FAILURE_GRACE_MS = 500;
 
-/** InspectRelay's defaults; `inspect --listen` shows them in its help. */
-export const RELAY_DEFAULTS = {
-  connectTimeoutMs: 10_000,
-  maxConnections: 1024,
-  maxStreamsPerConnection: 100,
-  maxHeadBytes: DEFAULT_MAX_HEAD_BYTES,
-  headTimeoutMs: 10_000,
-} as const;
+/** InspectRelay's defaults. */
+export { RELAY_DEFAULTS } from './defaults.js';
+import { RELAY_DEFAULTS } from './defaults.js';
 
 /** Options of an InspectRelay. */
 export interface InspectRelayOptions extends Omit<LiveDecoderOptions, 'onEvent'> {

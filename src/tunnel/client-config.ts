@@ -6,11 +6,9 @@ import { H2ConnectUdpTransport, H2PostTransport } from './transport/h2.js';
 import type { ClientTlsOptions, Transport, TransportOptions } from './transport/types.js';
 import { DEFAULT_URI_TEMPLATE, expandUriTemplate, parseUriTemplate } from './uri-template.js';
 
-/** Which request opens a tunnel: CONNECT-UDP (RFC 9298) or a POST to a proxy-side route (not RFC 9298). */
-export type ClientMode = 'connect-udp' | 'post';
+import type { ClientMode, HttpVersionChoice } from './defaults.js';
 
-/** HTTP version for CONNECT-UDP: extended CONNECT over HTTP/2 (RFC 9298 §3.4) or Upgrade over HTTP/1.1 (§3.2). */
-export type HttpVersionChoice = '2' | '1.1';
+export type { ClientMode, HttpVersionChoice } from './defaults.js';
 
 /** How the client reaches the proxy. */
 export interface ProxyConfig {
@@ -37,14 +35,9 @@ export interface ProxyConfig {
   connectTimeoutMs?: number;
 }
 
-/** ProxyConfig's defaults; `connect` shows them in its help. */
-export const PROXY_CONFIG_DEFAULTS = {
-  mode: 'connect-udp' as ClientMode,
-  http: '2' as HttpVersionChoice,
-  postPath: '/',
-  template: DEFAULT_URI_TEMPLATE,
-  connectTimeoutMs: 10_000,
-} as const;
+/** ProxyConfig's defaults. */
+export { PROXY_CONFIG_DEFAULTS } from './defaults.js';
+import { PROXY_CONFIG_DEFAULTS } from './defaults.js';
 
 // RFC 9113 §8.2.2 and §8.3: connection-specific and pseudo-header fields cannot be added by users;
 // capsule-protocol and the framing headers are ours to set (RFC 9297 §3.2).

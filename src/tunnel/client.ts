@@ -124,18 +124,9 @@ interface ClientSession {
   sendDone: (err: Error | null) => void;
 }
 
-/** TunnelClient's defaults (Envoy's where Envoy has one, except buffering, which is on). */
-export const CLIENT_DEFAULTS = {
-  idleTimeoutMs: 60_000,
-  buffer: { enabled: true, maxDatagrams: 1024, maxBytes: 16384 },
-  maxConnectAttempts: 1,
-  backoff: { baseMs: 100, maxMs: 1000 },
-  maxDatagram: MAX_UDP_PAYLOAD,
-  maxCapsuleLength: DEFAULT_MAX_CAPSULE_LENGTH,
-  maxStreamBuffer: 256 * 1024,
-  maxSessions: 10_000,
-  maxUdpSendQueue: DEFAULT_MAX_UDP_SEND_QUEUE,
-} as const;
+/** TunnelClient's defaults. */
+export { CLIENT_DEFAULTS } from './defaults.js';
+import { CLIENT_DEFAULTS } from './defaults.js';
 
 /**
  * The client side of udp-tunnel: listens on a local UDP port and gives each local peer (source address and port)

@@ -86,26 +86,8 @@ export interface TunnelServerOptions {
 }
 
 /** TunnelServer's defaults. */
-export const SERVER_DEFAULTS = {
-  template: DEFAULT_URI_TEMPLATE,
-  idleTimeoutMs: 120_000,
-  maxCapsuleLength: DEFAULT_MAX_CAPSULE_LENGTH,
-  maxDatagram: MAX_UDP_PAYLOAD,
-  maxUdpSendQueue: DEFAULT_MAX_UDP_SEND_QUEUE,
-  maxStreamBuffer: 256 * 1024,
-  maxSessions: 10_000,
-  maxStreamsPerConnection: 100,
-  maxSessionsPerClient: 1000,
-  maxAuthFailuresPerConnection: 5,
-  authFailureBurst: 20,
-  authFailureRefillPerSecond: 2,
-  maxAuthFailureEntries: 10_000,
-  headerTimeoutMs: 10_000,
-  connectionIdleTimeoutMs: 60_000,
-  maxConnections: 10_000,
-  maxHeaderSize: 16 * 1024,
-  dnsTimeoutMs: 5000,
-} as const;
+export { SERVER_DEFAULTS } from '../defaults.js';
+import { SERVER_DEFAULTS } from '../defaults.js';
 
 /** TunnelServerOptions with every default applied. */
 export type ResolvedServerOptions = Required<Omit<TunnelServerOptions, 'tls' | 'authenticator' | 'dnsServers' | 'postRoutes'>> & TunnelServerOptions;
