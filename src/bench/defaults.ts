@@ -33,6 +33,13 @@ export const BENCH_DEFAULTS = {
   sampleIntervalMs: 500,
 } as const;
 
+/** Largest number of generator sessions (local sockets) per run. */
+export const MAX_SESSIONS = 4096;
+/** Largest closed-loop window per session. */
+export const MAX_INFLIGHT = 65536;
+/** Largest open-loop rate, datagrams/s. */
+export const MAX_RATE = 10_000_000;
+
 /** Largest --runs. */
 export const MAX_RUNS = 100;
 /** Largest --idle-sessions. */

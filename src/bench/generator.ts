@@ -14,12 +14,8 @@ import type { TransferableLoadOptions, WorkerRequest, WorkerToParent } from './w
 import { resolveUdpHost } from './resolve-host.js';
 import type { LoadMode, LoadOptions, LoadPhase, LoadProgress, LoadResult, LoadTarget, SessionResult } from './load-types.js';
 
-/** Largest number of generator sessions (local sockets) per run. */
-export const MAX_SESSIONS = 4096;
-/** Largest closed-loop window per session. */
-export const MAX_INFLIGHT = 65536;
-/** Largest open-loop rate, datagrams/s. */
-export const MAX_RATE = 10_000_000;
+export { MAX_INFLIGHT, MAX_RATE, MAX_SESSIONS } from './defaults.js';
+import { MAX_INFLIGHT, MAX_RATE, MAX_SESSIONS } from './defaults.js';
 export { DEFAULT_DRAIN_MS, DEFAULT_TIMEOUT_MS } from './defaults.js';
 import { DEFAULT_DRAIN_MS, DEFAULT_TIMEOUT_MS } from './defaults.js';
 /**

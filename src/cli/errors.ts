@@ -116,3 +116,11 @@ export function describeError(err: unknown): { code: number; message: string } {
   }
   return { code: EXIT_FAILURE, message: e?.message ?? String(err) };
 }
+
+/** The code a `--json` error event carries: UT_ERR_USAGE for a usage error, the error's own code, else UT_ERR_UNEXPECTED. */
+export function errorCodeOf(err: unknown): string {
+  if (err instanceof UsageError) return 'UT_ERR_USAGE';
+  if (err instanceof UdpTunnelError) return err.code;
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : 'UT_ERR_UNEXPECTED';
+}

@@ -1,4 +1,3 @@
-import type { Argv } from 'yargs';
 import { DEFAULT_PREVIEW_BYTES } from '../inspect/capsule-view.js';
 import { TapInspector } from '../inspect/tap.js';
 import type { CommonArgs } from './common-options.js';
@@ -9,15 +8,6 @@ import type { Output } from './output.js';
 export interface InspectTapArgs {
   inspect: boolean;
   record?: string;
-}
-
-/** Adds --inspect and --record FILE. */
-export function withInspectTapOptions<T>(y: Argv<T>): Argv<T & InspectTapArgs> {
-  return y
-    .option('inspect', { type: 'boolean', default: false, describe: 'Print the decoded capsule traffic of this process on stdout (the `udp-tunnel inspect` view)' })
-    .option('record', { type: 'string', describe: 'Write the decoded traffic to FILE as an NDJSON recording (replay: udp-tunnel inspect --file FILE)' }) as unknown as Argv<
-    T & InspectTapArgs
-  >;
 }
 
 /** A running tap; stop() prints the summary and closes the recording. */

@@ -1,18 +1,9 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
-import type { Argv } from 'yargs';
 import { UsageError } from './errors.js';
 
 /** The `--keylog` flag as parsed. */
 export interface KeylogArgs {
   keylog?: string;
-}
-
-/** Adds `--keylog FILE` (TLS secrets for decrypting captures; SSLKEYLOGFILE is the default). */
-export function withKeylogOption<T>(y: Argv<T>): Argv<T & KeylogArgs> {
-  return y.option('keylog', {
-    type: 'string',
-    describe: 'Append TLS session secrets to FILE (NSS key log format) so Wireshark can decrypt a capture (default: $SSLKEYLOGFILE)',
-  }) as unknown as Argv<T & KeylogArgs>;
 }
 
 /** An open key log file: `onKeylog` appends a line, `close()` closes it (once). */

@@ -7,8 +7,8 @@ import { readVarintBig } from '../tunnel/codec/varint.js';
 import { ErrorCodes, UdpTunnelError, isUdpTunnelError } from '../tunnel/errors.js';
 import type { CapsuleEvent, Direction, EndEvent, ErrorEvent } from './events.js';
 
-/** Default number of payload/value bytes shown as hex in a capsule event. */
-export const DEFAULT_PREVIEW_BYTES = 16;
+export { DEFAULT_PREVIEW_BYTES } from './defaults.js';
+import { DEFAULT_PREVIEW_BYTES } from './defaults.js';
 
 /** Options of a CapsuleView. */
 export interface CapsuleViewOptions {

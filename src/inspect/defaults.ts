@@ -9,3 +9,6 @@ export const RELAY_DEFAULTS = {
   maxHeadBytes: DEFAULT_MAX_HEAD_BYTES,
   headTimeoutMs: 10_000,
 } as const;
+
+/** Payload bytes shown per capsule unless told otherwise. */
+export const DEFAULT_PREVIEW_BYTES = 16;

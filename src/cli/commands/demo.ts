@@ -1,89 +1,64 @@
 import Table from 'cli-table3';
-import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 import { formatHostPort } from '../../tunnel/address.js';
 import { DEMO_TRAFFIC_DEFAULTS, runDemoTraffic, startDemoStack } from '../../bench/demo.js';
 import { color } from '../color.js';
-import { makeOutput, withCommonOptions, type CommonArgs } from '../common-options.js';
-import { UsageError } from '../errors.js';
+import { makeOutput } from '../common-options.js';
 import { untilShutdown } from '../lifecycle.js';
 import { Spinner } from '../spinner.js';
-import { COMMAND_SUMMARIES } from './summaries.js';
-
-interface DemoArgs extends CommonArgs {
-  peers: number;
-  count: number;
-  size: number;
-  ipv6: boolean;
-  keep: boolean;
-}
+import type { ResolvedOptions } from '../options/resolve.js';
+import type { DemoOptions } from '../schemas/demo.js';
 
 /** `udp-tunnel demo`: a whole tunnel on loopback, exercised and explained. */
-export const demoCommand: CommandModule<object, DemoArgs> = {
-  ...COMMAND_SUMMARIES.demo,
-  builder: (y: Argv) =>
-    withCommonOptions(y)
-      .option('peers', { type: 'number', default: DEMO_TRAFFIC_DEFAULTS.peers, describe: 'Local UDP peers (each gets its own tunnel session)' })
-      .option('count', { type: 'number', default: DEMO_TRAFFIC_DEFAULTS.count, describe: 'Datagrams per peer, one in flight at a time' })
-      .option('size', { type: 'number', default: DEMO_TRAFFIC_DEFAULTS.size, describe: 'Datagram size in bytes (0..65507)' })
-      .option('ipv6', { type: 'boolean', default: false, describe: 'Use ::1 instead of 127.0.0.1' })
-      .option('keep', { type: 'boolean', default: false, describe: 'Keep the tunnel running afterwards so you can try socat or dig (Ctrl-C ends)' })
-      .example('$0 demo', 'Run the default demo and exit')
-      .example('$0 demo --keep', 'Leave the tunnel up and print commands to try with socat')
-      .example('$0 demo --ipv6 --size 1200 --json', 'IPv6, 1200-byte datagrams, one JSON document') as unknown as Argv<DemoArgs>,
-  handler: async (args: ArgumentsCamelCase<DemoArgs>) => {
-    const out = makeOutput(args);
-    if (!Number.isInteger(args.peers) || args.peers < 1 || args.peers > 1000) throw new UsageError('--peers must be 1..1000');
-    if (!Number.isInteger(args.count) || args.count < 1) throw new UsageError('--count must be a positive integer');
-    if (!Number.isInteger(args.size) || args.size < 0 || args.size > 65507) throw new UsageError('--size must be 0..65507');
-    const c = color();
-    const spinner = new Spinner('starting UDP echo, serve and connect on loopback', { json: args.json, quiet: args.quiet });
-    const stack = await startDemoStack(args.ipv6 ? '::1' : '127.0.0.1');
-    spinner.stop();
-    const local = formatHostPort(stack.local.address, stack.local.port);
-    const target = formatHostPort(stack.target.host, stack.target.port);
-    if (!args.json) {
-      out.data(c.bold('udp-tunnel demo'));
-      out.data(`  UDP peers -> connect ${c.cyan(`udp://${local}`)} -> serve ${c.cyan(stack.proxyUrl)} (HTTP/2 CONNECT-UDP) -> echo ${c.cyan(`udp://${target}`)}`);
-    }
-    const spin = new Spinner('sending', { json: args.json, quiet: args.quiet });
-    const result = await runDemoTraffic(stack, {
-      peers: args.peers,
-      count: args.count,
-      size: args.size,
-      onProgress: (done, total) => {
-        if (done % 50 === 0 || done === total) spin.text = `sent ${done}/${total} datagrams`;
-      },
+export async function runDemo(args: DemoOptions, _r: ResolvedOptions<DemoOptions>): Promise<void> {
+  const out = makeOutput(args);
+  const c = color();
+  const spinner = new Spinner('starting UDP echo, serve and connect on loopback', { json: args.json, quiet: args.quiet });
+  const stack = await startDemoStack(args.ipv6 ? '::1' : '127.0.0.1');
+  spinner.stop();
+  const local = formatHostPort(stack.local.address, stack.local.port);
+  const target = formatHostPort(stack.target.host, stack.target.port);
+  if (!args.json) {
+    out.data(c.bold('udp-tunnel demo'));
+    out.data(`  UDP peers -> connect ${c.cyan(`udp://${local}`)} -> serve ${c.cyan(stack.proxyUrl)} (HTTP/2 CONNECT-UDP) -> echo ${c.cyan(`udp://${target}`)}`);
+  }
+  const spin = new Spinner('sending', { json: args.json, quiet: args.quiet });
+  const result = await runDemoTraffic(stack, {
+    peers: args.peers,
+    count: args.count,
+    size: args.size,
+    onProgress: (done, total) => {
+      if (done % 50 === 0 || done === total) spin.text = `sent ${done}/${total} datagrams`;
+    },
+  });
+  spin.stop();
+  const received = result.peers.reduce((n, p) => n + p.received, 0);
+  const sent = result.peers.reduce((n, p) => n + p.sent, 0);
+  const corrupted = result.peers.reduce((n, p) => n + p.corrupted, 0);
+  const ok = received === sent && corrupted === 0;
+  if (args.json) {
+    process.stdout.write(`${JSON.stringify({ ok, local: stack.local, proxy: stack.proxyUrl, target: stack.target, ...result })}\n`);
+  } else {
+    const table = new Table({
+      head: ['peer', 'sent', 'echoed', 'corrupted', 'RTT p50', 'RTT p99', 'RTT max'],
+      style: { head: c.level > 0 ? ['cyan'] : [], border: c.level > 0 ? ['grey'] : [] },
+      chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
     });
-    spin.stop();
-    const received = result.peers.reduce((n, p) => n + p.received, 0);
-    const sent = result.peers.reduce((n, p) => n + p.sent, 0);
-    const corrupted = result.peers.reduce((n, p) => n + p.corrupted, 0);
-    const ok = received === sent && corrupted === 0;
-    if (args.json) {
-      process.stdout.write(`${JSON.stringify({ ok, local: stack.local, proxy: stack.proxyUrl, target: stack.target, ...result })}\n`);
-    } else {
-      const table = new Table({
-        head: ['peer', 'sent', 'echoed', 'corrupted', 'RTT p50', 'RTT p99', 'RTT max'],
-        style: { head: c.level > 0 ? ['cyan'] : [], border: c.level > 0 ? ['grey'] : [] },
-        chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
-      });
-      const us = (v: number) => `${Math.round(v)} µs`;
-      for (const p of result.peers) table.push([p.peer, p.sent, p.received, p.corrupted, us(p.rttUs.p50), us(p.rttUs.p99), us(p.rttUs.max)]);
-      out.data(table.toString());
-      out.data(
-        `${ok ? c.green('ok') : c.red('FAILED')}: ${received}/${sent} datagrams of ${args.size} bytes echoed intact through ` +
-          `${result.client.downstream_sess_total} tunnel sessions in ${(result.elapsedMs / 1000).toFixed(2)} s`,
-      );
-    }
-    if (args.keep) {
-      const h = stack.local.address;
-      out.info(`tunnel stays up; try:  echo hello | socat -t1 - UDP${h.includes(':') ? '6' : '4'}:${local}`);
-      out.info('Ctrl-C to stop');
-      const { done } = untilShutdown(() => stack.close());
-      await done;
-    } else {
-      await stack.close();
-    }
-    if (!ok) process.exitCode = 1;
-  },
-};
+    const us = (v: number) => `${Math.round(v)} µs`;
+    for (const p of result.peers) table.push([p.peer, p.sent, p.received, p.corrupted, us(p.rttUs.p50), us(p.rttUs.p99), us(p.rttUs.max)]);
+    out.data(table.toString());
+    out.data(
+      `${ok ? c.green('ok') : c.red('FAILED')}: ${received}/${sent} datagrams of ${args.size} bytes echoed intact through ` +
+        `${result.client.downstream_sess_total} tunnel sessions in ${(result.elapsedMs / 1000).toFixed(2)} s`,
+    );
+  }
+  if (args.keep) {
+    const h = stack.local.address;
+    out.info(`tunnel stays up; try:  echo hello | socat -t1 - UDP${h.includes(':') ? '6' : '4'}:${local}`);
+    out.info('Ctrl-C to stop');
+    const { done } = untilShutdown(() => stack.close());
+    await done;
+  } else {
+    await stack.close();
+  }
+  if (!ok) process.exitCode = 1;
+}

@@ -7,26 +7,11 @@ export const COMMAND_NAMES = ['connect', 'serve', 'inspect', 'bench', 'demo'] as
 /** A command's name. */
 export type CommandName = (typeof COMMAND_NAMES)[number];
 
-/** What `udp-tunnel --help` shows for each command. */
-export const COMMAND_SUMMARIES: Readonly<Record<CommandName, { command: CommandName; describe: string }>> = {
-  connect: {
-    command: 'connect',
-    describe: 'Listen on a local UDP port and forward each local peer through an HTTP proxy (CONNECT-UDP, RFC 9298, or POST mode)',
-  },
-  serve: {
-    command: 'serve',
-    describe: 'Run a CONNECT-UDP proxy (RFC 9298) over HTTP/2 and HTTP/1.1, plus optional POST routes, relaying to UDP targets',
-  },
-  inspect: {
-    command: 'inspect',
-    describe: 'Decode capsule traffic (RFC 9297/9298): live as a relay, or from a raw/hex stream, a recording or a pcap capture',
-  },
-  bench: {
-    command: 'bench',
-    describe: 'Benchmark the tunnel: echo, serve and connect on loopback, the same load direct and through the tunnel',
-  },
-  demo: {
-    command: 'demo',
-    describe: 'Start echo target + serve + connect on loopback, send datagrams through, and show what happened',
-  },
+/** What `udp-tunnel --help` shows for each command (one line each, within 100 columns). */
+export const COMMAND_SUMMARIES: Readonly<Record<CommandName, { name: CommandName; describe: string }>> = {
+  connect: { name: 'connect', describe: 'Forward a local UDP port through an HTTP proxy (CONNECT-UDP, RFC 9298, or POST)' },
+  serve: { name: 'serve', describe: 'Run the proxy: accept CONNECT-UDP over HTTP/2 and HTTP/1.1 and relay to UDP targets' },
+  inspect: { name: 'inspect', describe: 'Decode capsule traffic live (as a relay), or from a stream, recording or pcap' },
+  bench: { name: 'bench', describe: 'Benchmark the tunnel on loopback: the same load direct and through the tunnel' },
+  demo: { name: 'demo', describe: 'Start echo + serve + connect on loopback, send datagrams through, show the result' },
 };

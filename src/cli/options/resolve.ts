@@ -1,0 +1,182 @@
+import { readFileSync } from 'node:fs';
+import { UsageError } from '../errors.js';
+import { closest, OptionValueError, readValue, type CommandSchema, type OptionSpec } from './spec.js';
+
+/** Where an option's value came from; a flag beats the environment, which beats the config file, then the default. */
+export type OptionSource = 'flag' | 'env' | 'config' | 'default';
+
+/** A command line read against its schema. */
+export interface ResolvedOptions<V> {
+  readonly values: V;
+  /** The origin of every option that has a value. */
+  readonly sources: Readonly<Record<string, OptionSource>>;
+  /** Positional arguments (only those the schema allows). */
+  readonly positionals: readonly string[];
+  /** The config file read, if any. */
+  readonly configFile?: string;
+}
+
+/** Whether an option was set by the user (flag, environment or config file) rather than left at its default. */
+export function isGiven(resolved: ResolvedOptions<unknown>, name: string): boolean {
+  const s = resolved.sources[name];
+  return s !== undefined && s !== 'default';
+}
+
+/** How the user wrote an option, for messages: `--max-sessions` or `-l/--local`. */
+export function flagName(spec: OptionSpec): string {
+  return `--${spec.name}`;
+}
+
+function where(spec: OptionSpec, source: OptionSource, file?: string): string {
+  if (source === 'env') return spec.env!;
+  if (source === 'config') return `${file}: ${spec.name}`;
+  return flagName(spec);
+}
+
+function read(spec: OptionSpec, raw: unknown, source: OptionSource, file?: string): unknown {
+  try {
+    return readValue(spec, raw);
+  } catch (err) {
+    if (!(err instanceof OptionValueError)) throw err;
+    const message = spec.secret ? err.message.replace(/'[^']*'/, 'the value') : err.message;
+    throw new UsageError(`${where(spec, source, file)}: ${message}`);
+  }
+}
+
+/** Reads a YAML config file into flag-name keys and raw values; unknown keys are refused with a suggestion. */
+async function readConfigFile(schema: CommandSchema, path: string): Promise<Map<string, unknown>> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new UsageError(`--config ${path}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+  }
+  const YAML = await import('yaml');
+  let doc: unknown;
+  try {
+    doc = YAML.parse(text, { uniqueKeys: true, maxAliasCount: 100 });
+  } catch (err) {
+    throw new UsageError(`--config ${path}: not valid YAML: ${(err as Error).message.split('\n')[0]}`);
+  }
+  const out = new Map<string, unknown>();
+  if (doc === null || doc === undefined) return out;
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw new UsageError(`--config ${path}: expected a mapping of option names to values (e.g. 'proxy: http://127.0.0.1:4433')`);
+  const keys = schema.options.filter((o) => !o.flagOnly).map((o) => o.name);
+  for (const [key, value] of Object.entries(doc as Record<string, unknown>)) {
+    const spec = schema.options.find((o) => o.name === key);
+    if (spec === undefined || spec.flagOnly) {
+      const hint = spec?.flagOnly ? ' (it is a command-line flag only)' : suggestion(closest(key, keys), '');
+      throw new UsageError(`--config ${path}: unknown key '${key}'${hint}`);
+    }
+    if (value === null) throw new UsageError(`--config ${path}: ${key} has no value`);
+    out.set(key, value);
+  }
+  return out;
+}
+
+function suggestion(name: string | null, prefix: string): string {
+  return name === null ? '' : `; did you mean ${prefix}${name}?`;
+}
+
+/** The raw token the user typed for an unknown parsed key, for the message. */
+function typedAs(key: string, argv: readonly string[]): string {
+  const long = argv.find((a) => a === `--${key}` || a.startsWith(`--${key}=`) || a === `--no-${key}`);
+  if (long !== undefined) return long.split('=')[0]!;
+  return key.length === 1 ? `-${key}` : `--${key}`;
+}
+
+/**
+ * Reads `argv` (the command's arguments, without the command name) against `schema`: flags via yargs, then the
+ * environment, the config file named by `--config`, and the defaults; every value is checked against its kind and range.
+ * Throws UsageError naming the flag, variable or config key that is wrong.
+ */
+export async function resolveOptions<V>(schema: CommandSchema, argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<ResolvedOptions<V>> {
+  const { default: yargs } = await import('yargs');
+  // `--raw -` names stdin; the parser would take a lone '-' for an argument of its own.
+  const joined = argv.map((a, i) => (a === '-' && i > 0 && /^--[a-z]/.test(argv[i - 1]!) && !argv[i - 1]!.includes('=') ? '' : a));
+  const tokens: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (joined[i + 1] === '' && argv[i + 1] === '-') {
+      tokens.push(`${argv[i]}=-`);
+      i++;
+    } else tokens.push(argv[i]!);
+  }
+  let parser = yargs(tokens)
+    .help(false)
+    .version(false)
+    .exitProcess(false)
+    .parserConfiguration({
+      'camel-case-expansion': false,
+      'strip-aliased': true,
+      'duplicate-arguments-array': true,
+      'flatten-duplicate-arrays': true,
+      'greedy-arrays': false,
+    });
+  for (const spec of schema.options) {
+    parser = parser.option(spec.name, {
+      type: spec.kind === 'boolean' ? 'boolean' : 'string',
+      ...(spec.kind === 'list' ? { array: true } : {}),
+      ...(spec.short ? { alias: spec.short } : {}),
+    });
+  }
+  const parsed = (await parser.parseAsync()) as Record<string, unknown> & { _: (string | number)[] };
+
+  const known = new Map(schema.options.map((o) => [o.name, o]));
+  const flagValues = new Map<string, unknown>();
+  for (const [key, value] of Object.entries(parsed)) {
+    if (key === '_' || key === '$0') continue;
+    const spec = known.get(key);
+    if (spec === undefined) {
+      const typed = typedAs(key, argv);
+      const names = [...known.keys()];
+      throw new UsageError(`unknown option ${typed}${suggestion(closest(key.replace(/^no-/, ''), names), '--')}`);
+    }
+    if (value === undefined) continue;
+    // A repeated scalar flag: the last one wins, as a later flag overrides an earlier one in a script.
+    const v = spec.kind !== 'list' && Array.isArray(value) ? value[value.length - 1] : value;
+    if (spec.kind !== 'boolean' && spec.kind !== 'list' && v === '') {
+      throw new UsageError(`${flagName(spec)} needs a value${spec.value ? ` (${spec.value})` : ''}`);
+    }
+    flagValues.set(key, v);
+  }
+  const positionals = parsed._.map(String);
+  const allowed = schema.positionals ?? [];
+  const stray = positionals.find((p) => !allowed.includes(p));
+  if (stray !== undefined) {
+    const asCommand = closest(stray, schema.options.map((o) => o.name));
+    throw new UsageError(`unexpected argument '${stray}'${asCommand ? `; did you mean --${asCommand}?` : ''}`);
+  }
+
+  const configPath = flagValues.get('config') as string | undefined;
+  const fromFile = configPath !== undefined ? await readConfigFile(schema, configPath) : new Map<string, unknown>();
+
+  const values: Record<string, unknown> = {};
+  const sources: Record<string, OptionSource> = {};
+  for (const spec of schema.options) {
+    let source: OptionSource | undefined;
+    let raw: unknown;
+    if (flagValues.has(spec.name)) {
+      source = 'flag';
+      raw = flagValues.get(spec.name);
+    } else if (spec.env !== undefined && env[spec.env] !== undefined && env[spec.env] !== '') {
+      source = 'env';
+      raw = env[spec.env];
+    } else if (fromFile.has(spec.name)) {
+      source = 'config';
+      raw = fromFile.get(spec.name);
+    } else if (spec.default !== undefined) {
+      source = 'default';
+      raw = spec.default;
+    } else if (spec.kind === 'boolean') {
+      source = 'default';
+      raw = false;
+    } else if (spec.kind === 'list') {
+      source = 'default';
+      raw = [];
+    }
+    if (source === undefined) continue;
+    values[spec.name] = read(spec, raw, source, configPath);
+    sources[spec.name] = source;
+  }
+  return { values: values as V, sources, positionals, ...(configPath !== undefined ? { configFile: configPath } : {}) };
+}
