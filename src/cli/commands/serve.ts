@@ -6,11 +6,10 @@ import { ErrorCodes, UdpTunnelError } from '../../tunnel/errors.js';
 import {
   buildAuthenticator,
   buildTargetPolicy,
-  exposureWarning,
   isLoopbackListen,
+  listenExposure,
   parsePostRoutes,
-  shortTokenWarning,
-  unauthenticatedListenError,
+  refusesUnauthenticatedListen,
 } from '../../tunnel/server-config.js';
 import { SERVER_DEFAULTS, TunnelServer, type ServerTlsOptions } from '../../tunnel/server/tunnel-server.js';
 import { describeCertificate, generateCertificate } from '../../tunnel/tls-cert.js';
@@ -21,6 +20,7 @@ import { startInspectTap, withInspectTapOptions, type InspectTapArgs } from '../
 import { openKeylog, withKeylogOption, type KeylogArgs } from '../keylog.js';
 import { untilShutdown } from '../lifecycle.js';
 import { attachServerOutput, renderServeListening } from '../render/serve-events.js';
+import { exposureWarning, loopbackWarning, shortTokenWarning, unauthenticatedListenError } from '../serve-warnings.js';
 import { COMMAND_SUMMARIES } from './summaries.js';
 
 interface ServeArgs extends CommonArgs, InspectTapArgs, KeylogArgs {
@@ -142,8 +142,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       basic: args.basic,
     });
     if (!args.auth && auth.enabled) throw new UsageError('--no-auth contradicts the credentials given (--token, --token-file, --basic or UDP_TUNNEL_TOKEN)');
-    const openError = unauthenticatedListenError(listen.host, await isLoopbackListen(listen.host), auth.enabled, !args.auth);
-    if (openError !== null) throw new UsageError(openError);
+    if (refusesUnauthenticatedListen(await isLoopbackListen(listen.host), auth.enabled, !args.auth)) throw new UsageError(unauthenticatedListenError(listen.host));
     let tls: ServerTlsOptions | undefined;
     let certInfo: { selfSigned: boolean; fingerprint256: string; pin: string } | undefined;
     if (args['self-signed']) {
@@ -208,7 +207,12 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       postRoutes,
       ...(certInfo ? { certificate: certInfo } : {}),
       policy: policy.describe(),
-      warnings: [exposureWarning(addr.address, auth.enabled, Boolean(tls)), shortTokenWarning(auth.shortTokens)].filter((w) => w !== null),
+      policySummary: policy.summary(),
+      warnings: [
+        exposureWarning(addr.address, listenExposure(addr.address, auth.enabled, Boolean(tls))),
+        shortTokenWarning(auth.shortTokens),
+        loopbackWarning(policy.summary()),
+      ].filter((w) => w !== null),
     });
     const why = await done;
     await tap?.stop();
