@@ -154,7 +154,7 @@ export const connectCommand: CommandModule<object, ConnectArgs> = {
       maxSessions: args['max-sessions'],
       maxUdpSendQueue: args['max-udp-send-queue'],
     });
-    attachClientOutput(client, out);
+    attachClientOutput(client, out, { target: args.mode === 'post' ? `POST ${args['post-path']}` : args.target! });
     const tap = await startInspectTap(args, out, 'connect');
     const addr = await client.start();
     renderConnectListening(out, {
