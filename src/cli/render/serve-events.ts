@@ -109,16 +109,25 @@ export function renderServeListening(out: Output, l: ServeListening): void {
   out.debug(`target policy: ${l.policy.join('; ')}`);
 }
 
-/** Rules per startup line, so a long --allow list still fits 100 columns most of the time. */
-const RULES_PER_LINE = 4;
+/** Columns a startup line may use after the time prefix (`   0.050 `), so human output fits 100 columns. */
+const POLICY_LINE_WIDTH = 91;
 
-/** serve's human startup lines about the target policy: deny rules, allow rules, then the default. */
+/** serve's human startup lines about the target policy: deny rules, allow rules, the default, the guarded classes. */
 export function policyLines(p: PolicySummary): string[] {
   const lines: string[] = [];
-  const list = (label: string, rules: string[]): void => {
-    for (let i = 0; i < rules.length; i += RULES_PER_LINE) {
-      lines.push(`${i === 0 ? label : ' '.repeat(label.length)}${rules.slice(i, i + RULES_PER_LINE).join(', ')}`);
+  const list = (label: string, items: string[]): void => {
+    const chunks: string[] = [];
+    let line = '';
+    for (const item of items) {
+      if (line !== '' && label.length + line.length + item.length + 3 > POLICY_LINE_WIDTH) {
+        chunks.push(`${line},`);
+        line = item;
+      } else {
+        line = line === '' ? item : `${line}, ${item}`;
+      }
     }
+    if (line !== '') chunks.push(line);
+    chunks.forEach((chunk, i) => lines.push(`${i === 0 ? label : ' '.repeat(label.length)}${chunk}`));
   };
   list('policy: deny  ', p.deny);
   list('policy: allow ', p.allow);
@@ -127,9 +136,6 @@ export function policyLines(p: PolicySummary): string[] {
       ? 'policy: default: loopback targets only (127.0.0.0/8, ::1); everything else is refused'
       : 'policy: default: every target no allow rule matches is refused',
   );
-  if (p.default === 'deny') {
-    const own = p.ownAddresses.length > 0 ? ' and own addresses' : '';
-    lines.push(`policy: ${p.guarded.join(', ')}${own} targets need an allow rule inside their range`);
-  }
+  if (p.default === 'deny') list('policy: guarded: ', [...p.guarded, ...(p.ownAddresses.length > 0 ? ['own addresses'] : [])]);
   return lines;
 }

@@ -61,13 +61,21 @@ describe('cli/serve-warnings: loopbackWarning', () => {
 describe('cli/render/serve-events: policyLines and refusedLine', () => {
   it('lists deny rules, allow rules and the default', () => {
     assert.deepEqual(policyLines(summary('')), ['policy: default: loopback targets only (127.0.0.0/8, ::1); everything else is refused']);
-    assert.deepEqual(policyLines(summary('10.0.0.0/8:53,10.1.0.0/16,10.2.0.0/16,10.3.0.0/16,10.4.0.0/16', '10.9.0.0/16')), [
+    assert.deepEqual(policyLines(summary('10.0.0.0/8:53,10.1.0.0/16', '10.9.0.0/16')), [
       'policy: deny  10.9.0.0/16',
-      'policy: allow 10.0.0.0/8:53, 10.1.0.0/16, 10.2.0.0/16, 10.3.0.0/16',
-      '              10.4.0.0/16',
+      'policy: allow 10.0.0.0/8:53, 10.1.0.0/16',
       'policy: default: every target no allow rule matches is refused',
-      'policy: unspecified, loopback, link-local, multicast, broadcast targets need an allow rule inside their range',
+      'policy: guarded: unspecified, loopback, link-local, multicast, broadcast',
     ]);
+  });
+
+  it('wraps long rule lists within 91 columns (100 with the time prefix), continuing under the first rule', () => {
+    const allow = Array.from({ length: 12 }, (_, i) => `[2001:db8:${(i + 1).toString(16)}::/48]:1000-2000`);
+    const lines = policyLines(summary(allow.join(',')));
+    const allowLines = lines.filter((l) => l.startsWith('policy: allow ') || l.startsWith('              '));
+    assert.ok(allowLines.length > 1);
+    for (const l of lines) assert.ok(l.length <= 91, l);
+    assert.deepEqual(allowLines.join(' ').replace(/\s+/g, ' ').replace('policy: allow ', '').split(', '), allow);
   });
 
   it('names the target, the judged address and the rule of a policy refusal; the details otherwise', () => {
