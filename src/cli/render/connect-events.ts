@@ -13,22 +13,40 @@ export interface ClientOutputOptions {
   target?: string;
 }
 
+/** Columns an error line may use after the time prefix and `error: `, so human output fits 100 columns. */
+const ERROR_LINE_WIDTH = 84;
+
+/** Cuts `text` into pieces of at most `width` columns, at spaces where it can. */
+function wrap(text: string, width: number): string[] {
+  const out: string[] = [];
+  let rest = text;
+  while (rest.length > width) {
+    const space = rest.lastIndexOf(' ', width);
+    const cut = space > width / 2 ? space : width;
+    out.push(rest.slice(0, cut));
+    rest = rest.slice(cut).replace(/^ /, '');
+  }
+  out.push(rest);
+  return out;
+}
+
 /**
- * The log line of a session whose tunnel the proxy refused: the status, the Proxy-Status error type and the details
- * the proxy gave (RFC 9209 §2), or why its Proxy-Status could not be read. Null for any other failure.
+ * The log lines of a session whose tunnel the proxy refused: the status, the Proxy-Status error type and the details
+ * the proxy gave (RFC 9209 §2), or why its Proxy-Status could not be read. Details that do not fit the line go on
+ * indented lines of their own. Null for any other failure.
  */
-export function refusalLine(id: string, peer: string, target: string | undefined, error: Error): string | null {
+export function refusalLines(id: string, peer: string, target: string | undefined, error: Error): string[] | null {
   if (!(error instanceof UdpTunnelError) || error.code !== ErrorCodes.TUNNEL_REFUSED) return null;
   const d = error.details as RefusalDetails;
   const ps = d.proxyStatus;
-  let why = `HTTP ${d.status}`;
-  if (ps?.malformed !== undefined) why += ` (unreadable Proxy-Status: ${ps.malformed})`;
-  else {
-    if (ps?.error !== undefined) why += ` ${ps.error}`;
-    if (ps?.rcode !== undefined) why += ` rcode ${ps.rcode}`;
-    if (ps?.details !== undefined) why += `: ${JSON.stringify(ps.details)}`;
-  }
-  return `${id} ${peer}: proxy refused ${target ?? 'the tunnel'}: ${why}`;
+  let head = `${id} ${peer}: proxy refused ${target ?? 'the tunnel'}: HTTP ${d.status}`;
+  if (ps?.malformed !== undefined) return [`${head} (unreadable Proxy-Status: ${ps.malformed})`];
+  if (ps?.error !== undefined) head += ` ${ps.error}`;
+  if (ps?.rcode !== undefined) head += ` rcode ${ps.rcode}`;
+  if (ps?.details === undefined) return [head];
+  const details = JSON.stringify(ps.details);
+  if (head.length + 2 + details.length <= ERROR_LINE_WIDTH) return [`${head}: ${details}`];
+  return [`${head}:`, ...wrap(details, ERROR_LINE_WIDTH - 2).map((l) => `  ${l}`)];
 }
 
 /** Renders client events as NDJSON or human log lines. */
@@ -58,7 +76,7 @@ export function attachClientOutput(client: TunnelClient, out: Output, options: C
     });
     if (out.json) return;
     if (e.willRetry) out.info(`${c.cyan(e.id)} attempt ${e.attempt} failed: ${message}; retrying`);
-    else out.error(refusalLine(e.id, e.peer, options.target, e.error) ?? `${e.id}: ${message}`);
+    else for (const line of refusalLines(e.id, e.peer, options.target, e.error) ?? [`${e.id}: ${message}`]) out.error(line);
   });
   client.on('session-close', (s: ClientSessionStats) => {
     out.event('session-close', { ...s });
