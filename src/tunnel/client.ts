@@ -132,7 +132,7 @@ import { CLIENT_DEFAULTS } from './defaults.js';
  * The client side of udp-tunnel: listens on a local UDP port and gives each local peer (source address and port)
  * its own tunnel, following Envoy's udp_proxy tunneling_config semantics.
  * Events: 'session-open' ({id, peer}), 'session-ready' ({id, peer, attempts}), 'session-close' (ClientSessionStats),
- * 'connect-error' ({id, error, attempt, willRetry}).
+ * 'connect-error' ({id, peer, error, attempt, willRetry}).
  */
 export class TunnelClient extends EventEmitter {
   readonly counters: ClientCounters = {
@@ -315,7 +315,7 @@ export class TunnelClient extends EventEmitter {
         if ((s.state as State) === 'closed') return;
         const e = err instanceof UdpTunnelError ? err : new UdpTunnelError(ErrorCodes.TUNNEL_FAILED, String((err as Error)?.message ?? err), {}, { cause: err });
         const willRetry = attempt < max && e.retryable;
-        this.emit('connect-error', { id: s.id, error: e, attempt, willRetry });
+        this.emit('connect-error', { id: s.id, peer: s.stats.peer, error: e, attempt, willRetry });
         if (!willRetry) {
           this.counters.sess_tunnel_failure++;
           this.closeSession(s, `connect-failed: ${e.message}`);

@@ -1,3 +1,5 @@
+import type { ProxyStatusReport } from './proxy-status.js';
+
 /** Stable error codes; part of the public API (match on `code`, never on message text). docs/errors.md lists them. */
 export const ErrorCodes = {
   VARINT_RANGE: 'UT_ERR_VARINT_RANGE',
@@ -62,8 +64,8 @@ export type OffsetDetails = {
 export type RefusalDetails = OptionDetails & {
   /** The HTTP status the proxy answered with. */
   status: number;
-  /** The proxy's `Proxy-Status` header as received (RFC 9209 §2), if any. */
-  proxyStatus?: string | undefined;
+  /** The proxy's `Proxy-Status` (RFC 9209 §2), parsed: error type, details and the rest; absent without one. */
+  proxyStatus?: ProxyStatusReport | undefined;
 };
 
 /** The shape of `details` for each code; docs/errors.md describes every field. */

@@ -34,8 +34,31 @@ export type IpCategory = 'loopback' | 'link-local' | 'multicast' | 'broadcast' |
 /** Why a guarded target was refused: an address class, or one of the proxy's own addresses. */
 export type RefusedCategory = 'loopback' | 'link-local' | 'multicast' | 'broadcast' | 'unspecified' | 'own-address';
 
-/** Outcome of `TargetPolicy.check`. */
-export type PolicyDecision = { allowed: true } | { allowed: false; reason: string; category?: RefusedCategory };
+/**
+ * Outcome of `TargetPolicy.check`. A refusal says why in words fit for the remote client (`reason`, never naming
+ * the operator's allow rules) and which rule decided, for the operator's log (`rule`: `deny CIDR`, `no allow rule
+ * matched (allow: ...)`, `default: loopback only`, a guarded class, or `invalid target`).
+ */
+export type PolicyDecision = { allowed: true } | { allowed: false; reason: string; rule: string; category?: RefusedCategory };
+
+/** Allow rules named in a `no allow rule matched` decision; the rest are counted. */
+const LISTED_ALLOW_RULES = 8;
+
+/** `TargetPolicy.summary`: the effective policy as data. */
+export interface PolicySummary {
+  /** Deny rules, checked first, in order (`formatRule` text). */
+  deny: string[];
+  /** Allow rules, checked after every deny rule, in order. */
+  allow: string[];
+  /** What a target no rule matches gets: loopback only (no allow rule given), or refused. */
+  default: 'loopback-only' | 'deny';
+  /** Allow rules that lie inside loopback and so can open loopback targets; empty with `default: 'deny'` = none can. */
+  loopbackAllowRules: string[];
+  /** Address classes refused unless an allow rule lies inside them (RFC 9298 §7). */
+  guarded: RefusedCategory[];
+  /** The proxy's own addresses, refused unless an allow rule names the exact address. */
+  ownAddresses: string[];
+}
 
 /** Options of `TargetPolicy`. */
 export interface TargetPolicyOptions {
@@ -330,6 +353,8 @@ export function formatRule(rule: PolicyRule): string {
 
 interface CompiledRule extends Net {
   rule: PolicyRule;
+  /** `formatRule` text, computed once so a refusal costs no formatting. */
+  text: string;
   lo: number;
   hi: number;
   /** Guarded categories this allow rule names explicitly (its network lies inside them). */
@@ -366,6 +391,8 @@ function ipKey(ip: ParsedIp): string {
 export class TargetPolicy {
   readonly #rules: CompiledRule[];
   readonly #hasAllow: boolean;
+  /** The `rule` of a refusal because no allow rule matched. */
+  readonly #unmatched: string;
   readonly #own = new Map<string, ParsedIp>();
 
   /** Throws INVALID_OPTION for a malformed rule or own address. */
@@ -375,9 +402,13 @@ export class TargetPolicy {
       const n = net(rule.family, rule.network, rule.prefix);
       const names = new Set<RefusedCategory>();
       for (const g of GUARDED) if (g.nets.some((outer) => within(n, outer))) names.add(g.category);
-      return { ...n, rule: { ...rule }, lo: rule.ports?.lo ?? 1, hi: rule.ports?.hi ?? MAX_PORT, names };
+      return { ...n, rule: { ...rule }, text: formatRule(rule), lo: rule.ports?.lo ?? 1, hi: rule.ports?.hi ?? MAX_PORT, names };
     });
-    this.#hasAllow = this.#rules.some((r) => r.rule.action === 'allow');
+    const allows = this.#rules.filter((r) => r.rule.action === 'allow');
+    this.#hasAllow = allows.length > 0;
+    const listed = allows.slice(0, LISTED_ALLOW_RULES).map((r) => r.text);
+    if (allows.length > LISTED_ALLOW_RULES) listed.push(`${allows.length - LISTED_ALLOW_RULES} more`);
+    this.#unmatched = `no allow rule matched (allow: ${listed.join(', ')})`;
     for (const addr of options.ownAddresses ?? []) this.addOwnAddress(addr);
   }
 
@@ -394,17 +425,17 @@ export class TargetPolicy {
   /** Decides whether a datagram socket may be opened to `address`:`port` (apply to the resolved address). */
   check(address: string, port: number): PolicyDecision {
     if (!Number.isInteger(port) || port < 1 || port > MAX_PORT) {
-      return { allowed: false, reason: `port ${String(port)} is outside 1-65535` };
+      return { allowed: false, reason: `port ${String(port)} is outside 1-65535`, rule: 'invalid target' };
     }
     const ip = parseIp(address);
-    if (ip === null) return { allowed: false, reason: 'target is not a valid IP address' };
+    if (ip === null) return { allowed: false, reason: 'not a valid IP address', rule: 'invalid target' };
     const guarded: RefusedCategory | undefined = this.#own.has(ipKey(ip)) ? 'own-address' : guardedCategoryOf(ip);
     // An own address that is also e.g. link-local needs both conditions named; the own check is the stricter one.
     const alsoCategory = guarded === 'own-address' ? guardedCategoryOf(ip) : undefined;
     let blockedBy: RefusedCategory | undefined;
     for (const r of this.#rules) {
       if (port < r.lo || port > r.hi || !contains(r, ip)) continue;
-      if (r.rule.action === 'deny') return { allowed: false, reason: `denied by rule ${formatRule(r.rule)}` };
+      if (r.rule.action === 'deny') return { allowed: false, reason: `denied by rule ${r.text}`, rule: `deny ${r.text}` };
       if (guarded !== undefined && !this.#names(r, guarded, alsoCategory)) {
         // This allow is too broad to open a guarded address; a later, narrower rule still may.
         blockedBy ??= guarded;
@@ -415,8 +446,24 @@ export class TargetPolicy {
     if (blockedBy !== undefined) return refusal(blockedBy, ip);
     if (!this.#hasAllow && guarded === 'loopback') return { allowed: true };
     if (guarded !== undefined && guarded !== 'loopback') return refusal(guarded, ip);
-    const reason = this.#hasAllow ? 'target is not in any allow rule' : 'only loopback targets are allowed without an allow rule';
-    return { allowed: false, reason };
+    if (this.#hasAllow) return { allowed: false, reason: 'it matches no allow rule', rule: this.#unmatched };
+    return { allowed: false, reason: 'only loopback targets are allowed by default', rule: 'default: loopback only' };
+  }
+
+  /**
+   * The policy as data, for startup reports: rules in the order they are checked (`formatRule` text), the default
+   * for targets no rule matches, and the allow rules that open loopback (empty: loopback targets are refused).
+   */
+  summary(): PolicySummary {
+    const of = (action: PolicyAction): string[] => this.#rules.filter((r) => r.rule.action === action).map((r) => r.text);
+    return {
+      deny: of('deny'),
+      allow: of('allow'),
+      default: this.#hasAllow ? 'deny' : 'loopback-only',
+      loopbackAllowRules: this.#hasAllow ? this.#rules.filter((r) => r.rule.action === 'allow' && r.names.has('loopback')).map((r) => r.text) : [],
+      guarded: GUARDED.map((g) => g.category),
+      ownAddresses: [...this.#own.values()].map(formatIp),
+    };
   }
 
   #names(r: CompiledRule, guarded: RefusedCategory, also: RefusedCategory | undefined): boolean {
@@ -447,6 +494,7 @@ function refusal(category: RefusedCategory, ip: ParsedIp): PolicyDecision {
   return {
     allowed: false,
     reason: `${formatIp(ip)} is ${what}; refused unless an allow rule names it explicitly (RFC 9298 §7)`,
+    rule: category === 'own-address' ? 'guard: own address (no allow rule names it exactly)' : `guard: ${category} (no allow rule inside its range)`,
     category,
   };
 }

@@ -2,12 +2,12 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { parseHostPort, type HostPort } from './address.js';
-import { Authenticator, MIN_TOKEN_LENGTH, loadTokenFile } from './auth.js';
+import { Authenticator, loadTokenFile } from './auth.js';
 import { ErrorCodes, UdpTunnelError } from './errors.js';
 import { TargetPolicy, isLoopback, parseRuleList, type PolicyRule } from './policy.js';
 
 /**
- * Builds the target policy from --deny and --allow (every deny rule is checked before any allow rule) and the
+ * Builds the target policy from deny and allow rule lists (every deny rule is checked before any allow rule) and the
  * listening address, whose own addresses are refused unless an allow rule names them (RFC 9298 §7).
  * `interfaceAddresses` overrides the host's interface list (for a wildcard listener) in tests.
  */
@@ -48,7 +48,7 @@ export function parsePostRoutes(specs: readonly string[]): Map<string, HostPort>
 export interface ServeAuthSources {
   tokens?: readonly string[];
   tokenFile?: string;
-  /** UDP_TUNNEL_TOKEN, used only when no --token or --token-file is given. */
+  /** The token from the environment, used only when neither `tokens` nor `tokenFile` names one. */
   envToken?: string;
   basic?: readonly string[];
 }
@@ -61,19 +61,17 @@ export function buildAuthenticator(src: ServeAuthSources): Authenticator {
   return new Authenticator({ tokens, basic: [...(src.basic ?? [])] });
 }
 
+/** What is exposed by a listener beyond loopback: anyone may relay (no authentication), or credentials cross in cleartext. */
+export type ListenExposure = 'unauthenticated' | 'cleartext-credentials';
+
 /**
- * The warning `serve` prints when it listens beyond loopback without authentication (RFC 9298 §7: restrict use to
- * authorized clients), or null when there is nothing to warn about.
+ * Whether a listener on `listenAddress` is exposed (RFC 9298 §7: restrict use to authorized clients), or null when
+ * it stays on loopback or has both authentication and TLS.
  */
-export function exposureWarning(listenAddress: string, authEnabled: boolean, tlsEnabled: boolean): string | null {
+export function listenExposure(listenAddress: string, authEnabled: boolean, tlsEnabled: boolean): ListenExposure | null {
   if (isLoopback(listenAddress)) return null;
-  if (!authEnabled) {
-    return (
-      `listening on ${listenAddress} WITHOUT AUTHENTICATION: anyone who can reach this port may relay UDP to every target ` +
-      'the policy allows. Add --token, --token-file or --basic (with TLS), or listen on 127.0.0.1.'
-    );
-  }
-  if (!tlsEnabled) return `listening on ${listenAddress} without TLS: credentials cross the network in cleartext. Add --cert/--key or --self-signed.`;
+  if (!authEnabled) return 'unauthenticated';
+  if (!tlsEnabled) return 'cleartext-credentials';
   return null;
 }
 
@@ -98,21 +96,9 @@ export async function isLoopbackListen(host: string, resolve: HostLookup = syste
 }
 
 /**
- * The usage error `serve` gives for a listener beyond loopback without credentials (RFC 9298 §7: restrict use to
- * authorized clients) unless the operator said --no-auth; null when it may start.
+ * True when a listener may not start: beyond loopback without credentials (RFC 9298 §7: restrict use to authorized
+ * clients), unless an open proxy was asked for on purpose (`openOnPurpose`).
  */
-export function unauthenticatedListenError(host: string, loopback: boolean, authEnabled: boolean, noAuth: boolean): string | null {
-  if (loopback || authEnabled || noAuth) return null;
-  return (
-    `refusing to listen on ${host} without authentication: anyone who can reach it could relay UDP through this host. ` +
-    'Add credentials with --token, --token-file or --basic (with --cert/--key or --self-signed for TLS), ' +
-    'listen on 127.0.0.1 or ::1, or pass --no-auth to serve an open proxy on purpose.'
-  );
-}
-
-/** The warning `serve` prints once when bearer tokens are shorter than MIN_TOKEN_LENGTH (never the tokens themselves). */
-export function shortTokenWarning(shortTokens: number): string | null {
-  if (shortTokens === 0) return null;
-  const which = shortTokens === 1 ? '1 bearer token is' : `${shortTokens} bearer tokens are`;
-  return `${which} shorter than ${MIN_TOKEN_LENGTH} characters and easy to guess; use long random tokens (e.g. openssl rand -base64 32).`;
+export function refusesUnauthenticatedListen(loopback: boolean, authEnabled: boolean, openOnPurpose: boolean): boolean {
+  return !(loopback || authEnabled || openOnPurpose);
 }

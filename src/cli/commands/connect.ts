@@ -91,7 +91,7 @@ export async function runConnect(o: ConnectOptions, r: ResolvedOptions<ConnectOp
     maxSessions: args['max-sessions'],
     maxUdpSendQueue: args['max-udp-send-queue'],
   });
-  attachClientOutput(client, out);
+  attachClientOutput(client, out, { target: args.mode === 'post' ? `POST ${args['post-path']}` : args.target! });
   const tap = await startInspectTap(args, out, 'connect');
   const addr = await client.start();
   renderConnectListening(out, {

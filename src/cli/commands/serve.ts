@@ -4,11 +4,10 @@ import { ErrorCodes, UdpTunnelError } from '../../tunnel/errors.js';
 import {
   buildAuthenticator,
   buildTargetPolicy,
-  exposureWarning,
   isLoopbackListen,
+  listenExposure,
   parsePostRoutes,
-  shortTokenWarning,
-  unauthenticatedListenError,
+  refusesUnauthenticatedListen,
 } from '../../tunnel/server-config.js';
 import { TunnelServer, type ServerTlsOptions } from '../../tunnel/server/tunnel-server.js';
 import { describeCertificate, generateCertificate } from '../../tunnel/tls-cert.js';
@@ -18,6 +17,7 @@ import { startInspectTap } from '../inspect-tap.js';
 import { openKeylog } from '../keylog.js';
 import { untilShutdown } from '../lifecycle.js';
 import { attachServerOutput, renderServeListening } from '../render/serve-events.js';
+import { exposureWarning, loopbackWarning, shortTokenWarning, unauthenticatedListenError } from '../serve-warnings.js';
 import { isGiven, type ResolvedOptions } from '../options/resolve.js';
 import type { ServeOptions } from '../schemas/serve.js';
 
@@ -50,8 +50,7 @@ export async function runServe(args: ServeOptions, r: ResolvedOptions<ServeOptio
     const ignored = ['max-auth-failures-per-connection', 'auth-failure-burst', 'auth-failure-rate', 'max-auth-failure-entries'].find((f) => isGiven(r, f));
     if (ignored !== undefined) throw new UsageError(`--${ignored} has no effect without credentials (--token, --token-file or --basic)`);
   }
-  const openError = unauthenticatedListenError(listen.host, await isLoopbackListen(listen.host), auth.enabled, !args.auth);
-  if (openError !== null) throw new UsageError(openError);
+  if (refusesUnauthenticatedListen(await isLoopbackListen(listen.host), auth.enabled, !args.auth)) throw new UsageError(unauthenticatedListenError(listen.host));
   let tls: ServerTlsOptions | undefined;
   let certInfo: { selfSigned: boolean; fingerprint256: string; pin: string } | undefined;
   if (args['self-signed']) {
@@ -116,7 +115,12 @@ export async function runServe(args: ServeOptions, r: ResolvedOptions<ServeOptio
     postRoutes,
     ...(certInfo ? { certificate: certInfo } : {}),
     policy: policy.describe(),
-    warnings: [exposureWarning(addr.address, auth.enabled, Boolean(tls)), shortTokenWarning(auth.shortTokens)].filter((w) => w !== null),
+    policySummary: policy.summary(),
+    warnings: [
+      exposureWarning(addr.address, listenExposure(addr.address, auth.enabled, Boolean(tls))),
+      shortTokenWarning(auth.shortTokens),
+      loopbackWarning(policy.summary()),
+    ].filter((w) => w !== null),
   });
   const why = await done;
   await tap?.stop();

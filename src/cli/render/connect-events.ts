@@ -2,13 +2,55 @@ import type { AddressInfo } from 'node:net';
 import { formatHostPort } from '../../tunnel/address.js';
 import type { ClientSessionStats, TunnelClient } from '../../tunnel/client.js';
 import type { ClientMode } from '../../tunnel/client-config.js';
-import { UdpTunnelError } from '../../tunnel/errors.js';
+import { ErrorCodes, UdpTunnelError, type RefusalDetails } from '../../tunnel/errors.js';
 import { color } from '../color.js';
 import { flagMessage } from '../errors.js';
 import type { Output } from '../output.js';
 
+/** What the client's output says about the tunnels it asks for. */
+export interface ClientOutputOptions {
+  /** The target as given (`HOST:PORT`), or `POST /path` in POST mode; refusal lines name it. */
+  target?: string;
+}
+
+/** Columns an error line may use after the time prefix and `error: `, so human output fits 100 columns. */
+const ERROR_LINE_WIDTH = 84;
+
+/** Cuts `text` into pieces of at most `width` columns, at spaces where it can. */
+function wrap(text: string, width: number): string[] {
+  const out: string[] = [];
+  let rest = text;
+  while (rest.length > width) {
+    const space = rest.lastIndexOf(' ', width);
+    const cut = space > width / 2 ? space : width;
+    out.push(rest.slice(0, cut));
+    rest = rest.slice(cut).replace(/^ /, '');
+  }
+  out.push(rest);
+  return out;
+}
+
+/**
+ * The log lines of a session whose tunnel the proxy refused: the status, the Proxy-Status error type and the details
+ * the proxy gave (RFC 9209 §2), or why its Proxy-Status could not be read. Details that do not fit the line go on
+ * indented lines of their own. Null for any other failure.
+ */
+export function refusalLines(id: string, peer: string, target: string | undefined, error: Error): string[] | null {
+  if (!(error instanceof UdpTunnelError) || error.code !== ErrorCodes.TUNNEL_REFUSED) return null;
+  const d = error.details as RefusalDetails;
+  const ps = d.proxyStatus;
+  let head = `${id} ${peer}: proxy refused ${target ?? 'the tunnel'}: HTTP ${d.status}`;
+  if (ps?.malformed !== undefined) return [`${head} (unreadable Proxy-Status: ${ps.malformed})`];
+  if (ps?.error !== undefined) head += ` ${ps.error}`;
+  if (ps?.rcode !== undefined) head += ` rcode ${ps.rcode}`;
+  if (ps?.details === undefined) return [head];
+  const details = JSON.stringify(ps.details);
+  if (head.length + 2 + details.length <= ERROR_LINE_WIDTH) return [`${head}: ${details}`];
+  return [`${head}:`, ...wrap(details, ERROR_LINE_WIDTH - 2).map((l) => `  ${l}`)];
+}
+
 /** Renders client events as NDJSON or human log lines. */
-export function attachClientOutput(client: TunnelClient, out: Output): void {
+export function attachClientOutput(client: TunnelClient, out: Output, options: ClientOutputOptions = {}): void {
   const c = color();
   client.on('session-open', (e: { id: string; peer: string }) => {
     out.event('session-open', e);
@@ -18,19 +60,31 @@ export function attachClientOutput(client: TunnelClient, out: Output): void {
     out.event('session-ready', e);
     out.info(`${c.cyan(e.id)} ${e.peer} tunnel ready${e.attempts > 1 ? ` after ${e.attempts} attempts` : ''}`);
   });
-  client.on('connect-error', (e: { id: string; error: Error & { code?: string }; attempt: number; willRetry: boolean }) => {
+  client.on('connect-error', (e: { id: string; peer: string; error: Error & { code?: string }; attempt: number; willRetry: boolean }) => {
     // Library messages name options by their library names; a CLI user reads flags.
     const message = e.error instanceof UdpTunnelError ? flagMessage(e.error) : e.error.message;
-    out.event('connect-error', { id: e.id, code: e.error.code, message, attempt: e.attempt, willRetry: e.willRetry });
+    const refusal = e.error instanceof UdpTunnelError ? (e.error.details as Partial<RefusalDetails>) : {};
+    out.event('connect-error', {
+      id: e.id,
+      peer: e.peer,
+      code: e.error.code,
+      message,
+      attempt: e.attempt,
+      willRetry: e.willRetry,
+      ...(typeof refusal.status === 'number' ? { status: refusal.status } : {}),
+      ...(refusal.proxyStatus !== undefined ? { proxyStatus: refusal.proxyStatus } : {}),
+    });
     if (out.json) return;
     if (e.willRetry) out.info(`${c.cyan(e.id)} attempt ${e.attempt} failed: ${message}; retrying`);
-    else out.error(`${e.id}: ${message}`);
+    else for (const line of refusalLines(e.id, e.peer, options.target, e.error) ?? [`${e.id}: ${message}`]) out.error(line);
   });
   client.on('session-close', (s: ClientSessionStats) => {
     out.event('session-close', { ...s });
     const dropped = Object.entries(s.drops).filter(([, n]) => n > 0);
+    // The connect-error line just said why the tunnel failed; say it once.
+    const reason = s.closeReason.startsWith('connect-failed: ') ? 'connect-failed' : s.closeReason;
     out.info(
-      `${c.cyan(s.id)} ${s.peer} closed (${s.closeReason}) after ${(s.durationMs / 1000).toFixed(1)}s: ` +
+      `${c.cyan(s.id)} ${s.peer} closed (${reason}) after ${(s.durationMs / 1000).toFixed(1)}s: ` +
         `${s.rxDatagrams} dgrams/${s.rxBytes} B out, ${s.txDatagrams} dgrams/${s.txBytes} B back` +
         (dropped.length ? c.yellow(`, dropped ${dropped.map(([k, n]) => `${k}=${n}`).join(' ')}`) : ''),
     );

@@ -1,13 +1,25 @@
 import type { AddressInfo } from 'node:net';
 import { formatHostPort, type HostPort } from '../../tunnel/address.js';
 import type { LocalResourceEvent } from '../../tunnel/local-resource.js';
-import type { ServerSessionStats, TunnelServer } from '../../tunnel/server/tunnel-server.js';
+import type { PolicySummary } from '../../tunnel/policy.js';
+import type { RefusedEvent, ServerSessionStats, TunnelServer } from '../../tunnel/server/tunnel-server.js';
 import { color } from '../color.js';
 import { LogThrottle } from '../log-throttle.js';
 import type { Output } from '../output.js';
 
 /** Running short of descriptors fails every request until some free up: log it at most once per this interval. */
 export const LOCAL_RESOURCE_LOG_INTERVAL_MS = 10_000;
+
+/**
+ * The log line of a refusal. A request refused on its way to a target names the target (and the address the policy
+ * judged, for a name) and the rule that decided; the details sent to the client follow when no rule says it.
+ */
+export function refusedLine(e: RefusedEvent): string {
+  const what = `refused ${e.status ?? e.reset ?? `connection (GOAWAY ${e.goaway})`} ${e.error} for ${e.client}`;
+  if (e.target === undefined) return `${what}: ${e.details}`;
+  const to = `${what} -> ${e.target}${e.resolved !== undefined ? ` (${e.resolved})` : ''}`;
+  return e.rule !== undefined ? `${to}: ${e.rule}` : `${to}: ${e.details}`;
+}
 
 /** Renders server events as NDJSON or human log lines. */
 export function attachServerOutput(server: TunnelServer, out: Output): void {
@@ -29,9 +41,9 @@ export function attachServerOutput(server: TunnelServer, out: Output): void {
         (s.targetUnreachable > 0 ? c.yellow(`, target unreachable (ICMP) ${s.targetUnreachable} times`) : ''),
     );
   });
-  server.on('refused', (e: { status: number | null; reset?: string; goaway?: string; error: string; details: string; httpVersion: number; client: string }) => {
-    out.event('refused', e);
-    out.info(c.yellow(`refused ${e.status ?? e.reset ?? `connection (GOAWAY ${e.goaway})`} ${e.error} for ${e.client}: ${e.details}`));
+  server.on('refused', (e: RefusedEvent) => {
+    out.event('refused', { ...e });
+    out.info(c.yellow(refusedLine(e)));
   });
   server.on('local-resource-error', (e: LocalResourceEvent) => {
     const suppressed = localResource.take();
@@ -58,8 +70,10 @@ export interface ServeListening {
   auth: readonly string[];
   postRoutes: ReadonlyMap<string, HostPort>;
   certificate?: { selfSigned: boolean; fingerprint256: string; pin: string };
-  /** The target policy's rules, one line each. */
+  /** The target policy's rules, one line each (the JSON `policy` field). */
   policy: string[];
+  /** The target policy as data, for the human startup lines. */
+  policySummary: PolicySummary;
   warnings: string[];
 }
 
@@ -86,9 +100,42 @@ export function renderServeListening(out: Output, l: ServeListening): void {
   const cert = l.certificate;
   if (cert) out.info(`${cert.selfSigned ? 'self-signed certificate' : 'certificate'} pin ${c.bold(cert.pin)} (connect --pin), SHA-256 fingerprint ${cert.fingerprint256}`);
   for (const [path, t] of l.postRoutes) out.info(`POST ${path} -> ${formatHostPort(t.host, t.port)} (POST mode, not RFC 9298)`);
+  for (const line of policyLines(l.policySummary)) out.info(line);
   for (const warning of l.warnings) {
-    out.warn(c.bold(warning));
-    out.event('warning', { message: warning });
+    // A warning may come in lines, each of which fits 100 columns; the JSON message is one sentence.
+    for (const line of warning.split('\n')) out.warn(c.bold(line));
+    out.event('warning', { message: warning.split('\n').join('; ') });
   }
   out.debug(`target policy: ${l.policy.join('; ')}`);
+}
+
+/** Columns a startup line may use after the time prefix (`   0.050 `), so human output fits 100 columns. */
+const POLICY_LINE_WIDTH = 91;
+
+/** serve's human startup lines about the target policy: deny rules, allow rules, the default, the guarded classes. */
+export function policyLines(p: PolicySummary): string[] {
+  const lines: string[] = [];
+  const list = (label: string, items: string[]): void => {
+    const chunks: string[] = [];
+    let line = '';
+    for (const item of items) {
+      if (line !== '' && label.length + line.length + item.length + 3 > POLICY_LINE_WIDTH) {
+        chunks.push(`${line},`);
+        line = item;
+      } else {
+        line = line === '' ? item : `${line}, ${item}`;
+      }
+    }
+    if (line !== '') chunks.push(line);
+    chunks.forEach((chunk, i) => lines.push(`${i === 0 ? label : ' '.repeat(label.length)}${chunk}`));
+  };
+  list('policy: deny  ', p.deny);
+  list('policy: allow ', p.allow);
+  lines.push(
+    p.default === 'loopback-only'
+      ? 'policy: default: loopback targets only (127.0.0.0/8, ::1); everything else is refused'
+      : 'policy: default: every target no allow rule matches is refused',
+  );
+  if (p.default === 'deny') list('policy: guarded: ', [...p.guarded, ...(p.ownAddresses.length > 0 ? ['own addresses'] : [])]);
+  return lines;
 }

@@ -7,9 +7,12 @@ import { DEFAULT_MAX_UDP_SEND_QUEUE } from '../udp-socket.js';
 import { DEFAULT_URI_TEMPLATE } from '../uri-template.js';
 import type { ServerTlsOptions } from './listener.js';
 
-/** Decides whether a resolved target may be reached (RFC 9298 §7). */
+/**
+ * Decides whether a resolved target may be reached (RFC 9298 §7). A refusal's `reason` goes to the client in
+ * Proxy-Status details; `rule`, if given, names what decided and goes only to the server's 'refused' event.
+ */
 export interface TargetChecker {
-  check(address: string, port: number): { allowed: true } | { allowed: false; reason: string };
+  check(address: string, port: number): { allowed: true } | { allowed: false; reason: string; rule?: string };
 }
 
 /** Decides whether a request's credentials are acceptable, and how to challenge when they are not. */

@@ -4,6 +4,31 @@ import { formatProxyStatus, type ProxyErrorType } from '../proxy-status.js';
 import type { ServerCounters } from './counters.js';
 import type { RequestFront } from './request-front.js';
 
+/** Where a refused request wanted to go, and what decided, for the server's log (never sent to the client). */
+export interface RefusalTarget {
+  /** The target as requested, HOST:PORT. */
+  target: string;
+  /** The address the policy refused, when the target was a name that resolved. */
+  resolved?: string;
+  /** The policy rule that decided (`deny CIDR`, `no allow rule matched (...)`, `default: loopback only`, ...). */
+  rule?: string;
+}
+
+/** TunnelServer's 'refused' event: a request answered with an error status, a reset stream or a GOAWAY. */
+export interface RefusedEvent extends Partial<RefusalTarget> {
+  /** The status answered, or null for a reset stream or a GOAWAY. */
+  status: number | null;
+  reset?: 'REFUSED_STREAM';
+  goaway?: 'ENHANCE_YOUR_CALM';
+  /** RFC 9209 §2.3 error type sent in Proxy-Status. */
+  error: ProxyErrorType;
+  /** The Proxy-Status details sent to the client. */
+  details: string;
+  httpVersion: 1 | 2;
+  /** The client's address and port. */
+  client: string;
+}
+
 /**
  * Reports what the server refuses: counts it, emits TunnelServer's 'refused' (or 'local-resource-error') event and
  * answers the request with a Proxy-Status saying why (RFC 9209 §2).
@@ -19,25 +44,37 @@ export class Refusals {
   }
 
   /** Counts a refusal answered with `status` and emits 'refused'; the caller sends the answer. */
-  count(status: number, error: ProxyErrorType, details: string, httpVersion: 1 | 2, client: string): void {
+  count(status: number, error: ProxyErrorType, details: string, httpVersion: 1 | 2, client: string, about?: RefusalTarget): void {
     this.counters.refused[status] = (this.counters.refused[status] ?? 0) + 1;
-    this.events.emit('refused', { status, error, details, httpVersion, client });
+    this.emitRefused({ status, error, details, httpVersion, client, ...about });
   }
 
-  /** Refuses a request with `status`, saying why in Proxy-Status. */
-  refuse(front: RequestFront, status: number, error: ProxyErrorType, details: string, extra: Record<string, string> = {}, rcode?: string): void {
-    this.count(status, error, details, front.httpVersion, front.client);
+  /** Refuses a request with `status`, saying why in Proxy-Status; `about` names the target in the event only. */
+  refuse(
+    front: RequestFront,
+    status: number,
+    error: ProxyErrorType,
+    details: string,
+    extra: Record<string, string> = {},
+    rcode?: string,
+    about?: RefusalTarget,
+  ): void {
+    this.count(status, error, details, front.httpVersion, front.client, about);
     front.refuse(status, { 'proxy-status': formatProxyStatus(error, { ...(rcode ? { rcode } : {}), details }), ...extra });
   }
 
   /** Emits 'refused' for a stream refused with RST_STREAM(REFUSED_STREAM) at a connection limit; the caller resets it. */
   reset(details: string, httpVersion: 1 | 2, client: string): void {
-    this.events.emit('refused', { status: null, reset: 'REFUSED_STREAM', error: 'connection_limit_reached', details, httpVersion, client });
+    this.emitRefused({ status: null, reset: 'REFUSED_STREAM', error: 'connection_limit_reached', details, httpVersion, client });
   }
 
   /** Emits 'refused' for an HTTP/2 connection sent GOAWAY(ENHANCE_YOUR_CALM) for failed authentications. */
   goaway(details: string, client: string): void {
-    this.events.emit('refused', { status: null, goaway: 'ENHANCE_YOUR_CALM', error: 'http_request_denied', details, httpVersion: 2, client });
+    this.emitRefused({ status: null, goaway: 'ENHANCE_YOUR_CALM', error: 'http_request_denied', details, httpVersion: 2, client });
+  }
+
+  private emitRefused(event: RefusedEvent): void {
+    this.events.emit('refused', event);
   }
 
   /**

@@ -2,6 +2,7 @@ import dgram from 'node:dgram';
 import type { EventEmitter } from 'node:events';
 import type http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
+import { formatHostPort } from '../address.js';
 import { DatagramChannel, emptyChannelCounters, type ChannelDropKind } from '../datagram-channel.js';
 import { tapChannel } from '../diagnostics.js';
 import { ErrorCodes, type UdpTunnelError } from '../errors.js';
@@ -12,7 +13,7 @@ import { Resolver, type ResolvedAddress } from '../resolver.js';
 import type { TunnelMode } from './connect-udp-request.js';
 import type { ServerCounters, ServerSessionStats } from './counters.js';
 import type { ResolvedServerOptions } from './options.js';
-import type { Refusals } from './refusals.js';
+import type { RefusalTarget, Refusals } from './refusals.js';
 import type { RequestFront } from './request-front.js';
 
 /** One relayed tunnel: the request's front and stream, its connected UDP socket and the channel between them. */
@@ -85,30 +86,38 @@ export class RelaySessions {
     // RFC 9298 §3.1: resolve before replying, and apply the policy to the resolved address (§7).
     const res = await this.resolver.resolve(host);
     if (front.gone()) return release();
+    const requested = formatHostPort(host, port);
     if (!res.ok) {
       release();
-      return this.refusals.refuse(front, res.error === 'dns_timeout' ? 504 : 502, res.error, res.message, {}, res.rcode);
+      return this.refusals.refuse(front, res.error === 'dns_timeout' ? 504 : 502, res.error, res.message, {}, res.rcode, { target: requested });
     }
     let chosen: ResolvedAddress | undefined;
-    let reason = 'no address';
+    // The first refused address speaks for the request: the resolver lists the preferred one first.
+    let refused: { address: string; reason: string; rule?: string } | undefined;
     for (const a of res.addresses) {
       const v = this.opts.policy.check(a.address, port);
       if (v.allowed) {
         chosen = a;
         break;
       }
-      reason = v.reason;
+      refused ??= { address: a.address, reason: v.reason, ...(v.rule !== undefined ? { rule: v.rule } : {}) };
     }
     if (!chosen) {
       release();
-      return this.refusals.refuse(front, 403, 'destination_ip_prohibited', reason);
+      const resolved = refused !== undefined && refused.address !== host ? refused.address : undefined;
+      const others = res.addresses.length > 1 ? ` (and ${res.addresses.length - 1} more ${res.addresses.length > 2 ? 'addresses' : 'address'})` : '';
+      const shown = resolved !== undefined ? `${requested} (${resolved}${others})` : requested;
+      // Said to the remote client: the target and why, never the operator's allow list (the rule stays in the log).
+      const details = `target ${shown} is not allowed: ${refused?.reason ?? 'the name has no address'}`;
+      const about = { target: requested, ...(resolved !== undefined ? { resolved } : {}), ...(refused?.rule !== undefined ? { rule: refused.rule } : {}) };
+      return this.refusals.refuse(front, 403, 'destination_ip_prohibited', details, {}, undefined, about);
     }
     const target = chosen;
     const opened = await this.openTargetSocket(target, port);
     if (!('udp' in opened) || front.gone() || this.closing) {
       if ('udp' in opened) opened.udp.close();
       release();
-      if ('error' in opened) this.refuseSocketError(front, opened.error);
+      if ('error' in opened) this.refuseSocketError(front, opened.error, { target: requested, ...(target.address !== host ? { resolved: target.address } : {}) });
       return;
     }
     const udp = opened.udp;
@@ -246,9 +255,9 @@ export class RelaySessions {
   }
 
   /** Refuses a request whose UDP socket could not be opened: local exhaustion is the proxy's trouble, the rest the route's. */
-  private refuseSocketError(front: RequestFront, err: Error): void {
+  private refuseSocketError(front: RequestFront, err: Error, about: RefusalTarget): void {
     if (isLocalResourceError(err)) return this.refusals.localResourceError(err, front);
-    this.refusals.refuse(front, 502, 'destination_ip_unroutable', err.message);
+    this.refusals.refuse(front, 502, 'destination_ip_unroutable', err.message, {}, undefined, about);
   }
 
   private onDrop(kind: ChannelDropKind): void {

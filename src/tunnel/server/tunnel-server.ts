@@ -20,6 +20,7 @@ export { H2_PREFACE } from '../http/version-detect.js';
 export type { ServerCounters, ServerLimitCounters, ServerSessionStats } from './counters.js';
 export { headerListSize } from './h2-front.js';
 export type { ServerTlsOptions } from './listener.js';
+export type { RefusalTarget, RefusedEvent } from './refusals.js';
 export { SERVER_DEFAULTS, type RequestAuthenticator, type TargetChecker, type TunnelServerOptions } from './options.js';
 
 /**

@@ -188,14 +188,19 @@ const cases: Case[] = [
   { allow: BROAD, own: ['fe80::1%eth0'], address: 'fe80::1', port: 1, expect: { category: 'own-address' } },
 ];
 
+function allowTexts(c: Case): string[] {
+  const specs = c.ordered !== undefined ? c.ordered.filter(([a]) => a === 'allow').map(([, spec]) => spec) : c.allow !== undefined ? [c.allow] : [];
+  return specs.flatMap((spec) => parseRuleList(spec, 'allow')).map(formatRule);
+}
+
 function expectedDecision(c: Case): ReturnType<TargetPolicy['check']> {
   const e = c.expect;
   if (e === 'allow') return { allowed: true };
-  if (e === 'unlisted') return { allowed: false, reason: 'target is not in any allow rule' };
-  if (e === 'default-deny') return { allowed: false, reason: 'only loopback targets are allowed without an allow rule' };
-  if (e === 'bad-port') return { allowed: false, reason: `port ${String(c.port)} is outside 1-65535` };
-  if (e === 'bad-address') return { allowed: false, reason: 'target is not a valid IP address' };
-  if ('rule' in e) return { allowed: false, reason: `denied by rule ${e.rule}` };
+  if (e === 'unlisted') return { allowed: false, reason: 'it matches no allow rule', rule: `no allow rule matched (allow: ${allowTexts(c).join(', ')})` };
+  if (e === 'default-deny') return { allowed: false, reason: 'only loopback targets are allowed by default', rule: 'default: loopback only' };
+  if (e === 'bad-port') return { allowed: false, reason: `port ${String(c.port)} is outside 1-65535`, rule: 'invalid target' };
+  if (e === 'bad-address') return { allowed: false, reason: 'not a valid IP address', rule: 'invalid target' };
+  if ('rule' in e) return { allowed: false, reason: `denied by rule ${e.rule}`, rule: `deny ${e.rule}` };
   const shown = formatIp(parseIp(c.address)!);
   const what =
     e.category === 'own-address'
@@ -204,6 +209,7 @@ function expectedDecision(c: Case): ReturnType<TargetPolicy['check']> {
   return {
     allowed: false,
     reason: `${shown} is ${what}; refused unless an allow rule names it explicitly (RFC 9298 §7)`,
+    rule: e.category === 'own-address' ? 'guard: own address (no allow rule names it exactly)' : `guard: ${e.category} (no allow rule inside its range)`,
     category: e.category,
   };
 }
@@ -268,7 +274,7 @@ describe('TargetPolicy', () => {
     const policy = new TargetPolicy({ rules });
     rules[0]!.prefix = 0;
     rules[0]!.network = 0n;
-    assert.deepEqual(policy.check('8.8.8.8', 53), { allowed: false, reason: 'target is not in any allow rule' });
+    assert.deepEqual(policy.check('8.8.8.8', 53), { allowed: false, reason: 'it matches no allow rule', rule: 'no allow rule matched (allow: 10.0.0.0/8)' });
   });
 
   it('describe lists guards, rules in order and the default', () => {
@@ -284,6 +290,31 @@ describe('TargetPolicy', () => {
       'allow [2001:db8::/32]:1-1024',
       'deny everything else',
     ]);
+  });
+
+  it('names at most 8 allow rules in a "no allow rule matched" decision and counts the rest', () => {
+    const specs = Array.from({ length: 10 }, (_, i) => `10.${i}.0.0/16`);
+    const d = new TargetPolicy({ rules: parseRuleList(specs.join(','), 'allow') }).check('192.0.2.1', 53);
+    assert.deepEqual(d, { allowed: false, reason: 'it matches no allow rule', rule: `no allow rule matched (allow: ${specs.slice(0, 8).join(', ')}, 2 more)` });
+  });
+
+  it('summary gives the rules as data, the default and the allow rules that open loopback', () => {
+    const policy = new TargetPolicy({
+      rules: [...parseRuleList('127.0.0.2/32', 'deny'), ...parseRuleList('10.0.0.0/8,127.0.0.1:53,[::1]:53', 'allow')],
+      ownAddresses: ['192.0.2.1'],
+    });
+    assert.deepEqual(policy.summary(), {
+      deny: ['127.0.0.2/32'],
+      allow: ['10.0.0.0/8', '127.0.0.1/32:53', '[::1/128]:53'],
+      default: 'deny',
+      loopbackAllowRules: ['127.0.0.1/32:53', '[::1/128]:53'],
+      guarded: ['unspecified', 'loopback', 'link-local', 'multicast', 'broadcast'],
+      ownAddresses: ['192.0.2.1'],
+    });
+    // A broad allow rule does not open loopback (it is guarded); only one inside 127.0.0.0/8 or ::1 does.
+    assert.deepEqual(new TargetPolicy({ rules: parseRuleList('0.0.0.0/0,::/0', 'allow') }).summary().loopbackAllowRules, []);
+    const byDefault = new TargetPolicy().summary();
+    assert.deepEqual([byDefault.default, byDefault.allow, byDefault.deny, byDefault.loopbackAllowRules], ['loopback-only', [], [], []]);
   });
 
   it('describe states the loopback default when there is no allow rule', () => {

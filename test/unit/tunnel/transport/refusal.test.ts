@@ -8,8 +8,23 @@ describe('refusedError (both client transports)', () => {
     const e = refusedError(502, { 'proxy-status': ['udp-tunnel; error=dns_error', 'next; error=x'] }, 'CONNECT-UDP');
     assert.equal(e.code, ErrorCodes.TUNNEL_REFUSED);
     assert.equal(e.message, 'proxy refused CONNECT-UDP: HTTP 502 (dns_error)');
-    assert.deepEqual(e.details, { status: 502, proxyStatus: 'udp-tunnel; error=dns_error, next; error=x' });
+    assert.deepEqual(e.details, { status: 502, proxyStatus: { proxy: 'udp-tunnel', error: 'dns_error', members: 2 } });
     assert.equal(e.retryable, true);
+  });
+
+  it('names the details and rcode in the message and keeps them parsed in details.proxyStatus', () => {
+    const e = refusedError(403, { 'proxy-status': 'udp-tunnel; error=destination_ip_prohibited; details="target 127.0.0.2:9 is not allowed"' }, '127.0.0.2:9');
+    assert.equal(e.message, 'proxy refused 127.0.0.2:9: HTTP 403 (destination_ip_prohibited): "target 127.0.0.2:9 is not allowed"');
+    assert.deepEqual(e.details['proxyStatus'], { proxy: 'udp-tunnel', error: 'destination_ip_prohibited', details: 'target 127.0.0.2:9 is not allowed', members: 1 });
+    const dns = refusedError(502, { 'proxy-status': 'udp-tunnel; error=dns_error; rcode="NXDOMAIN"' }, 'x');
+    assert.equal(dns.message, 'proxy refused x: HTTP 502 (dns_error, rcode NXDOMAIN)');
+  });
+
+  it('says so when the Proxy-Status cannot be read, and still refuses by the status', () => {
+    const e = refusedError(403, { 'proxy-status': 'udp-tunnel; error=x; details="unterminated' }, 'x');
+    assert.equal(e.code, ErrorCodes.TUNNEL_REFUSED);
+    assert.equal(e.message, 'proxy refused x: HTTP 403 (unreadable Proxy-Status: unterminated string)');
+    assert.deepEqual(e.details, { status: 403, proxyStatus: { members: 0, malformed: 'unterminated string' } });
   });
 
   it('counts 5xx and 429 as retryable, other 4xx not', () => {
