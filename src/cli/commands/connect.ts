@@ -21,6 +21,7 @@ import { startInspectTap, withInspectTapOptions, type InspectTapArgs } from '../
 import { openKeylog, withKeylogOption, type KeylogArgs } from '../keylog.js';
 import { untilShutdown } from '../lifecycle.js';
 import { attachClientOutput, renderConnectListening } from '../render/connect-events.js';
+import { runTunnelCheck, startProxyProbe } from '../proxy-check.js';
 import { COMMAND_SUMMARIES } from './summaries.js';
 
 interface ConnectArgs extends CommonArgs, InspectTapArgs, KeylogArgs {
@@ -50,6 +51,8 @@ interface ConnectArgs extends CommonArgs, InspectTapArgs, KeylogArgs {
   pin: string[];
   cert?: string;
   key?: string;
+  check: boolean;
+  'proxy-check': boolean;
 }
 
 /** `udp-tunnel connect`: local UDP port -> proxy -> target. */
@@ -98,6 +101,8 @@ export const connectCommand: CommandModule<object, ConnectArgs> = {
       })
       .option('cert', { type: 'string', describe: 'PEM client certificate for mTLS (needs --key)' })
       .option('key', { type: 'string', describe: 'PEM private key for --cert' })
+      .option('check', { type: 'boolean', default: false, describe: 'Open one tunnel to --target, report status, Proxy-Status, time and headers, and exit (0 = tunnel established)' })
+      .option('proxy-check', { type: 'boolean', default: true, describe: 'Check the proxy (TLS, HTTP/2 SETTINGS) once after listening; --no-proxy-check skips it' })
       .example('$0 connect --local 127.0.0.1:5353 --proxy http://127.0.0.1:4433 --target 127.0.0.1:53', 'Tunnel DNS via a local h2c proxy')
       .example('$0 connect -l [::1]:0 -p https://proxy.example:443 -t [2001:db8::53]:53 --ca ca.pem --buffer --json', 'TLS proxy, IPv6 target, NDJSON events')
       .example("$0 connect -p http://127.0.0.1:4433 -t 127.0.0.1:9000 -H 'x-tenant: blue' --max-connect-attempts 3", 'Extra header and retries')
@@ -141,6 +146,14 @@ export const connectCommand: CommandModule<object, ConnectArgs> = {
       tls,
       connectTimeoutMs: parseDuration(args['connect-timeout'], '--connect-timeout'),
     };
+    if (args.check) {
+      try {
+        await runTunnelCheck(config, out);
+      } finally {
+        keylog?.close();
+      }
+      return;
+    }
     const transport = buildTransport(config);
     const client = new TunnelClient({
       host: local.host,
@@ -165,8 +178,10 @@ export const connectCommand: CommandModule<object, ConnectArgs> = {
       ...(args.mode === 'post' ? { postPath: args['post-path'] } : { target: args.target! }),
       transport: transport.name,
     });
+    const probe = args['proxy-check'] ? startProxyProbe(config, out) : undefined;
     const { done } = untilShutdown(async () => {
       out.info('shutting down');
+      await probe?.stop();
       await client.close();
       keylog?.close();
     });
