@@ -20,3 +20,7 @@ export * from './tunnel/resolver.js';
 export type * from './tunnel/transport/types.js';
 export { H2ConnectUdpTransport, H2Pool } from './tunnel/transport/h2.js';
 export * from './inspect/index.js';
+export * from './tunnel/proxy-probe.js';
+export * from './tunnel/tunnel-check.js';
+export * from './tunnel/proxy-status-parse.js';
+export type * from './tunnel/failure-hint.js';

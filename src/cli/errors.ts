@@ -94,6 +94,13 @@ export function flagMessage(err: UdpTunnelError): string {
   return message;
 }
 
+/** Text from the library that names options (a hint, say) as the CLI shows it: each named option becomes its flag. */
+export function flagText(text: string, options: readonly string[]): string {
+  let out = text;
+  for (const name of new Set(options)) out = mentionToFlag(out, name);
+  return out;
+}
+
 /**
  * Command code may rethrow a core message as a UsageError (serve does for options TunnelServer refuses); a camelCase
  * option name it starts with becomes its flag, as flagMessage would have done.

@@ -58,7 +58,8 @@ describe('connect --inspect -> inspect relay -> serve --inspect, all spawned', (
     procs.push(relay);
     const rl = await relay.waitForEvent('listening');
     assert.equal(rl['upstream'], `http://127.0.0.1:${servePort}`);
-    const connect = startCli(['connect', '-p', `http://127.0.0.1:${rl['port']}`, '-t', `127.0.0.1:${echo.port}`, '--json', '--inspect', '--record', rec.connect]);
+    // The start-up proxy check would be the relay's first connection (c1) and shift the session names asserted below.
+    const connect = startCli(['connect', '-p', `http://127.0.0.1:${rl['port']}`, '-t', `127.0.0.1:${echo.port}`, '--json', '--inspect', '--record', rec.connect, '--no-proxy-check']);
     procs.push(connect);
     const cl = await connect.waitForEvent('listening');
     const peer = await openUdpPeer();
@@ -118,7 +119,8 @@ describe('inspect relay with HTTP/1.1 clients, spawned', () => {
     try {
       const rl = await relay.waitForEvent('listening');
       assert.deepEqual(rl['protocols'], ['h2c', 'http/1.1']);
-      const connect = startCli(['connect', '--http', '1.1', '-p', `http://127.0.0.1:${rl['port']}`, '-t', `127.0.0.1:${echo.port}`, '--json']);
+      // As above: no start-up proxy check, so the tunnel is the relay's connection c1.
+      const connect = startCli(['connect', '--http', '1.1', '-p', `http://127.0.0.1:${rl['port']}`, '-t', `127.0.0.1:${echo.port}`, '--json', '--no-proxy-check']);
       procs.push(connect);
       const cl = await connect.waitForEvent('listening');
       const peer = await openUdpPeer();

@@ -17,6 +17,7 @@ import { startInspectTap } from '../inspect-tap.js';
 import { openKeylog } from '../keylog.js';
 import { untilShutdown } from '../lifecycle.js';
 import { attachClientOutput, renderConnectListening } from '../render/connect-events.js';
+import { runTunnelCheck, startProxyProbe } from '../proxy-check.js';
 import { isGiven, type ResolvedOptions } from '../options/resolve.js';
 import type { ConnectOptions } from '../schemas/connect.js';
 
@@ -78,6 +79,14 @@ export async function runConnect(o: ConnectOptions, r: ResolvedOptions<ConnectOp
     tls,
     connectTimeoutMs: args['connect-timeout'],
   };
+  if (args.check) {
+    try {
+      await runTunnelCheck(config, out);
+    } finally {
+      keylog?.close();
+    }
+    return;
+  }
   const transport = buildTransport(config);
   const client = new TunnelClient({
     host: local.host,
@@ -102,8 +111,10 @@ export async function runConnect(o: ConnectOptions, r: ResolvedOptions<ConnectOp
     ...(args.mode === 'post' ? { postPath: args['post-path'] } : { target: args.target! }),
     transport: transport.name,
   });
+  const probe = args['proxy-check'] ? startProxyProbe(config, out) : undefined;
   const { done } = untilShutdown(async () => {
     out.info('shutting down');
+    await probe?.stop();
     await client.close();
     keylog?.close();
   });
