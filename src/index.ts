@@ -22,5 +22,4 @@ export { H2ConnectUdpTransport, H2Pool } from './tunnel/transport/h2.js';
 export * from './inspect/index.js';
 export * from './tunnel/proxy-probe.js';
 export * from './tunnel/tunnel-check.js';
-export * from './tunnel/proxy-status-parse.js';
 export type * from './tunnel/failure-hint.js';

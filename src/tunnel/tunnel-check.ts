@@ -5,7 +5,44 @@ import { PROXY_CONFIG_DEFAULTS, buildTransport, clientAuthorization, parseProxyU
 import { TAP_CHANNEL_NAME, type TapMessage } from './diagnostics.js';
 import { ErrorCodes, UdpTunnelError } from './errors.js';
 import { explainFailure, type CheckProblem } from './failure-hint.js';
-import { parseProxyStatus, type ParsedProxyStatus } from './proxy-status-parse.js';
+import { parseProxyStatus as parseProxyStatusList, type SfBareItem } from './proxy-status.js';
+
+/** One member of a Proxy-Status field (RFC 9209 §2): the intermediary that wrote it and its parameters. */
+export interface ProxyStatusEntry {
+  /** The intermediary's name (an sf-token or sf-string). */
+  proxy: string;
+  /** RFC 9209 §2.1.1 `error`: the error type (§2.3), e.g. `destination_ip_prohibited`. */
+  error?: string;
+  /** RFC 9209 §2.1.5 `details`: free text for humans. */
+  details?: string;
+  /** Every parameter as received. */
+  params: Record<string, SfBareItem>;
+}
+
+/** A Proxy-Status field as the check reports it, with the raw value kept for display. */
+export interface ParsedProxyStatus {
+  /** The field as received; several field lines joined with ", " (RFC 9110 §5.3). */
+  raw: string;
+  /** The members, first the intermediary nearest the origin (RFC 9209 §2); empty when the field does not parse. */
+  entries: ProxyStatusEntry[];
+  /** False when the value is not a valid sf-list (RFC 8941 §4.2: the whole field is then ignored). */
+  valid: boolean;
+}
+
+/** Reads a Proxy-Status field for the check's report; undefined when the response has none. Never throws. */
+export function proxyStatusEntries(value: string | string[] | undefined): ParsedProxyStatus | undefined {
+  if (value === undefined) return undefined;
+  const raw = Array.isArray(value) ? value.join(', ') : value;
+  const parsed = parseProxyStatusList(raw);
+  if (!parsed.ok) return { raw, entries: [], valid: false };
+  const entries = parsed.members.map((m) => {
+    const e: ProxyStatusEntry = { proxy: m.proxy, params: m.params };
+    if (typeof m.params['error'] === 'string') e.error = m.params['error'];
+    if (typeof m.params['details'] === 'string') e.details = m.params['details'];
+    return e;
+  });
+  return { raw, entries, valid: true };
+}
 import { probeProxy, type ProbeOptions, type ProxyProbeResult } from './proxy-probe.js';
 import type { TunnelHandle } from './transport/types.js';
 
@@ -107,7 +144,7 @@ export async function checkTunnel(config: ProxyConfig, opts: ProbeOptions = {}):
     if (result.headers === undefined) result.headers = plainHeaders(handle.responseHeaders);
   } catch (err) {
     const error = err instanceof UdpTunnelError ? err : new UdpTunnelError(ErrorCodes.TUNNEL_FAILED, String((err as Error)?.message ?? err), {}, { cause: err });
-    const proxyStatus = result.headers ? parseProxyStatus(result.headers['proxy-status']) : undefined;
+    const proxyStatus = result.headers ? proxyStatusEntries(result.headers['proxy-status']) : undefined;
     const why = explainFailure(error, url, sentCredentials, proxyStatus?.entries[0]?.error);
     fail(error, why.problem, why.hint, why.hintOptions);
   } finally {
@@ -116,7 +153,7 @@ export async function checkTunnel(config: ProxyConfig, opts: ProbeOptions = {}):
     handle?.abort('close');
     await transport.close();
   }
-  const proxyStatus = result.headers ? parseProxyStatus(result.headers['proxy-status']) : undefined;
+  const proxyStatus = result.headers ? proxyStatusEntries(result.headers['proxy-status']) : undefined;
   if (proxyStatus) result.proxyStatus = proxyStatus;
   result.elapsedMs = Math.round(performance.now() - started);
   return result;

@@ -1,60 +1,54 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import yargs from 'yargs';
-import type { Argv, CommandModule } from 'yargs';
 import { BENCH_DEFAULTS, DEFAULT_BENCH_INFLIGHT } from '../../../src/bench/harness.js';
 import { DEMO_TRAFFIC_DEFAULTS } from '../../../src/bench/demo.js';
-import { benchCommand } from '../../../src/cli/commands/bench.js';
-import { connectCommand } from '../../../src/cli/commands/connect.js';
-import { demoCommand } from '../../../src/cli/commands/demo.js';
-import { inspectCommand } from '../../../src/cli/commands/inspect.js';
-import { serveCommand } from '../../../src/cli/commands/serve.js';
-import { formatDuration, formatSize } from '../../../src/cli/format-units.js';
+import { readValue, showDuration, showSize, readDuration, readSize, type CommandSchema } from '../../../src/cli/options/spec.js';
+import { BENCH_SCHEMA } from '../../../src/cli/schemas/bench.js';
+import { CONNECT_SCHEMA } from '../../../src/cli/schemas/connect.js';
+import { DEMO_SCHEMA } from '../../../src/cli/schemas/demo.js';
+import { INSPECT_SCHEMA } from '../../../src/cli/schemas/inspect.js';
+import { SERVE_SCHEMA } from '../../../src/cli/schemas/serve.js';
 import { DEFAULT_PREVIEW_BYTES } from '../../../src/inspect/capsule-view.js';
 import { RELAY_DEFAULTS } from '../../../src/inspect/relay.js';
 import { CLIENT_DEFAULTS } from '../../../src/tunnel/client.js';
 import { PROXY_CONFIG_DEFAULTS } from '../../../src/tunnel/client-config.js';
 import { DEFAULT_MAX_CAPSULE_LENGTH } from '../../../src/tunnel/codec/capsule-decoder.js';
 import { SERVER_DEFAULTS } from '../../../src/tunnel/server/tunnel-server.js';
-import { parseDuration, parseSize } from '../../../src/tunnel/units.js';
 
-/** The values a command's flags take when only `args` are given: its builder, parsed without running the handler. */
-function flagsOf<T>(command: CommandModule<object, T>, args: string[] = []): Record<string, unknown> {
-  const builder = command.builder as unknown as (y: Argv) => Argv;
-  return builder(yargs(args).exitProcess(false)).parseSync() as Record<string, unknown>;
+/** The values a command's options take by default, read through the same value readers as typed text. */
+function flagsOf(schema: CommandSchema): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const spec of schema.options) {
+    const d = spec.default ?? (spec.kind === 'boolean' ? false : undefined);
+    if (d !== undefined) out[spec.name] = readValue(spec, d);
+  }
+  return out;
 }
 
-/** [flag, how its text is read, the library default it must equal]. */
+/** [flag, the library default it must equal]. */
 type Expectation = [flag: string, kind: 'duration' | 'size' | 'value', expected: unknown];
 
 function assertDefaults(flags: Record<string, unknown>, expectations: Expectation[]): void {
-  for (const [flag, kind, expected] of expectations) {
-    const raw = flags[flag];
-    const value = kind === 'duration' ? parseDuration(raw as string, flag) : kind === 'size' ? parseSize(raw as string, flag) : raw;
-    assert.equal(value, expected, `--${flag} defaults to ${String(raw)}, the library's default is ${String(expected)}`);
+  for (const [flag, , expected] of expectations) {
+    assert.equal(flags[flag], expected, `--${flag} defaults to ${String(flags[flag])}, the library's default is ${String(expected)}`);
   }
 }
 
-describe('formatDuration and formatSize', () => {
+describe('showDuration and showSize', () => {
   it('write values as a user would type them', () => {
-    assert.deepEqual([0, 100, 500, 1000, 60_000, 120_000, 1500].map(formatDuration), ['0s', '100ms', '500ms', '1s', '60s', '120s', '1500ms']);
-    assert.deepEqual([0, 1500, 16 * 1024, 256 * 1024, 65_552, 4 * 1024 * 1024].map(formatSize), ['0', '1500', '16k', '256k', '65552', '4m']);
+    assert.deepEqual([0, 100, 500, 1000, 60_000, 120_000, 1500, 3_600_000].map(showDuration), ['0s', '100ms', '500ms', '1s', '1m', '2m', '1500ms', '1h']);
+    assert.deepEqual([0, 1500, 16 * 1024, 256 * 1024, 65_552, 4 * 1024 * 1024].map(showSize), ['0', '1500', '16KiB', '256KiB', '65552', '4MiB']);
   });
 
-  it('round-trip through parseDuration and parseSize', () => {
-    for (const ms of [0, 1, 0.5, 100, 999, 1000, 1001, 10_000, 86_400_000]) assert.equal(parseDuration(formatDuration(ms), 'd'), ms);
-    for (const bytes of [0, 1, 1023, 1024, 1025, 65_527, 65_552, 1024 * 1024, 3 * 1024 * 1024 + 1]) assert.equal(parseSize(formatSize(bytes), 's'), bytes);
-  });
-
-  it('refuse what is not a duration or a size', () => {
-    for (const bad of [-1, Number.NaN, Number.POSITIVE_INFINITY]) assert.throws(() => formatDuration(bad), RangeError);
-    for (const bad of [-1, 1.5, Number.NaN]) assert.throws(() => formatSize(bad), RangeError);
+  it('round-trip through readDuration and readSize', () => {
+    for (const ms of [0, 1, 0.5, 100, 999, 1000, 1001, 10_000, 86_400_000]) assert.equal(readDuration(showDuration(ms)), ms);
+    for (const bytes of [0, 1, 1023, 1024, 1025, 65_527, 65_552, 1024 * 1024, 3 * 1024 * 1024 + 1]) assert.equal(readSize(showSize(bytes)), bytes);
   });
 });
 
 describe('command defaults are the library defaults', () => {
   it('connect: CLIENT_DEFAULTS and PROXY_CONFIG_DEFAULTS', () => {
-    assertDefaults(flagsOf(connectCommand, ['--proxy', 'http://127.0.0.1:1']), [
+    assertDefaults(flagsOf(CONNECT_SCHEMA), [
       ['http', 'value', PROXY_CONFIG_DEFAULTS.http],
       ['mode', 'value', PROXY_CONFIG_DEFAULTS.mode],
       ['post-path', 'value', PROXY_CONFIG_DEFAULTS.postPath],
@@ -74,7 +68,7 @@ describe('command defaults are the library defaults', () => {
   });
 
   it('serve: SERVER_DEFAULTS', () => {
-    assertDefaults(flagsOf(serveCommand), [
+    assertDefaults(flagsOf(SERVE_SCHEMA), [
       ['idle-timeout', 'duration', SERVER_DEFAULTS.idleTimeoutMs],
       ['max-sessions', 'value', SERVER_DEFAULTS.maxSessions],
       ['max-streams', 'value', SERVER_DEFAULTS.maxStreamsPerConnection],
@@ -93,11 +87,11 @@ describe('command defaults are the library defaults', () => {
       ['max-header-size', 'size', SERVER_DEFAULTS.maxHeaderSize],
       ['dns-timeout', 'duration', SERVER_DEFAULTS.dnsTimeoutMs],
     ]);
-    assert.equal(flagsOf(serveCommand)['max-sessions-per-connection'], undefined, 'unset, so the server derives it from --max-streams');
+    assert.equal(flagsOf(SERVE_SCHEMA)['max-sessions-per-connection'], undefined, 'unset, so the server derives it from --max-streams');
   });
 
   it('inspect: RELAY_DEFAULTS and the decoder defaults', () => {
-    assertDefaults(flagsOf(inspectCommand), [
+    assertDefaults(flagsOf(INSPECT_SCHEMA), [
       ['connect-timeout', 'duration', RELAY_DEFAULTS.connectTimeoutMs],
       ['max-connections', 'value', RELAY_DEFAULTS.maxConnections],
       ['head-timeout', 'duration', RELAY_DEFAULTS.headTimeoutMs],
@@ -107,7 +101,7 @@ describe('command defaults are the library defaults', () => {
   });
 
   it('bench: BENCH_DEFAULTS', () => {
-    assertDefaults(flagsOf(benchCommand), [
+    assertDefaults(flagsOf(BENCH_SCHEMA), [
       ['size', 'value', BENCH_DEFAULTS.size],
       ['sessions', 'value', BENCH_DEFAULTS.sessions],
       ['duration', 'duration', BENCH_DEFAULTS.durationMs],
@@ -126,7 +120,7 @@ describe('command defaults are the library defaults', () => {
   });
 
   it('demo: DEMO_TRAFFIC_DEFAULTS', () => {
-    assertDefaults(flagsOf(demoCommand), [
+    assertDefaults(flagsOf(DEMO_SCHEMA), [
       ['peers', 'value', DEMO_TRAFFIC_DEFAULTS.peers],
       ['count', 'value', DEMO_TRAFFIC_DEFAULTS.count],
       ['size', 'value', DEMO_TRAFFIC_DEFAULTS.size],

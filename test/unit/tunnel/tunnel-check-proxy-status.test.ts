@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { formatProxyStatus } from '../../../src/tunnel/proxy-status.js';
-import { parseProxyStatus } from '../../../src/tunnel/proxy-status-parse.js';
+import { proxyStatusEntries as parseProxyStatus } from '../../../src/tunnel/tunnel-check.js';
 
-describe('tunnel/proxy-status-parse: parseProxyStatus (RFC 9209 §2, RFC 8941 §4.2.1)', () => {
+describe('tunnel/tunnel-check: proxyStatusEntries (RFC 9209 §2, RFC 8941 §4.2.1)', () => {
   it('reads back what formatProxyStatus writes, escapes included', () => {
     const raw = formatProxyStatus('dns_error', { rcode: 'NXDOMAIN', details: 'say "no" \\ twice' });
     const p = parseProxyStatus(raw)!;
