@@ -1,3 +1,4 @@
+import { describeBadUrl } from '../tunnel/address.js';
 import type { Buffer } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import http2 from 'node:http2';
@@ -122,7 +123,7 @@ export function parseUpstreamUrl(text: string): URL {
   try {
     url = new URL(text);
   } catch {
-    throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `upstream '${text}' is not a URL (example: http://127.0.0.1:4433)`, { option: 'upstream', value: text });
+    throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `upstream '${text}' ${describeBadUrl(text)}`, { option: 'upstream', value: text });
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `upstream must use http:// (h2c) or https:// (TLS), not ${url.protocol}`, { option: 'upstream', value: text });

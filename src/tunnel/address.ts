@@ -66,3 +66,21 @@ export function parseHostPort(spec: string, options: ParseHostPortOptions = {}):
 export function formatHostPort(host: string, port: number): string {
   return isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
 }
+
+/**
+ * Why `text` does not parse as an http(s) URL, in words a user can act on: a port out of range or a missing host,
+ * else a generic "not a URL". For messages only; callers parse with `new URL` themselves.
+ */
+export function describeBadUrl(text: string): string {
+  const m = /^[a-z][a-z0-9+.-]*:\/\/(?:[^@/]*@)?(\[[^\]]*\]|[^/:?#]*)(?::([^/?#]*))?/i.exec(text);
+  if (m === null) {
+    return /^[^:/]+:\d+$|^\[[^\]]*\]:\d+$/.test(text) ? `has no scheme: write http://${text} (cleartext) or https://${text} (TLS)` : 'is not a URL (example: http://127.0.0.1:4433)';
+  }
+  if (m[1] === '') return 'has no host (example: http://127.0.0.1:4433)';
+  const port = m[2];
+  if (port !== undefined && port !== '') {
+    if (!/^\d+$/.test(port)) return `has a port that is not a number: '${port}'`;
+    if (Number(port) > 65535) return `has port ${port}, out of range (1..65535)`;
+  }
+  return 'is not a URL (example: http://127.0.0.1:4433)';
+}

@@ -1,4 +1,4 @@
-import { formatHostPort, type HostPort } from './address.js';
+import { describeBadUrl, formatHostPort, type HostPort } from './address.js';
 import { parseProxyUrlCredentials } from './auth.js';
 import { ErrorCodes, UdpTunnelError } from './errors.js';
 import { H1ConnectUdpTransport } from './transport/h1.js';
@@ -85,7 +85,7 @@ export function parseProxyUrl(proxy: string, template?: string): { url: URL; tem
   try {
     url = new URL(raw);
   } catch {
-    throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `proxy '${proxy}' is not a URL (example: http://127.0.0.1:4433)`, { option: 'proxy', value: proxy });
+    throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `proxy '${proxy}' ${describeBadUrl(raw)}`, { option: 'proxy', value: proxy });
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `proxy must use http:// (cleartext h2c) or https:// (TLS), not ${url.protocol}`, {
