@@ -7,6 +7,9 @@ import { BENCH_MODES } from '../../bench/modes.js';
 import { parseFailIf } from '../../bench/stats.js';
 import type { LoadMode } from '../../bench/load-types.js';
 import { isBareRelay, renderEvent, renderHeader, renderReport } from '../render/bench-render.js';
+import { BenchEventWriter, emitBenchResult } from '../render/bench-events.js';
+import { benchExports, writeBenchExports } from '../render/bench-export.js';
+import { outputWidth } from '../render/width.js';
 import { makeOutput, withCommonOptions, type CommonArgs } from '../common-options.js';
 import { UsageError } from '../errors.js';
 import { formatDuration } from '../format-units.js';
@@ -37,6 +40,8 @@ interface BenchArgs extends CommonArgs {
   'idle-sessions': number;
   'fail-if'?: string;
   'node-option': string[];
+  csv?: string;
+  markdown?: string;
 }
 
 /** `udp-tunnel bench`: the one-command benchmark, direct path against the tunnel. */
@@ -89,11 +94,14 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
         default: [],
         describe: 'Extra Node option for the serve and connect processes, e.g. --node-option=--cpu-prof',
       })
+      .option('csv', { type: 'string', describe: "Also write the summary as CSV, one row per path, to this file ('-' = stdout)" })
+      .option('markdown', { type: 'string', describe: "Also write the summary as a Markdown table to this file ('-' = stdout)" })
       .example('$0 bench', `Default comparison: ${BENCH_DEFAULTS.size}-byte datagrams, ${DEFAULT_BENCH_INFLIGHT} in flight, ${BENCH_DEFAULTS.runs} runs`)
       .example('$0 bench --size 1200 --inflight 64', 'Bulk throughput')
       .example('$0 bench --mode bare-relay --idle-sessions 0', 'The floor: two bare relays instead of the tunnel (not a tunnel)')
       .example('$0 bench --rate 20000 --sessions 100 --duration 10s', 'Open loop, 100 peers')
-      .example("$0 bench --json --fail-if 'p99>5ms,loss>0.1%,ratio<0.5'", 'CI gate: one JSON document, exit code 1 on a regression')
+      .example("$0 bench --json --fail-if 'p99>5ms,loss>0.1%,ratio<0.5'", 'CI gate: NDJSON events ending in a result event, exit code 1 on a regression')
+      .example('$0 bench --markdown results.md --csv results.csv', 'Export the summary, one row per path')
       .example('$0 bench --proxy https://proxy.example:443 --target 10.0.0.5:7 --no-direct', 'Benchmark an external proxy')
       .example('$0 bench --mode post --proxy https://proxy.example:443 --target 10.0.0.5:7', 'POST mode against an external proxy, which must route /bench to the target') as unknown as Argv<BenchArgs>,
   handler: async (args: ArgumentsCamelCase<BenchArgs>) => {
@@ -109,6 +117,12 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
     }
     if (args.rate !== undefined && !Number.isFinite(args.rate)) throw new UsageError('--rate must be a number');
     if (args.inflight !== undefined && !Number.isFinite(args.inflight)) throw new UsageError('--inflight must be a number');
+    const exports = benchExports(args.csv, args.markdown, out.json);
+    // An export on stdout keeps stdout to itself: the human header and report go to stderr then.
+    const human = exports.toStdout ? process.stderr : process.stdout;
+    const width = outputWidth(human);
+    const show = (text: string): void => void human.write(`${text}\n`);
+    const events = out.json ? new BenchEventWriter(out) : null;
     const load: LoadMode =
       args.rate !== undefined ? { kind: 'rate', rate: args.rate } : { kind: 'inflight', inflight: args.inflight ?? DEFAULT_BENCH_INFLIGHT };
     const version = packageVersion();
@@ -145,8 +159,9 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
         ...(failIf ? { failIf } : {}),
         signal: controller.signal,
         onEvent: (e: BenchEvent) => {
+          events?.handle(e);
           if (e.type === 'ready') {
-            if (!out.json) out.data(renderHeader(e.parameters, e.environment, version));
+            if (!out.json) show(renderHeader(e.parameters, e.environment, version, width));
             spinner = new Spinner('running', { json: out.json, quiet: out.verbosity === 0 });
           }
           const line = renderEvent(e, pathLabel);
@@ -157,8 +172,9 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
         },
       });
       spinner?.stop();
-      if (out.json) process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
-      else out.data(renderReport(doc));
+      if (out.json) emitBenchResult(out, doc);
+      else show(renderReport(doc, width));
+      writeBenchExports(exports, doc);
       if (doc.failIf && !doc.failIf.passed) {
         throw new UdpTunnelError(
           ErrorCodes.BENCH_FAIL_IF,

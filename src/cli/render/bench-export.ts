@@ -1,6 +1,9 @@
+import { accessSync, constants, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { isBareRelayMode } from '../../bench/modes.js';
 import type { BenchDocument, SummaryMetric } from '../../bench/report.js';
 import type { NumberSummary } from '../../bench/stats.js';
+import { UsageError } from '../errors.js';
 
 /** One path's line of the `--csv` / `--markdown` export; latencies are means over runs, µs. */
 export interface BenchSummaryRow {
@@ -139,4 +142,47 @@ export function renderBenchMarkdown(doc: BenchDocument): string {
   };
   const line = (c: string[]): string => `| ${c.join(' | ')} |`;
   return `${[line(head), line(align), ...benchSummaryRows(doc).map((r) => line(cells(r)))].join('\n')}\n`;
+}
+
+/** Where `--csv` and `--markdown` go: a file, `-` for stdout, or nowhere. */
+export interface BenchExports {
+  csv: string | undefined;
+  markdown: string | undefined;
+  /** One of them writes to stdout (the human report then goes to stderr). */
+  toStdout: boolean;
+}
+
+/** Checks `--csv` / `--markdown` before the bench starts: stdout can take one export, and none next to --json. */
+export function benchExports(csv: string | undefined, markdown: string | undefined, json: boolean): BenchExports {
+  for (const [flag, v] of [
+    ['--csv', csv],
+    ['--markdown', markdown],
+  ] as const) {
+    if (v === '') throw new UsageError(`${flag} needs a file name (or - for stdout)`);
+    if (v !== undefined && v !== '-') {
+      // Found out now rather than after the whole bench ran.
+      try {
+        accessSync(dirname(v), constants.W_OK);
+      } catch {
+        throw new UsageError(`${flag} ${v}: cannot write to directory ${dirname(v)}`);
+      }
+    }
+  }
+  if (csv === '-' && markdown === '-') throw new UsageError('--csv - and --markdown - cannot both write to stdout');
+  const toStdout = csv === '-' || markdown === '-';
+  if (toStdout && json) throw new UsageError(`${csv === '-' ? '--csv' : '--markdown'} - cannot share stdout with --json's events`);
+  return { csv, markdown, toStdout };
+}
+
+/** Writes the exports of a finished bench. */
+export function writeBenchExports(e: BenchExports, doc: BenchDocument): void {
+  for (const [target, render] of [
+    [e.csv, renderBenchCsv],
+    [e.markdown, renderBenchMarkdown],
+  ] as const) {
+    if (target === undefined) continue;
+    const text = render(doc);
+    if (target === '-') process.stdout.write(text);
+    else writeFileSync(target, text);
+  }
 }

@@ -61,8 +61,7 @@ function fmtRatio(s: NumberSummary | null | undefined): string {
 export const isBareRelay = isBareRelayMode;
 
 /** The line that keeps a reader from taking the bare-relay numbers for a tunnel's. */
-export const BARE_RELAY_NOTE =
-  'note: bare-relay is a reference floor, not a tunnel: two bare Node relays stand where connect and serve sit (one TCP connection per peer, 2-byte length-prefixed frames, no HTTP)';
+export const BARE_RELAY_NOTE = 'note: bare-relay is a reference floor, not a tunnel: two bare Node relays, TCP per peer, no HTTP';
 
 /** What the report calls the measured path and the two components. */
 function names(mode: string): { path: string; connect: string; serve: string } {
@@ -74,8 +73,8 @@ function describeLoad(doc: BenchDocument): string {
   return l.kind === 'rate' ? `open loop ${fmtInt(l.rate)} datagrams/s` : `closed loop ${l.inflight} in flight per session`;
 }
 
-/** The header: parameters, Node version, CPUs and udp-tunnel version. */
-export function renderHeader(p: BenchParameters, env: BenchEnvironment, version: string): string {
+/** The header: parameters, Node version, CPUs and udp-tunnel version, wrapped to `width`. */
+export function renderHeader(p: BenchParameters, env: BenchEnvironment, version: string, width: number = outputWidth()): string {
   const c = color();
   const load = p.load.kind === 'rate' ? `open loop ${fmtInt(p.load.rate)} datagrams/s` : `closed loop, ${p.load.inflight} in flight per session`;
   const bare = isBareRelay(p.mode);
@@ -94,7 +93,9 @@ export function renderHeader(p: BenchParameters, env: BenchEnvironment, version:
     `  ${p.runs} run${p.runs === 1 ? '' : 's'} of ${p.direct ? `direct + ${n.path}` : `${n.path} only`}, each ${p.warmupMs} ms warmup + ${p.durationMs} ms measured`,
     `  ${n.path}: ${path}`,
     ...(bare ? [`  ${c.yellow(BARE_RELAY_NOTE)}`] : []),
-  ].join('\n');
+  ]
+    .map((l) => wrapText(l, width, '    '))
+    .join('\n');
 }
 
 /** One line for the spinner or the log; `tunnelLabel` names the tunnel path ('relay' in bare-relay mode). */
