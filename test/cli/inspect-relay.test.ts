@@ -27,7 +27,7 @@ function inspectEvents(stdout: string): InspectEvent[] {
   for (const line of stdout.split('\n')) {
     if (line === '') continue;
     const v = JSON.parse(line) as Record<string, unknown>;
-    if (KINDS.has(String(v['event'])) && typeof v['t'] === 'number') out.push(parseInspectEvent(v));
+    if (KINDS.has(String(v['event'])) && typeof v['tMs'] === 'number') out.push(parseInspectEvent(v));
   }
   return out;
 }
@@ -36,7 +36,7 @@ function capsules(events: InspectEvent[], session: string): unknown[] {
   return events
     .filter((e) => e.event === 'capsule' && e.session === session)
     .map((e) => {
-      const { t: _t, session: _s, ...rest } = e;
+      const { tMs: _t, session: _s, ...rest } = e;
       return rest;
     })
     .sort((a, b) => {

@@ -30,7 +30,7 @@ const CLEAN = Buffer.concat([
 const TRUNCATED = h('00 0a 00 6162'); // 67: declares 10 value bytes, 3 present
 const STREAM = Buffer.concat([CLEAN, TRUNCATED]);
 
-const base = { t: 0, session: 'raw', dir: '->' as const, typeWidth: 1, lengthWidth: 1, nonMinimal: false, previewTruncated: false };
+const base = { tMs: 0, session: 'raw', dir: '->' as const, typeWidth: 1, lengthWidth: 1, nonMinimal: false, previewTruncated: false };
 function dgram(offset: number, length: number, payload: Buffer, extra: Record<string, unknown> = {}): InspectEvent {
   return {
     event: 'capsule', ...base, offset, type: 0, typeName: 'DATAGRAM', length,
@@ -46,10 +46,10 @@ const EXPECTED: InspectEvent[] = [
   dgram(16, 5, Buffer.from('pong'), { lengthWidth: 2, nonMinimal: true }),
   dgram(24, 41, LONG),
   {
-    event: 'error', t: 0, session: 'raw', dir: '->', offset: 67, layer: 'capsule', code: 'UT_ERR_CAPSULE_TRUNCATED',
+    event: 'error', tMs: 0, session: 'raw', dir: '->', offset: 67, layer: 'capsule', code: 'UT_ERR_CAPSULE_TRUNCATED',
     reason: 'stream ended inside the capsule at byte 67: 5 bytes of 12', rfc: 'RFC 9297 §3.3',
   },
-  { event: 'end', t: 0, session: 'raw', dir: '->', clean: false, totalBytes: 72, capsules: 5, ignoredBytes: 5 },
+  { event: 'end', tMs: 0, session: 'raw', dir: '->', clean: false, totalBytes: 72, capsules: 5, ignoredBytes: 5 },
 ];
 
 function file(name: string, content: Buffer | string): string {
@@ -111,7 +111,7 @@ describe('inspect --raw and --hex', () => {
     assert.equal(a.code, 0, a.stderr);
     assert.deepEqual(events(a.stdout), EXPECTED);
     const b = await runCli(['inspect', '--raw', '-', '--json'], { input: STREAM });
-    assert.deepEqual(events(b.stdout).map((e) => ({ ...e, t: 0 })), EXPECTED);
+    assert.deepEqual(events(b.stdout).map((e) => ({ ...e, tMs: 0 })), EXPECTED);
   });
 
   it('--hex without a source reads stdin', async () => {
@@ -189,7 +189,7 @@ describe('inspect --raw and --hex', () => {
     const r = await runCli(['inspect', '--raw', raw, '--json', '--max-capsule', '10']);
     const err = events(r.stdout).find((e) => e.event === 'error');
     assert.deepEqual(err, {
-      event: 'error', t: 0, session: 'raw', dir: '->', offset: 24, layer: 'capsule', code: 'UT_ERR_CAPSULE_TOO_LARGE',
+      event: 'error', tMs: 0, session: 'raw', dir: '->', offset: 24, layer: 'capsule', code: 'UT_ERR_CAPSULE_TOO_LARGE',
       reason: 'capsule at byte 24 declares length 41, over the limit of 10 (--max-capsule)', rfc: null,
     });
   });
@@ -305,7 +305,7 @@ describe('inspect --pcap', () => {
       ['request->', 'response<-', 'capsule-> DATAGRAM', 'capsule<- DATAGRAM', 'capsule<- GREASE 0x40', 'error->', 'end->', 'end<-', 'close'],
     );
     const req = got[0]!;
-    assert.deepEqual(req.event === 'request' && [req.session, req.t, req.target], ['c1s1', 5, { host: '192.0.2.9', port: 5353 }]);
+    assert.deepEqual(req.event === 'request' && [req.session, req.tMs, req.target], ['c1s1', 5, { host: '192.0.2.9', port: 5353 }]);
     const err = got[5]!;
     assert.deepEqual(err.event === 'error' && [err.offset, err.rfc, err.code], [5, 'RFC 9297 §3.3', 'UT_ERR_CAPSULE_TRUNCATED']);
   });
