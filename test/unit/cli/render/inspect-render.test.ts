@@ -101,7 +101,7 @@ describe('InspectRenderer', () => {
       for (const ev of [REQUEST, REFUSED, GREASE, dgram]) r.handle(ev);
       const table = r.summaryTable()!;
       assert.ok(Math.max(...widths([...lines, table])) <= width, `at ${width} columns:\n${[...lines, table].join('\n')}`);
-      assert.match(lines[0]!, /^ {3}1\.500 c1s1 -> CONNECT connect-udp /);
+      assert.match(lines[0]!, /^ {3}1\.500 c1s1 -> CONNECT connect-udp\b/);
       assert.match(lines[1]!, /^ {17}\S/, 'the continuation starts under the event text');
       const head = lines.findIndex((l) => l.includes('DATAGRAM len 17'));
       assert.match(lines[head + 1]!, /^ {17}41 42 43/, 'the preview sits under its capsule line');
