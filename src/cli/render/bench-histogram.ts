@@ -2,7 +2,7 @@ import type { BenchDocument, PathResult } from '../../bench/report.js';
 import { LATENCY_BUCKETS_PER_OCTAVE } from '../../bench/stats.js';
 import type { NumberSummary } from '../../bench/stats.js';
 import { color } from '../color.js';
-import { firstThatFits } from './width.js';
+import { firstThatFits, wrapText } from './width.js';
 
 /** Most rows the latency histogram draws; finer buckets are merged into rows of whole multiples. */
 export const HISTOGRAM_MAX_ROWS = 12;
@@ -100,7 +100,7 @@ export function renderLatencyHistogram(doc: BenchDocument, width: number, tunnel
   const labelWidth = Math.max(...labels.map((l) => l.length));
   const maxShare = Math.max(...rows.flatMap((r) => [r.shares.tunnel, r.shares.direct ?? 0]), Number.MIN_VALUE);
   const pctWidth = 6;
-  const title = c.bold(`round-trip latency, share of each path's replies (${doc.runs.length} run${doc.runs.length === 1 ? '' : 's'})`);
+  const title = wrapText(c.bold(`round-trip latency, share of each path's replies (${doc.runs.length} run${doc.runs.length === 1 ? '' : 's'})`), width);
   const cell = (share: number, barWidth: number, paint: (s: string) => string): string =>
     `${paint(bar(share / maxShare, barWidth).padEnd(barWidth))} ${fmtShare(share).padStart(pctWidth)}`;
   const paths = hasDirect ? (['direct', 'tunnel'] as const) : (['tunnel'] as const);
