@@ -282,7 +282,19 @@ describe('udp-tunnel bench (spawned)', () => {
     assert.doesNotMatch(r.stdout + r.stderr, /\u001b\[/, 'NO_COLOR output has no ANSI escapes');
   });
 
+  it('--json with a --fail-if that holds ends with the result event, then exits 1', async () => {
+    const r = await bench([...SHORT, '--idle-sessions', '0', '--no-direct', '--json', '--fail-if', 'loss>=0%']);
+    assert.equal(r.code, 1, r.stderr);
+    const doc = resultDocument(r.stdout);
+    assert.equal(doc['failIf'].passed, false);
+    assert.deepEqual(doc['failIf'].failures, [{ condition: 'loss>=0%', actual: 0 }]);
+    assert.match(r.stderr, /UT_ERR_BENCH_FAIL_IF/);
+  });
+
   const usage: [string, string[], RegExp][] = [
+    ['two exports on stdout', ['--csv', '-', '--markdown', '-'], /cannot both write to stdout/],
+    ['an export on stdout with --json', ['--json', '--markdown', '-'], /--markdown - cannot share stdout with --json/],
+    ['an export into a missing directory', ['--csv', '/nonexistent-dir/x.csv'], /--csv \/nonexistent-dir\/x\.csv: cannot write/],
     ['a latency threshold without a unit', ['--fail-if', 'p99>5'], /p99 needs a unit/],
     ['an unknown --fail-if metric', ['--fail-if', 'speed<1'], /unknown metric "speed"/],
     ['ratio without the direct path', ['--no-direct', '--fail-if', 'ratio<0.5'], /needs the direct path/],

@@ -49,6 +49,9 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
   ...COMMAND_SUMMARIES.bench,
   builder: (y: Argv) =>
     withCommonOptions(y)
+      // yargs reads the lone '-' of `--csv -` / `--markdown -` as a positional: allow positionals, still refuse unknown options.
+      .strict(false)
+      .strictOptions(true)
       .option('size', { type: 'number', default: BENCH_DEFAULTS.size, describe: 'UDP payload bytes per datagram (32..65507)' })
       .option('sessions', { type: 'number', default: BENCH_DEFAULTS.sessions, describe: 'Local peers, each its own tunnel session' })
       .option('rate', { type: 'number', describe: 'Open loop: datagrams/s in total, sent on schedule; latency counts from the scheduled time' })
@@ -117,7 +120,12 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
     }
     if (args.rate !== undefined && !Number.isFinite(args.rate)) throw new UsageError('--rate must be a number');
     if (args.inflight !== undefined && !Number.isFinite(args.inflight)) throw new UsageError('--inflight must be a number');
-    const exports = benchExports(args.csv, args.markdown, out.json);
+    const extra = args._.slice(1).map(String);
+    const bad = extra.find((a) => a !== '-');
+    if (bad !== undefined) throw new UsageError(`unexpected argument '${bad}'`);
+    // The option itself was left empty by yargs when its '-' was split off.
+    const dash = (v: string | undefined): string | undefined => (v === '' && extra.length > 0 ? '-' : v);
+    const exports = benchExports(dash(args.csv), dash(args.markdown), out.json);
     // An export on stdout keeps stdout to itself: the human header and report go to stderr then.
     const human = exports.toStdout ? process.stderr : process.stdout;
     const width = outputWidth(human);
