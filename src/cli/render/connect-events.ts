@@ -27,7 +27,8 @@ export function attachClientOutput(client: TunnelClient, out: Output): void {
     else out.error(`${e.id}: ${message}`);
   });
   client.on('session-close', (s: ClientSessionStats) => {
-    out.event('session-close', { ...s });
+    // Wall-clock instants are ISO 8601 in every event (`...At`), like `time`; the stats keep epoch ms.
+    out.event('session-close', { ...s, openedAt: new Date(s.openedAt).toISOString() });
     const dropped = Object.entries(s.drops).filter(([, n]) => n > 0);
     out.info(
       `${c.cyan(s.id)} ${s.peer} closed (${s.closeReason}) after ${(s.durationMs / 1000).toFixed(1)}s: ` +

@@ -18,7 +18,8 @@ export function attachServerOutput(server: TunnelServer, out: Output): void {
     out.info(`${c.magenta(e.id)} ${e.client} -> ${e.target}${e.resolved !== e.target.replace(/:\d+$/, '') ? ` (${e.resolved})` : ''} [${e.transport}]`);
   });
   server.on('session-close', (s: ServerSessionStats) => {
-    out.event('session-close', { ...s });
+    // Wall-clock instants are ISO 8601 in every event (`...At`), like `time`; the stats keep epoch ms.
+    out.event('session-close', { ...s, openedAt: new Date(s.openedAt).toISOString() });
     const drops = s.dropBackpressure + s.dropContextId + s.dropUdpSend + s.dropSendQueue + s.dropOversize;
     out.info(
       `${c.magenta(s.id)} closed (${s.closeReason}) after ${(s.durationMs / 1000).toFixed(1)}s: ` +
