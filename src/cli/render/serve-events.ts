@@ -85,7 +85,12 @@ export function renderServeListening(out: Output, l: ServeListening): void {
   });
   out.info(`serving CONNECT-UDP on ${c.bold(url)} (${protocols.join(', ')})`);
   const cert = l.certificate;
-  if (cert) out.info(`${cert.selfSigned ? 'self-signed certificate' : 'certificate'} pin ${c.bold(cert.pin)} (connect --pin), SHA-256 fingerprint ${cert.fingerprint256}`);
+  if (cert) {
+    // The fingerprint alone is 95 columns: it goes on lines of its own, 16 bytes each, to stay within 100 columns.
+    out.info(`${cert.selfSigned ? 'self-signed cert' : 'certificate'} pin (connect --pin) ${c.bold(cert.pin)}`);
+    const bytes = cert.fingerprint256.split(':');
+    for (let i = 0; i < bytes.length; i += 16) out.info(`${i === 0 ? 'SHA-256 fingerprint' : ' '.repeat(19)} ${bytes.slice(i, i + 16).join(':')}`);
+  }
   for (const [path, t] of l.postRoutes) out.info(`POST ${path} -> ${formatHostPort(t.host, t.port)} (POST mode, not RFC 9298)`);
   for (const warning of l.warnings) {
     out.warn(c.bold(warning));
