@@ -551,6 +551,7 @@ class LoadRun {
       throughputMbps: (throughputDps * this.o.size * 8) / 1e6,
       sendRateDps: seconds > 0 ? sent / seconds : 0,
       latencyUs: this.latency.summary(),
+      latencyBuckets: this.latency.buckets(),
       serviceLatencyUs: this.service.summary(),
       socketBuffers: this.socketBuffers,
       lastError: this.lastError,

@@ -1,6 +1,6 @@
 // The generator's options and results, in their own module so that the generator, its worker thread and the
 // messages between them share them without importing each other.
-import type { LatencySummary } from './stats.js';
+import type { LatencyBucket, LatencySummary } from './stats.js';
 
 /** Where the generator sends probes: a UDP echo, directly or through a tunnel's local port. */
 export interface LoadTarget {
@@ -115,6 +115,8 @@ export interface LoadResult {
   sendRateDps: number;
   /** Round-trip latency from the time each probe was due (open loop: its scheduled time), µs. */
   latencyUs: LatencySummary;
+  /** The distribution behind latencyUs in log-spaced buckets (see LatencyRecorder.buckets), non-empty ones only. */
+  latencyBuckets: LatencyBucket[];
   /** Round-trip latency from the time each probe actually left, µs (excludes generator lag). */
   serviceLatencyUs: LatencySummary;
   /** Socket buffer sizes the kernel granted (first session). */

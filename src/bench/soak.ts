@@ -303,6 +303,11 @@ const CONNECT_INBOUND_DROPS = ['oversize', 'notReady', 'bufferOverflow', 'backpr
 const CONNECT_REPLY_DROPS = ['sendQueue', 'replyFailed', 'contextId'] as const;
 const SERVE_DROPS = ['dropBackpressure', 'dropOversize', 'dropContextId', 'dropUdpSend', 'dropSendQueue'] as const;
 
+/** A wall-clock instant of an event as epoch ms: events write ISO 8601 strings (earlier versions epoch ms). */
+function wallMs(v: unknown): number {
+  return typeof v === 'string' ? Date.parse(v) : num(v);
+}
+
 function num(v: unknown): number {
   return typeof v === 'number' && Number.isFinite(v) ? v : 0;
 }
@@ -481,10 +486,10 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakDocument> 
       }
       return;
     }
-    if (ev['event'] !== 'session-close' || num(ev['openedAt']) < soakStartWallMs) return;
+    if (ev['event'] !== 'session-close' || wallMs(ev['openedAt']) < soakStartWallMs) return;
     const drops = (ev['drops'] ?? {}) as Record<string, unknown>;
     for (const [k, v] of Object.entries(drops)) add(appDrops[path], `connect:${k}`, num(v));
-    const opened = num(ev['openedAt']);
+    const opened = wallMs(ev['openedAt']);
     // Every session that ended after the kill and began before serve listened again: those the kill cut, and
     // those that only tried to connect while serve was down (these forward nothing, so they add nothing).
     if (killWallMs !== null && opened <= (restartListenWallMs ?? Infinity) && opened + num(ev['durationMs']) >= killWallMs - 1) {
@@ -505,7 +510,7 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakDocument> 
       serveListeningWallMs = Number.isFinite(t) ? t : Date.now();
       return;
     }
-    if (ev['event'] !== 'session-close' || num(ev['openedAt']) < soakStartWallMs) return;
+    if (ev['event'] !== 'session-close' || wallMs(ev['openedAt']) < soakStartWallMs) return;
     const target = String(ev['target'] ?? '');
     const path: SoakPath = target.endsWith(`:${stalledPort}`) ? 'stalled' : 'echo';
     for (const k of SERVE_DROPS) add(appDrops[path], `serve:${k}`, num(ev[k]));

@@ -1,5 +1,6 @@
 import { build } from 'hdr-histogram-js';
 import type { Histogram } from 'hdr-histogram-js';
+import type { JsHistogram } from 'hdr-histogram-js';
 import { ErrorCodes, UdpTunnelError, type ErrorDetails } from '../tunnel/errors.js';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -164,6 +165,26 @@ export interface LatencySummary {
   clamped: number;
 }
 
+/** Log-spaced latency buckets per doubling of the latency (each bucket spans a factor of 2^(1/4), about 19%). */
+export const LATENCY_BUCKETS_PER_OCTAVE = 4;
+
+/** One bucket of a latency distribution: `count` values in [fromUs, toUs). */
+export interface LatencyBucket {
+  fromUs: number;
+  toUs: number;
+  count: number;
+}
+
+/** Index of the log-spaced bucket (LATENCY_BUCKETS_PER_OCTAVE per octave) that holds `us`. */
+export function latencyBucketIndex(us: number): number {
+  return Math.floor(Math.log2(Math.max(LATENCY_MIN_US, us)) * LATENCY_BUCKETS_PER_OCTAVE + 1e-9);
+}
+
+/** Lower bound in µs of log-spaced bucket `index` (its upper bound is that of index + 1), rounded to 0.01 µs. */
+export function latencyBucketFrom(index: number): number {
+  return Math.round(2 ** (index / LATENCY_BUCKETS_PER_OCTAVE) * 100) / 100;
+}
+
 /**
  * Latency distribution over 1 µs .. 60 s with 3 significant digits (HdrHistogram, fixed memory).
  * Percentiles carry the histogram's precision (within 0.1%); count, min, max and mean are exact.
@@ -232,6 +253,25 @@ export class LatencyRecorder {
       p999: this.percentile(99.9),
       clamped: this.clampedLow + this.clampedHigh,
     };
+  }
+
+  /**
+   * The recorded values in log-spaced buckets (LATENCY_BUCKETS_PER_OCTAVE per octave), non-empty buckets only, in
+   * increasing order; at most about 26 * LATENCY_BUCKETS_PER_OCTAVE entries over 1 µs .. 60 s.
+   */
+  buckets(): LatencyBucket[] {
+    const counts = new Map<number, number>();
+    // build() without useWebAssembly returns a JsHistogram, whose iterator walks the recorded values in order.
+    const it = (this.hist as unknown as JsHistogram).recordedValuesIterator;
+    it.reset();
+    while (it.hasNext()) {
+      const v = it.next();
+      const i = latencyBucketIndex(v.valueIteratedTo);
+      counts.set(i, (counts.get(i) ?? 0) + v.countAtValueIteratedTo);
+    }
+    return [...counts.entries()]
+      .sort((a, b) => a[0] - b[0])
+      .map(([i, count]) => ({ fromUs: latencyBucketFrom(i), toUs: latencyBucketFrom(i + 1), count }));
   }
 
   /** Forgets every value. */

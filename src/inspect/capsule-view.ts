@@ -138,7 +138,7 @@ export class CapsuleView {
     }
     out.push({
       event: 'end',
-      t,
+      tMs: t,
       session: this.session,
       dir: this.dir,
       clean,
@@ -182,7 +182,7 @@ export class CapsuleView {
   }
 
   private errorEvent(offset: number, code: string, reason: string, rfc: string | null): ErrorEvent {
-    return { event: 'error', t: this.now, session: this.session, dir: this.dir, offset, layer: 'capsule', code, reason, rfc };
+    return { event: 'error', tMs: this.now, session: this.session, dir: this.dir, offset, layer: 'capsule', code, reason, rfc };
   }
 
   private hexPreview(bytes: Buffer): { hex: string; truncated: boolean } {
@@ -194,7 +194,7 @@ export class CapsuleView {
     const value = c.value ?? Buffer.alloc(0);
     const base = {
       event: 'capsule' as const,
-      t: this.now,
+      tMs: this.now,
       session: this.session,
       dir: this.dir,
       offset: c.offset,

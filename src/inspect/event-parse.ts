@@ -75,7 +75,12 @@ export function parseInspectEvent(value: unknown, line?: number): InspectEvent {
   const o = value as Record<string, unknown>;
   const kind = o['event'];
   if (typeof kind !== 'string' || !(kind in REQUIRED)) invalid(`has unknown event type ${JSON.stringify(kind)}`, line);
-  if (!isNum(o['t'])) invalid(`field 't' must be a number`, line);
+  if (o['tMs'] === undefined && isNum(o['t'])) {
+    // Schema 1 (recordings made before the rename) called the time `t`.
+    o['tMs'] = o['t'];
+    delete o['t'];
+  }
+  if (!isNum(o['tMs'])) invalid(`field 'tMs' must be a number`, line);
   if (!isStr(o['session'])) invalid(`field 'session' must be a string`, line);
   const checks = REQUIRED[kind as InspectEvent['event']];
   for (const [field, check] of Object.entries(checks)) {

@@ -3,9 +3,10 @@
  * NDJSON recording, pcap capture). One event is one JSON object; a recording is one event per line (NDJSON).
  *
  * Conventions (all sources):
- * - Every event has `event` (the discriminant), `t` and `session`.
- * - `t`: milliseconds since the start of the source (first packet of a capture, start of a relay/tap, 0 for a file),
- *   a plain number that may carry a fraction (captures have microsecond or nanosecond stamps).
+ * - Every event has `event` (the discriminant), `tMs` and `session`.
+ * - `tMs`: milliseconds since the start of the source (first packet of a capture, start of a relay/tap, 0 for a file),
+ *   a plain number that may carry a fraction (captures have microsecond or nanosecond stamps). Schema 1 named it `t`;
+ *   parseInspectEvent still reads that name.
  * - `session`: an opaque string id of one HTTP request/response exchange (one tunnel). The capture decoder uses
  *   `c<N>s<ID>` for HTTP/2 stream ID of TCP connection N (`c1s1`), `c<N>` for an HTTP/1.1 connection and for events
  *   about an HTTP/2 connection as a whole (framing or HPACK errors). Connections are numbered from 1 in order of
@@ -47,7 +48,7 @@
  */
 
 /** Schema version of the inspect events; bump on an incompatible change. */
-export const INSPECT_SCHEMA_VERSION = 1;
+export const INSPECT_SCHEMA_VERSION = 2;
 
 /** Direction of bytes: '->' client to proxy, '<-' proxy to client. */
 export type Direction = '->' | '<-';
@@ -96,8 +97,8 @@ export interface MasqueTarget {
 
 /** Fields every event has. */
 export interface InspectEventBase {
-  /** Milliseconds since the start of the source. */
-  t: number;
+  /** Milliseconds since the start of the source (schema 1 called it `t`). */
+  tMs: number;
   /** Session id (see the schema notes above). */
   session: string;
 }

@@ -110,7 +110,7 @@ export function requestHeadFromHttp1(method: string, target: string, headers: He
 export function requestEvent(session: string, t: number, head: RequestHead): RequestEvent {
   return {
     event: 'request',
-    t,
+    tMs: t,
     session,
     dir: '->',
     http: head.http,
@@ -134,7 +134,7 @@ export function parseStatus(text: string | null): number {
 export function responseEvent(session: string, t: number, http: HttpVersion, status: number, headers: HeaderList): ResponseEvent {
   return {
     event: 'response',
-    t,
+    tMs: t,
     session,
     dir: '<-',
     http,

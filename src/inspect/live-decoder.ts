@@ -125,7 +125,7 @@ export class LiveSessionDecoder {
    */
   httpError(session: string, t: number, dir: Direction, offset: number, code: string, reason: string, rfc: string | null): void {
     if (!this.sessions.has(session) && !this.dropped.has(session)) this.open(session, false);
-    this.emit({ event: 'error', t, session, dir, offset, layer: 'http', code, reason, rfc });
+    this.emit({ event: 'error', tMs: t, session, dir, offset, layer: 'http', code, reason, rfc });
   }
 
   /** The end of one direction (END_STREAM): ending inside a capsule is reported (RFC 9297 §3.3). */
@@ -139,12 +139,12 @@ export class LiveSessionDecoder {
   close(session: string, t: number, reason: CloseReason, detail: string | null): void {
     const s = this.sessions.get(session);
     if (s === undefined) {
-      if (this.dropped.delete(session)) this.emit({ event: 'close', t, session, reason, detail });
+      if (this.dropped.delete(session)) this.emit({ event: 'close', tMs: t, session, reason, detail });
       return;
     }
     for (const i of [0, 1] as const) this.endDir(s, i, t, true);
     this.sessions.delete(session);
-    this.emit({ event: 'close', t, session, reason, detail });
+    this.emit({ event: 'close', tMs: t, session, reason, detail });
   }
 
   /** Closes every open session (shutdown of the source). */
@@ -204,7 +204,7 @@ export class LiveSessionDecoder {
     s.views[i] = null;
     this.emit({
       event: 'error',
-      t,
+      tMs: t,
       session: s.id,
       dir: DIRS[i],
       offset: v?.totalBytes ?? 0,

@@ -170,7 +170,7 @@ class CaptureSession {
 
   private close(t: number, reason: CloseReason, detail: string | null, emit: Emit): void {
     this.closed = true;
-    emit({ event: 'close', t, session: this.id, reason, detail });
+    emit({ event: 'close', tMs: t, session: this.id, reason, detail });
   }
 }
 
@@ -228,7 +228,7 @@ class Http2Decoder implements ProtocolDecoder {
   }
 
   private connError(role: Role, offset: number, layer: ErrorLayer, code: string, reason: string, rfc: string | null, t: number): void {
-    this.ctx.emit({ event: 'error', t, session: this.connSession, dir: DIRS[role], offset, layer, code, reason, rfc });
+    this.ctx.emit({ event: 'error', tMs: t, session: this.connSession, dir: DIRS[role], offset, layer, code, reason, rfc });
   }
 
   private fail(t: number): void {
@@ -483,7 +483,7 @@ class Http1Decoder implements ProtocolDecoder {
 
   private error(role: Role, offset: number, code: string, reason: string, rfc: string | null, t: number): void {
     this.failed = true;
-    this.ctx.emit({ event: 'error', t, session: this.session.id, dir: DIRS[role], offset, layer: 'http', code, reason, rfc });
+    this.ctx.emit({ event: 'error', tMs: t, session: this.session.id, dir: DIRS[role], offset, layer: 'http', code, reason, rfc });
     this.session.abort(t, 'error', 'HTTP/1.1 head could not be parsed', this.ctx.emit);
   }
 
@@ -555,7 +555,7 @@ class ConnectionDecoder {
     const role = this.role(side);
     this.ctx.emit({
       event: 'error',
-      t,
+      tMs: t,
       session: this.session,
       dir: DIRS[role],
       offset,

@@ -8,9 +8,9 @@ import { INSPECT_SCHEMA_VERSION, type InspectEvent } from './events.js';
 /**
  * Recording format (`connect/serve/inspect --record FILE`, replayed by `inspect --file FILE`): NDJSON, UTF-8.
  * Line 1 is a header object without an `event` field:
- *   {"recording":"udp-tunnel-inspect","version":1,"schema":1,"source":"serve","startedAt":"2025-01-01T00:00:00.000Z"}
- * (`startedAt` is the wall-clock time of t = 0; `schema` is INSPECT_SCHEMA_VERSION). Every further line is one inspect
- * event exactly as `--json` prints it, in the order seen, with its original `t`. Capsule previews are whole payloads
+ *   {"recording":"udp-tunnel-inspect","version":1,"schema":2,"source":"serve","startedAt":"2025-01-01T00:00:00.000Z"}
+ * (`startedAt` is the wall-clock time of tMs = 0; `schema` is INSPECT_SCHEMA_VERSION). Every further line is one inspect
+ * event exactly as `--json` prints it, in the order seen, with its original `tMs`. Capsule previews are whole payloads
  * (the recording is made with full previews), so a replay can show any `--bytes N` or `--full`. The header is
  * optional for readers: plain `inspect --json` output replays too.
  */
@@ -32,7 +32,7 @@ export interface RecordingHeader {
   schema: number;
   /** What made it: 'connect', 'serve', 'relay', 'pcap', 'raw', 'file'. */
   source: string;
-  /** ISO 8601 wall-clock time of t = 0. */
+  /** ISO 8601 wall-clock time of tMs = 0. */
   startedAt: string;
 }
 

@@ -42,6 +42,7 @@ const PATH: Shape = {
   throughputMbps: 'number',
   sendRateDps: 'number',
   latencyUs: LATENCY,
+  latencyBuckets: [{ fromUs: 'number', toUs: 'number', count: 'number' }],
   serviceLatencyUs: LATENCY,
   socketBuffers: { recv: 'number', send: 'number' },
   lastError: 'null',
@@ -161,11 +162,51 @@ function assertShape(value: unknown, shape: Shape, at = '$'): void {
   for (const [k, s] of Object.entries(shape)) assertShape((value as Record<string, unknown>)[k], s, `${at}.${k}`);
 }
 
+/** Every stdout line of `bench --json` as an event; asserts that each parses and carries `event` and an ISO `time`. */
+function events(stdout: string): Record<string, any>[] {
+  const lines = stdout.split('\n').filter((l) => l !== '');
+  return lines.map((l, i) => {
+    const e = JSON.parse(l) as Record<string, any>;
+    assert.equal(typeof e['event'], 'string', `line ${i + 1} has an event name`);
+    assert.ok(!Number.isNaN(Date.parse(e['time'])) && e['time'].endsWith('Z'), `line ${i + 1} has an ISO time`);
+    return e;
+  });
+}
+
+/** The udp-tunnel-bench/1 document of `bench --json`: the last event, `result`, without `event` and `time`. */
+function resultDocument(stdout: string): Record<string, any> {
+  const all = events(stdout);
+  const last = all[all.length - 1]!;
+  assert.equal(last['event'], 'result', 'the last event is the result');
+  assert.equal(all.filter((e) => e['event'] === 'result').length, 1, 'one result event');
+  const { event: _event, time: _time, ...doc } = last;
+  return doc;
+}
+
 describe('udp-tunnel bench (spawned)', () => {
-  it('--json prints one document with every field, and the tunnel delivered datagrams', async () => {
+  it('--json prints NDJSON events ending in a result event carrying the whole document, and the tunnel delivered datagrams', async () => {
     const r = await bench([...SHORT, '--idle-sessions', '8', '--json', '--fail-if', 'loss>100%']);
     assert.equal(r.code, 0, r.stderr);
-    const doc = JSON.parse(r.stdout) as Record<string, any>;
+    const all = events(r.stdout);
+    const names = all.map((e) => e['event']).filter((n) => n !== 'progress');
+    assert.deepEqual(names, ['starting', 'starting', 'starting', 'ready', 'run', 'run', 'idle-sessions', 'stopping', 'result']);
+    const runs = all.filter((e) => e['event'] === 'run');
+    assert.deepEqual(
+      runs.map((e) => [e['run'], e['path']]),
+      [
+        [1, 'direct'],
+        [1, 'tunnel'],
+      ],
+    );
+    const doc = resultDocument(r.stdout);
+    assert.equal(runs[1]!['received'], doc['runs'][0].tunnel.received, "the run event carries that run's numbers");
+    assert.deepEqual(runs[1]!['latencyUs'], doc['runs'][0].tunnel.latencyUs);
+    const buckets = doc['runs'][0].tunnel.latencyBuckets as { count: number }[];
+    assert.equal(
+      buckets.reduce((a, b) => a + b.count, 0),
+      doc['runs'][0].tunnel.latencyUs.count,
+      'the latency buckets hold every recorded latency',
+    );
     assertShape(doc, DOCUMENT);
     assert.equal(doc['schema'], 'udp-tunnel-bench/1');
     assert.equal(doc['runs'].length, 1);
@@ -195,7 +236,7 @@ describe('udp-tunnel bench (spawned)', () => {
   it('--mode post runs the POST transport through a route to the echo', async () => {
     const r = await bench([...SHORT, '--mode', 'post', '--idle-sessions', '0', '--json']);
     assert.equal(r.code, 0, r.stderr);
-    const doc = JSON.parse(r.stdout) as Record<string, any>;
+    const doc = resultDocument(r.stdout);
     assert.equal(doc['schema'], 'udp-tunnel-bench/1');
     assert.equal(doc['parameters'].mode, 'post');
     assert.equal(doc['parameters'].postPath, '/bench');
@@ -206,10 +247,10 @@ describe('udp-tunnel bench (spawned)', () => {
     assert.deepEqual([connect!.role, connect!.exitCode, connect!.counters['sess_tunnel_success']], ['connect', 0, 1]);
   });
 
-  it('--mode bare-relay runs the relays as processes, prints one document, and the report says it is not a tunnel', async () => {
+  it('--mode bare-relay runs the relays as processes, ends in a result event, and the report says it is not a tunnel', async () => {
     const r = await bench(['--mode', 'bare-relay', '--runs', '1', '--duration', '700ms', '--warmup', '300ms', '--idle-sessions', '0', '--json']);
     assert.equal(r.code, 0, r.stderr);
-    const doc = JSON.parse(r.stdout) as Record<string, any>;
+    const doc = resultDocument(r.stdout);
     assertShape(doc, { ...(DOCUMENT as Record<string, Shape>), idleSessionMemory: 'null', failIf: 'null' });
     assert.equal(doc['parameters'].mode, 'bare-relay');
     const run = doc['runs'][0];
@@ -241,7 +282,19 @@ describe('udp-tunnel bench (spawned)', () => {
     assert.doesNotMatch(r.stdout + r.stderr, /\u001b\[/, 'NO_COLOR output has no ANSI escapes');
   });
 
+  it('--json with a --fail-if that holds ends with the result event, then exits 1', async () => {
+    const r = await bench([...SHORT, '--idle-sessions', '0', '--no-direct', '--json', '--fail-if', 'loss>=0%']);
+    assert.equal(r.code, 1, r.stderr);
+    const doc = resultDocument(r.stdout);
+    assert.equal(doc['failIf'].passed, false);
+    assert.deepEqual(doc['failIf'].failures, [{ condition: 'loss>=0%', actual: 0 }]);
+    assert.match(r.stderr, /UT_ERR_BENCH_FAIL_IF/);
+  });
+
   const usage: [string, string[], RegExp][] = [
+    ['two exports on stdout', ['--csv', '-', '--markdown', '-'], /cannot both write to stdout/],
+    ['an export on stdout with --json', ['--json', '--markdown', '-'], /--markdown - cannot share stdout with --json/],
+    ['an export into a missing directory', ['--csv', '/nonexistent-dir/x.csv'], /--csv \/nonexistent-dir\/x\.csv: cannot write/],
     ['a latency threshold without a unit', ['--fail-if', 'p99>5'], /p99 needs a unit/],
     ['an unknown --fail-if metric', ['--fail-if', 'speed<1'], /unknown metric "speed"/],
     ['ratio without the direct path', ['--no-direct', '--fail-if', 'ratio<0.5'], /needs the direct path/],

@@ -30,7 +30,7 @@ const CLEAN = Buffer.concat([
 const TRUNCATED = h('00 0a 00 6162'); // 67: declares 10 value bytes, 3 present
 const STREAM = Buffer.concat([CLEAN, TRUNCATED]);
 
-const base = { t: 0, session: 'raw', dir: '->' as const, typeWidth: 1, lengthWidth: 1, nonMinimal: false, previewTruncated: false };
+const base = { tMs: 0, session: 'raw', dir: '->' as const, typeWidth: 1, lengthWidth: 1, nonMinimal: false, previewTruncated: false };
 function dgram(offset: number, length: number, payload: Buffer, extra: Record<string, unknown> = {}): InspectEvent {
   return {
     event: 'capsule', ...base, offset, type: 0, typeName: 'DATAGRAM', length,
@@ -46,10 +46,10 @@ const EXPECTED: InspectEvent[] = [
   dgram(16, 5, Buffer.from('pong'), { lengthWidth: 2, nonMinimal: true }),
   dgram(24, 41, LONG),
   {
-    event: 'error', t: 0, session: 'raw', dir: '->', offset: 67, layer: 'capsule', code: 'UT_ERR_CAPSULE_TRUNCATED',
+    event: 'error', tMs: 0, session: 'raw', dir: '->', offset: 67, layer: 'capsule', code: 'UT_ERR_CAPSULE_TRUNCATED',
     reason: 'stream ended inside the capsule at byte 67: 5 bytes of 12', rfc: 'RFC 9297 §3.3',
   },
-  { event: 'end', t: 0, session: 'raw', dir: '->', clean: false, totalBytes: 72, capsules: 5, ignoredBytes: 5 },
+  { event: 'end', tMs: 0, session: 'raw', dir: '->', clean: false, totalBytes: 72, capsules: 5, ignoredBytes: 5 },
 ];
 
 function file(name: string, content: Buffer | string): string {
@@ -111,7 +111,7 @@ describe('inspect --raw and --hex', () => {
     assert.equal(a.code, 0, a.stderr);
     assert.deepEqual(events(a.stdout), EXPECTED);
     const b = await runCli(['inspect', '--raw', '-', '--json'], { input: STREAM });
-    assert.deepEqual(events(b.stdout).map((e) => ({ ...e, t: 0 })), EXPECTED);
+    assert.deepEqual(events(b.stdout).map((e) => ({ ...e, tMs: 0 })), EXPECTED);
   });
 
   it('--hex without a source reads stdin', async () => {
@@ -148,15 +148,16 @@ describe('inspect --raw and --hex', () => {
     assert.equal(lines[1], '   0.000 raw  -> GREASE 0x40 len 2  ab cd  |..|');
     assert.equal(lines[2], '   0.000 raw  -> UNKNOWN 0x1234 len 1  ff  |.|');
     assert.equal(lines[3], '   0.000 raw  -> DATAGRAM len 5 ctx 0 payload 4 non-minimal  70 6f 6e 67  |pong|');
-    assert.equal(lines[4], '   0.000 raw  -> DATAGRAM len 41 ctx 0 payload 40  41 42 43 44 45 46 47 48 49 4a 4b 4c 4d 4e 4f 50  |ABCDEFGHIJKLMNOP| ...');
-    assert.equal(
-      lines[5],
-      '   0.000 raw  -> ERROR at byte 67: stream ended inside the capsule at byte 67: 5 bytes of 12 (RFC 9297 §3.3) [UT_ERR_CAPSULE_TRUNCATED]',
-    );
-    assert.equal(lines[6], '   0.000 raw  -> end: 72 bytes, 5 capsules, not clean, 5 bytes not decoded');
+    // Piped output fits 100 columns: the 16-byte preview goes under its capsule line, the error wraps under its text.
+    assert.equal(lines[4], '   0.000 raw  -> DATAGRAM len 41 ctx 0 payload 40');
+    assert.equal(lines[5], '                 41 42 43 44 45 46 47 48 49 4a 4b 4c 4d 4e 4f 50  |ABCDEFGHIJKLMNOP| ...');
+    assert.equal(lines[6], '   0.000 raw  -> ERROR at byte 67: stream ended inside the capsule at byte 67: 5 bytes of 12 (RFC');
+    assert.equal(lines[7], '                 9297 §3.3) [UT_ERR_CAPSULE_TRUNCATED]');
+    assert.equal(lines[8], '   0.000 raw  -> end: 72 bytes, 5 capsules, not clean, 5 bytes not decoded');
     const row = lines.find((l) => l.startsWith('│ raw'));
     assert.ok(row, r.stdout);
-    assert.deepEqual(row.split('│').map((c) => c.trim()).slice(1, -1), ['raw', '-', '-', '3', '48', '0', '0', '1', '1', '1', '0.000s', '-']);
+    // The summary's 100-column layout: both directions in one column, unknown and GREASE counted together as other.
+    assert.deepEqual(row.split('│').map((c) => c.trim()).slice(1, -1), ['raw', '-', '-', '3 / 0', '48 / 0', '2', '1', '0.000s', '-']);
   });
 
   it('FORCE_COLOR=1 colours the same output (so the NO_COLOR check can fail)', async () => {
@@ -168,7 +169,8 @@ describe('inspect --raw and --hex', () => {
 
   it('-v shows offsets and varint widths', async () => {
     const r = await runCli(['inspect', '--raw', raw, '-v', '--no-summary'], { env: { NO_COLOR: '1' } });
-    assert.match(r.stdout, /DATAGRAM len 5 ctx 0 payload 4 non-minimal @16 \[type 1B, len 2B, ctx 1B\]  70 6f 6e 67/);
+    // The preview follows on the line, or under it when the line would pass 100 columns.
+    assert.match(r.stdout, /DATAGRAM len 5 ctx 0 payload 4 non-minimal @16 \[type 1B, len 2B, ctx 1B\]\s+70 6f 6e 67/);
     assert.match(r.stdout, /GREASE 0x40 len 2 @7 \[type 2B, len 1B\]/);
     assert.doesNotMatch(r.stdout, /│/);
   });
@@ -189,7 +191,7 @@ describe('inspect --raw and --hex', () => {
     const r = await runCli(['inspect', '--raw', raw, '--json', '--max-capsule', '10']);
     const err = events(r.stdout).find((e) => e.event === 'error');
     assert.deepEqual(err, {
-      event: 'error', t: 0, session: 'raw', dir: '->', offset: 24, layer: 'capsule', code: 'UT_ERR_CAPSULE_TOO_LARGE',
+      event: 'error', tMs: 0, session: 'raw', dir: '->', offset: 24, layer: 'capsule', code: 'UT_ERR_CAPSULE_TOO_LARGE',
       reason: 'capsule at byte 24 declares length 41, over the limit of 10 (--max-capsule)', rfc: null,
     });
   });
@@ -239,7 +241,7 @@ describe('inspect --record and --file', () => {
     const lines = readFileSync(rec, 'utf8').trimEnd().split('\n');
     const header = JSON.parse(lines[0]!) as Record<string, unknown>;
     assert.deepEqual(Object.keys(header), ['recording', 'version', 'schema', 'source', 'startedAt']);
-    assert.deepEqual([header['recording'], header['version'], header['schema'], header['source']], ['udp-tunnel-inspect', 1, 1, 'raw']);
+    assert.deepEqual([header['recording'], header['version'], header['schema'], header['source']], ['udp-tunnel-inspect', 1, 2, 'raw']);
     // The recording keeps whole payloads even though the printed view was cut to 2 bytes.
     assert.equal((JSON.parse(lines[5]!) as { payloadHex: string }).payloadHex, LONG.toString('hex'));
     const replay = await runCli(['inspect', '--file', rec, '--json']);
@@ -305,7 +307,7 @@ describe('inspect --pcap', () => {
       ['request->', 'response<-', 'capsule-> DATAGRAM', 'capsule<- DATAGRAM', 'capsule<- GREASE 0x40', 'error->', 'end->', 'end<-', 'close'],
     );
     const req = got[0]!;
-    assert.deepEqual(req.event === 'request' && [req.session, req.t, req.target], ['c1s1', 5, { host: '192.0.2.9', port: 5353 }]);
+    assert.deepEqual(req.event === 'request' && [req.session, req.tMs, req.target], ['c1s1', 5, { host: '192.0.2.9', port: 5353 }]);
     const err = got[5]!;
     assert.deepEqual(err.event === 'error' && [err.offset, err.rfc, err.code], [5, 'RFC 9297 §3.3', 'UT_ERR_CAPSULE_TRUNCATED']);
   });
@@ -313,8 +315,10 @@ describe('inspect --pcap', () => {
   it('human output for a capture shows the request line with the decoded target and the status', async () => {
     const r = await runCli(['inspect', '--pcap', pcap, '--no-summary'], { env: { NO_COLOR: '1' } });
     const lines = r.stdout.split('\n');
-    assert.equal(lines[0], '   0.005 c1s1 -> CONNECT connect-udp /.well-known/masque/udp/192.0.2.9/5353/ target 192.0.2.9:5353 capsule-protocol ?1 (HTTP/2, 127.0.0.1:4433)');
-    assert.equal(lines[1], '   0.006 c1s1 <- 200 capsule-protocol ?1');
+    // Wrapped under the event text to fit 100 columns.
+    assert.equal(lines[0], '   0.005 c1s1 -> CONNECT connect-udp /.well-known/masque/udp/192.0.2.9/5353/ target 192.0.2.9:5353');
+    assert.equal(lines[1], '                 capsule-protocol ?1 (HTTP/2, 127.0.0.1:4433)');
+    assert.equal(lines[2], '   0.006 c1s1 <- 200 capsule-protocol ?1');
   });
 
   it('a capture cut inside a record: the events before it, and a warning naming the byte (exit 0)', async () => {

@@ -4,6 +4,9 @@ import type { BenchEvent } from '../../bench/harness.js';
 import { parseFailIf } from '../../bench/stats.js';
 import type { LoadMode } from '../../bench/load-types.js';
 import { isBareRelay, renderEvent, renderHeader, renderReport } from '../render/bench-render.js';
+import { BenchEventWriter, emitBenchResult } from '../render/bench-events.js';
+import { benchExports, writeBenchExports } from '../render/bench-export.js';
+import { outputWidth } from '../render/width.js';
 import { makeOutput } from '../common-options.js';
 import { UsageError } from '../errors.js';
 import { Spinner } from '../spinner.js';
@@ -20,7 +23,7 @@ function checkCombinations(o: BenchOptions, r: ResolvedOptions<BenchOptions>): v
     if (given(f) && !(o.proxy !== undefined && /^https:/i.test(o.proxy))) throw new UsageError(`--${f} goes with an https:// --proxy`);
   }
   if (given('tls') && given('proxy')) throw new UsageError("--tls applies to the bench's own serve; with --proxy the URL scheme decides");
-  if (given('post-path') && o.mode !== 'post') throw new UsageError('--post-path applies only with --mode post');
+  if (given('post-path') && o.mode !== 'post') throw new UsageError('--post-path applies only to --mode post');
 }
 
 /** `udp-tunnel bench`: the one-command benchmark, direct path against the tunnel. */
@@ -28,6 +31,12 @@ export async function runBenchCommand(args: BenchOptions, r: ResolvedOptions<Ben
   checkCombinations(args, r);
   const out = makeOutput(args);
   const failIf = args['fail-if'] !== undefined ? { spec: args['fail-if'], conditions: parseFailIf(args['fail-if']) } : undefined;
+  const exports = benchExports(args.csv, args.markdown, out.json);
+  // An export on stdout keeps stdout to itself: the human header and report go to stderr then.
+  const human = exports.toStdout ? process.stderr : process.stdout;
+  const width = outputWidth(human);
+  const show = (text: string): void => void human.write(`${text}\n`);
+  const events = out.json ? new BenchEventWriter(out) : null;
   const load: LoadMode =
     args.rate !== undefined ? { kind: 'rate', rate: args.rate } : { kind: 'inflight', inflight: args.inflight ?? DEFAULT_BENCH_INFLIGHT };
   const version = packageVersion();
@@ -64,8 +73,9 @@ export async function runBenchCommand(args: BenchOptions, r: ResolvedOptions<Ben
       ...(failIf ? { failIf } : {}),
       signal: controller.signal,
       onEvent: (e: BenchEvent) => {
+        events?.handle(e);
         if (e.type === 'ready') {
-          if (!out.json) out.data(renderHeader(e.parameters, e.environment, version));
+          if (!out.json) show(renderHeader(e.parameters, e.environment, version, width));
           spinner = new Spinner('running', { json: out.json, quiet: out.verbosity === 0 });
         }
         const line = renderEvent(e, pathLabel);
@@ -76,8 +86,9 @@ export async function runBenchCommand(args: BenchOptions, r: ResolvedOptions<Ben
       },
     });
     spinner?.stop();
-    if (out.json) process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
-    else out.data(renderReport(doc));
+    if (out.json) emitBenchResult(out, doc);
+    else show(renderReport(doc, width));
+    writeBenchExports(exports, doc);
     if (doc.failIf && !doc.failIf.passed) {
       throw new UdpTunnelError(
         ErrorCodes.BENCH_FAIL_IF,

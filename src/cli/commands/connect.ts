@@ -31,7 +31,7 @@ function checkCombinations(o: ConnectOptions, r: ResolvedOptions<ConnectOptions>
     if (given('template')) throw new UsageError('--template does not apply with --mode post: drop --template');
     if (o.http !== '2') throw new UsageError('--mode post runs over HTTP/2 only; drop --http 1.1');
   } else if (given('post-path')) {
-    throw new UsageError('--post-path applies only with --mode post');
+    throw new UsageError('--post-path applies only to --mode post');
   }
   if (!o.buffer) {
     for (const f of ['max-buffered-datagrams', 'max-buffered-bytes']) if (given(f)) throw new UsageError(`--${f} has no effect with --no-buffer`);

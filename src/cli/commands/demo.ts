@@ -4,6 +4,7 @@ import { DEMO_TRAFFIC_DEFAULTS, runDemoTraffic, startDemoStack } from '../../ben
 import { color } from '../color.js';
 import { makeOutput } from '../common-options.js';
 import { untilShutdown } from '../lifecycle.js';
+import { firstThatFits, outputWidth, wrapText } from '../render/width.js';
 import { Spinner } from '../spinner.js';
 import type { ResolvedOptions } from '../options/resolve.js';
 import type { DemoOptions } from '../schemas/demo.js';
@@ -17,9 +18,11 @@ export async function runDemo(args: DemoOptions, _r: ResolvedOptions<DemoOptions
   spinner.stop();
   const local = formatHostPort(stack.local.address, stack.local.port);
   const target = formatHostPort(stack.target.host, stack.target.port);
+  const width = outputWidth();
   if (!args.json) {
     out.data(c.bold('udp-tunnel demo'));
-    out.data(`  UDP peers -> connect ${c.cyan(`udp://${local}`)} -> serve ${c.cyan(stack.proxyUrl)} (HTTP/2 CONNECT-UDP) -> echo ${c.cyan(`udp://${target}`)}`);
+    const hops = [`connect ${c.cyan(`udp://${local}`)}`, `serve ${c.cyan(stack.proxyUrl)} (HTTP/2 CONNECT-UDP)`, `echo ${c.cyan(`udp://${target}`)}`];
+    out.data(firstThatFits(width, [() => `  UDP peers -> ${hops.join(' -> ')}`, () => `  UDP peers -> ${hops.join(`\n${' '.repeat(12)}-> `)}`]));
   }
   const spin = new Spinner('sending', { json: args.json, quiet: args.quiet });
   const result = await runDemoTraffic(stack, {
@@ -36,19 +39,41 @@ export async function runDemo(args: DemoOptions, _r: ResolvedOptions<DemoOptions
   const corrupted = result.peers.reduce((n, p) => n + p.corrupted, 0);
   const ok = received === sent && corrupted === 0;
   if (args.json) {
-    process.stdout.write(`${JSON.stringify({ ok, local: stack.local, proxy: stack.proxyUrl, target: stack.target, ...result })}\n`);
+    out.event('result', { ok, local: stack.local, proxy: stack.proxyUrl, target: stack.target, ...result });
   } else {
-    const table = new Table({
-      head: ['peer', 'sent', 'echoed', 'corrupted', 'RTT p50', 'RTT p99', 'RTT max'],
-      style: { head: c.level > 0 ? ['cyan'] : [], border: c.level > 0 ? ['grey'] : [] },
-      chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
-    });
     const us = (v: number) => `${Math.round(v)} µs`;
-    for (const p of result.peers) table.push([p.peer, p.sent, p.received, p.corrupted, us(p.rttUs.p50), us(p.rttUs.p99), us(p.rttUs.max)]);
-    out.data(table.toString());
+    const columns: [string, (p: (typeof result.peers)[number]) => string | number][] = [
+      ['peer', (p) => p.peer],
+      ['sent', (p) => p.sent],
+      ['echoed', (p) => p.received],
+      ['corrupted', (p) => p.corrupted],
+      ['RTT p50', (p) => us(p.rttUs.p50)],
+      ['RTT p99', (p) => us(p.rttUs.p99)],
+      ['RTT max', (p) => us(p.rttUs.max)],
+    ];
+    const table = (keep: readonly string[]): string => {
+      const cols = columns.filter(([h]) => keep.includes(h));
+      const t = new Table({
+        head: cols.map(([h]) => h),
+        style: { head: c.level > 0 ? ['cyan'] : [], border: c.level > 0 ? ['grey'] : [] },
+        chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
+      });
+      for (const p of result.peers) t.push(cols.map(([, cell]) => cell(p)));
+      return t.toString();
+    };
     out.data(
-      `${ok ? c.green('ok') : c.red('FAILED')}: ${received}/${sent} datagrams of ${args.size} bytes echoed intact through ` +
-        `${result.client.downstream_sess_total} tunnel sessions in ${(result.elapsedMs / 1000).toFixed(2)} s`,
+      firstThatFits(width, [
+        () => table(columns.map(([h]) => h)),
+        () => table(['peer', 'echoed', 'corrupted', 'RTT p50', 'RTT p99']),
+        () => table(['peer', 'echoed', 'RTT p50']),
+      ]),
+    );
+    out.data(
+      wrapText(
+        `${ok ? c.green('ok') : c.red('FAILED')}: ${received}/${sent} datagrams of ${args.size} bytes echoed intact through ` +
+          `${result.client.downstream_sess_total} tunnel sessions in ${(result.elapsedMs / 1000).toFixed(2)} s`,
+        width,
+      ),
     );
   }
   if (args.keep) {

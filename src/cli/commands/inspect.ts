@@ -177,7 +177,7 @@ async function runFile(src: string, realtime: boolean, out: Output, settings: In
       continue;
     }
     if (realtime) {
-      const wait = item.event.t - (performance.now() - started);
+      const wait = item.event.tMs - (performance.now() - started);
       if (wait > 0) await sleep(wait);
     }
     view.handle(item.event);

@@ -4,6 +4,8 @@ import { benchMode, isBareRelayMode } from '../../bench/modes.js';
 import type { BenchDocument, BenchEnvironment, BenchParameters, PathResult, SummaryMetric } from '../../bench/report.js';
 import type { NumberSummary } from '../../bench/stats.js';
 import { color } from '../color.js';
+import { renderHeadline, renderLatencyHistogram } from './bench-histogram.js';
+import { firstThatFits, outputWidth, packParts, wrapText } from './width.js';
 
 /** `1234567` -> `1,234,567`. */
 export function fmtInt(n: number): string {
@@ -44,9 +46,9 @@ function fmtMetric(metric: SummaryMetric, v: number): string {
   }
 }
 
-function fmtSummary(metric: SummaryMetric, s: NumberSummary): string {
+function fmtSummary(metric: SummaryMetric, s: NumberSummary, spread = s.n > 1): string {
   if (s.n === 0) return '-';
-  const main = `${fmtMetric(metric, s.mean)} ± ${fmtMetric(metric, s.stddev)}`;
+  const main = spread || s.n > 1 ? `${fmtMetric(metric, s.mean)} ± ${fmtMetric(metric, s.stddev)}` : fmtMetric(metric, s.mean);
   return s.n > 1 ? `${main}\n${color().dim(`${fmtMetric(metric, s.min)} .. ${fmtMetric(metric, s.max)}`)}` : main;
 }
 
@@ -59,8 +61,7 @@ function fmtRatio(s: NumberSummary | null | undefined): string {
 export const isBareRelay = isBareRelayMode;
 
 /** The line that keeps a reader from taking the bare-relay numbers for a tunnel's. */
-export const BARE_RELAY_NOTE =
-  'note: bare-relay is a reference floor, not a tunnel: two bare Node relays stand where connect and serve sit (one TCP connection per peer, 2-byte length-prefixed frames, no HTTP)';
+export const BARE_RELAY_NOTE = 'note: bare-relay is a reference floor, not a tunnel: two bare Node relays, TCP per peer, no HTTP';
 
 /** What the report calls the measured path and the two components. */
 function names(mode: string): { path: string; connect: string; serve: string } {
@@ -72,8 +73,8 @@ function describeLoad(doc: BenchDocument): string {
   return l.kind === 'rate' ? `open loop ${fmtInt(l.rate)} datagrams/s` : `closed loop ${l.inflight} in flight per session`;
 }
 
-/** The header: parameters, Node version, CPUs and udp-tunnel version. */
-export function renderHeader(p: BenchParameters, env: BenchEnvironment, version: string): string {
+/** The header: parameters, Node version, CPUs and udp-tunnel version, wrapped to `width`. */
+export function renderHeader(p: BenchParameters, env: BenchEnvironment, version: string, width: number = outputWidth()): string {
   const c = color();
   const load = p.load.kind === 'rate' ? `open loop ${fmtInt(p.load.rate)} datagrams/s` : `closed loop, ${p.load.inflight} in flight per session`;
   const bare = isBareRelay(p.mode);
@@ -92,7 +93,9 @@ export function renderHeader(p: BenchParameters, env: BenchEnvironment, version:
     `  ${p.runs} run${p.runs === 1 ? '' : 's'} of ${p.direct ? `direct + ${n.path}` : `${n.path} only`}, each ${p.warmupMs} ms warmup + ${p.durationMs} ms measured`,
     `  ${n.path}: ${path}`,
     ...(bare ? [`  ${c.yellow(BARE_RELAY_NOTE)}`] : []),
-  ].join('\n');
+  ]
+    .map((l) => wrapText(l, width, '    '))
+    .join('\n');
 }
 
 /** One line for the spinner or the log; `tunnelLabel` names the tunnel path ('relay' in bare-relay mode). */
@@ -119,63 +122,111 @@ export function renderEvent(e: BenchEvent, tunnelLabel = 'tunnel'): string | nul
   }
 }
 
-function runRow(index: number, path: string, r: PathResult): string[] {
-  const l = r.latencyUs;
-  return [
-    String(index),
-    path,
-    fmtInt(r.sent),
-    fmtInt(r.received),
-    fmtPct(r.lossRatio, 3),
-    fmtInt(r.outOfOrder),
-    fmtInt(r.duplicates),
-    fmtUs(r.jitterUs),
-    fmtInt(r.throughputDps),
-    r.throughputMbps.toFixed(1),
-    fmtUs(l.p50),
-    fmtUs(l.p90),
-    fmtUs(l.p99),
-    fmtUs(l.p999),
-    fmtUs(l.max),
-  ];
-}
+/** Columns of the per-run table, widest layout first; `run` and `path` are in every layout. */
+const RUN_COLUMNS: { head: string; cell: (r: PathResult) => string }[] = [
+  { head: 'sent', cell: (r) => fmtInt(r.sent) },
+  { head: 'received', cell: (r) => fmtInt(r.received) },
+  { head: 'loss', cell: (r) => fmtPct(r.lossRatio, 3) },
+  { head: 'reordered', cell: (r) => fmtInt(r.outOfOrder) },
+  { head: 'dup', cell: (r) => fmtInt(r.duplicates) },
+  { head: 'jitter', cell: (r) => fmtUs(r.jitterUs) },
+  { head: 'dgram/s', cell: (r) => fmtInt(r.throughputDps) },
+  { head: 'Mbit/s', cell: (r) => r.throughputMbps.toFixed(1) },
+  { head: 'p50', cell: (r) => fmtUs(r.latencyUs.p50) },
+  { head: 'p90', cell: (r) => fmtUs(r.latencyUs.p90) },
+  { head: 'p99', cell: (r) => fmtUs(r.latencyUs.p99) },
+  { head: 'p99.9', cell: (r) => fmtUs(r.latencyUs.p999) },
+  { head: 'max', cell: (r) => fmtUs(r.latencyUs.max) },
+];
+
+/** Per-run table layouts, widest first: the columns each keeps. */
+const RUN_LAYOUTS: readonly (readonly string[])[] = [
+  RUN_COLUMNS.map((c) => c.head),
+  ['sent', 'loss', 'reordered', 'dup', 'jitter', 'dgram/s', 'Mbit/s', 'p50', 'p90', 'p99', 'max'],
+  ['sent', 'loss', 'dgram/s', 'Mbit/s', 'p50', 'p90', 'p99', 'max'],
+  ['loss', 'dgram/s', 'p50', 'p99', 'max'],
+  ['dgram/s', 'p50', 'p99'],
+];
 
 const TABLE_STYLE = { head: [] as string[], border: [] as string[] };
+/** cli-table3 characters without the rule between body rows: one line per row. */
+const COMPACT_CHARS = { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' };
 
-/** The per-run table, the summary table and the resource, memory, warning and fail-if lines. */
-export function renderReport(doc: BenchDocument): string {
+function runsTable(doc: BenchDocument, pathName: string, columns: readonly string[]): string {
+  const cols = RUN_COLUMNS.filter((c) => columns.includes(c.head));
+  const t = new Table({ head: ['run', 'path', ...cols.map((c) => c.head)], style: TABLE_STYLE, chars: COMPACT_CHARS });
+  for (const r of doc.runs) {
+    if (r.direct) t.push([String(r.index), 'direct', ...cols.map((c) => c.cell(r.direct!))]);
+    t.push([String(r.index), pathName, ...cols.map((c) => c.cell(r.tunnel))]);
+  }
+  return t.toString();
+}
+
+/** The narrowest per-run layout: one line per run and path. */
+function runsStacked(doc: BenchDocument, pathName: string): string {
+  const line = (i: number, path: string, r: PathResult): string =>
+    `${i} ${path}: ${fmtInt(r.throughputDps)} dgram/s, loss ${fmtPct(r.lossRatio, 2)}, p50 ${fmtUs(r.latencyUs.p50)}, p99 ${fmtUs(r.latencyUs.p99)}`;
+  return doc.runs.flatMap((r) => [...(r.direct ? [line(r.index, 'direct', r.direct)] : []), line(r.index, pathName, r.tunnel)]).join('\n');
+}
+
+const SUMMARY_ROWS: [SummaryMetric, string, string][] = [
+  ['throughputDps', 'throughput, dgram/s', 'dgram/s'],
+  ['throughputMbps', 'throughput, Mbit/s', 'Mbit/s'],
+  ['lossRatio', 'loss', 'loss'],
+  ['jitterUs', 'jitter (RFC 3550)', 'jitter'],
+  ['latencyP50Us', 'round trip p50', 'p50'],
+  ['latencyP90Us', 'round trip p90', 'p90'],
+  ['latencyP99Us', 'round trip p99', 'p99'],
+  ['latencyP999Us', 'round trip p99.9', 'p99.9'],
+  ['latencyMaxUs', 'round trip max', 'max'],
+];
+
+function summaryTable(doc: BenchDocument, pathName: string, opts: { range: boolean; short: boolean }): string {
+  const s = doc.summary;
+  const head = ['metric', ...(s.direct ? ['direct'] : []), pathName, ...(s.ratio ? [opts.short ? 'ratio' : `${pathName} / direct`] : [])];
+  const t = new Table({ head, style: TABLE_STYLE, chars: opts.range ? {} : COMPACT_CHARS });
+  const cell = (k: SummaryMetric, v: NumberSummary): string => (opts.range ? fmtSummary(k, v) : fmtSummary(k, { ...v, n: Math.min(v.n, 1) }, v.n > 1));
+  for (const [k, label, short] of SUMMARY_ROWS) {
+    t.push([opts.short ? short : label, ...(s.direct ? [cell(k, s.direct[k])] : []), cell(k, s.tunnel[k]), ...(s.ratio ? [fmtRatio(s.ratio[k])] : [])]);
+  }
+  return t.toString();
+}
+
+/** The narrowest summary layout: one line per metric. */
+function summaryStacked(doc: BenchDocument, pathName: string): string {
+  const s = doc.summary;
+  return SUMMARY_ROWS.map(([k, , short]) => {
+    const parts = [...(s.direct ? [`direct ${fmtSummary(k, { ...s.direct[k], n: 1 })}`] : []), `${pathName} ${fmtSummary(k, { ...s.tunnel[k], n: 1 })}`];
+    const r = s.ratio?.[k];
+    if (r && r.n > 0) parts.push(`×${r.mean.toFixed(2)}`);
+    return `${short}: ${parts.join(', ')}`;
+  }).join('\n');
+}
+
+/**
+ * The report: the tunnel / direct headline, the latency histogram, the summary and per-run tables, then the
+ * resource, memory, warning and fail-if lines, all within `width` columns (tables switch to narrower layouts).
+ */
+export function renderReport(doc: BenchDocument, width: number = outputWidth()): string {
   const c = color();
   const out: string[] = [];
   const n = names(doc.parameters.mode);
-  const runs = new Table({
-    head: ['run', 'path', 'sent', 'received', 'loss', 'reordered', 'dup', 'jitter', 'dgram/s', 'Mbit/s', 'p50', 'p90', 'p99', 'p99.9', 'max'],
-    style: TABLE_STYLE,
-  });
-  for (const r of doc.runs) {
-    if (r.direct) runs.push(runRow(r.index, 'direct', r.direct));
-    runs.push(runRow(r.index, n.path, r.tunnel));
-  }
-  out.push(runs.toString());
+  out.push(renderHeadline(doc, n.path, { dps: fmtInt, us: fmtUs }));
+  const histogram = renderLatencyHistogram(doc, width, n.path);
+  if (histogram !== '') out.push('', histogram);
 
+  out.push('', c.bold(`summary over ${doc.runs.length} run${doc.runs.length === 1 ? '' : 's'} (mean ± stddev, min .. max); ${describeLoad(doc)}`));
+  out.push(
+    firstThatFits(width, [
+      () => summaryTable(doc, n.path, { range: true, short: false }),
+      () => summaryTable(doc, n.path, { range: false, short: false }),
+      () => summaryTable(doc, n.path, { range: false, short: true }),
+      () => summaryStacked(doc, n.path),
+    ]),
+  );
+  out.push(c.bold('runs'));
+  out.push(firstThatFits(width, [...RUN_LAYOUTS.map((cols) => () => runsTable(doc, n.path, cols)), () => runsStacked(doc, n.path)]));
   const s = doc.summary;
-  const head = ['metric', ...(s.direct ? ['direct'] : []), n.path, ...(s.ratio ? [`${n.path} / direct`] : [])];
-  const sum = new Table({ head, style: TABLE_STYLE });
-  const rows: [SummaryMetric, string][] = [
-    ['throughputDps', 'throughput, dgram/s'],
-    ['throughputMbps', 'throughput, Mbit/s'],
-    ['lossRatio', 'loss'],
-    ['jitterUs', 'jitter (RFC 3550)'],
-    ['latencyP50Us', 'round trip p50'],
-    ['latencyP90Us', 'round trip p90'],
-    ['latencyP99Us', 'round trip p99'],
-    ['latencyP999Us', 'round trip p99.9'],
-    ['latencyMaxUs', 'round trip max'],
-  ];
-  for (const [k, label] of rows) {
-    sum.push([label, ...(s.direct ? [fmtSummary(k, s.direct[k])] : []), fmtSummary(k, s.tunnel[k]), ...(s.ratio ? [fmtRatio(s.ratio[k])] : [])]);
-  }
-  out.push(c.bold(`summary over ${doc.runs.length} run${doc.runs.length === 1 ? '' : 's'} (mean ± stddev, min .. max); ${describeLoad(doc)}`));
-  out.push(sum.toString());
   if (s.addedLatencyUs) {
     const a = s.addedLatencyUs;
     out.push(`added by the ${n.path === 'tunnel' ? 'tunnel' : 'relays'}: p50 ${fmtUs(a.p50.mean)}, p90 ${fmtUs(a.p90.mean)}, p99 ${fmtUs(a.p99.mean)} (mean over runs)`);
@@ -188,7 +239,7 @@ export function renderReport(doc: BenchDocument): string {
   };
   const benchBusy = doc.runs.reduce((a, r) => a + r.resources.benchBusyFraction, 0) / Math.max(1, doc.runs.length);
   const parts = [busy('connect'), busy('serve'), `bench process (generator, echo) ${fmtPct(benchBusy, 0)}`].filter((x) => x !== null);
-  out.push(`during ${n.path} runs: ${parts.join('; ')}`);
+  out.push(packParts(`during ${n.path} runs: `, parts, width));
   const drops = doc.components
     .map((x) => {
       const nonZero = Object.entries(x.drops).filter(([, v]) => v > 0);
@@ -201,7 +252,7 @@ export function renderReport(doc: BenchDocument): string {
     ...(entry > 0 ? [`at ${n.connect}'s UDP socket (receive buffer full) ${fmtInt(entry)}`] : []),
     ...(kernel > 0 ? [`kernel UDP buffers, system-wide ${fmtInt(kernel)}`] : []),
   ];
-  if (drops.length > 0 || kernelParts.length > 0) out.push(c.yellow(`dropped: ${[...drops, ...kernelParts].join('; ')}`));
+  if (drops.length > 0 || kernelParts.length > 0) out.push(c.yellow(packParts('dropped: ', [...drops, ...kernelParts], width)));
   const idle = doc.idleSessionMemory;
   if (idle) {
     const per = (x: { bytesPerSession: number | null }): string => (x.bytesPerSession === null ? 'n/a' : `${fmtBytes(x.bytesPerSession)}/session`);
@@ -216,5 +267,5 @@ export function renderReport(doc: BenchDocument): string {
     if (doc.failIf.passed) out.push(c.green(`--fail-if ${doc.failIf.spec}: passed`));
     for (const f of doc.failIf.failures) out.push(c.red(`--fail-if: ${f.condition} holds (actual ${f.actual})`));
   }
-  return out.join('\n');
+  return wrapText(out.join('\n'), width);
 }

@@ -79,7 +79,8 @@ export function attachClientOutput(client: TunnelClient, out: Output, options: C
     else for (const line of refusalLines(e.id, e.peer, options.target, e.error) ?? [`${e.id}: ${message}`]) out.error(line);
   });
   client.on('session-close', (s: ClientSessionStats) => {
-    out.event('session-close', { ...s });
+    // Wall-clock instants are ISO 8601 in every event (`...At`), like `time`; the stats keep epoch ms.
+    out.event('session-close', { ...s, openedAt: new Date(s.openedAt).toISOString() });
     const dropped = Object.entries(s.drops).filter(([, n]) => n > 0);
     // The connect-error line just said why the tunnel failed; say it once.
     const reason = s.closeReason.startsWith('connect-failed: ') ? 'connect-failed' : s.closeReason;

@@ -3,6 +3,7 @@ import type { ChalkInstance } from 'chalk';
 import { redactCredentials, trimPreview } from '../../inspect/event-transform.js';
 import type { CapsuleEvent, InspectEvent } from '../../inspect/events.js';
 import { parseProxyStatusError } from '../../tunnel/proxy-status.js';
+import { displayWidth, firstThatFits, outputWidth, wrapWords } from './width.js';
 
 /** Which events are printed (the summary and --strict still count every event of the selected sessions). */
 export interface InspectFilters {
@@ -32,6 +33,8 @@ export interface InspectRendererOptions {
   chalk: ChalkInstance;
   /** Sessions kept for the summary table (default 10000); later ones are only counted. */
   maxSummarySessions?: number;
+  /** Columns human lines and the summary may use (default: outputWidth() of stdout). */
+  width?: number;
 }
 
 interface SessionSummary {
@@ -114,33 +117,65 @@ export class InspectRenderer {
     for (const line of this.format(ev)) this.opts.write(line);
   }
 
-  /** The per-session summary table, or null when no session was seen. */
+  /** The per-session summary table, or null when no session was seen; a narrower layout when the full one is too wide. */
   summaryTable(): string | null {
     if (this.summaries.size === 0) return null;
     const c = this.opts.chalk;
-    const table = new Table({
-      head: ['session', 'request', 'status', 'dgrams ->', 'bytes ->', 'dgrams <-', 'bytes <-', 'unknown', 'GREASE', 'errors', 'duration', 'close'].map((h) => c.bold(h)),
-      style: { head: [], border: [] },
-    });
-    for (const s of this.summaries.values()) {
-      table.push([
-        this.colourOf(s.id)(s.id),
-        s.request,
-        s.status,
-        String(s.datagrams[0]),
-        String(s.bytes[0]),
-        String(s.datagrams[1]),
-        String(s.bytes[1]),
-        String(s.unknown),
-        String(s.grease),
-        s.errors > 0 ? c.red(String(s.errors)) : '0',
-        `${((s.last - s.first) / 1000).toFixed(3)}s`,
-        s.close ?? (s.requested ? 'open' : '-'),
-      ]);
-    }
-    let out = table.toString();
+    const sessions = [...this.summaries.values()];
+    const duration = (s: SessionSummary): string => `${((s.last - s.first) / 1000).toFixed(3)}s`;
+    const close = (s: SessionSummary): string => s.close ?? (s.requested ? 'open' : '-');
+    const errors = (s: SessionSummary): string => (s.errors > 0 ? c.red(String(s.errors)) : '0');
+    const table = (head: string[], row: (s: SessionSummary) => string[]): string => {
+      const t = new Table({ head: head.map((h) => c.bold(h)), style: { head: [], border: [] } });
+      for (const s of sessions) t.push([this.colourOf(s.id)(s.id), ...row(s)]);
+      return t.toString();
+    };
+    const pair = (a: number, b: number): string => `${a} / ${b}`;
+    let out = firstThatFits(this.width, [
+      () =>
+        table(['session', 'request', 'status', 'dgrams ->', 'bytes ->', 'dgrams <-', 'bytes <-', 'unknown', 'GREASE', 'errors', 'duration', 'close'], (s) => [
+          s.request,
+          s.status,
+          String(s.datagrams[0]),
+          String(s.bytes[0]),
+          String(s.datagrams[1]),
+          String(s.bytes[1]),
+          String(s.unknown),
+          String(s.grease),
+          errors(s),
+          duration(s),
+          close(s),
+        ]),
+      () =>
+        table(['session', 'request', 'status', 'dgrams -> / <-', 'bytes -> / <-', 'other', 'errors', 'duration', 'close'], (s) => [
+          s.request,
+          s.status,
+          pair(s.datagrams[0], s.datagrams[1]),
+          pair(s.bytes[0], s.bytes[1]),
+          String(s.unknown + s.grease),
+          errors(s),
+          duration(s),
+          close(s),
+        ]),
+      () => table(['session', 'request', 'status', 'dgrams -> / <-', 'errors', 'close'], (s) => [s.request, s.status, pair(s.datagrams[0], s.datagrams[1]), errors(s), close(s)]),
+      () =>
+        sessions
+          .flatMap((s) =>
+            wrapWords(
+              `${this.colourOf(s.id)(s.id)} ${s.request} status ${s.status}, dgrams ${pair(s.datagrams[0], s.datagrams[1])}, bytes ${pair(s.bytes[0], s.bytes[1])}, ` +
+                `unknown ${s.unknown}, GREASE ${s.grease}, errors ${errors(s)}, ${duration(s)}, close ${close(s)}`,
+              this.width,
+            ),
+          )
+          .join('\n'),
+    ]);
     if (this.untrackedSessions > 0) out += `\n${this.untrackedSessions} more sessions not shown (summary limit reached)`;
     return out;
+  }
+
+  /** Columns human output may use. */
+  private get width(): number {
+    return this.opts.width ?? outputWidth();
   }
 
   private account(ev: InspectEvent): void {
@@ -152,8 +187,8 @@ export class InspectRenderer {
       }
       s = {
         id: ev.session,
-        first: ev.t,
-        last: ev.t,
+        first: ev.tMs,
+        last: ev.tMs,
         request: '-',
         status: '-',
         datagrams: [0, 0],
@@ -166,8 +201,8 @@ export class InspectRenderer {
       };
       this.summaries.set(ev.session, s);
     }
-    s.first = Math.min(s.first, ev.t);
-    s.last = Math.max(s.last, ev.t);
+    s.first = Math.min(s.first, ev.tMs);
+    s.last = Math.max(s.last, ev.tMs);
     switch (ev.event) {
       case 'request':
         s.requested = true;
@@ -215,8 +250,13 @@ export class InspectRenderer {
   private prefix(ev: InspectEvent, arrow: string): string {
     const c = this.opts.chalk;
     this.sessionWidth = Math.max(this.sessionWidth, ev.session.length);
-    const time = (ev.t / 1000).toFixed(3).padStart(8);
+    const time = (ev.tMs / 1000).toFixed(3).padStart(8);
     return `${c.dim(time)} ${this.colourOf(ev.session)(ev.session.padEnd(this.sessionWidth))} ${arrow}`;
+  }
+
+  /** A human line wrapped at word boundaries to the width, continuation lines under the event's text. */
+  private wrap(line: string): string[] {
+    return wrapWords(line, this.width, this.indent());
   }
 
   private indent(): string {
@@ -234,8 +274,8 @@ export class InspectRenderer {
         if (ev.target) parts.push(`target ${ev.target.host.includes(':') ? `[${ev.target.host}]` : ev.target.host}:${ev.target.port}`);
         parts.push(ev.capsuleProtocol ? 'capsule-protocol ?1' : c.yellow('no capsule-protocol'));
         parts.push(c.dim(`(HTTP/${ev.http}${ev.authority !== null ? `, ${ev.authority}` : ''})`));
-        const lines = [`${this.prefix(ev, '->')} ${parts.join(' ')}`];
-        if (v) for (const [n, val] of ev.headers) lines.push(`${this.indent()}${c.dim(`${n}: ${val}`)}`);
+        const lines = this.wrap(`${this.prefix(ev, '->')} ${parts.join(' ')}`);
+        if (v) for (const [n, val] of ev.headers) lines.push(...this.wrap(`${this.indent()}${c.dim(`${n}: ${val}`)}`));
         return lines;
       }
       case 'response': {
@@ -243,8 +283,8 @@ export class InspectRenderer {
         const parts = [ok ? c.green(String(ev.status)) : c.red(String(ev.status))];
         if (ev.proxyStatus !== null) parts.push(`proxy-status: ${ev.proxyStatus}`);
         if (ev.capsuleProtocol) parts.push('capsule-protocol ?1');
-        const lines = [`${this.prefix(ev, '<-')} ${parts.join(' ')}`];
-        if (v) for (const [n, val] of ev.headers) lines.push(`${this.indent()}${c.dim(`${n}: ${val}`)}`);
+        const lines = this.wrap(`${this.prefix(ev, '<-')} ${parts.join(' ')}`);
+        if (v) for (const [n, val] of ev.headers) lines.push(...this.wrap(`${this.indent()}${c.dim(`${n}: ${val}`)}`));
         return lines;
       }
       case 'capsule':
@@ -252,7 +292,7 @@ export class InspectRenderer {
       case 'error': {
         const layer = ev.layer === 'capsule' ? '' : `${ev.layer} `;
         const rule = ev.rfc !== null ? ` (${ev.rfc})` : '';
-        return [`${this.prefix(ev, ev.dir)} ${c.red.bold(`${layer}ERROR at byte ${ev.offset}:`)} ${c.red(`${ev.reason}${rule}`)} ${c.dim(`[${ev.code}]`)}`];
+        return this.wrap(`${this.prefix(ev, ev.dir)} ${c.red.bold(`${layer}ERROR at byte ${ev.offset}:`)} ${c.red(`${ev.reason}${rule}`)} ${c.dim(`[${ev.code}]`)}`);
       }
       case 'end': {
         const parts = [`end: ${ev.totalBytes} bytes, ${ev.capsules} capsule${ev.capsules === 1 ? '' : 's'}`];
@@ -261,7 +301,7 @@ export class InspectRenderer {
         return [`${this.prefix(ev, ev.dir)} ${c.dim(parts.join(', '))}`];
       }
       case 'close':
-        return [`${this.prefix(ev, '  ')} ${c.dim(`close ${ev.reason}${ev.detail !== null ? ` (${ev.detail})` : ''}`)}`];
+        return this.wrap(`${this.prefix(ev, '  ')} ${c.dim(`close ${ev.reason}${ev.detail !== null ? ` (${ev.detail})` : ''}`)}`);
       default:
         return [];
     }
@@ -285,7 +325,13 @@ export class InspectRenderer {
     if (hex === '') return [head];
     if (!this.opts.full || hex.length <= 32) {
       const p = hexAscii(hex);
-      return [`${head}  ${p.hex}  ${c.dim(`|${p.ascii}|`)}${more}`];
+      const inline = `${head}  ${p.hex}  ${c.dim(`|${p.ascii}|`)}${more}`;
+      if (displayWidth(inline) <= this.width) return [inline];
+      // Too wide on one line: the preview goes under the capsule line, cut to the bytes that fit there.
+      const room = Math.max(1, Math.floor((this.width - this.indent().length - 2 - 4 - 4) / 4));
+      const shown = hexAscii(hex.slice(0, room * 2));
+      const cut = room * 2 < hex.length || ev.previewTruncated ? c.dim(' ...') : '';
+      return [head, `${this.indent()}${shown.hex}  ${c.dim(`|${shown.ascii}|`)}${cut}`];
     }
     // --full: the whole payload as a dump under the capsule line, 16 bytes per row.
     const lines = [head];

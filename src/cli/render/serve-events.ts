@@ -30,7 +30,8 @@ export function attachServerOutput(server: TunnelServer, out: Output): void {
     out.info(`${c.magenta(e.id)} ${e.client} -> ${e.target}${e.resolved !== e.target.replace(/:\d+$/, '') ? ` (${e.resolved})` : ''} [${e.transport}]`);
   });
   server.on('session-close', (s: ServerSessionStats) => {
-    out.event('session-close', { ...s });
+    // Wall-clock instants are ISO 8601 in every event (`...At`), like `time`; the stats keep epoch ms.
+    out.event('session-close', { ...s, openedAt: new Date(s.openedAt).toISOString() });
     const drops = s.dropBackpressure + s.dropContextId + s.dropUdpSend + s.dropSendQueue + s.dropOversize;
     out.info(
       `${c.magenta(s.id)} closed (${s.closeReason}) after ${(s.durationMs / 1000).toFixed(1)}s: ` +
@@ -98,7 +99,12 @@ export function renderServeListening(out: Output, l: ServeListening): void {
   });
   out.info(`serving CONNECT-UDP on ${c.bold(url)} (${protocols.join(', ')})`);
   const cert = l.certificate;
-  if (cert) out.info(`${cert.selfSigned ? 'self-signed certificate' : 'certificate'} pin ${c.bold(cert.pin)} (connect --pin), SHA-256 fingerprint ${cert.fingerprint256}`);
+  if (cert) {
+    // The fingerprint alone is 95 columns: it goes on lines of its own, 16 bytes each, to stay within 100 columns.
+    out.info(`${cert.selfSigned ? 'self-signed cert' : 'certificate'} pin (connect --pin) ${c.bold(cert.pin)}`);
+    const bytes = cert.fingerprint256.split(':');
+    for (let i = 0; i < bytes.length; i += 16) out.info(`${i === 0 ? 'SHA-256 fingerprint' : ' '.repeat(19)} ${bytes.slice(i, i + 16).join(':')}`);
+  }
   for (const [path, t] of l.postRoutes) out.info(`POST ${path} -> ${formatHostPort(t.host, t.port)} (POST mode, not RFC 9298)`);
   for (const line of policyLines(l.policySummary)) out.info(line);
   for (const warning of l.warnings) {

@@ -72,6 +72,8 @@ export const BENCH_OPTIONS = [
   { name: 'target', kind: 'string', value: 'HOST:PORT', group: EXTERNAL, describe: 'With --proxy: a UDP echo the proxy can reach', advanced: true },
   { name: 'ca', kind: 'string', value: 'FILE', group: EXTERNAL, describe: 'With an https --proxy: PEM CAs to trust', advanced: true },
   { name: 'insecure', kind: 'boolean', group: EXTERNAL, describe: 'With an https --proxy: do not verify its certificate', advanced: true },
+  { name: 'csv', kind: 'string', value: 'FILE|-', group: REPORT, describe: 'Also write the summary as CSV, a row per path (- = stdout)' },
+  { name: 'markdown', kind: 'string', value: 'FILE|-', group: REPORT, describe: 'Also write the summary as a Markdown table (- = stdout)' },
   { name: 'fail-if', kind: 'string', value: 'CONDITIONS', group: REPORT, describe: "Exit 1 when a condition holds: 'p99>5ms,loss>0.1%,ratio<0.5'" },
   ...OUTPUT_OPTIONS,
 ] as const satisfies readonly OptionSpec[];
@@ -90,6 +92,7 @@ export const BENCH_SCHEMA: CommandSchema = {
     { cmd: 'udp-tunnel bench', what: `Default: ${BENCH_DEFAULTS.size}-byte datagrams, ${DEFAULT_BENCH_INFLIGHT} in flight, ${BENCH_DEFAULTS.runs} runs` },
     { cmd: 'udp-tunnel bench --size 1200 --inflight 64', what: 'Bulk throughput' },
     { cmd: "udp-tunnel bench --json --fail-if 'p99>5ms,ratio<0.5'", what: 'CI gate: NDJSON, exit 1 on a regression' },
+    { cmd: 'udp-tunnel bench --markdown results.md --csv results.csv', what: 'Export the summary, a row per path' },
     { cmd: 'udp-tunnel bench --mode bare-relay --idle-sessions 0', what: 'The floor: two bare relays (not a tunnel)' },
     { cmd: 'udp-tunnel bench --rate 20000 --sessions 100 --duration 10s', what: 'Open loop, 100 peers' },
     { cmd: 'udp-tunnel bench --proxy https://127.0.0.1:443 --target 127.0.0.1:7 --no-direct', what: 'An external proxy' },

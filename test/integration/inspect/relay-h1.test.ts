@@ -44,7 +44,7 @@ function ofKind<K extends InspectEvent['event']>(events: InspectEvent[], kind: K
 /** An event without its time, for exact comparison. */
 function untimed(ev: InspectEvent | undefined): Record<string, unknown> | undefined {
   if (ev === undefined) return undefined;
-  const { t: _t, ...rest } = ev;
+  const { tMs: _t, ...rest } = ev;
   return rest;
 }
 

@@ -29,7 +29,7 @@ function comparable(events: InspectEvent[], session: string, kind: InspectEvent[
   return events
     .filter((e) => e.session === session && e.event === kind)
     .map((e) => {
-      const { t: _t, session: _s, ...rest } = e;
+      const { tMs: _t, session: _s, ...rest } = e;
       return rest;
     });
 }

@@ -51,6 +51,7 @@ function path(fields: Partial<PathResult> & { p50?: number } = {}): PathResult {
     throughputMbps: 0.512,
     sendRateDps: 1000,
     latencyUs: lat,
+    latencyBuckets: [],
     serviceLatencyUs: lat,
     socketBuffers: { recv: 1, send: 1 },
     lastError: null,

@@ -29,7 +29,7 @@ function run(bytes: Buffer, splits: number[] = [], options: Partial<CapsuleViewO
 function datagram(offset: number, fields: Partial<CapsuleEvent> & { length: number; payloadHex: string }): CapsuleEvent {
   return {
     event: 'capsule',
-    t: 0,
+    tMs: 0,
     session: SESSION,
     dir: '->',
     offset,
@@ -49,7 +49,7 @@ function datagram(offset: number, fields: Partial<CapsuleEvent> & { length: numb
 function other(offset: number, fields: Partial<CapsuleEvent> & { type: number | string; typeName: string; length: number; valueHex: string }): CapsuleEvent {
   return {
     event: 'capsule',
-    t: 0,
+    tMs: 0,
     session: SESSION,
     dir: '->',
     offset,
@@ -62,11 +62,11 @@ function other(offset: number, fields: Partial<CapsuleEvent> & { type: number | 
 }
 
 function end(totalBytes: number, capsules: number, clean = true, ignoredBytes = 0): InspectEvent {
-  return { event: 'end', t: 0, session: SESSION, dir: '->', clean, totalBytes, capsules, ignoredBytes };
+  return { event: 'end', tMs: 0, session: SESSION, dir: '->', clean, totalBytes, capsules, ignoredBytes };
 }
 
 function error(offset: number, code: string, reason: string, rfc: string | null): InspectEvent {
-  return { event: 'error', t: 0, session: SESSION, dir: '->', offset, layer: 'capsule', code, reason, rfc };
+  return { event: 'error', tMs: 0, session: SESSION, dir: '->', offset, layer: 'capsule', code, reason, rfc };
 }
 
 interface Case {
@@ -270,13 +270,13 @@ describe('CapsuleView options and timing', () => {
     assert.deepEqual(view.push(h('00 03'), 1.5), []);
     const evs = view.push(h('00 aa 00  00 03 00 01'), 2.25);
     assert.equal(evs.length, 1);
-    assert.equal(evs[0]!.t, 2.25);
+    assert.equal(evs[0]!.tMs, 2.25);
     assert.equal(evs[0]!.dir, '<-');
     assert.equal(view.bufferedBytes, 2, 'two value bytes of the second capsule');
     const tail = view.end(7);
     assert.deepEqual(tail[0], {
       event: 'error',
-      t: 7,
+      tMs: 7,
       session: 'x',
       dir: '<-',
       offset: 5,
@@ -285,14 +285,14 @@ describe('CapsuleView options and timing', () => {
       reason: 'stream ended inside the capsule at byte 5: 4 bytes of 5',
       rfc: 'RFC 9297 §3.3',
     });
-    assert.deepEqual(tail[1], { event: 'end', t: 7, session: 'x', dir: '<-', clean: false, totalBytes: 9, capsules: 1, ignoredBytes: 4 });
+    assert.deepEqual(tail[1], { event: 'end', tMs: 7, session: 'x', dir: '<-', clean: false, totalBytes: 9, capsules: 1, ignoredBytes: 4 });
   });
 
   it('an aborted end inside a capsule is not clean and reports no error', () => {
     const view = new CapsuleView({ session: 'x', dir: '->' });
     view.push(h('00 05 00 01'), 0);
     assert.deepEqual(view.end(3, { aborted: true }), [
-      { event: 'end', t: 3, session: 'x', dir: '->', clean: false, totalBytes: 4, capsules: 0, ignoredBytes: 0 },
+      { event: 'end', tMs: 3, session: 'x', dir: '->', clean: false, totalBytes: 4, capsules: 0, ignoredBytes: 0 },
     ]);
     assert.deepEqual(view.end(4), [], 'end is reported once');
   });

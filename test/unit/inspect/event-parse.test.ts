@@ -15,7 +15,7 @@ function sampleEvents(): InspectEvent[] {
     responseEvent('s', 1, '2', 200, [[':status', '200']]),
     ...view.push(Buffer.from('000300aabb' + '40400107' + '1700' + 'c02000000000000100' + '00ff', 'hex'), 2),
     ...view.end(3),
-    { event: 'close', t: 3, session: 's', reason: 'end-stream', detail: null },
+    { event: 'close', tMs: 3, session: 's', reason: 'end-stream', detail: null },
   ];
 }
 
@@ -43,13 +43,13 @@ describe('parseInspectEvent / parseInspectNdjson', () => {
 
   const bad: Array<[string, unknown, string]> = [
     ['not an object', [1], 'is not a JSON object'],
-    ['unknown type', { event: 'frame', t: 0, session: 's' }, 'has unknown event type "frame"'],
-    ['missing t', { event: 'close', session: 's', reason: 'error', detail: null }, "field 't' must be a number"],
-    ['bad dir', { event: 'end', t: 0, session: 's', dir: '=>', clean: true, totalBytes: 0, capsules: 0, ignoredBytes: 0 }, "end field 'dir'"],
-    ['bad close reason', { event: 'close', t: 0, session: 's', reason: 'because', detail: null }, "close field 'reason'"],
+    ['unknown type', { event: 'frame', tMs: 0, session: 's' }, 'has unknown event type "frame"'],
+    ['missing t', { event: 'close', session: 's', reason: 'error', detail: null }, "field 'tMs' must be a number"],
+    ['bad dir', { event: 'end', tMs: 0, session: 's', dir: '=>', clean: true, totalBytes: 0, capsules: 0, ignoredBytes: 0 }, "end field 'dir'"],
+    ['bad close reason', { event: 'close', tMs: 0, session: 's', reason: 'because', detail: null }, "close field 'reason'"],
     [
       'bad payload hex',
-      { event: 'capsule', t: 0, session: 's', dir: '->', offset: 0, type: 0, typeName: 'DATAGRAM', length: 1, typeWidth: 1, lengthWidth: 1, nonMinimal: false, previewTruncated: false, payloadHex: 'xyz' },
+      { event: 'capsule', tMs: 0, session: 's', dir: '->', offset: 0, type: 0, typeName: 'DATAGRAM', length: 1, typeWidth: 1, lengthWidth: 1, nonMinimal: false, previewTruncated: false, payloadHex: 'xyz' },
       "capsule field 'payloadHex' has the wrong type",
     ],
   ];

@@ -78,7 +78,7 @@ describe('inspect/http-fields: request/response fields', () => {
     ];
     assert.deepEqual(requestEvent('c1s1', 1.5, requestHeadFromHttp2(headers)), {
       event: 'request',
-      t: 1.5,
+      tMs: 1.5,
       session: 'c1s1',
       dir: '->',
       http: '2',
@@ -115,7 +115,7 @@ describe('inspect/http-fields: request/response fields', () => {
     ];
     assert.deepEqual(responseEvent('c1s1', 2, '2', 502, headers), {
       event: 'response',
-      t: 2,
+      tMs: 2,
       session: 'c1s1',
       dir: '<-',
       http: '2',

@@ -42,7 +42,7 @@ describe('LiveSessionDecoder', () => {
     assert.deepEqual(JSON.parse(JSON.stringify(events)), [
       {
         event: 'request',
-        t: 1,
+        tMs: 1,
         session: 'r1',
         dir: '->',
         http: '2',
@@ -57,7 +57,7 @@ describe('LiveSessionDecoder', () => {
       },
       {
         event: 'response',
-        t: 2,
+        tMs: 2,
         session: 'r1',
         dir: '<-',
         http: '2',
@@ -70,20 +70,20 @@ describe('LiveSessionDecoder', () => {
         ],
       },
       {
-        event: 'capsule', t: 4, session: 'r1', dir: '->', offset: 0, type: 0, typeName: 'DATAGRAM', length: 5, typeWidth: 1,
+        event: 'capsule', tMs: 4, session: 'r1', dir: '->', offset: 0, type: 0, typeName: 'DATAGRAM', length: 5, typeWidth: 1,
         lengthWidth: 1, nonMinimal: false, contextId: 0, contextIdWidth: 1, payloadLength: 4, payloadHex: '70696e67', previewTruncated: false,
       },
       {
-        event: 'capsule', t: 4, session: 'r1', dir: '->', offset: 7, type: 64, typeName: 'GREASE 0x40', length: 2, typeWidth: 2,
+        event: 'capsule', tMs: 4, session: 'r1', dir: '->', offset: 7, type: 64, typeName: 'GREASE 0x40', length: 2, typeWidth: 2,
         lengthWidth: 1, nonMinimal: false, valueHex: 'abcd', previewTruncated: false,
       },
       {
-        event: 'capsule', t: 5, session: 'r1', dir: '<-', offset: 0, type: 0, typeName: 'DATAGRAM', length: 2, typeWidth: 1,
+        event: 'capsule', tMs: 5, session: 'r1', dir: '<-', offset: 0, type: 0, typeName: 'DATAGRAM', length: 2, typeWidth: 1,
         lengthWidth: 1, nonMinimal: false, contextId: 0, contextIdWidth: 1, payloadLength: 1, payloadHex: 'ff', previewTruncated: false,
       },
-      { event: 'end', t: 6, session: 'r1', dir: '->', clean: true, totalBytes: 12, capsules: 2, ignoredBytes: 0 },
-      { event: 'end', t: 7, session: 'r1', dir: '<-', clean: false, totalBytes: 4, capsules: 1, ignoredBytes: 0 },
-      { event: 'close', t: 7, session: 'r1', reason: 'end-stream', detail: null },
+      { event: 'end', tMs: 6, session: 'r1', dir: '->', clean: true, totalBytes: 12, capsules: 2, ignoredBytes: 0 },
+      { event: 'end', tMs: 7, session: 'r1', dir: '<-', clean: false, totalBytes: 4, capsules: 1, ignoredBytes: 0 },
+      { event: 'close', tMs: 7, session: 'r1', reason: 'end-stream', detail: null },
     ]);
     assert.equal(d.openSessions, 0);
   });
@@ -97,7 +97,7 @@ describe('LiveSessionDecoder', () => {
     assert.deepEqual(tail, [
       {
         event: 'error',
-        t: 2,
+        tMs: 2,
         session: 'r1',
         dir: '->',
         offset: 3,
@@ -106,7 +106,7 @@ describe('LiveSessionDecoder', () => {
         reason: 'stream ended inside the capsule at byte 3: 5 bytes of 12',
         rfc: 'RFC 9297 §3.3',
       },
-      { event: 'end', t: 2, session: 'r1', dir: '->', clean: false, totalBytes: 8, capsules: 1, ignoredBytes: 5 },
+      { event: 'end', tMs: 2, session: 'r1', dir: '->', clean: false, totalBytes: 8, capsules: 1, ignoredBytes: 5 },
     ]);
   });
 
@@ -172,7 +172,7 @@ describe('LiveSessionDecoder', () => {
     const err = events.find((e) => e.event === 'error');
     assert.deepEqual(err, {
       event: 'error',
-      t: 1,
+      tMs: 1,
       session: 'a',
       dir: '->',
       offset: 0,
@@ -214,7 +214,7 @@ describe('inspect/tap: TapInspector', () => {
     assert.equal(tapChannel.hasSubscribers, before);
     // Published after stop: not seen.
     tapChannel.publish({ kind: 'bytes', session: 't1', time: 1008, dir: '<-', chunk: h('00 01 00') });
-    assert.deepEqual(events.slice(0, 3).map((e) => `${e.t} ${e.event}`), ['5 request', '6 response', '7 capsule']);
+    assert.deepEqual(events.slice(0, 3).map((e) => `${e.tMs} ${e.event}`), ['5 request', '6 response', '7 capsule']);
     assert.deepEqual(events.slice(3).map((e) => (e.event === 'end' ? `end ${e.dir} clean=${e.clean}` : e.event)), [
       'end -> clean=false',
       'end <- clean=false',
@@ -258,7 +258,7 @@ describe('inspect/tap: TapInspector', () => {
 
 describe('inspect/event-transform: trimPreview and redactCredentials', () => {
   const capsule: InspectEvent = {
-    event: 'capsule', t: 0, session: 's', dir: '->', offset: 0, type: 0, typeName: 'DATAGRAM', length: 6, typeWidth: 1, lengthWidth: 1,
+    event: 'capsule', tMs: 0, session: 's', dir: '->', offset: 0, type: 0, typeName: 'DATAGRAM', length: 6, typeWidth: 1, lengthWidth: 1,
     nonMinimal: false, contextId: 0, contextIdWidth: 1, payloadLength: 5, payloadHex: '0102030405', previewTruncated: false,
   };
 
@@ -270,7 +270,7 @@ describe('inspect/event-transform: trimPreview and redactCredentials', () => {
 
   it('replaces credentials but keeps the scheme', () => {
     const req: InspectEvent = {
-      event: 'request', t: 0, session: 's', dir: '->', http: '2', method: 'CONNECT', protocol: 'connect-udp', scheme: 'https', authority: 'a',
+      event: 'request', tMs: 0, session: 's', dir: '->', http: '2', method: 'CONNECT', protocol: 'connect-udp', scheme: 'https', authority: 'a',
       path: '/', target: null, capsuleProtocol: true,
       headers: [['authorization', 'Bearer s3cr3t'], ['Proxy-Authorization', 'opaque'], ['x-other', 'kept']],
     };
@@ -314,8 +314,8 @@ describe('LiveSessionDecoder.httpError', () => {
     d.httpError('c7', 1, '->', 26, 'UT_ERR_HTTP1_MALFORMED', 'bad field line', 'RFC 9112');
     d.close('c7', 2, 'error', 'head could not be parsed');
     assert.deepEqual(JSON.parse(JSON.stringify(events)), [
-      { event: 'error', t: 1, session: 'c7', dir: '->', offset: 26, layer: 'http', code: 'UT_ERR_HTTP1_MALFORMED', reason: 'bad field line', rfc: 'RFC 9112' },
-      { event: 'close', t: 2, session: 'c7', reason: 'error', detail: 'head could not be parsed' },
+      { event: 'error', tMs: 1, session: 'c7', dir: '->', offset: 26, layer: 'http', code: 'UT_ERR_HTTP1_MALFORMED', reason: 'bad field line', rfc: 'RFC 9112' },
+      { event: 'close', tMs: 2, session: 'c7', reason: 'error', detail: 'head could not be parsed' },
     ]);
     assert.equal(d.openSessions, 0);
   });

@@ -122,7 +122,7 @@ function h2Exchange(client = '10.0.0.1', server = '10.0.0.2'): Timed[] {
 function datagramEvent(t: number, session: string, dir: '->' | '<-', offset: number, payload: Buffer, truncated = false): InspectEvent {
   return {
     event: 'capsule',
-    t,
+    tMs: t,
     session,
     dir,
     offset,
@@ -143,7 +143,7 @@ function datagramEvent(t: number, session: string, dir: '->' | '<-', offset: num
 const H2_EVENTS: InspectEvent[] = [
   {
     event: 'request',
-    t: 4,
+    tMs: 4,
     session: 'c1s1',
     dir: '->',
     http: '2',
@@ -160,7 +160,7 @@ const H2_EVENTS: InspectEvent[] = [
   datagramEvent(7, 'c1s1', '->', 7, Buffer.alloc(20, 0x11), true),
   {
     event: 'response',
-    t: 9,
+    tMs: 9,
     session: 'c1s1',
     dir: '<-',
     http: '2',
@@ -175,7 +175,7 @@ const H2_EVENTS: InspectEvent[] = [
   datagramEvent(10, 'c1s1', '<-', 0, Buffer.from('pong')),
   {
     event: 'capsule',
-    t: 10,
+    tMs: 10,
     session: 'c1s1',
     dir: '<-',
     offset: 7,
@@ -190,7 +190,7 @@ const H2_EVENTS: InspectEvent[] = [
   },
   {
     event: 'request',
-    t: 11,
+    tMs: 11,
     session: 'c1s3',
     dir: '->',
     http: '2',
@@ -205,7 +205,7 @@ const H2_EVENTS: InspectEvent[] = [
   },
   {
     event: 'response',
-    t: 12,
+    tMs: 12,
     session: 'c1s3',
     dir: '<-',
     http: '2',
@@ -217,12 +217,12 @@ const H2_EVENTS: InspectEvent[] = [
       ['proxy-status', 'udp-tunnel; error=destination_ip_prohibited'],
     ],
   },
-  { event: 'end', t: 12, session: 'c1s3', dir: '->', clean: false, totalBytes: 0, capsules: 0, ignoredBytes: 0 },
-  { event: 'end', t: 12, session: 'c1s3', dir: '<-', clean: false, totalBytes: 0, capsules: 0, ignoredBytes: 0 },
-  { event: 'close', t: 12, session: 'c1s3', reason: 'refused', detail: 'status 403' },
-  { event: 'end', t: 13, session: 'c1s1', dir: '->', clean: true, totalBytes: 30, capsules: 2, ignoredBytes: 0 },
-  { event: 'end', t: 14, session: 'c1s1', dir: '<-', clean: true, totalBytes: 12, capsules: 2, ignoredBytes: 0 },
-  { event: 'close', t: 14, session: 'c1s1', reason: 'end-stream', detail: null },
+  { event: 'end', tMs: 12, session: 'c1s3', dir: '->', clean: false, totalBytes: 0, capsules: 0, ignoredBytes: 0 },
+  { event: 'end', tMs: 12, session: 'c1s3', dir: '<-', clean: false, totalBytes: 0, capsules: 0, ignoredBytes: 0 },
+  { event: 'close', tMs: 12, session: 'c1s3', reason: 'refused', detail: 'status 403' },
+  { event: 'end', tMs: 13, session: 'c1s1', dir: '->', clean: true, totalBytes: 30, capsules: 2, ignoredBytes: 0 },
+  { event: 'end', tMs: 14, session: 'c1s1', dir: '<-', clean: true, totalBytes: 12, capsules: 2, ignoredBytes: 0 },
+  { event: 'close', tMs: 14, session: 'c1s1', reason: 'end-stream', detail: null },
 ];
 
 describe('decodeCapture: HTTP/2 extended CONNECT', () => {
@@ -268,8 +268,8 @@ describe('decodeCapture: HTTP/2 extended CONNECT', () => {
     ]);
     assert.deepEqual(JSON.parse(JSON.stringify(result.events)), [
       ...H2_EVENTS.slice(0, 12),
-      { event: 'end', t: 13, session: 'c1s1', dir: '<-', clean: false, totalBytes: 12, capsules: 2, ignoredBytes: 0 },
-      { event: 'close', t: 13, session: 'c1s1', reason: 'capture-end', detail: null },
+      { event: 'end', tMs: 13, session: 'c1s1', dir: '<-', clean: false, totalBytes: 12, capsules: 2, ignoredBytes: 0 },
+      { event: 'close', tMs: 13, session: 'c1s1', reason: 'capture-end', detail: null },
     ]);
   });
 
@@ -321,7 +321,7 @@ describe('decodeCapture: HTTP/2 failures', () => {
   }
   const request = (t: number): InspectEvent => ({
     event: 'request',
-    t,
+    tMs: t,
     session: 'c1s1',
     dir: '->',
     http: '2',
@@ -346,7 +346,7 @@ describe('decodeCapture: HTTP/2 failures', () => {
       request(3),
       {
         event: 'error',
-        t: 4,
+        tMs: 4,
         session: 'c1s1',
         dir: '->',
         offset: 0,
@@ -355,9 +355,9 @@ describe('decodeCapture: HTTP/2 failures', () => {
         reason: 'DATAGRAM capsule at byte 0 has a 0-byte value, too short for its context ID',
         rfc: 'RFC 9298 §5',
       },
-      { event: 'end', t: 5, session: 'c1s1', dir: '->', clean: false, totalBytes: 6, capsules: 0, ignoredBytes: 6 },
-      { event: 'end', t: 5, session: 'c1s1', dir: '<-', clean: false, totalBytes: 0, capsules: 0, ignoredBytes: 0 },
-      { event: 'close', t: 5, session: 'c1s1', reason: 'rst-stream', detail: 'PROTOCOL_ERROR (0x1) from server' },
+      { event: 'end', tMs: 5, session: 'c1s1', dir: '->', clean: false, totalBytes: 6, capsules: 0, ignoredBytes: 6 },
+      { event: 'end', tMs: 5, session: 'c1s1', dir: '<-', clean: false, totalBytes: 0, capsules: 0, ignoredBytes: 0 },
+      { event: 'close', tMs: 5, session: 'c1s1', reason: 'rst-stream', detail: 'PROTOCOL_ERROR (0x1) from server' },
     ]);
   });
 
@@ -372,7 +372,7 @@ describe('decodeCapture: HTTP/2 failures', () => {
       request(3),
       {
         event: 'error',
-        t: 4,
+        tMs: 4,
         session: 'c1',
         dir: '->',
         offset: clientBase,
@@ -382,9 +382,9 @@ describe('decodeCapture: HTTP/2 failures', () => {
         rfc: 'RFC 7541 §2.3.3',
       },
       datagramEvent(5, 'c1s1', '->', 0, Buffer.from('ping')),
-      { event: 'end', t: 5, session: 'c1s1', dir: '->', clean: false, totalBytes: 7, capsules: 1, ignoredBytes: 0 },
-      { event: 'end', t: 5, session: 'c1s1', dir: '<-', clean: false, totalBytes: 0, capsules: 0, ignoredBytes: 0 },
-      { event: 'close', t: 5, session: 'c1s1', reason: 'capture-end', detail: null },
+      { event: 'end', tMs: 5, session: 'c1s1', dir: '->', clean: false, totalBytes: 7, capsules: 1, ignoredBytes: 0 },
+      { event: 'end', tMs: 5, session: 'c1s1', dir: '<-', clean: false, totalBytes: 0, capsules: 0, ignoredBytes: 0 },
+      { event: 'close', tMs: 5, session: 'c1s1', reason: 'capture-end', detail: null },
     ]);
   });
 
@@ -395,7 +395,7 @@ describe('decodeCapture: HTTP/2 failures', () => {
       request(3),
       {
         event: 'error',
-        t: 4,
+        tMs: 4,
         session: 'c1',
         dir: '<-',
         offset: 15,
@@ -404,9 +404,9 @@ describe('decodeCapture: HTTP/2 failures', () => {
         reason: 'FRAME_SIZE_ERROR: SETTINGS payload of 5 bytes',
         rfc: 'RFC 9113 §6.5',
       },
-      { event: 'end', t: 4, session: 'c1s1', dir: '->', clean: false, totalBytes: 0, capsules: 0, ignoredBytes: 0 },
-      { event: 'end', t: 4, session: 'c1s1', dir: '<-', clean: false, totalBytes: 0, capsules: 0, ignoredBytes: 0 },
-      { event: 'close', t: 4, session: 'c1s1', reason: 'error', detail: 'HTTP/2 connection could not be decoded further' },
+      { event: 'end', tMs: 4, session: 'c1s1', dir: '->', clean: false, totalBytes: 0, capsules: 0, ignoredBytes: 0 },
+      { event: 'end', tMs: 4, session: 'c1s1', dir: '<-', clean: false, totalBytes: 0, capsules: 0, ignoredBytes: 0 },
+      { event: 'close', tMs: 4, session: 'c1s1', reason: 'error', detail: 'HTTP/2 connection could not be decoded further' },
     ]);
   });
 
@@ -420,7 +420,7 @@ describe('decodeCapture: HTTP/2 failures', () => {
       request(3),
       {
         event: 'error',
-        t: 5,
+        tMs: 5,
         session: 'c1',
         dir: '->',
         offset: clientBase,
@@ -429,9 +429,9 @@ describe('decodeCapture: HTTP/2 failures', () => {
         reason: `16 bytes missing from the capture at byte ${clientBase} of the client stream; the rest of it is not decoded`,
         rfc: null,
       },
-      { event: 'end', t: 5, session: 'c1s1', dir: '->', clean: false, totalBytes: 0, capsules: 0, ignoredBytes: 0 },
-      { event: 'end', t: 5, session: 'c1s1', dir: '<-', clean: false, totalBytes: 0, capsules: 0, ignoredBytes: 0 },
-      { event: 'close', t: 5, session: 'c1s1', reason: 'tcp-rst', detail: null },
+      { event: 'end', tMs: 5, session: 'c1s1', dir: '->', clean: false, totalBytes: 0, capsules: 0, ignoredBytes: 0 },
+      { event: 'end', tMs: 5, session: 'c1s1', dir: '<-', clean: false, totalBytes: 0, capsules: 0, ignoredBytes: 0 },
+      { event: 'close', tMs: 5, session: 'c1s1', reason: 'tcp-rst', detail: null },
     ]);
   });
 
@@ -440,7 +440,7 @@ describe('decodeCapture: HTTP/2 failures', () => {
     const goaway = h2Frame(0x7, 0, 0, h('00000000 0000000b'));
     const pkts = [...base(f), [f.server(goaway), 4] as Timed];
     const evs = decode(pcap(pkts));
-    assert.deepEqual(evs[evs.length - 1], { event: 'close', t: 4, session: 'c1s1', reason: 'goaway', detail: 'ENHANCE_YOUR_CALM (0xb), last stream 0' });
+    assert.deepEqual(evs[evs.length - 1], { event: 'close', tMs: 4, session: 'c1s1', reason: 'goaway', detail: 'ENHANCE_YOUR_CALM (0xb), last stream 0' });
   });
 
   it('a request that is not a tunnel is reported but its body is not decoded as capsules, unless asked', () => {
@@ -465,13 +465,13 @@ describe('decodeCapture: HTTP/2 failures', () => {
       auto.map((e) => e.event),
       ['request', 'response', 'close'],
     );
-    assert.deepEqual(auto[2], { event: 'close', t: 3, session: 'c1s1', reason: 'not-a-tunnel', detail: null });
+    assert.deepEqual(auto[2], { event: 'close', tMs: 3, session: 'c1s1', reason: 'not-a-tunnel', detail: null });
     const all = decode(pcap(pkts), { capsuleStreams: 'all' });
     assert.deepEqual(
       all.map((e) => e.event),
       ['request', 'capsule', 'end', 'response', 'end', 'close'],
     );
-    assert.deepEqual(all[5], { event: 'close', t: 3, session: 'c1s1', reason: 'end-stream', detail: null });
+    assert.deepEqual(all[5], { event: 'close', tMs: 3, session: 'c1s1', reason: 'end-stream', detail: null });
   });
 
   it('limits open streams per connection and counts the dropped ones', () => {
@@ -498,7 +498,7 @@ const SWITCHING = 'HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUp
 
 const H1_REQUEST: InspectEvent = {
   event: 'request',
-  t: 1,
+  tMs: 1,
   session: 'c1',
   dir: '->',
   http: '1.1',
@@ -538,7 +538,7 @@ describe('decodeCapture: HTTP/1.1 Upgrade', () => {
       datagramEvent(1, 'c1', '->', 0, Buffer.from('hi')),
       {
         event: 'response',
-        t: 2,
+        tMs: 2,
         session: 'c1',
         dir: '<-',
         http: '1.1',
@@ -554,7 +554,7 @@ describe('decodeCapture: HTTP/1.1 Upgrade', () => {
       datagramEvent(3, 'c1', '<-', 0, Buffer.from('yo')),
       {
         event: 'error',
-        t: 4,
+        tMs: 4,
         session: 'c1',
         dir: '->',
         offset: 5,
@@ -563,9 +563,9 @@ describe('decodeCapture: HTTP/1.1 Upgrade', () => {
         reason: 'stream ended inside the capsule at byte 5: 4 bytes of 8',
         rfc: 'RFC 9297 §3.3',
       },
-      { event: 'end', t: 4, session: 'c1', dir: '->', clean: false, totalBytes: 9, capsules: 1, ignoredBytes: 4 },
-      { event: 'end', t: 5, session: 'c1', dir: '<-', clean: true, totalBytes: 5, capsules: 1, ignoredBytes: 0 },
-      { event: 'close', t: 5, session: 'c1', reason: 'tcp-fin', detail: null },
+      { event: 'end', tMs: 4, session: 'c1', dir: '->', clean: false, totalBytes: 9, capsules: 1, ignoredBytes: 4 },
+      { event: 'end', tMs: 5, session: 'c1', dir: '<-', clean: true, totalBytes: 5, capsules: 1, ignoredBytes: 0 },
+      { event: 'close', tMs: 5, session: 'c1', reason: 'tcp-fin', detail: null },
     ]);
     assert.equal(result.stats.http1Connections, 1);
   });
@@ -584,7 +584,7 @@ describe('decodeCapture: HTTP/1.1 Upgrade', () => {
     assert.deepEqual(decode(pcap(pkts)).slice(1), [
       {
         event: 'response',
-        t: 2,
+        tMs: 2,
         session: 'c1',
         dir: '<-',
         http: '1.1',
@@ -596,9 +596,9 @@ describe('decodeCapture: HTTP/1.1 Upgrade', () => {
           ['Content-Length', '0'],
         ],
       },
-      { event: 'end', t: 2, session: 'c1', dir: '->', clean: false, totalBytes: 0, capsules: 0, ignoredBytes: 0 },
-      { event: 'end', t: 2, session: 'c1', dir: '<-', clean: false, totalBytes: 0, capsules: 0, ignoredBytes: 0 },
-      { event: 'close', t: 2, session: 'c1', reason: 'refused', detail: 'status 400' },
+      { event: 'end', tMs: 2, session: 'c1', dir: '->', clean: false, totalBytes: 0, capsules: 0, ignoredBytes: 0 },
+      { event: 'end', tMs: 2, session: 'c1', dir: '<-', clean: false, totalBytes: 0, capsules: 0, ignoredBytes: 0 },
+      { event: 'close', tMs: 2, session: 'c1', reason: 'refused', detail: 'status 400' },
     ]);
   });
 
@@ -631,7 +631,7 @@ describe('decodeCapture: HTTP/1.1 Upgrade', () => {
       [b, 1],
     ];
     assert.deepEqual(
-      decode(pcap(pkts)).map((e) => `${e.event}@${e.t}`),
+      decode(pcap(pkts)).map((e) => `${e.event}@${e.tMs}`),
       ['request@1', 'response@1.5', 'end@1.5', 'end@1.5', 'close@1.5'],
     );
   });
@@ -666,7 +666,7 @@ describe('decodeCapture: HTTP/1.1 Upgrade', () => {
     const evs = decode(pcap(pkts));
     assert.deepEqual(evs[0], {
       event: 'error',
-      t: 1,
+      tMs: 1,
       session: 'c1',
       dir: '->',
       offset: 16,
@@ -757,9 +757,9 @@ describe('decodeCapture: other traffic', () => {
     pkts.push([{ ...f, payload: Buffer.alloc(0), flags: RST | ACK, seq: f.seq + (f.payload?.length ?? 0) }, 10.5]);
     const evs = decode(pcap(pkts));
     assert.deepEqual(evs.slice(-3), [
-      { event: 'end', t: 10.5, session: 'c1s1', dir: '->', clean: false, totalBytes: 30, capsules: 2, ignoredBytes: 0 },
-      { event: 'end', t: 10.5, session: 'c1s1', dir: '<-', clean: false, totalBytes: 12, capsules: 2, ignoredBytes: 0 },
-      { event: 'close', t: 10.5, session: 'c1s1', reason: 'tcp-rst', detail: null },
+      { event: 'end', tMs: 10.5, session: 'c1s1', dir: '->', clean: false, totalBytes: 30, capsules: 2, ignoredBytes: 0 },
+      { event: 'end', tMs: 10.5, session: 'c1s1', dir: '<-', clean: false, totalBytes: 12, capsules: 2, ignoredBytes: 0 },
+      { event: 'close', tMs: 10.5, session: 'c1s1', reason: 'tcp-rst', detail: null },
     ]);
   });
 });

@@ -13,11 +13,11 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 
 const EVENTS: InspectEvent[] = [
   {
-    event: 'capsule', t: 1.5, session: 's1', dir: '->', offset: 0, type: 0, typeName: 'DATAGRAM', length: 3, typeWidth: 1, lengthWidth: 1,
+    event: 'capsule', tMs: 1.5, session: 's1', dir: '->', offset: 0, type: 0, typeName: 'DATAGRAM', length: 3, typeWidth: 1, lengthWidth: 1,
     nonMinimal: false, contextId: 0, contextIdWidth: 1, payloadLength: 2, payloadHex: 'abcd', previewTruncated: false,
   },
-  { event: 'end', t: 2, session: 's1', dir: '->', clean: true, totalBytes: 5, capsules: 1, ignoredBytes: 0 },
-  { event: 'close', t: 3, session: 's1', reason: 'local', detail: 'idle-timeout' },
+  { event: 'end', tMs: 2, session: 's1', dir: '->', clean: true, totalBytes: 5, capsules: 1, ignoredBytes: 0 },
+  { event: 'close', tMs: 3, session: 's1', reason: 'local', detail: 'idle-timeout' },
 ];
 
 async function readAll(chunks: Array<string | Buffer>, maxLineBytes?: number): Promise<RecordingItem[]> {
@@ -52,7 +52,7 @@ describe('inspect/recording: recordings', () => {
     assert.deepEqual(JSON.parse(lines[0]!), {
       recording: 'udp-tunnel-inspect',
       version: 1,
-      schema: 1,
+      schema: 2,
       source: 'serve',
       startedAt: '2025-01-02T03:04:05.000Z',
     });
@@ -74,6 +74,19 @@ describe('inspect/recording: recordings', () => {
       { kind: 'event', event: EVENTS[0], line: 1 },
       { kind: 'event', event: EVENTS[1], line: 3 },
     ]);
+  });
+
+  it('reads a schema 1 recording, whose events carry the time as t, as events with tMs', async () => {
+    const header = { recording: 'udp-tunnel-inspect', version: 1, schema: 1, source: 'serve', startedAt: '2025-01-02T03:04:05.000Z' };
+    const old = EVENTS.map((e) => {
+      const { tMs, ...rest } = e;
+      return JSON.stringify({ ...rest, t: tMs });
+    });
+    const items = await readAll([`${JSON.stringify(header)}\n${old.join('\n')}\n`]);
+    assert.deepEqual(
+      items.slice(1).map((i) => (i.kind === 'event' ? i.event : null)),
+      EVENTS,
+    );
   });
 
   it('names the line of invalid JSON, an invalid event, a late header and an unknown version', async () => {

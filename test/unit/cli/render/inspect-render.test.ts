@@ -18,6 +18,8 @@ function renderer(options: Partial<InspectRendererOptions> = {}): { r: InspectRe
     full: false,
     filters: { sessions: [], types: [], errorsOnly: false },
     chalk: plain,
+    // Wide enough that the content tests see every line whole; the width test below narrows it.
+    width: 200,
     write: (l) => lines.push(l),
     ...options,
   });
@@ -25,16 +27,16 @@ function renderer(options: Partial<InspectRendererOptions> = {}): { r: InspectRe
 }
 
 const REQUEST: InspectEvent = {
-  event: 'request', t: 1500, session: 'c1s1', dir: '->', http: '2', method: 'CONNECT', protocol: 'connect-udp', scheme: 'https',
+  event: 'request', tMs: 1500, session: 'c1s1', dir: '->', http: '2', method: 'CONNECT', protocol: 'connect-udp', scheme: 'https',
   authority: 'proxy:443', path: '/.well-known/masque/udp/2001%3Adb8%3A%3A1/53/', target: { host: '2001:db8::1', port: 53 }, capsuleProtocol: true,
   headers: [[':method', 'CONNECT'], ['authorization', 'Bearer secret-token']],
 };
 const REFUSED: InspectEvent = {
-  event: 'response', t: 1502.25, session: 'c1s1', dir: '<-', http: '2', status: 403,
+  event: 'response', tMs: 1502.25, session: 'c1s1', dir: '<-', http: '2', status: 403,
   proxyStatus: 'udp-tunnel; error=destination_ip_prohibited', capsuleProtocol: false, headers: [[':status', '403']],
 };
 const GREASE: CapsuleEvent = {
-  event: 'capsule', t: 1503, session: 'c1s1', dir: '->', offset: 0, type: 0x40, typeName: 'GREASE 0x40', length: 0,
+  event: 'capsule', tMs: 1503, session: 'c1s1', dir: '->', offset: 0, type: 0x40, typeName: 'GREASE 0x40', length: 0,
   typeWidth: 2, lengthWidth: 1, nonMinimal: false, valueHex: '', previewTruncated: false,
 };
 
@@ -61,7 +63,7 @@ describe('InspectRenderer', () => {
     r.handle(REQUEST);
     r.handle(REFUSED);
     r.handle(GREASE);
-    r.handle({ event: 'close', t: 1504, session: 'c1s1', reason: 'refused', detail: 'status 403' });
+    r.handle({ event: 'close', tMs: 1504, session: 'c1s1', reason: 'refused', detail: 'status 403' });
     assert.deepEqual(lines, [
       '   1.500 c1s1 -> CONNECT connect-udp /.well-known/masque/udp/2001%3Adb8%3A%3A1/53/ target [2001:db8::1]:53 capsule-protocol ?1 (HTTP/2, proxy:443)',
       '                 :method: CONNECT',
@@ -87,6 +89,29 @@ describe('InspectRenderer', () => {
     assert.deepEqual((JSON.parse(red.lines[0]!) as { headers: unknown }).headers, [[':method', 'CONNECT'], ['authorization', 'Bearer <redacted>']]);
   });
 
+  it('fits its width: long lines wrap under the event text, a preview moves below its capsule, the summary narrows', () => {
+    const payload = Buffer.from('ABCDEFGHIJKLMNOP').toString('hex');
+    const dgram: CapsuleEvent = {
+      event: 'capsule', tMs: 1504, session: 'c1s1', dir: '->', offset: 2, type: 0, typeName: 'DATAGRAM', length: 17,
+      typeWidth: 1, lengthWidth: 1, nonMinimal: false, contextId: 0, contextIdWidth: 1, payloadLength: 16, payloadHex: payload, previewTruncated: false,
+    };
+    const widths = (lines: string[]): number[] => lines.flatMap((l) => l.split('\n')).map((l) => [...l].length);
+    for (const width of [80, 100]) {
+      const { r, lines } = renderer({ width });
+      for (const ev of [REQUEST, REFUSED, GREASE, dgram]) r.handle(ev);
+      const table = r.summaryTable()!;
+      assert.ok(Math.max(...widths([...lines, table])) <= width, `at ${width} columns:\n${[...lines, table].join('\n')}`);
+      assert.match(lines[0]!, /^ {3}1\.500 c1s1 -> CONNECT connect-udp\b/);
+      assert.match(lines[1]!, /^ {17}\S/, 'the continuation starts under the event text');
+      const head = lines.findIndex((l) => l.includes('DATAGRAM len 17'));
+      assert.match(lines[head + 1]!, /^ {17}41 42 43/, 'the preview sits under its capsule line');
+      assert.match(table, /c1s1/);
+    }
+    const wide = renderer({ width: 200 });
+    wide.r.handle(REQUEST);
+    assert.match(wide.r.summaryTable()!, /dgrams -> .*bytes -> .*dgrams <- .*bytes <- .*unknown .*GREASE /, 'the widest layout when it fits');
+  });
+
   it('keeps at most maxSummarySessions rows and says how many more there were', () => {
     const { r } = renderer({ maxSummarySessions: 1 });
     r.handle(REQUEST);
@@ -102,7 +127,7 @@ describe('InspectRenderer', () => {
     const { r, lines } = renderer({ chalk: new Chalk({ level: 1 }) });
     r.handle(REQUEST);
     r.handle({ ...REQUEST, session: 'c1s3' });
-    r.handle({ event: 'error', t: 0, session: 'c1s3', dir: '->', offset: 9, layer: 'capsule', code: 'UT_ERR_X', reason: 'bad', rfc: 'RFC 9297 §3.3' });
+    r.handle({ event: 'error', tMs: 0, session: 'c1s3', dir: '->', offset: 9, layer: 'capsule', code: 'UT_ERR_X', reason: 'bad', rfc: 'RFC 9297 §3.3' });
     const sessionColour = (line: string, id: string): string => /\x1b\[(\d+)m/.exec(line.slice(line.indexOf(id) - 6))![1]!;
     assert.notEqual(sessionColour(lines[0]!, 'c1s1'), sessionColour(lines[1]!, 'c1s3'));
     assert.match(lines[2]!, /\x1b\[31m.*ERROR at byte 9:/);
