@@ -205,7 +205,9 @@ export function componentArgs(spec: ComponentSpec): string[] {
   }
   if (spec.proxy === undefined) throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, 'a bench connect component needs a proxy');
   return [
-    'connect', '--local', listen, '--proxy', spec.proxy, '--target', formatHostPort(ctx.target.host, ctx.target.port), '--json', '--quiet',
+    'connect', '--local', listen, '--proxy', spec.proxy, '--json', '--quiet', '--no-proxy-check',
+    // In POST mode the proxy maps the path to the target; connect refuses a --target it would ignore.
+    ...(mode.usesPostPath ? [] : ['--target', formatHostPort(ctx.target.host, ctx.target.port)]),
     ...(spec.tls ? ['--ca', spec.tls.certPath] : []),
     ...(spec.insecure ? ['--insecure'] : []),
     ...mode.connectArgs(ctx),

@@ -175,7 +175,9 @@ function events(stdout: string): Record<string, any>[] {
 
 /** The udp-tunnel-bench/1 document of `bench --json`: the last event, `result`, without `event` and `time`. */
 function resultDocument(stdout: string): Record<string, any> {
-  const all = events(stdout);
+  let all = events(stdout);
+  // A failing run (--fail-if) ends with the error event every --json failure ends with, right after the result.
+  if (all[all.length - 1]?.['event'] === 'error') all = all.slice(0, -1);
   const last = all[all.length - 1]!;
   assert.equal(last['event'], 'result', 'the last event is the result');
   assert.equal(all.filter((e) => e['event'] === 'result').length, 1, 'one result event');
@@ -289,6 +291,10 @@ describe('udp-tunnel bench (spawned)', () => {
     assert.equal(doc['failIf'].passed, false);
     assert.deepEqual(doc['failIf'].failures, [{ condition: 'loss>=0%', actual: 0 }]);
     assert.match(r.stderr, /UT_ERR_BENCH_FAIL_IF/);
+    const all = events(r.stdout);
+    assert.deepEqual(all.slice(-2).map((e) => e['event']), ['result', 'error']);
+    assert.equal(all[all.length - 1]!['code'], 'UT_ERR_BENCH_FAIL_IF');
+    assert.equal(all[all.length - 1]!['exitCode'], 1);
   });
 
   const usage: [string, string[], RegExp][] = [
@@ -299,8 +305,8 @@ describe('udp-tunnel bench (spawned)', () => {
     ['an unknown --fail-if metric', ['--fail-if', 'speed<1'], /unknown metric "speed"/],
     ['ratio without the direct path', ['--no-direct', '--fail-if', 'ratio<0.5'], /needs the direct path/],
     ['--proxy without --target', ['--proxy', 'http://127.0.0.1:9'], /--proxy and --target go together/],
-    ['--rate with --inflight', ['--rate', '100', '--inflight', '4'], /mutually exclusive/],
-    ['an unknown --mode', ['--mode', 'smoke-signals'], /Invalid values/],
+    ['--rate with --inflight', ['--rate', '100', '--inflight', '4'], /--rate \(open loop\) and --inflight \(closed loop\) exclude each other/],
+    ['an unknown --mode', ['--mode', 'smoke-signals'], /--mode: 'smoke-signals' is not one of connect-udp, /],
     ['--post-path without --mode post', ['--post-path', '/bench'], /--post-path applies only to --mode post/],
     ['--mode bare-relay with --proxy', ['--mode', 'bare-relay', '--proxy', 'http://127.0.0.1:9', '--target', '127.0.0.1:7'], /cannot use an external --proxy/],
   ];
@@ -308,7 +314,9 @@ describe('udp-tunnel bench (spawned)', () => {
     it(`exits 2 on ${what}, before starting anything`, async () => {
       const r = await bench([...SHORT, ...args]);
       assert.equal(r.code, 2, r.stderr);
-      assert.equal(r.stdout, '');
+      // Under --json the refusal is an error event on stdout too; otherwise stdout stays empty.
+      if (args.includes('--json')) assert.deepEqual(events(r.stdout).map((e) => [e['event'], e['code'], e['exitCode']]), [['error', 'UT_ERR_USAGE', 2]]);
+      else assert.equal(r.stdout, '');
       assert.match(r.stderr, message);
     });
   }

@@ -351,15 +351,16 @@ describe('inspect usage errors (exit 2)', () => {
     [['inspect'], 'name a source: --listen HOST:PORT --upstream URL, --raw FILE, --file FILE or --pcap FILE'],
     [['inspect', '--raw', 'a', '--pcap', 'b'], 'pick one source, not --raw and --pcap'],
     [['inspect', '--pcap', 'a', '--hex'], '--hex goes with --raw'],
-    [['inspect', '--raw', 'a', '--bytes', '-1'], '--bytes must be a non-negative integer, got -1'],
+    [['inspect', '--raw', 'a', '--bytes', '-1'], "--bytes: '-1' is out of range: it must be 0..65535"],
     [['inspect', '--listen', '127.0.0.1:0'], 'the relay needs --upstream URL (the proxy to forward to)'],
     [['inspect', '--raw', 'a', 'extra'], "unexpected argument 'extra'"],
-    [['inspect', '--raw', 'a', '--bogus'], 'Unknown argument: bogus'],
+    [['inspect', '--raw', 'a', '--bogus'], 'unknown option --bogus'],
+    [['inspect', '--raw', 'a', '--fulll'], 'unknown option --fulll; did you mean --full?'],
   ] as const) {
     it(args.join(' '), async () => {
       const r = await runCli([...args]);
       assert.equal(r.code, 2);
-      assert.equal(r.stderr, `udp-tunnel: ${message}\nRun 'udp-tunnel --help' or 'udp-tunnel <command> --help' for usage.\n`);
+      assert.equal(r.stderr, `udp-tunnel: ${message}\nRun 'udp-tunnel inspect --help' for usage.\n`);
     });
   }
 });

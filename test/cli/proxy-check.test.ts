@@ -129,7 +129,7 @@ describe('connect checks the proxy after listening; connect --check', () => {
     assert.match(r.stdout, /^status {7}403, tunnel refused after \d+ ms$/m);
     assert.match(r.stdout, /^proxy-status udp-tunnel error=destination_ip_prohibited details=".+"$/m);
     assert.match(r.stdout, /^hint {9}the proxy's target policy does not allow this target$/m);
-    assert.match(r.stderr, /HTTP 403 \(destination_ip_prohibited\) \[UT_ERR_TUNNEL_REFUSED\]/);
+    assert.match(r.stderr, /HTTP 403 \(destination_ip_prohibited\): "target 127\.0\.0\.1:\d+ is not allowed: [^"]+" \[UT_ERR_TUNNEL_REFUSED\]/);
   });
 
   it('--check with a wrong token: exit 1, says authentication and names --token', async () => {
@@ -140,8 +140,11 @@ describe('connect checks the proxy after listening; connect --check', () => {
     assert.match(r.stderr, /\[UT_ERR_AUTH_REQUIRED\]/);
     const json = await runCli(['connect', '-p', url(authed), '-t', `127.0.0.1:${echo.port}`, '--check', '--token', 'wrong', '--json']);
     assert.equal(json.code, 1);
-    const e = JSON.parse(json.stdout) as Record<string, unknown>;
-    assert.deepEqual([e['event'], e['ok'], e['status'], e['problem'], e['code']], ['check', false, 401, 'auth', 'UT_ERR_AUTH_REQUIRED']);
+    const [e, err, ...rest] = json.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.deepEqual([e!['event'], e!['ok'], e!['status'], e!['problem'], e!['code']], ['check', false, 401, 'auth', 'UT_ERR_AUTH_REQUIRED']);
+    // Every --json failure ends with an error event carrying the exit code.
+    assert.deepEqual([err!['event'], err!['code'], err!['exitCode']], ['error', 'UT_ERR_AUTH_REQUIRED', 1]);
+    assert.equal(rest.length, 0);
   });
 
   it('--check with https:// to a cleartext proxy: exit 1 with the scheme hint', async () => {

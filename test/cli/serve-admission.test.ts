@@ -9,7 +9,8 @@ describe('serve: open listeners beyond loopback, admission flags, token warnings
     it(`--listen ${listen} without credentials is refused (exit 2) and says what to do`, async () => {
       const r = await runCli(['serve', '--listen', listen, '--json'], { env: { UDP_TUNNEL_TOKEN: undefined } });
       assert.equal(r.code, 2);
-      assert.equal(r.stdout, '', 'nothing was listening');
+      const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      assert.deepEqual(lines.map((e) => [e['event'], e['code'], e['exitCode']]), [['error', 'UT_ERR_USAGE', 2]], 'nothing was listening: the one event is the refusal');
       assert.match(r.stderr, /refusing to listen on .* without authentication/);
       for (const flag of ['--token', '--token-file', '--basic', '--no-auth']) assert.ok(r.stderr.includes(flag), flag);
     });
@@ -55,12 +56,12 @@ describe('serve: open listeners beyond loopback, admission flags, token warnings
   });
 
   it('the admission flags are in --help; bad values are usage errors (exit 2)', async () => {
-    const help = await runCli(['serve', '--help']);
+    const help = await runCli(['serve', '--help-all']);
     assert.equal(help.code, 0);
     for (const flag of ['--max-sessions-per-client', '--max-auth-failures-per-connection', '--auth-failure-burst', '--auth-failure-rate', '--max-auth-failure-entries', '--no-auth']) {
       assert.ok(help.stdout.includes(flag.replace('--no-auth', '--auth')), flag);
     }
-    assert.match(help.stdout, /--max-sessions-per-client\s+Tunnels one client address may hold[\s\S]*\[default: 1000\]/);
+    assert.match(help.stdout, /--max-sessions-per-client N\s+Tunnels one client address may hold; more get 503 \[default 1000;/);
     for (const [flag, value] of [
       ['--max-sessions-per-client', '0'],
       ['--max-auth-failures-per-connection', '0'],

@@ -46,7 +46,7 @@ function checkCombinations(o: ConnectOptions, r: ResolvedOptions<ConnectOptions>
   const https = /^https:/i.test(o.proxy);
   const tlsFlags = ['ca', 'servername', 'cert', 'pin', 'insecure'].filter((f) => given(f));
   if (given('keylog') && r.sources['keylog'] !== 'env') tlsFlags.push('keylog');
-  if (tlsFlags.length > 0 && !https) throw new UsageError(`--${tlsFlags.join(', --')} need an https:// proxy URL`);
+  if (tlsFlags.length > 0 && !https) throw new UsageError(`--${tlsFlags.join(', --')} need${tlsFlags.length === 1 ? 's' : ''} an https:// proxy URL`);
 }
 
 /** `udp-tunnel connect`: local UDP port -> proxy -> target. */

@@ -4,10 +4,18 @@ import { showDuration, showSize, type CommandSchema, type OptionSpec } from './s
 /** What --print-config shows in place of a secret. */
 export const REDACTED = '<redacted>';
 
+/** A secret with its value hidden: each item of a list, so the count still shows. */
+function redact(value: unknown): unknown {
+  return Array.isArray(value) ? value.map(() => REDACTED) : REDACTED;
+}
+
 function asText(spec: OptionSpec, value: unknown): unknown {
-  if (spec.secret) return REDACTED;
+  if (spec.secret) return redact(value);
   if (spec.kind === 'duration') return showDuration(value as number);
-  if (spec.kind === 'size') return showSize(value as number);
+  if (spec.kind === 'size') {
+    const text = showSize(value as number);
+    return /^\d+$/.test(text) ? Number(text) : text;
+  }
   return value;
 }
 
@@ -50,7 +58,7 @@ export function configObject(schema: CommandSchema, resolved: ResolvedOptions<Re
   const out: Record<string, unknown> = {};
   for (const spec of schema.options) {
     if (spec.flagOnly || resolved.values[spec.name] === undefined) continue;
-    out[spec.name] = spec.secret ? REDACTED : resolved.values[spec.name];
+    out[spec.name] = spec.secret ? redact(resolved.values[spec.name]) : resolved.values[spec.name];
   }
   return out;
 }
