@@ -1,4 +1,5 @@
 import { COMMAND_NAMES, COMMAND_SUMMARIES, type CommandName } from './commands/summaries.js';
+import { ErrorCodes } from '../tunnel/errors.js';
 import { describeError, errorCodeOf, EXIT_USAGE, UsageError } from './errors.js';
 import { HELP_ALL_FLAG, renderCommandHelp, renderTopHelp } from './options/help.js';
 import { closest, type CommandSchema } from './options/spec.js';
@@ -117,7 +118,9 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
   } catch (err) {
     const { code, message } = describeError(err);
     // Under --json a failure is an event too, so a script reading stdout learns why before it sees the exit code.
-    if (json) process.stdout.write(`${JSON.stringify({ event: 'error', time: new Date().toISOString(), code: errorCodeOf(err), exitCode: code, message })}\n`);
+    // inspect's --strict verdict is already in its stream as error events; its stdout stays a replayable recording.
+    const inStream = errorCodeOf(err) === ErrorCodes.INSPECT_MALFORMED;
+    if (json && !inStream) process.stdout.write(`${JSON.stringify({ event: 'error', time: new Date().toISOString(), code: errorCodeOf(err), exitCode: code, message })}\n`);
     process.stderr.write(`udp-tunnel: ${message}\n`);
     if (code === EXIT_USAGE && err instanceof UsageError) {
       const cmd = argv[0] !== undefined && isCommand(argv[0]) ? `udp-tunnel ${argv[0]} --help` : 'udp-tunnel --help';
