@@ -33,6 +33,8 @@ export const STARTUP_CASES: readonly StartupCase[] = [
   { label: 'udp-tunnel --help', nodeArgs: [CLI_BIN, '--help'] },
   { label: 'udp-tunnel --version', nodeArgs: [CLI_BIN, '--version'] },
   { label: 'udp-tunnel connect --help', nodeArgs: [CLI_BIN, 'connect', '--help'] },
+  { label: 'udp-tunnel serve --help-all', nodeArgs: [CLI_BIN, 'serve', '--help-all'] },
+  { label: 'udp-tunnel bench --help', nodeArgs: [CLI_BIN, 'bench', '--help'] },
 ];
 
 function median(values: readonly number[]): number {
