@@ -18,7 +18,7 @@ import { InspectView, type InspectViewSettings } from '../render/inspect-view.js
 import { openKeylog } from '../keylog.js';
 import { untilShutdown } from '../lifecycle.js';
 import type { Output } from '../output.js';
-import type { ResolvedOptions } from '../options/resolve.js';
+import { isGiven, type ResolvedOptions } from '../options/resolve.js';
 import type { InspectOptions } from '../schemas/inspect.js';
 
 /** Decoder settings shared by every source. */
@@ -35,7 +35,7 @@ function listOf(values: string[]): string[] {
 }
 
 /** `udp-tunnel inspect`: decode capsule traffic from a relay, a raw/hex stream, a recording or a capture. */
-export async function runInspect(args: InspectOptions, _r: ResolvedOptions<InspectOptions>): Promise<void> {
+export async function runInspect(args: InspectOptions, r: ResolvedOptions<InspectOptions>): Promise<void> {
   const out = makeOutput(args);
   // --hex already says what the input is; with no source named, stdin is the one it can mean.
   if (args.hex && (['listen', 'raw', 'file', 'pcap'] as const).every((k) => args[k] === undefined)) args.raw = '-';
@@ -50,6 +50,17 @@ export async function runInspect(args: InspectOptions, _r: ResolvedOptions<Inspe
   if (args.upstream !== undefined && args.listen === undefined) throw new UsageError('--upstream goes with --listen (the relay)');
   if (args.hex && args.raw === undefined) throw new UsageError('--hex goes with --raw');
   if (args.realtime && args.file === undefined) throw new UsageError('--realtime goes with --file');
+  const given = (name: string): boolean => isGiven(r, name) && r.sources[name] !== 'env';
+  if (given('direction') && args.raw === undefined) throw new UsageError('--direction goes with --raw (other sources know the direction)');
+  if (args.listen === undefined) {
+    const relayOnly = ['cert', 'key', 'upstream-ca', 'upstream-insecure', 'upstream-servername', 'keylog', 'connect-timeout', 'max-connections', 'head-timeout'].find(given);
+    if (relayOnly !== undefined) throw new UsageError(`--${relayOnly} goes with --listen (the relay)`);
+  }
+  if (args.file !== undefined) {
+    // A recording holds decoded events: there is nothing left to decode.
+    const decodeOnly = ['max-capsule', 'all-streams'].find(given);
+    if (decodeOnly !== undefined) throw new UsageError(`--${decodeOnly} has no effect with --file (a recording is already decoded)`);
+  }
   const decode: DecodeSettings = {
     previewBytes: args.bytes,
     full: args.full,

@@ -1,4 +1,4 @@
-import { flagLabel, showDefault } from './help.js';
+import { flagLabel, renderCommandHelp, showDefault } from './help.js';
 import { describeRange, type CommandSchema, type OptionSpec } from './spec.js';
 
 /** Markers around the generated options reference in a docs/ guide. */
@@ -24,7 +24,8 @@ function notes(spec: OptionSpec): string {
 
 /** The options reference of a command as Markdown tables, one per help group (what docs/<command>.md embeds). */
 export function renderOptionsMarkdown(schema: CommandSchema): string {
-  const out: string[] = [];
+  const help = renderCommandHelp(schema, { all: false, width: 100 }).trimEnd();
+  const out: string[] = ['```text', `$ udp-tunnel ${schema.command} --help`, help, '```', ''];
   for (const group of schema.groups) {
     const specs = schema.options.filter((o) => o.group === group);
     if (specs.length === 0) continue;

@@ -114,7 +114,7 @@ describe('bench/tunnel-launcher: componentArgs in post mode', () => {
     );
     assert.deepEqual(
       componentArgs({ role: 'connect', isolation: 'process', mode: 'post', host: '127.0.0.1', proxy: 'http://127.0.0.1:9', target: '127.0.0.1:4000' }),
-      ['connect', '--local', '127.0.0.1:0', '--proxy', 'http://127.0.0.1:9', '--target', '127.0.0.1:4000', '--json', '--quiet', '--mode', 'post', '--post-path', '/bench'],
+      ['connect', '--local', '127.0.0.1:0', '--proxy', 'http://127.0.0.1:9', '--json', '--quiet', '--no-proxy-check', '--mode', 'post', '--post-path', '/bench'],
     );
   });
 

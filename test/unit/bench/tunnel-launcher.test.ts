@@ -10,7 +10,7 @@ describe('bench/tunnel-launcher: componentArgs', () => {
     ]);
     assert.deepEqual(
       componentArgs({ role: 'connect', isolation: 'process', mode: 'connect-udp', host: '127.0.0.1', proxy: 'https://127.0.0.1:9', target: '127.0.0.1:7', tls }),
-      ['connect', '--local', '127.0.0.1:0', '--proxy', 'https://127.0.0.1:9', '--target', '127.0.0.1:7', '--json', '--quiet', '--ca', '/c.pem'],
+      ['connect', '--local', '127.0.0.1:0', '--proxy', 'https://127.0.0.1:9', '--json', '--quiet', '--no-proxy-check', '--target', '127.0.0.1:7', '--ca', '/c.pem'],
     );
   });
 });
