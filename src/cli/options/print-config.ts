@@ -4,8 +4,13 @@ import { showDuration, showSize, type CommandSchema, type OptionSpec } from './s
 /** What --print-config shows in place of a secret. */
 export const REDACTED = '<redacted>';
 
+/** A secret is redacted when set; an empty list of secrets shows as empty, so one can see that none was picked up. */
+function redacted(spec: OptionSpec, value: unknown): boolean {
+  return spec.secret === true && !(Array.isArray(value) && value.length === 0);
+}
+
 function asText(spec: OptionSpec, value: unknown): unknown {
-  if (spec.secret) return REDACTED;
+  if (redacted(spec, value)) return REDACTED;
   if (spec.kind === 'duration') return showDuration(value as number);
   if (spec.kind === 'size') return showSize(value as number);
   return value;
@@ -50,7 +55,7 @@ export function configObject(schema: CommandSchema, resolved: ResolvedOptions<Re
   const out: Record<string, unknown> = {};
   for (const spec of schema.options) {
     if (spec.flagOnly || resolved.values[spec.name] === undefined) continue;
-    out[spec.name] = spec.secret ? REDACTED : resolved.values[spec.name];
+    out[spec.name] = redacted(spec, resolved.values[spec.name]) ? REDACTED : resolved.values[spec.name];
   }
   return out;
 }

@@ -178,6 +178,8 @@ function checkRange(spec: OptionSpec, n: number, text: string): number {
 export function readValue(spec: OptionSpec, raw: unknown): unknown {
   if (spec.kind === 'boolean') {
     if (typeof raw === 'boolean') return raw;
+    // A config file can hold a list or mapping here, which has no true/false reading (and may not even print).
+    if (raw === null || typeof raw === 'object') throw new OptionValueError('expected true or false, not a list or mapping');
     const t = String(raw).trim().toLowerCase();
     if (['true', 'yes', 'on', '1'].includes(t)) return true;
     if (['false', 'no', 'off', '0'].includes(t)) return false;
