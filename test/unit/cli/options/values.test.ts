@@ -188,6 +188,10 @@ describe('readValue: choice, string, list, boolean', () => {
     assert.equal(readValue(b, false), false);
     refuses(b, 'maybe', /^'maybe' is not true or false$/);
     refuses(b, '', /is not true or false/);
+    // From a config file: a list or mapping is no boolean, even one that prints as '1' or does not print at all.
+    refuses(b, [1], /expected true or false, not a list or mapping/);
+    refuses(b, { toString: {} }, /expected true or false/);
+    refuses(b, null, /expected true or false/);
   });
 });
 
