@@ -167,7 +167,8 @@ export async function resolveOptions<V>(schema: CommandSchema, argv: readonly st
   const allowed = schema.positionals ?? [];
   const stray = positionals.find((p) => !allowed.includes(p));
   if (stray !== undefined) {
-    const asCommand = closest(stray, schema.options.map((o) => o.name));
+    // A word after `--` may already be a flag: suggesting that same flag back would only confuse.
+    const asCommand = stray.startsWith('-') ? null : closest(stray, schema.options.map((o) => o.name));
     throw new UsageError(`unexpected argument '${stray}'${asCommand ? `; did you mean --${asCommand}?` : ''}`);
   }
 
