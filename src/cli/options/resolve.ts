@@ -33,12 +33,20 @@ function where(spec: OptionSpec, source: OptionSource, file?: string): string {
   return flagName(spec);
 }
 
+function hideSecret(message: string, raw: unknown): string {
+  const texts = (Array.isArray(raw) ? raw : [raw]).map((v) => String(v)).filter((t) => t !== '');
+  let out = message;
+  for (const t of texts) out = out.split(`'${t}'`).join('the value');
+  return out;
+}
+
 function read(spec: OptionSpec, raw: unknown, source: OptionSource, file?: string): unknown {
   try {
     return readValue(spec, raw);
   } catch (err) {
     if (!(err instanceof OptionValueError)) throw err;
-    const message = spec.secret ? err.message.replace(/'[^']*'/, 'the value') : err.message;
+    // A secret's text may itself hold quotes, so every copy of it goes, not just the first quoted part.
+    const message = spec.secret ? hideSecret(err.message, raw) : err.message;
     throw new UsageError(`${where(spec, source, file)}: ${message}`);
   }
 }
@@ -92,14 +100,31 @@ function typedAs(key: string, argv: readonly string[]): string {
  */
 export async function resolveOptions<V>(schema: CommandSchema, argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<ResolvedOptions<V>> {
   const { default: yargs } = await import('yargs');
-  // `--raw -` names stdin; the parser would take a lone '-' for an argument of its own.
-  const joined = argv.map((a, i) => (a === '-' && i > 0 && /^--[a-z]/.test(argv[i - 1]!) && !argv[i - 1]!.includes('=') ? '' : a));
+  const known = new Map(schema.options.map((o) => [o.name, o]));
+  const byFlag = (token: string): OptionSpec | undefined =>
+    token.startsWith('--') ? known.get(token.slice(2)) : token.length === 2 ? schema.options.find((o) => o.short === token[1]) : undefined;
   const tokens: string[] = [];
   for (let i = 0; i < argv.length; i++) {
-    if (joined[i + 1] === '' && argv[i + 1] === '-') {
-      tokens.push(`${argv[i]}=-`);
+    const arg = argv[i]!;
+    if (arg === '--') {
+      tokens.push(...argv.slice(i));
+      break;
+    }
+    const spec = /^-[^-]$|^--[a-z]/.test(arg) && !arg.includes('=') ? byFlag(arg) : undefined;
+    // `--raw -` and `-f -` name stdin; the parser would take a lone '-' for an argument of its own.
+    if (spec !== undefined && spec.kind !== 'boolean' && argv[i + 1] === '-') {
+      tokens.push(`--${spec.name}=-`);
       i++;
-    } else tokens.push(argv[i]!);
+      continue;
+    }
+    // The parser reads `--flag=maybe` on a boolean as false; read it as config text is read, or refuse it.
+    const eq = /^--([a-z][a-z0-9-]*)=(.*)$/s.exec(arg);
+    const bool = eq ? known.get(eq[1]!) : undefined;
+    if (eq && bool?.kind === 'boolean') {
+      tokens.push(read(bool, eq[2], 'flag') === true ? `--${bool.name}` : `--no-${bool.name}`);
+      continue;
+    }
+    tokens.push(arg);
   }
   let parser = yargs(tokens)
     .help(false)
@@ -121,7 +146,6 @@ export async function resolveOptions<V>(schema: CommandSchema, argv: readonly st
   }
   const parsed = (await parser.parseAsync()) as Record<string, unknown> & { _: (string | number)[] };
 
-  const known = new Map(schema.options.map((o) => [o.name, o]));
   const flagValues = new Map<string, unknown>();
   for (const [key, value] of Object.entries(parsed)) {
     if (key === '_' || key === '$0') continue;
@@ -134,7 +158,7 @@ export async function resolveOptions<V>(schema: CommandSchema, argv: readonly st
     if (value === undefined) continue;
     // A repeated scalar flag: the last one wins, as a later flag overrides an earlier one in a script.
     const v = spec.kind !== 'list' && Array.isArray(value) ? value[value.length - 1] : value;
-    if (spec.kind !== 'boolean' && spec.kind !== 'list' && v === '') {
+    if ((spec.kind !== 'boolean' && spec.kind !== 'list' && v === '') || (spec.kind === 'list' && Array.isArray(v) && v.length === 0)) {
       throw new UsageError(`${flagName(spec)} needs a value${spec.value ? ` (${spec.value})` : ''}`);
     }
     flagValues.set(key, v);
@@ -143,7 +167,8 @@ export async function resolveOptions<V>(schema: CommandSchema, argv: readonly st
   const allowed = schema.positionals ?? [];
   const stray = positionals.find((p) => !allowed.includes(p));
   if (stray !== undefined) {
-    const asCommand = closest(stray, schema.options.map((o) => o.name));
+    // A word after `--` may already be a flag: suggesting that same flag back would only confuse.
+    const asCommand = stray.startsWith('-') ? null : closest(stray, schema.options.map((o) => o.name));
     throw new UsageError(`unexpected argument '${stray}'${asCommand ? `; did you mean --${asCommand}?` : ''}`);
   }
 

@@ -158,6 +158,14 @@ export function describeRange(spec: OptionSpec): string | null {
   return null;
 }
 
+/** The longest duration accepted: Node timers fire at once beyond 2^31-1 ms, so longer ones would mean "now". */
+export const MAX_DURATION_MS = 596 * 3_600_000;
+
+function checkTimer(ms: number, text: string): number {
+  if (!(ms <= MAX_DURATION_MS)) throw new OptionValueError(`'${text}' is out of range: a duration must be at most ${showDuration(MAX_DURATION_MS)}`);
+  return ms;
+}
+
 function checkRange(spec: OptionSpec, n: number, text: string): number {
   if ((spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max)) {
     const zeroHint = n === 0 && spec.min !== undefined && spec.min > 0 ? ' (0 would turn it off)' : '';
@@ -170,6 +178,8 @@ function checkRange(spec: OptionSpec, n: number, text: string): number {
 export function readValue(spec: OptionSpec, raw: unknown): unknown {
   if (spec.kind === 'boolean') {
     if (typeof raw === 'boolean') return raw;
+    // A config file can hold a list or mapping here, which has no true/false reading (and may not even print).
+    if (raw === null || typeof raw === 'object') throw new OptionValueError('expected true or false, not a list or mapping');
     const t = String(raw).trim().toLowerCase();
     if (['true', 'yes', 'on', '1'].includes(t)) return true;
     if (['false', 'no', 'off', '0'].includes(t)) return false;
@@ -202,7 +212,7 @@ export function readValue(spec: OptionSpec, raw: unknown): unknown {
     }
     case 'number': {
       const t = text.trim();
-      if (!/^[+-]?(\d+(\.\d*)?|\.\d+)$/.test(t)) throw new OptionValueError(`'${text}' is not a number`);
+      if (!/^[+-]?(\d+(\.\d*)?|\.\d+)$/.test(t) || !Number.isFinite(Number(t))) throw new OptionValueError(`'${text}' is not a number`);
       return checkRange(spec, Number(t), text);
     }
     case 'size':
@@ -210,7 +220,7 @@ export function readValue(spec: OptionSpec, raw: unknown): unknown {
       return checkRange(spec, readSize(text), text);
     case 'duration':
       if (/^\s*-/.test(text)) throw new OptionValueError(`'${text}' is out of range: a duration cannot be negative`);
-      return checkRange(spec, readDuration(text, spec.unit), text);
+      return checkRange(spec, checkTimer(readDuration(text, spec.unit), text), text);
   }
 }
 
