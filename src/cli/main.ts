@@ -109,6 +109,11 @@ async function dispatch(argv: readonly string[]): Promise<number> {
 
 /** Runs the CLI with `argv` (without node and script) and returns the exit code. */
 export async function main(argv: string[] = process.argv.slice(2)): Promise<number> {
+  // A reader that goes away (`connect --json | head -1`) is the end of the run, not a crash: exit as `head` expects.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    throw err;
+  });
   const end = argv.indexOf('--');
   const flags = end < 0 ? argv : argv.slice(0, end);
   const verbose = flags.includes('-v') || flags.includes('--verbose');
