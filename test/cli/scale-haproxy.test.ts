@@ -28,7 +28,9 @@ async function startServe(): Promise<{ cli: CliProcess; port: number }> {
 
 async function startConnect(haproxy: Haproxy, echo: UdpEcho, extra: string[] = []): Promise<{ cli: CliProcess; port: number }> {
   const cli = startCli(
-    ['connect', '--proxy', `http://127.0.0.1:${haproxy.port}`, '--target', `127.0.0.1:${echo.port}`, '--local', '127.0.0.1:0', '--json', ...extra],
+    // --no-proxy-check: the start-up probe is a TCP connection of its own, which would take a turn of the round robin
+    // at a moment of its choosing; without it, which serve gets which session is known.
+    ['connect', '--proxy', `http://127.0.0.1:${haproxy.port}`, '--target', `127.0.0.1:${echo.port}`, '--local', '127.0.0.1:0', '--json', '--no-proxy-check', ...extra],
     { env: { UDP_TUNNEL_PROXY: undefined, UDP_TUNNEL_TOKEN: undefined } },
   );
   cleanups.push(() => cli.stop('SIGKILL'));
