@@ -1,14 +1,18 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { after, describe, it, type TestContext } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { startCli, type CliProcess } from '../helpers/cli.js';
-import { haproxyMissing, startHaproxy, type Haproxy } from '../helpers/haproxy.js';
+import { checkHaproxyConfig, haproxyMissing, startHaproxy, type Haproxy } from '../helpers/haproxy.js';
 import { openUdpPeer, startUdpEcho, waitUntil, type UdpEcho, type UdpPeer } from '../helpers/net.js';
 
 // docs/scaling.md: serve is a plain TCP service, so it scales out behind an L4 load balancer. These tests put a real
 // HAProxy (TCP mode, health checks) in front of two serve processes and kill one of them under live sessions.
 
 const missing = haproxyMissing();
-if (missing !== null) console.log(`# scale-haproxy tests skipped: ${missing}`);
+if (missing !== null) console.log(`scale-haproxy tests skipped: ${missing}`);
 
 /** Generous bound for a session to come back through the other serve (the requirement is about a second). */
 const RECOVERY_DEADLINE_MS = 10_000;
@@ -155,5 +159,45 @@ describe('scale-out: HAProxy in TCP mode in front of two serves (docs/scaling.md
     // The second connect never noticed.
     for (const [i, p] of peers[1]!.entries()) await roundTrip(p, connects[1]!.port, `still-1-${i}`);
     assert.equal(connects[1]!.cli.lines.some((l) => l['event'] === 'session-close'), false);
+  });
+});
+
+// Compiled to dist/test/cli/: the repository root is three levels up.
+const DOCS = fileURLToPath(new URL('../../../docs/', import.meta.url));
+
+/** The fenced blocks of a Markdown file with the given info string, in order, without the fence's indentation. */
+function fencedBlocks(markdown: string, info: string): string[] {
+  const re = new RegExp('^( {0,3})```' + info + '\\n([\\s\\S]*?)^\\1```$', 'gm');
+  return [...markdown.matchAll(re)].map((m) => m[2]!.replace(new RegExp(`^${m[1]!}`, 'gm'), ''));
+}
+
+describe('docs/scaling.md examples', () => {
+  const page = readFileSync(path.join(DOCS, 'scaling.md'), 'utf8');
+  const haproxyCfg = readFileSync(path.join(DOCS, 'examples', 'haproxy.cfg'), 'utf8');
+
+  it('the HAProxy configuration and the systemd unit on the page are the files in docs/examples', () => {
+    const [cfgBlock] = fencedBlocks(page, 'haproxy');
+    // The page drops the file's leading comment lines; the rest is the file.
+    assert.equal(cfgBlock, haproxyCfg.slice(haproxyCfg.indexOf('global\n')));
+    const unit = readFileSync(path.join(DOCS, 'examples', 'udp-tunnel-serve.service'), 'utf8');
+    assert.deepEqual(fencedBlocks(page, 'ini'), [unit]);
+  });
+
+  it('docs/examples/haproxy.cfg, and with it the per-source limit snippet, pass haproxy -c', { skip: missing ?? false }, () => {
+    const plain = checkHaproxyConfig(path.join(DOCS, 'examples', 'haproxy.cfg'));
+    assert.equal(plain.code, 0, plain.output);
+    const snippet = fencedBlocks(page, 'haproxy')[1];
+    assert.ok(snippet !== undefined && snippet.startsWith('frontend udp_tunnel\n'), 'the second HAProxy block replaces the frontend');
+    const frontend = /^frontend udp_tunnel\n(?: {4}.*\n)+/m;
+    assert.match(haproxyCfg, frontend);
+    const dir = mkdtempSync(path.join(tmpdir(), 'udp-tunnel-haproxy-check-'));
+    try {
+      const file = path.join(dir, 'haproxy.cfg');
+      writeFileSync(file, haproxyCfg.replace(frontend, snippet));
+      const r = checkHaproxyConfig(file);
+      assert.equal(r.code, 0, r.output);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

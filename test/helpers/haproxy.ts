@@ -9,12 +9,27 @@ import path from 'node:path';
 // HAProxy (the Debian package `haproxy`) run in the foreground for the scale-out tests: a load balancer we do not
 // write, in front of several real serve processes.
 
+/** The HAProxy binary: on PATH, else where Debian installs it (/usr/sbin is not on every user's PATH). */
+let haproxyBin = 'haproxy';
+
 /** Why the HAProxy tests cannot run here (`haproxy -v` fails), or null when HAProxy is installed. */
 export function haproxyMissing(): string | null {
-  const r = spawnSync('haproxy', ['-v'], { encoding: 'utf8', timeout: 10_000 });
-  if (r.error) return `haproxy not installed: ${r.error.message} (apt-get install haproxy)`;
-  if (r.status !== 0) return `haproxy -v exited with ${r.status}: ${r.stderr.trim()}`;
-  return null;
+  let why = '';
+  for (const bin of ['haproxy', '/usr/sbin/haproxy']) {
+    const r = spawnSync(bin, ['-v'], { encoding: 'utf8', timeout: 10_000 });
+    if (!r.error && r.status === 0) {
+      haproxyBin = bin;
+      return null;
+    }
+    why ||= r.error ? r.error.message : `exit ${r.status}: ${r.stderr.trim()}`;
+  }
+  return `haproxy not installed (haproxy -v: ${why}; apt-get install haproxy)`;
+}
+
+/** `haproxy -c -f FILE`: checks a configuration without starting; resolves with the exit code and output. */
+export function checkHaproxyConfig(file: string): { code: number | null; output: string } {
+  const r = spawnSync(haproxyBin, ['-c', '-f', file], { encoding: 'utf8', timeout: 20_000 });
+  return { code: r.status, output: `${r.stdout}${r.stderr}` };
 }
 
 /** A backend server line's address. */
@@ -114,7 +129,7 @@ export async function startHaproxy(backends: Backend[]): Promise<Haproxy> {
     const port = await freePort();
     writeFileSync(cfg, testConfig(port, backends, adminSocket));
     // -db: foreground, no daemon; -f: this configuration only.
-    const child = spawn('haproxy', ['-db', '-f', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(haproxyBin, ['-db', '-f', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
     let err = '';
     child.stdout!.on('data', (d: Buffer) => (err += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
