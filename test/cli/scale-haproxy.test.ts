@@ -160,6 +160,35 @@ describe('scale-out: HAProxy in TCP mode in front of two serves (docs/scaling.md
     for (const [i, p] of peers[1]!.entries()) await roundTrip(p, connects[1]!.port, `still-1-${i}`);
     assert.equal(connects[1]!.cli.lines.some((l) => l['event'] === 'session-close'), false);
   });
+
+  it('draining: a drained serve keeps its tunnels and gets no new connection; after SIGTERM its peers move to the other', async (t: TestContext) => {
+    const echoes = [await echoServer(), await echoServer()];
+    const { serves, haproxy } = await twoServesBehindHaproxy();
+    const target = (c: number): string => `127.0.0.1:${echoes[c]!.port}`;
+    const first = await startConnect(haproxy, echoes[0]!);
+    const p0 = await peer();
+    await roundTrip(p0, first.port, 'before');
+    const drained = serves.findIndex((s) => targetsOf(s.cli).includes(target(0)));
+    assert.ok(drained >= 0, 'a serve carries the first connect');
+    const name = `s${drained + 1}`;
+    // As in docs/scaling.md: set server BACKEND/SERVER state drain on the admin socket.
+    assert.equal((await haproxy.admin(`set server serves/${name} state drain`)).trim(), '');
+    assert.equal((await haproxy.serverStatus()).get(name), 'DRAIN');
+
+    // New connections avoid the drained serve, whatever the round robin's turn; its tunnel carries on.
+    const second = await startConnect(haproxy, echoes[1]!);
+    const p1 = await peer();
+    await roundTrip(p1, second.port, 'second');
+    assert.deepEqual(targetsOf(serves[1 - drained]!.cli), [target(1)]);
+    await roundTrip(p0, first.port, 'while draining');
+    assert.deepEqual(targetsOf(serves[drained]!.cli), [target(0)]);
+
+    const stoppedAt = Date.now();
+    assert.equal(await serves[drained]!.cli.stop('SIGTERM'), 0);
+    const gap = await timeToEcho(p0, first.port, stoppedAt, 'after');
+    t.diagnostic(`drain: serve stopped (SIGTERM, exit awaited) to first echo through the other: ${gap} ms`);
+    assert.deepEqual(targetsOf(serves[1 - drained]!.cli).sort(), [target(0), target(1)].sort());
+  });
 });
 
 // Compiled to dist/test/cli/: the repository root is three levels up.
