@@ -24,7 +24,7 @@ function checkCombinations(o: ConnectOptions, r: ResolvedOptions<ConnectOptions>
     if (forwards === '-L' && o.mode === 'post') throw new UsageError('-L names a target, which --mode post does not use: list POST forwards in the config file\'s forwards: (mode: post)');
     if (forwards === '-L' && given('post-path')) throw new UsageError('--post-path does not apply with -L (CONNECT-UDP forwards)');
   } else if (o.mode === 'connect-udp' && o.target === undefined) {
-    throw new UsageError('--target HOST:PORT (or -L PORT:HOST:PORT) is required in connect-udp mode');
+    throw new UsageError('--target HOST:PORT is required in connect-udp mode');
   }
   if (forwards === null && o.mode === 'post') {
     if (given('target')) throw new UsageError('--target does not apply with --mode post: the proxy maps --post-path to its target; drop --target');
