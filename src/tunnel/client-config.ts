@@ -1,6 +1,7 @@
 import { describeBadUrl, formatHostPort, type HostPort } from './address.js';
 import { parseProxyUrlCredentials } from './auth.js';
 import { ErrorCodes, UdpTunnelError } from './errors.js';
+import { checkHeaderTemplates } from './header-template.js';
 import { H1ConnectUdpTransport } from './transport/h1.js';
 import { H2ConnectUdpTransport, H2PostTransport } from './transport/h2.js';
 import type { ClientTlsOptions, Transport, TransportOptions } from './transport/types.js';
@@ -54,7 +55,10 @@ const FORBIDDEN_HEADERS = new Set([
   'capsule-protocol',
 ]);
 
-/** Parses `Name: value` strings into the `headers` option; rejects pseudo-headers, Host and connection-specific fields. */
+/**
+ * Parses `Name: value` strings into the `headers` option; rejects pseudo-headers, Host and connection-specific fields,
+ * and values naming an unknown `%NAME%` header template.
+ */
 export function parseHeaderFlags(list: string[]): [string, string][] {
   return list.map((h) => {
     const bad = (why: string): UdpTunnelError => new UdpTunnelError(ErrorCodes.INVALID_OPTION, `headers '${h}': ${why}`, { option: 'headers', value: h });
@@ -66,6 +70,7 @@ export function parseHeaderFlags(list: string[]): [string, string][] {
     }
     if (FORBIDDEN_HEADERS.has(name)) throw bad(`${name} is managed by udp-tunnel and cannot be set`);
     if (/[\r\n\0]/.test(value)) throw bad('value contains CR, LF or NUL');
+    checkHeaderTemplates([[name, value]]);
     return [name, value];
   });
 }
@@ -127,8 +132,30 @@ export function clientAuthorization(url: URL, token: string | undefined): string
   return fromUrl;
 }
 
+/** Throws INVALID_OPTION (option `postPath`) unless `path` starts with / and holds no spaces or control characters. */
+export function checkPostPath(path: string): void {
+  if (!path.startsWith('/') || /[\s\x00-\x1f\x7f]/.test(path)) {
+    throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `postPath '${path}' must start with / and contain no spaces or control characters`, {
+      option: 'postPath',
+      value: path,
+    });
+  }
+}
+
 /** Builds the transport for a configuration: HTTP/2 or HTTP/1.1 CONNECT-UDP, or HTTP/2 POST. */
 export function buildTransport(cfg: ProxyConfig): Transport {
+  if ((cfg.mode ?? PROXY_CONFIG_DEFAULTS.mode) !== 'post' && !cfg.target) {
+    throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, 'connect-udp mode needs a target HOST:PORT', { option: 'target' });
+  }
+  return buildSharedTransport(cfg);
+}
+
+/**
+ * Builds a transport that several forwards may share: `cfg.target` (optional here) and `cfg.postPath` are only the
+ * defaults, as each open may name its own target, POST path and headers (TunnelRequest). This is the one place
+ * transports are made, so every way of reaching a proxy goes through it.
+ */
+export function buildSharedTransport(cfg: ProxyConfig): Transport {
   const { url, template } = parseProxyUrl(cfg.proxy, cfg.template);
   const authorization = clientAuthorization(url, cfg.token);
   // The userinfo never goes on the wire as part of a URL (RFC 9110 §4.2.4).
@@ -136,26 +163,23 @@ export function buildTransport(cfg: ProxyConfig): Transport {
   url.password = '';
   const mode = cfg.mode ?? PROXY_CONFIG_DEFAULTS.mode;
   const http = cfg.http ?? PROXY_CONFIG_DEFAULTS.http;
+  const headers = cfg.headers ?? [];
+  checkHeaderTemplates(headers);
   let path: string;
   if (mode === 'post') {
     if (http !== '2') {
       throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `mode post runs over HTTP/2 only; drop http ${http}`, { option: 'http', value: http, related: ['mode'] });
     }
     path = cfg.postPath ?? PROXY_CONFIG_DEFAULTS.postPath;
-    if (!path.startsWith('/') || /[\s\x00-\x1f\x7f]/.test(path)) {
-      throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `postPath '${path}' must start with / and contain no spaces or control characters`, {
-        option: 'postPath',
-        value: path,
-      });
-    }
+    checkPostPath(path);
   } else {
-    if (!cfg.target) throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, 'connect-udp mode needs a target HOST:PORT', { option: 'target' });
-    path = targetPath(template, cfg.target);
+    path = cfg.target ? targetPath(template, cfg.target) : '';
   }
   const opts: TransportOptions = {
     proxy: url,
     path,
-    headers: cfg.headers ?? [],
+    template,
+    headers,
     tls: cfg.tls ?? {},
     connectTimeoutMs: cfg.connectTimeoutMs ?? PROXY_CONFIG_DEFAULTS.connectTimeoutMs,
     ...(authorization ? { authorization } : {}),

@@ -11,7 +11,8 @@ import { DatagramChannel, type ChannelCounters } from './datagram-channel.js';
 import { tapChannel } from './diagnostics.js';
 import { ErrorCodes, UdpTunnelError } from './errors.js';
 import { IdleTimer } from './idle-timer.js';
-import type { Transport, TunnelHandle } from './transport/types.js';
+import { checkHeaderTemplates } from './header-template.js';
+import type { Transport, TunnelHandle, TunnelRequest } from './transport/types.js';
 import { PeerTable } from './peer-table.js';
 import { checkMaxDatagram, checkMaxUdpSendQueue, maxDatagramTo } from './limits.js';
 import { DEFAULT_MAX_UDP_SEND_QUEUE, DEFAULT_SOCKET_BUFFER_BYTES, literalLookup, trySetSocketBuffers } from './udp-socket.js';
@@ -48,6 +49,15 @@ export interface TunnelClientOptions {
    * are dropped and counted in `drops.sendQueue`. Default 1024.
    */
   maxUdpSendQueue?: number;
+  /**
+   * What this client's tunnels ask for when the transport is shared by several clients (forwards): their target,
+   * POST path and extra headers (which may hold `%NAME%` header templates). Default: the transport's own.
+   */
+  request?: Omit<TunnelRequest, 'downstream'>;
+  /** Whether close() also closes the transport (default true); false when the transport is shared and closed by its owner. */
+  ownsTransport?: boolean;
+  /** Session ids are this prefix and a number (default `c`: c1, c2, ...). */
+  sessionIdPrefix?: string;
 }
 
 /** Why datagrams were dropped, per session. */
@@ -150,7 +160,11 @@ export class TunnelClient extends EventEmitter {
     upstream_rq_retry: 0,
     datagrams_dropped: 0,
   };
-  private readonly opts: Required<TunnelClientOptions>;
+  private readonly opts: Required<Omit<TunnelClientOptions, 'request' | 'ownsTransport' | 'sessionIdPrefix'>>;
+  private readonly request: Omit<TunnelRequest, 'downstream'>;
+  private readonly ownsTransport: boolean;
+  private readonly sessionIdPrefix: string;
+  private local: AddressInfo | null = null;
   private readonly sessions = new Set<ClientSession>();
   private readonly byPeer = new PeerTable<ClientSession>();
   private socket: dgram.Socket | null = null;
@@ -159,7 +173,13 @@ export class TunnelClient extends EventEmitter {
 
   constructor(options: TunnelClientOptions) {
     super();
-    this.opts = { ...CLIENT_DEFAULTS, buffer: { ...CLIENT_DEFAULTS.buffer }, backoff: { ...CLIENT_DEFAULTS.backoff }, ...options };
+    const { request, ownsTransport, sessionIdPrefix, ...rest } = options;
+    this.opts = { ...CLIENT_DEFAULTS, buffer: { ...CLIENT_DEFAULTS.buffer }, backoff: { ...CLIENT_DEFAULTS.backoff }, ...rest };
+    this.request = request ?? {};
+    this.ownsTransport = ownsTransport ?? true;
+    this.sessionIdPrefix = sessionIdPrefix ?? 'c';
+    // Refused here, at start, rather than on every session's first datagram.
+    if (this.request.headers) checkHeaderTemplates(this.request.headers);
     checkMaxDatagram(this.opts.maxDatagram);
     checkMaxUdpSendQueue(this.opts.maxUdpSendQueue);
   }
@@ -179,7 +199,8 @@ export class TunnelClient extends EventEmitter {
         socket.on('error', (err) => this.emit('error', err));
         socket.on('message', (msg, rinfo) => this.onLocalDatagram(msg, rinfo.address, rinfo.port));
         trySetSocketBuffers(socket, DEFAULT_SOCKET_BUFFER_BYTES);
-        resolve(socket.address());
+        this.local = socket.address();
+        resolve(this.local);
       });
     });
   }
@@ -195,12 +216,12 @@ export class TunnelClient extends EventEmitter {
     return this.sessions.size;
   }
 
-  /** Closes every session, the transport's connections and the local socket. */
+  /** Closes every session, the transport's connections (unless ownsTransport is false) and the local socket. */
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
     for (const s of [...this.sessions]) this.closeSession(s, 'client-shutdown');
-    await this.opts.transport.close();
+    if (this.ownsTransport) await this.opts.transport.close();
     await new Promise<void>((resolve) => {
       if (!this.socket) return resolve();
       this.socket.close(() => resolve());
@@ -251,7 +272,7 @@ export class TunnelClient extends EventEmitter {
   }
 
   private createSession(address: string, port: number): ClientSession {
-    const id = `c${this.nextId++}`;
+    const id = `${this.sessionIdPrefix}${this.nextId++}`;
     const s: ClientSession = {
       id,
       address,
@@ -304,7 +325,12 @@ export class TunnelClient extends EventEmitter {
       if ((s.state as State) === 'closed') return;
       s.stats.connectAttempts = attempt;
       try {
-        const handle = await this.opts.transport.open(s.id, s.abort.signal);
+        const local = this.local;
+        const request: TunnelRequest = {
+          ...this.request,
+          ...(local ? { downstream: { remoteAddress: s.address, remotePort: s.port, localAddress: local.address, localPort: local.port } } : {}),
+        };
+        const handle = await this.opts.transport.open(s.id, s.abort.signal, request);
         if ((s.state as State) === 'closed') {
           handle.abort('close');
           return;

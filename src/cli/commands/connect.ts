@@ -1,17 +1,10 @@
 import { readFileSync } from 'node:fs';
-import { parseHostPort } from '../../tunnel/address.js';
-import { TunnelClient } from '../../tunnel/client.js';
-import {
-  buildTransport,
-  describeProxy,
-  parseHeaderFlags,
-  redactProxyUrl,
-  type ClientMode,
-  type HttpVersionChoice,
-  type ProxyConfig,
-} from '../../tunnel/client-config.js';
+import { formatHostPort, parseHostPort } from '../../tunnel/address.js';
+import { describeProxy, parseHeaderFlags, redactProxyUrl, type ProxyConfig } from '../../tunnel/client-config.js';
+import { ForwardGroup, mergeHeaders } from '../../tunnel/forward-group.js';
 import { parsePins } from '../../tunnel/transport/proxy-socket.js';
 import { UsageError } from '../errors.js';
+import { forwardFromEntry, forwardFromSpec, parseForwardSpec, type ForwardDefaults, type ResolvedForward } from '../forwards.js';
 import { makeOutput } from '../common-options.js';
 import { startInspectTap } from '../inspect-tap.js';
 import { openKeylog } from '../keylog.js';
@@ -25,8 +18,15 @@ import type { ConnectOptions } from '../schemas/connect.js';
 function checkCombinations(o: ConnectOptions, r: ResolvedOptions<ConnectOptions>): void {
   const given = (name: string): boolean => isGiven(r, name);
   if (o.proxy === undefined) throw new UsageError('--proxy URL is required (or UDP_TUNNEL_PROXY, or proxy: in the --config file)');
-  if (o.mode === 'connect-udp' && o.target === undefined) throw new UsageError('--target HOST:PORT is required in connect-udp mode');
-  if (o.mode === 'post') {
+  const forwards = forwardsGiven(r);
+  if (forwards !== null) {
+    for (const f of ['local', 'target']) if (given(f)) throw new UsageError(`--${f} does not apply with ${forwards}: each forward names its own local port and target; drop --${f}`);
+    if (forwards === '-L' && o.mode === 'post') throw new UsageError('-L names a target, which --mode post does not use: list POST forwards in the config file\'s forwards: (mode: post)');
+    if (forwards === '-L' && given('post-path')) throw new UsageError('--post-path does not apply with -L (CONNECT-UDP forwards)');
+  } else if (o.mode === 'connect-udp' && o.target === undefined) {
+    throw new UsageError('--target HOST:PORT is required in connect-udp mode');
+  }
+  if (forwards === null && o.mode === 'post') {
     if (given('target')) throw new UsageError('--target does not apply with --mode post: the proxy maps --post-path to its target; drop --target');
     if (given('template')) throw new UsageError('--template does not apply with --mode post: drop --template');
     if (o.http !== '2') throw new UsageError('--mode post runs over HTTP/2 only; drop --http 1.1');
@@ -49,13 +49,55 @@ function checkCombinations(o: ConnectOptions, r: ResolvedOptions<ConnectOptions>
   if (tlsFlags.length > 0 && !https) throw new UsageError(`--${tlsFlags.join(', --')} need${tlsFlags.length === 1 ? 's' : ''} an https:// proxy URL`);
 }
 
-/** `udp-tunnel connect`: local UDP port -> proxy -> target. */
+/**
+ * Which way forwards were given, if any: `-L` (flag or `forward:` key) or the config file's `forwards:` list. A flag
+ * beats the config file, so -L on the command line replaces the file's forwards.
+ */
+function forwardsGiven(r: ResolvedOptions<ConnectOptions>): '-L' | 'forwards: in the config file' | null {
+  const fromFlag = r.sources['forward'] === 'flag';
+  const list = r.lists?.['forwards'];
+  if (isGiven(r, 'forward') && list !== undefined && !fromFlag) throw new UsageError(`--config ${r.configFile}: give forward or forwards, not both`);
+  if (isGiven(r, 'forward')) return '-L';
+  return list !== undefined ? 'forwards: in the config file' : null;
+}
+
+/** The forwards connect runs: the -L specs, the config file's forwards:, or the one of --local and --target. */
+function resolveForwards(o: ConnectOptions, r: ResolvedOptions<ConnectOptions>): ResolvedForward[] {
+  const d: ForwardDefaults = {
+    mode: o.mode,
+    'post-path': o['post-path'],
+    'idle-timeout': o['idle-timeout'],
+    buffer: o.buffer,
+    'max-buffered-datagrams': o['max-buffered-datagrams'],
+    'max-buffered-bytes': o['max-buffered-bytes'],
+  };
+  const how = forwardsGiven(r);
+  if (how === '-L') return o.forward.map((text) => forwardFromSpec(parseForwardSpec(text, r.sources['forward'] === 'config' ? `--config ${r.configFile}: forward` : '-L'), d));
+  if (how !== null) return r.lists!['forwards']!.map((e, i) => forwardFromEntry(e, i, d, r.configFile!));
+  const local = parseHostPort(o.local, { allowPortZero: true, what: '--local' });
+  const target = o.target ? parseHostPort(o.target, { what: '--target' }) : undefined;
+  return [
+    {
+      config: {
+        host: local.host,
+        port: local.port,
+        ...(target ? { target } : {}),
+        idleTimeoutMs: o['idle-timeout'],
+        buffer: { enabled: o.buffer, maxDatagrams: o['max-buffered-datagrams'], maxBytes: o['max-buffered-bytes'] },
+      },
+      mode: o.mode,
+      ...(o.mode === 'post' ? { postPath: o['post-path'] } : { target: o.target! }),
+    },
+  ];
+}
+
+/** `udp-tunnel connect`: local UDP ports -> proxy -> targets. */
 export async function runConnect(o: ConnectOptions, r: ResolvedOptions<ConnectOptions>): Promise<void> {
   checkCombinations(o, r);
   const args = o as ConnectOptions & { proxy: string };
   const out = makeOutput(args);
-  const local = parseHostPort(args.local, { allowPortZero: true, what: '--local' });
-  const target = args.target ? parseHostPort(args.target, { what: '--target' }) : undefined;
+  const forwards = resolveForwards(args, r);
+  const target = forwards.length === 1 ? forwards[0]!.config.target : undefined;
   const baseMs = args['backoff-base'];
   const keylog = /^https:/i.test(args.proxy) ? openKeylog(args) : undefined;
   const tls = {
@@ -81,45 +123,67 @@ export async function runConnect(o: ConnectOptions, r: ResolvedOptions<ConnectOp
   };
   if (args.check) {
     try {
-      await runTunnelCheck(config, out);
+      // Each forward's tunnel is checked in turn; the first failure is reported once all have run.
+      let failure: unknown;
+      for (const f of forwards) {
+        const one: ProxyConfig = {
+          ...config,
+          mode: f.mode,
+          ...(f.config.target ? { target: f.config.target } : {}),
+          ...(f.postPath !== undefined ? { postPath: f.postPath } : {}),
+          ...(f.config.headers ? { headers: mergeHeaders(config.headers ?? [], f.config.headers) } : {}),
+        };
+        try {
+          await runTunnelCheck(one, out);
+        } catch (err) {
+          failure ??= err;
+        }
+      }
+      if (failure !== undefined) throw failure;
     } finally {
       keylog?.close();
     }
     return;
   }
-  const transport = buildTransport(config);
-  const client = new TunnelClient({
-    host: local.host,
-    port: local.port,
-    transport,
-    idleTimeoutMs: args['idle-timeout'],
-    buffer: { enabled: args.buffer, maxDatagrams: args['max-buffered-datagrams'], maxBytes: args['max-buffered-bytes'] },
-    maxConnectAttempts: args['max-connect-attempts'],
-    backoff: { baseMs, maxMs: args['backoff-max'] ?? baseMs * 10 },
-    maxDatagram: args['max-datagram'],
-    maxSessions: args['max-sessions'],
-    maxUdpSendQueue: args['max-udp-send-queue'],
+  const group = new ForwardGroup({
+    proxy: config,
+    forwards: forwards.map((f) => f.config),
+    client: {
+      maxConnectAttempts: args['max-connect-attempts'],
+      backoff: { baseMs, maxMs: args['backoff-max'] ?? baseMs * 10 },
+      maxDatagram: args['max-datagram'],
+      maxSessions: args['max-sessions'],
+      maxUdpSendQueue: args['max-udp-send-queue'],
+    },
   });
-  attachClientOutput(client, out, { target: args.mode === 'post' ? `POST ${args['post-path']}` : args.target! });
+  group.clients.forEach((client, i) => {
+    const f = forwards[i]!;
+    attachClientOutput(client, out, { target: f.mode === 'post' ? `POST ${f.postPath}` : f.target!, forward: i });
+  });
   const tap = await startInspectTap(args, out, 'connect');
-  const addr = await client.start();
-  renderConnectListening(out, {
-    address: addr,
-    proxy: redactProxyUrl(args.proxy),
-    description: describeProxy(config),
-    mode: args.mode,
-    ...(args.mode === 'post' ? { postPath: args['post-path'] } : { target: args.target! }),
-    transport: transport.name,
+  const addrs = await group.start();
+  addrs.forEach((address, i) => {
+    const f = forwards[i]!;
+    renderConnectListening(out, {
+      forward: i,
+      address,
+      proxy: redactProxyUrl(args.proxy),
+      description: describeProxy({ ...config, mode: f.mode, ...(f.config.target ? { target: f.config.target } : {}), ...(f.postPath ? { postPath: f.postPath } : {}) }),
+      mode: f.mode,
+      ...(f.mode === 'post' ? { postPath: f.postPath! } : { target: f.target! }),
+      transport: group.transportOf(i).name,
+    });
   });
   const probe = args['proxy-check'] ? startProxyProbe(config, out) : undefined;
   const { done } = untilShutdown(async () => {
     out.info('shutting down');
     await probe?.stop();
-    await client.close();
+    await group.close();
     keylog?.close();
   });
   const why = await done;
   await tap?.stop();
-  out.event('shutdown', { signal: why, counters: client.counters });
-  out.debug(`counters ${JSON.stringify(client.counters)}`);
+  const perForward = forwards.length > 1 ? { forwards: group.clients.map((c) => c.counters) } : {};
+  out.event('shutdown', { signal: why, counters: group.counters, ...perForward });
+  out.debug(`counters ${JSON.stringify(group.counters)}`);
 }

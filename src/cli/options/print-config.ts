@@ -50,7 +50,23 @@ export async function renderConfig(schema: CommandSchema, resolved: ResolvedOpti
       lines.push(...text);
     }
   }
+  for (const list of schema.configLists ?? []) {
+    const entries = resolved.lists?.[list.name];
+    if (entries === undefined) continue;
+    const shown = listAsText(schema, entries);
+    const text = YAML.stringify({ [list.name]: shown }, { lineWidth: 0 }).trimEnd().split('\n');
+    text[0] += `  # ${resolved.configFile}`;
+    lines.push('', `# ${list.describe}`, ...text);
+  }
   return `${lines.join('\n')}\n`;
+}
+
+/** A config list's entries with each value shown as its option shows it (durations and sizes as text). */
+function listAsText(schema: CommandSchema, entries: readonly Readonly<Record<string, unknown>>[]): Record<string, unknown>[] {
+  return entries.map((e) => Object.fromEntries(Object.entries(e).map(([k, v]) => {
+    const spec = schema.options.find((o) => o.name === k);
+    return [k, spec ? asText(spec, v) : v];
+  })));
 }
 
 /** The effective options as one JSON object (for --print-config --json), secrets redacted. */
@@ -60,5 +76,6 @@ export function configObject(schema: CommandSchema, resolved: ResolvedOptions<Re
     if (spec.flagOnly || resolved.values[spec.name] === undefined) continue;
     out[spec.name] = spec.secret ? redact(resolved.values[spec.name]) : resolved.values[spec.name];
   }
+  for (const [name, entries] of Object.entries(resolved.lists ?? {})) out[name] = entries;
   return out;
 }

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { UsageError } from '../errors.js';
-import { closest, OptionValueError, readValue, type CommandSchema, type OptionSpec } from './spec.js';
+import { closest, OptionValueError, readValue, type CommandSchema, type ConfigListSpec, type OptionSpec } from './spec.js';
 
 /** Where an option's value came from; a flag beats the environment, which beats the config file, then the default. */
 export type OptionSource = 'flag' | 'env' | 'config' | 'default';
@@ -14,6 +14,8 @@ export interface ResolvedOptions<V> {
   readonly positionals: readonly string[];
   /** The config file read, if any. */
   readonly configFile?: string;
+  /** The config file's lists of mappings (schema.configLists), each value read as its option is; absent when not given. */
+  readonly lists?: Readonly<Record<string, readonly Readonly<Record<string, unknown>>[]>>;
 }
 
 /** Whether an option was set by the user (flag, environment or config file) rather than left at its default. */
@@ -69,8 +71,13 @@ async function readConfigFile(schema: CommandSchema, path: string): Promise<Map<
   const out = new Map<string, unknown>();
   if (doc === null || doc === undefined) return out;
   if (typeof doc !== 'object' || Array.isArray(doc)) throw new UsageError(`--config ${path}: expected a mapping of option names to values (e.g. 'proxy: http://127.0.0.1:4433')`);
-  const keys = schema.options.filter((o) => !o.flagOnly).map((o) => o.name);
+  const keys = [...schema.options.filter((o) => !o.flagOnly).map((o) => o.name), ...(schema.configLists ?? []).map((l) => l.name)];
   for (const [key, value] of Object.entries(doc as Record<string, unknown>)) {
+    const list = schema.configLists?.find((l) => l.name === key);
+    if (list !== undefined) {
+      out.set(key, readConfigList(schema, list, value, path));
+      continue;
+    }
     const spec = schema.options.find((o) => o.name === key);
     if (spec === undefined || spec.flagOnly) {
       const hint = spec?.flagOnly ? ' (it is a command-line flag only)' : suggestion(closest(key, keys), '');
@@ -80,6 +87,32 @@ async function readConfigFile(schema: CommandSchema, path: string): Promise<Map<
     out.set(key, value);
   }
   return out;
+}
+
+/** Reads a config list of mappings: known keys only (with a suggestion), required keys present, each value read by its option. */
+function readConfigList(schema: CommandSchema, list: ConfigListSpec, value: unknown, path: string): Record<string, unknown>[] {
+  const at = (i: number): string => `--config ${path}: ${list.name}[${i}]`;
+  if (!Array.isArray(value) || value.length === 0) {
+    throw new UsageError(`--config ${path}: ${list.name} must be a list of mappings (e.g. '- { ${list.keys.slice(0, 2).map((k) => `${k}: ...`).join(', ')} }')`);
+  }
+  return value.map((item: unknown, i) => {
+    if (item === null || typeof item !== 'object' || Array.isArray(item)) throw new UsageError(`${at(i)}: expected a mapping of ${list.keys.join(', ')}`);
+    const entry: Record<string, unknown> = {};
+    for (const [key, raw] of Object.entries(item as Record<string, unknown>)) {
+      const spec = list.keys.includes(key) ? schema.options.find((o) => o.name === key) : undefined;
+      if (spec === undefined) throw new UsageError(`${at(i)}: unknown key '${key}'${suggestion(closest(key, list.keys), '')} (keys: ${list.keys.join(', ')})`);
+      if (raw === null) throw new UsageError(`${at(i)}: ${key} has no value`);
+      try {
+        entry[key] = readValue(spec, raw);
+      } catch (err) {
+        if (!(err instanceof OptionValueError)) throw err;
+        throw new UsageError(`${at(i)}: ${key}: ${err.message}`);
+      }
+    }
+    const missing = (list.required ?? []).filter((k) => entry[k] === undefined);
+    if (missing.length > 0) throw new UsageError(`${at(i)}: ${missing.join(' and ')} ${missing.length === 1 ? 'is' : 'are'} required`);
+    return entry;
+  });
 }
 
 function suggestion(name: string | null, prefix: string): string {
@@ -177,6 +210,8 @@ export async function resolveOptions<V>(schema: CommandSchema, argv: readonly st
 
   const values: Record<string, unknown> = {};
   const sources: Record<string, OptionSource> = {};
+  const lists: Record<string, Record<string, unknown>[]> = {};
+  for (const l of schema.configLists ?? []) if (fromFile.has(l.name)) lists[l.name] = fromFile.get(l.name) as Record<string, unknown>[];
   for (const spec of schema.options) {
     let source: OptionSource | undefined;
     let raw: unknown;
@@ -203,5 +238,11 @@ export async function resolveOptions<V>(schema: CommandSchema, argv: readonly st
     values[spec.name] = read(spec, raw, source, configPath);
     sources[spec.name] = source;
   }
-  return { values: values as V, sources, positionals, ...(configPath !== undefined ? { configFile: configPath } : {}) };
+  return {
+    values: values as V,
+    sources,
+    positionals,
+    ...(configPath !== undefined ? { configFile: configPath } : {}),
+    ...(Object.keys(lists).length > 0 ? { lists } : {}),
+  };
 }

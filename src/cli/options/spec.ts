@@ -41,6 +41,20 @@ export interface OptionSpec {
   readonly flagOnly?: boolean;
 }
 
+/**
+ * A config-file key (never a flag) holding a list of mappings, each setting some of the command's own options for
+ * one item (connect's `forwards:`). Each value is read as the option of that name is read.
+ */
+export interface ConfigListSpec {
+  readonly name: string;
+  /** One line for docs and messages. */
+  readonly describe: string;
+  /** The options a mapping may set. */
+  readonly keys: readonly string[];
+  /** The keys every mapping must set. */
+  readonly required?: readonly string[];
+}
+
 /** A command's whole option model. */
 export interface CommandSchema {
   readonly command: string;
@@ -55,6 +69,8 @@ export interface CommandSchema {
   readonly examples: readonly { readonly cmd: string; readonly what: string }[];
   /** Positional arguments the command takes besides options (inspect's `-`). */
   readonly positionals?: readonly string[];
+  /** Config-file keys holding lists of mappings (see ConfigListSpec). */
+  readonly configLists?: readonly ConfigListSpec[];
 }
 
 /** TypeScript type of a parsed value of each kind. */

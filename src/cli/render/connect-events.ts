@@ -11,6 +11,8 @@ import type { Output } from '../output.js';
 export interface ClientOutputOptions {
   /** The target as given (`HOST:PORT`), or `POST /path` in POST mode; refusal lines name it. */
   target?: string;
+  /** The forward's index when connect runs several; every event then carries it as `forward`. */
+  forward?: number;
 }
 
 /** Columns an error line may use after the time prefix and `error: `, so human output fits 100 columns. */
@@ -52,12 +54,13 @@ export function refusalLines(id: string, peer: string, target: string | undefine
 /** Renders client events as NDJSON or human log lines. */
 export function attachClientOutput(client: TunnelClient, out: Output, options: ClientOutputOptions = {}): void {
   const c = color();
+  const tag = options.forward !== undefined ? { forward: options.forward } : {};
   client.on('session-open', (e: { id: string; peer: string }) => {
-    out.event('session-open', e);
+    out.event('session-open', { ...e, ...tag });
     out.debug(`${c.cyan(e.id)} ${e.peer} new session`);
   });
   client.on('session-ready', (e: { id: string; peer: string; attempts: number; transport: string }) => {
-    out.event('session-ready', e);
+    out.event('session-ready', { ...e, ...tag });
     out.info(`${c.cyan(e.id)} ${e.peer} tunnel ready${e.attempts > 1 ? ` after ${e.attempts} attempts` : ''}`);
   });
   client.on('connect-error', (e: { id: string; peer: string; error: Error & { code?: string }; attempt: number; willRetry: boolean }) => {
@@ -65,6 +68,7 @@ export function attachClientOutput(client: TunnelClient, out: Output, options: C
     const message = e.error instanceof UdpTunnelError ? flagMessage(e.error) : e.error.message;
     const refusal = e.error instanceof UdpTunnelError ? (e.error.details as Partial<RefusalDetails>) : {};
     out.event('connect-error', {
+      ...tag,
       id: e.id,
       peer: e.peer,
       code: e.error.code,
@@ -80,7 +84,7 @@ export function attachClientOutput(client: TunnelClient, out: Output, options: C
   });
   client.on('session-close', (s: ClientSessionStats) => {
     // Wall-clock instants are ISO 8601 in every event (`...At`), like `time`; the stats keep epoch ms.
-    out.event('session-close', { ...s, openedAt: new Date(s.openedAt).toISOString() });
+    out.event('session-close', { ...s, openedAt: new Date(s.openedAt).toISOString(), ...tag });
     const dropped = Object.entries(s.drops).filter(([, n]) => n > 0);
     // The connect-error line just said why the tunnel failed; say it once.
     const reason = s.closeReason.startsWith('connect-failed: ') ? 'connect-failed' : s.closeReason;
@@ -95,6 +99,8 @@ export function attachClientOutput(client: TunnelClient, out: Output, options: C
 
 /** What connect reports once its local socket is bound. */
 export interface ConnectListening {
+  /** The forward's index when connect runs several. */
+  forward?: number;
   address: AddressInfo;
   /** The proxy URL with credentials redacted. */
   proxy: string;
@@ -112,6 +118,7 @@ export interface ConnectListening {
 /** Renders connect's `listening` event and line. */
 export function renderConnectListening(out: Output, l: ConnectListening): void {
   out.event('listening', {
+    ...(l.forward !== undefined ? { forward: l.forward } : {}),
     protocol: 'udp',
     address: l.address.address,
     port: l.address.port,

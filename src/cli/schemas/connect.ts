@@ -13,6 +13,17 @@ const LIMITS = 'Limits';
 export const CONNECT_OPTIONS = [
   { name: 'local', short: 'l', kind: 'string', value: 'HOST:PORT', default: '127.0.0.1:0', group: LISTEN, describe: 'Local UDP address ([IPv6]:PORT; port 0 = any)' },
   {
+    name: 'forward',
+    short: 'L',
+    kind: 'list',
+    value: 'PORT:HOST:PORT',
+    group: LISTEN,
+    describe: 'Forward local [BIND:]PORT to HOST:PORT (repeatable)',
+    details:
+      'The full form is [BIND:]PORT:HOST:PORT. Instead of --local/--target: each -L listens on its own port (BIND defaults to 127.0.0.1, IPv6 in brackets, port 0 = any) ' +
+      'and all share one connection pool to the proxy. Per-forward settings go in the config file\'s forwards: list (docs/forwards.md).',
+  },
+  {
     name: 'proxy',
     short: 'p',
     kind: 'string',
@@ -177,6 +188,14 @@ export const CONNECT_SCHEMA: CommandSchema = {
   summary: 'Listen on a local UDP port and forward each local peer through an HTTP proxy: CONNECT-UDP (RFC 9298) over HTTP/2 or HTTP/1.1, or a POST stream.',
   groups: [LISTEN, PROXY, TUNNEL, TLS, LIMITS, OUTPUT_GROUP],
   options: CONNECT_OPTIONS,
+  configLists: [
+    {
+      name: 'forwards',
+      describe: 'Forwards, each with its own settings (instead of local/target/forward)',
+      keys: ['local', 'target', 'header', 'idle-timeout', 'buffer', 'max-buffered-datagrams', 'max-buffered-bytes', 'mode', 'post-path'],
+      required: ['local'],
+    },
+  ],
   examples: [
     { cmd: 'udp-tunnel connect -l 127.0.0.1:5353 -p http://127.0.0.1:4433 -t 127.0.0.1:53', what: 'Tunnel DNS through a local h2c proxy' },
     { cmd: 'udp-tunnel connect -p https://127.0.0.1:4433 --pin sha256/AbC... -t 127.0.0.1:53', what: 'TLS proxy with a self-signed certificate' },
@@ -184,5 +203,6 @@ export const CONNECT_SCHEMA: CommandSchema = {
     { cmd: 'udp-tunnel connect -p http://127.0.0.1:4433 -t 127.0.0.1:53 --http 1.1', what: 'CONNECT-UDP over HTTP/1.1 Upgrade' },
     { cmd: "udp-tunnel connect -p http://127.0.0.1:4433 -t 127.0.0.1:9000 -H 'x-tenant: blue'", what: 'An extra request header' },
     { cmd: 'udp-tunnel connect -p http://127.0.0.1:4433 --mode post --post-path /dns', what: 'POST mode (not RFC 9298)' },
+    { cmd: 'udp-tunnel connect -p http://127.0.0.1:4433 -L 5353:127.0.0.1:53 -L 5354:127.0.0.1:54', what: 'Two forwards over one connection' },
   ],
 };

@@ -5,7 +5,8 @@ import { ErrorCodes, UdpTunnelError } from '../errors.js';
 import { listsToken, parseResponseHead, type Http1Head } from '../http/http1-head.js';
 import { connectProxySocket, connectionError, lastSocketError, speaksTlsError, startsTlsRecord } from './proxy-socket.js';
 import { refusedError } from './refusal.js';
-import type { Transport, TransportOptions, TunnelHandle } from './types.js';
+import { resolveRequest } from './request.js';
+import type { Transport, TransportOptions, TunnelHandle, TunnelRequest } from './types.js';
 
 /** Largest response head the client reads before giving up on a proxy. */
 const MAX_RESPONSE_HEAD = 64 * 1024;
@@ -24,9 +25,10 @@ export class H1ConnectUdpTransport implements Transport {
     this.opts = opts;
   }
 
-  async open(session: string, signal: AbortSignal): Promise<TunnelHandle> {
+  async open(session: string, signal: AbortSignal, request?: TunnelRequest): Promise<TunnelHandle> {
     if (this.closed) throw new UdpTunnelError(ErrorCodes.CLOSED, 'client is closing');
-    const { proxy, path, connectTimeoutMs } = this.opts;
+    const { proxy, connectTimeoutMs } = this.opts;
+    const { path, headers: extra } = resolveRequest(this.opts, false, session, request);
     const started = Date.now();
     const socket = await connectProxySocket({ proxy, tls: this.opts.tls, alpn: ['http/1.1'], timeoutMs: connectTimeoutMs, signal });
     if (this.closed) {
@@ -37,14 +39,14 @@ export class H1ConnectUdpTransport implements Transport {
     socket.once('close', () => this.sockets.delete(socket));
     // RFC 9298 §3.2: GET, one Host, Connection: Upgrade, Upgrade: connect-udp; RFC 9297 §3.4: Capsule-Protocol.
     let head = `GET ${path} HTTP/1.1\r\nHost: ${proxy.host}\r\nConnection: Upgrade\r\nUpgrade: connect-udp\r\nCapsule-Protocol: ?1\r\n`;
-    for (const [k, v] of this.opts.headers) head += `${k}: ${v}\r\n`;
+    for (const [k, v] of extra) head += `${k}: ${v}\r\n`;
     // RFC 9110 §11.7.2: credentials for the proxy travel in Proxy-Authorization over HTTP/1.1.
     if (this.opts.authorization) head += `Proxy-Authorization: ${this.opts.authorization}\r\n`;
     socket.write(`${head}\r\n`);
     const tap = tapChannel.hasSubscribers;
     if (tap) {
       const fields: Record<string, string> = { host: proxy.host, connection: 'Upgrade', upgrade: 'connect-udp', 'capsule-protocol': '?1' };
-      for (const [k, v] of this.opts.headers) fields[k] = v;
+      for (const [k, v] of extra) fields[k] = v;
       if (this.opts.authorization) fields['proxy-authorization'] = '[redacted]';
       tapChannel.publish({ kind: 'request', session, time: Date.now(), headers: fields, requestLine: { method: 'GET', target: path } });
     }

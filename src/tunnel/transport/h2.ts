@@ -4,7 +4,8 @@ import { tapChannel } from '../diagnostics.js';
 import { ErrorCodes, UdpTunnelError } from '../errors.js';
 import { connectProxySocket, connectionError, lastSocketError, speaksTlsError } from './proxy-socket.js';
 import { refusedError } from './refusal.js';
-import type { Transport, TransportOptions, TunnelHandle } from './types.js';
+import { resolveRequest } from './request.js';
+import type { Transport, TransportOptions, TunnelHandle, TunnelRequest } from './types.js';
 
 
 // RFC 9113 §8.7: REFUSED_STREAM means the request was not processed and may be retried; bound the retries.
@@ -379,8 +380,9 @@ abstract class H2TunnelTransport implements Transport {
     this.pool = new H2Pool(opts, extendedConnect);
   }
 
-  open(session: string, signal: AbortSignal): Promise<TunnelHandle> {
-    const { proxy, path } = this.opts;
+  async open(session: string, signal: AbortSignal, request?: TunnelRequest): Promise<TunnelHandle> {
+    const { proxy } = this.opts;
+    const { path, headers: extra } = resolveRequest(this.opts, !this.extendedConnect, session, request);
     const headers: http2.OutgoingHttpHeaders = this.extendedConnect
       ? { ':method': 'CONNECT', ':protocol': 'connect-udp' }
       : { ':method': 'POST' };
@@ -388,7 +390,7 @@ abstract class H2TunnelTransport implements Transport {
     headers[':authority'] = proxy.host;
     headers[':path'] = path;
     headers['capsule-protocol'] = '?1';
-    for (const [k, v] of this.opts.headers) headers[k] = v;
+    for (const [k, v] of extra) headers[k] = v;
     if (this.opts.authorization) headers['authorization'] = this.opts.authorization;
     const what = this.extendedConnect ? 'CONNECT-UDP' : 'POST tunnel';
     return openH2Stream(this.pool, headers, signal, this.opts.connectTimeoutMs, what, Boolean(this.opts.authorization), session);

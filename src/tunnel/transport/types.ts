@@ -1,4 +1,6 @@
 import type { Duplex } from 'node:stream';
+import type { HostPort } from '../address.js';
+import type { DownstreamInfo } from '../header-template.js';
 
 /** An established tunnel: a byte stream carrying capsules both ways. */
 export interface TunnelHandle {
@@ -27,8 +29,13 @@ export interface ClientTlsOptions {
 export interface TransportOptions {
   /** Proxy origin, `http://host:port` (cleartext) or `https://host:port` (TLS). */
   proxy: URL;
-  /** Request path for this mode (the expanded URI template, or the POST path). */
+  /**
+   * Request path for this mode (the expanded URI template, or the POST path); empty when every open names its
+   * own target (TunnelRequest.target).
+   */
   path: string;
+  /** The URI template that per-open targets expand into (CONNECT-UDP); without it, opens cannot name a target. */
+  template?: string;
   /** Extra request headers (RFC 9110 field names, lowercase). */
   headers: [string, string][];
   tls: ClientTlsOptions;
@@ -38,12 +45,24 @@ export interface TransportOptions {
   authorization?: string;
 }
 
+/** What one open asks for beyond the transport's own settings, so forwards with other targets can share it. */
+export interface TunnelRequest {
+  /** The UDP target (CONNECT-UDP); default the transport's own. */
+  target?: HostPort;
+  /** The POST mode request path; default the transport's own. */
+  postPath?: string;
+  /** Extra request headers, used instead of the transport's own; values may hold `%NAME%` header templates. */
+  headers?: [string, string][];
+  /** The local peer and socket the tunnel serves, for header templates. */
+  downstream?: DownstreamInfo;
+}
+
 /** A way to open tunnels to a proxy. Sessions do not know which one they ride. */
 export interface Transport {
   /** Short name for logs: `h2`, `h1`, `post`. */
   readonly name: string;
   /** Opens one tunnel; rejects with a UdpTunnelError whose `retryable` says whether another attempt may help. */
-  open(session: string, signal: AbortSignal): Promise<TunnelHandle>;
+  open(session: string, signal: AbortSignal, request?: TunnelRequest): Promise<TunnelHandle>;
   /** Closes pooled connections. */
   close(): Promise<void>;
 }
