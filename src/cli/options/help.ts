@@ -93,7 +93,7 @@ export function renderCommandHelp(schema: CommandSchema, opts: { all: boolean; w
       const descWidth = width - labelWidth - 2;
       const text = describeFor(spec, opts.all);
       const lines = wrapText(text, descWidth);
-      if (label.length + 1 > labelWidth) {
+      if (label.length + 1 > labelWidth + 2) {
         out.push(label);
         for (const l of lines) out.push(`${' '.repeat(labelWidth + 2)}${l}`);
       } else {
