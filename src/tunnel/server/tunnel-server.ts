@@ -141,8 +141,8 @@ export class TunnelServer extends EventEmitter {
   /**
    * Changes options for what comes next: requests that arrive afterwards are authenticated, checked and limited by
    * the new values, and TLS handshakes that start afterwards present the new certificate. Sessions and connections
-   * already open keep going as they are. All or nothing: on a bad value it throws UT_ERR_INVALID_OPTION and nothing
-   * changed. `tls` needs a TLS server, and `tls.ca` must be set exactly when it was at the start.
+   * already open keep going as they are. All or nothing: on a bad value it throws UT_ERR_INVALID_OPTION (a bad
+   * template: UT_ERR_INVALID_TEMPLATE, as the constructor does) and nothing changed. `tls` needs a TLS server, and `tls.ca` must be set exactly when it was at the start.
    */
   update(changes: TunnelServerUpdate): void {
     const bad = (option: string, message: string): UdpTunnelError => new UdpTunnelError(ErrorCodes.INVALID_OPTION, `${option}: ${message}`, { option });

@@ -78,18 +78,18 @@ describe('TunnelServer#update: new settings for new requests, live sessions stay
     }
   });
 
-  it('a bad update throws INVALID_OPTION and changes nothing', async () => {
+  it('a bad update throws a coded error and changes nothing', async () => {
     const cert = await generateCertificate();
     const other = await generateCertificate();
     const plain = new TunnelServer({ host: '127.0.0.1', port: 0, policy: new TargetPolicy(), authenticator: new Authenticator({ tokens: [OLD] }) });
     const url = `http://127.0.0.1:${(await plain.listen()).port}`;
     try {
-      const bad = (f: () => void, re: RegExp): void =>
-        assert.throws(f, (e: unknown) => e instanceof UdpTunnelError && e.code === ErrorCodes.INVALID_OPTION && re.test(e.message));
+      const bad = (f: () => void, re: RegExp, code: string = ErrorCodes.INVALID_OPTION): void =>
+        assert.throws(f, (e: unknown) => e instanceof UdpTunnelError && e.code === code && re.test(e.message));
       // The authenticator comes before the bad value in the update: all or nothing means it is not applied either.
       bad(() => plain.update({ authenticator: new Authenticator({ tokens: [NEW] }), maxDatagram: 70_000 }), /maxDatagram/);
       bad(() => plain.update({ authenticator: new Authenticator({ tokens: [NEW] }), tls: { cert: cert.cert, key: cert.key } }), /cleartext/);
-      bad(() => plain.update({ authenticator: new Authenticator({ tokens: [NEW] }), template: '/no-variables' }), /URI template/);
+      bad(() => plain.update({ authenticator: new Authenticator({ tokens: [NEW] }), template: '/no-variables' }), /URI template/, ErrorCodes.INVALID_TEMPLATE);
       assert.deepEqual(await attemptEcho({ proxy: url, token: OLD }, echo.port), { reply: 'hi' });
     } finally {
       await plain.close();
