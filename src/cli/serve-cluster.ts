@@ -70,6 +70,8 @@ async function pickPort(host: string): Promise<number> {
 interface Slot {
   id: number;
   worker: Worker | null;
+  /** The state its worker was started with. */
+  startedWith: ServeState | null;
   listening: boolean;
   counters: ServerCounters | null;
   restartTimer: NodeJS.Timeout | null;
@@ -83,7 +85,7 @@ export async function runServePrimary(initial: ServeState, settings: ServeSettin
   // that a worker started later (a restart) joins the same port.
   const port = settings.listen.port === 0 ? await pickPort(host) : settings.listen.port;
   cluster.setupPrimary({ exec: fileURLToPath(new URL('./serve-worker-main.js', import.meta.url)), args: [], silent: false });
-  const slots: Slot[] = Array.from({ length: count }, (_, i) => ({ id: i + 1, worker: null, listening: false, counters: null, restartTimer: null }));
+  const slots: Slot[] = Array.from({ length: count }, (_, i) => ({ id: i + 1, worker: null, startedWith: null, listening: false, counters: null, restartTimer: null }));
   const restarts: number[] = [];
   let shuttingDown = false;
   let started = false;
@@ -105,12 +107,18 @@ export async function runServePrimary(initial: ServeState, settings: ServeSettin
         case 'ready': {
           // A message sent before the worker's module has loaded would find no listener and be lost.
           const start: ToWorker = { type: 'start', id: slot.id, port, state };
+          slot.startedWith = state;
           worker.send(start);
           return;
         }
         case 'listening':
           slot.listening = true;
           firstAddress ??= m.address;
+          // A reload while this worker was starting reached the others only: bring it up to date.
+          if (slot.startedWith !== state) {
+            const update: ToWorker = { type: 'reload', state, tlsChanged: true, seq: 0 };
+            worker.send(update);
+          }
           if (restart) {
             out.event('worker-restarted', { worker: slot.id, pid: worker.process.pid });
             out.info(`worker ${slot.id} restarted (pid ${worker.process.pid})`);
@@ -149,11 +157,7 @@ export async function runServePrimary(initial: ServeState, settings: ServeSettin
     if (restarts.length >= MAX_RESTARTS_PER_MINUTE) {
       out.event('worker-exit', { worker: slot.id, pid, code, signal, restart: false });
       out.error(`worker ${slot.id} (pid ${pid}) exited with ${signal ?? `code ${code}`}; ${restarts.length} restarts within a minute: not restarting it`);
-      if (alive().length === 0) {
-        out.error('every worker has exited: stopping');
-        process.exitCode = 1;
-        shutdown('workers-exited');
-      }
+      if (alive().length === 0) shutdown(ALL_WORKERS_GONE);
       return;
     }
     const delayMs = Math.min(RESTART_BASE_DELAY_MS * 2 ** restarts.length, RESTART_MAX_DELAY_MS);
@@ -235,7 +239,11 @@ export async function runServePrimary(initial: ServeState, settings: ServeSettin
   const total = emptyServerCounters();
   for (const s of slots) if (s.counters) addCounters(total, s.counters);
   out.event('shutdown', { signal: why, counters: total, workers: slots.map((s) => ({ worker: s.id, counters: s.counters })) });
+  if (why === ALL_WORKERS_GONE) throw new Error(`every worker has exited (more than ${MAX_RESTARTS_PER_MINUTE} restarts within a minute)`);
 }
+
+/** The reason of a shutdown because no worker is left. */
+const ALL_WORKERS_GONE = 'workers-exited';
 
 /** Tells every worker to shut down and waits for them, killing the ones that take longer than allowed. */
 async function stopWorkers(slots: Slot[], allGone: () => Promise<void>): Promise<void> {

@@ -1,6 +1,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import net, { type AddressInfo } from 'node:net';
+import tls from 'node:tls';
+import { describeCertificate } from '../../src/tunnel/tls-cert.js';
 import { runCli, startCli, type CliProcess } from '../helpers/cli.js';
 import { attemptEcho, openTunnel } from '../helpers/attempt.js';
 import { startUdpEcho, waitUntil, type UdpEcho } from '../helpers/net.js';
@@ -74,6 +76,39 @@ describe('serve --workers (CLI)', () => {
     assert.ok(counters.sessionsTotal >= 5, `the surviving workers' sessions are summed (${counters.sessionsTotal})`);
     assert.equal((shutdown['workers'] as unknown[]).length, 2);
     for (const pid of pids) assert.equal(running(pid), false, `worker ${pid} is gone`);
+  });
+
+  it('--self-signed: one certificate for every worker; a client pinned to it reaches both', async () => {
+    const serve = startCli(['serve', '--listen', '127.0.0.1:0', '--workers', '2', '--self-signed', '--json'], { env: { UDP_TUNNEL_TOKEN: undefined } });
+    try {
+      const l = await serve.waitForEvent('listening', 20_000);
+      const pin = (l['tls'] as { pin: string }).pin;
+      const port = Number(l['port']);
+      const pins = new Set<string>();
+      for (let i = 0; i < 4; i++) {
+        pins.add(
+          await new Promise<string>((resolve, reject) => {
+            const s = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () => {
+              const raw = s.getPeerCertificate().raw;
+              s.destroy();
+              resolve(describeCertificate(`-----BEGIN CERTIFICATE-----\n${raw.toString('base64')}\n-----END CERTIFICATE-----\n`).pin);
+            });
+            s.on('error', reject);
+          }),
+        );
+      }
+      assert.deepEqual([...pins], [pin]);
+      // node:cluster hands connections to the workers in turn: a few tunnels reach both.
+      let n = 0;
+      const served = (): Set<unknown> => new Set(serve.lines.filter((e) => e['event'] === 'session-open').map((e) => e['worker']));
+      while (served().size < 2 && n < 10) {
+        assert.deepEqual(await attemptEcho({ proxy: `https://127.0.0.1:${port}`, tls: { pins: [pin] } }, echo.port), { reply: 'hi' });
+        await events(serve, 'session-open', ++n);
+      }
+      assert.equal(served().size, 2, `the tunnels went to both workers (${n} tried)`);
+    } finally {
+      assert.equal(await serve.stop('SIGTERM'), 0, serve.stderr());
+    }
   });
 
   it('a worker that cannot listen fails the start: exit 1 with the reason, no worker left behind', async () => {

@@ -101,7 +101,8 @@ export function renderServeListening(out: Output, l: ServeListening): void {
     ...(l.workers ? { workers: l.workers.count, workerPids: l.workers.pids } : {}),
   });
   out.info(`serving CONNECT-UDP on ${c.bold(url)} (${protocols.join(', ')})`);
-  if (l.workers) out.info(`${l.workers.count} worker processes share the port (pids ${l.workers.pids.join(', ')})`);
+  // Up to 8 pids fit the line within 100 columns; the JSON event always lists them all.
+  if (l.workers) out.info(`${l.workers.count} worker processes share the port${l.workers.pids.length <= 8 ? ` (pids ${l.workers.pids.join(', ')})` : ''}`);
   const cert = l.certificate;
   if (cert) {
     // The fingerprint alone is 95 columns: it goes on lines of its own, 16 bytes each, to stay within 100 columns.
