@@ -10,8 +10,7 @@ import { untilShutdown } from './lifecycle.js';
 import { Output } from './output.js';
 import { attachServerOutput, renderServeListening } from './render/serve-events.js';
 import { onReloadSignal, planReload, reloadError, reportReload, reportReloadFailed, serverUpdate, type ReloadPlan } from './serve-reload.js';
-import { buildServeSettings, type ServeSettings, type ServeState } from './serve-settings.js';
-import { listeningOf } from './commands/serve.js';
+import { buildServeSettings, listeningOf, type ServeSettings, type ServeState } from './serve-settings.js';
 
 // `serve --workers N`: a primary process and N workers (node:cluster). The primary reads and checks the options and
 // files once, picks the port, and owns the listening socket (node:cluster accepts there and hands each connection to
@@ -102,6 +101,8 @@ export async function runServePrimary(initial: ServeState, settings: ServeSettin
     const worker = cluster.fork({ UDP_TUNNEL_WORKER: String(slot.id) });
     slot.worker = worker;
     slot.listening = false;
+    // A message to a worker that has just died fails on its closed channel; its 'exit' follows and is handled there.
+    worker.on('error', () => {});
     worker.on('message', (m: FromWorker) => {
       switch (m.type) {
         case 'ready': {

@@ -1,18 +1,20 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import { parseHostPort, type HostPort } from '../tunnel/address.js';
 import type { Authenticator } from '../tunnel/auth.js';
 import { loadTokenFile } from '../tunnel/auth.js';
 import { ErrorCodes, UdpTunnelError } from '../tunnel/errors.js';
 import type { TargetPolicy } from '../tunnel/policy.js';
-import { buildAuthenticator, buildTargetPolicy, isLoopbackListen, parsePostRoutes, refusesUnauthenticatedListen } from '../tunnel/server-config.js';
+import { buildAuthenticator, buildTargetPolicy, isLoopbackListen, listenExposure, parsePostRoutes, refusesUnauthenticatedListen } from '../tunnel/server-config.js';
 import type { ServerTlsOptions, TunnelServerOptions } from '../tunnel/server/tunnel-server.js';
 import { describeCertificate, generateCertificate } from '../tunnel/tls-cert.js';
 import { UsageError, flagMessage } from './errors.js';
 import { isGiven, type ResolvedOptions } from './options/resolve.js';
 import type { ServeOptions } from './schemas/serve.js';
-import { unauthenticatedListenError } from './serve-warnings.js';
+import type { ServeListening } from './render/serve-events.js';
+import { exposureWarning, loopbackWarning, shortTokenWarning, unauthenticatedListenError } from './serve-warnings.js';
 
 // serve's settings are made in two steps: what files contribute is read once into plain data (ServeMaterial), and
 // the server's options are built from the option values and that data without touching a file. A reload reads
@@ -173,4 +175,24 @@ export function digestOf(...parts: readonly (string | undefined)[]): string {
   const h = createHash('sha256');
   for (const p of parts) h.update(`${p === undefined ? '-' : `${p.length}:${p}`}\n`);
   return h.digest('hex');
+}
+
+/** What serve's `listening` event reports for `settings` bound to `addr`. */
+export function listeningOf(settings: ServeSettings, addr: AddressInfo): ServeListening {
+  const { tls, auth, policy } = settings;
+  return {
+    address: addr,
+    tls: Boolean(tls),
+    mtls: Boolean(tls?.ca),
+    auth: auth.enabled ? auth.schemes : [],
+    postRoutes: settings.postRoutes,
+    ...(settings.certInfo ? { certificate: settings.certInfo } : {}),
+    policy: policy.describe(),
+    policySummary: policy.summary(),
+    warnings: [
+      exposureWarning(addr.address, listenExposure(addr.address, auth.enabled, Boolean(tls))),
+      shortTokenWarning(auth.shortTokens),
+      loopbackWarning(policy.summary()),
+    ].filter((w) => w !== null),
+  };
 }

@@ -1,17 +1,13 @@
-import type { AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
-import { listenExposure } from '../../tunnel/server-config.js';
 import { TunnelServer } from '../../tunnel/server/tunnel-server.js';
 import { makeOutput } from '../common-options.js';
 import { UsageError } from '../errors.js';
 import { startInspectTap } from '../inspect-tap.js';
 import { openKeylog } from '../keylog.js';
 import { untilShutdown } from '../lifecycle.js';
-import { attachServerOutput, type ServeListening } from '../render/serve-events.js';
-import { renderServeListening } from '../render/serve-events.js';
+import { attachServerOutput, renderServeListening } from '../render/serve-events.js';
 import { onReloadSignal, reloadServer } from '../serve-reload.js';
-import { buildServeSettings, readServeMaterial, stateOf, usageOnBadOption, type ServeSettings } from '../serve-settings.js';
-import { exposureWarning, loopbackWarning, shortTokenWarning } from '../serve-warnings.js';
+import { buildServeSettings, listeningOf, readServeMaterial, stateOf, usageOnBadOption } from '../serve-settings.js';
 import type { ResolvedOptions } from '../options/resolve.js';
 import type { ServeOptions } from '../schemas/serve.js';
 
@@ -24,26 +20,6 @@ export function workerCount(text: string): number {
   const n = /^\d+$/.test(text) ? Number(text) : NaN;
   if (!(n >= 1 && n <= MAX_WORKERS)) throw new UsageError(`--workers: '${text}' is not a whole number 1..${MAX_WORKERS} or auto`);
   return n;
-}
-
-/** What serve's `listening` event reports for `settings` bound to `addr`. */
-export function listeningOf(settings: ServeSettings, addr: AddressInfo): ServeListening {
-  const { tls, auth, policy } = settings;
-  return {
-    address: addr,
-    tls: Boolean(tls),
-    mtls: Boolean(tls?.ca),
-    auth: auth.enabled ? auth.schemes : [],
-    postRoutes: settings.postRoutes,
-    ...(settings.certInfo ? { certificate: settings.certInfo } : {}),
-    policy: policy.describe(),
-    policySummary: policy.summary(),
-    warnings: [
-      exposureWarning(addr.address, listenExposure(addr.address, auth.enabled, Boolean(tls))),
-      shortTokenWarning(auth.shortTokens),
-      loopbackWarning(policy.summary()),
-    ].filter((w) => w !== null),
-  };
 }
 
 /** `udp-tunnel serve`: the proxy side. */
