@@ -107,6 +107,8 @@ export interface BenchOptions {
   sampleIntervalMs?: number;
   /** Extra Node options for serve and connect processes (e.g. `--cpu-prof`). */
   nodeOptions?: readonly string[];
+  /** Worker processes of the bench's own serve (process isolation only); default 1, the single process. */
+  serveWorkers?: number;
   /** Parsed --fail-if, evaluated into the document. */
   failIf?: { spec: string; conditions: readonly FailCondition[] };
   /** Progress observer; exceptions it throws are ignored. */
@@ -129,6 +131,7 @@ interface Normalized {
   insecure: boolean;
   sampleIntervalMs: number;
   nodeOptions: readonly string[];
+  serveWorkers: number;
 }
 
 function invalid(option: string, value: unknown, rule: string): UdpTunnelError {
@@ -148,6 +151,11 @@ export function normalizeBenchOptions(o: BenchOptions): Normalized {
   }
   const isolation = o.isolation ?? d.isolation;
   if (isolation !== 'process' && isolation !== 'worker') throw invalid('isolation', isolation, 'must be process or worker');
+  const serveWorkers = o.serveWorkers ?? 1;
+  if (!Number.isInteger(serveWorkers) || serveWorkers < 1 || serveWorkers > 256) throw invalid('serveWorkers', serveWorkers, 'must be an integer 1..256');
+  if (serveWorkers > 1 && isolation !== 'process') {
+    throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, 'serveWorkers needs process isolation (serve forks its workers)', { option: 'serveWorkers', value: serveWorkers, related: ['isolation'] });
+  }
   const modeSpec = benchMode(o.mode ?? d.mode);
   const mode = modeSpec.name;
   if (o.postPath !== undefined && !modeSpec.usesPostPath) {
@@ -227,6 +235,7 @@ export function normalizeBenchOptions(o: BenchOptions): Normalized {
     insecure: o.insecure ?? false,
     sampleIntervalMs,
     nodeOptions: o.nodeOptions ?? [],
+    serveWorkers,
   };
 }
 
@@ -308,6 +317,7 @@ export async function runBench(options: BenchOptions): Promise<BenchDocument> {
         ...(p.postPath !== null ? { postPath: p.postPath } : {}),
         ...(cert ? { tls: cert } : {}),
         nodeOptions: n.nodeOptions,
+        ...(n.serveWorkers > 1 ? { extraArgs: ['--workers', String(n.serveWorkers)] } : {}),
       };
       emit({ type: 'starting', what: 'serve' });
       serve = await startComponent(serveSpec);

@@ -166,6 +166,27 @@ export function readProcSample(pid: number): ComponentSample {
   return { rssBytes, busyUs };
 }
 
+/**
+ * readProcSample of a process plus its direct children (serve --workers: the primary and its workers), summed;
+ * without children, the process's own sample.
+ */
+export function readProcTreeSample(pid: number): ComponentSample {
+  const own = readProcSample(pid);
+  let children: number[] = [];
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter((x) => x !== '').map(Number);
+  } catch {
+    // Not Linux, or a kernel without that file: the process's own numbers.
+  }
+  let { rssBytes, busyUs } = own;
+  for (const child of children) {
+    const c = readProcSample(child);
+    if (rssBytes !== null && c.rssBytes !== null) rssBytes += c.rssBytes;
+    if (busyUs !== null && c.busyUs !== null) busyUs += c.busyUs;
+  }
+  return { rssBytes, busyUs };
+}
+
 // Component processes still running; killed if this process exits without stopping them (no orphans).
 const live = new Set<ChildProcess>();
 let exitHookInstalled = false;
@@ -325,7 +346,7 @@ async function startProcess(spec: ComponentSpec): Promise<TunnelComponent> {
     isolation: 'process',
     pid,
     address,
-    sample: () => (pid !== null && exitCode === null ? readProcSample(pid) : { rssBytes: null, busyUs: null }),
+    sample: () => (pid !== null && exitCode === null ? readProcTreeSample(pid) : { rssBytes: null, busyUs: null }),
     stop() {
       stopping ??= (async () => {
         if (exitCode === null) {

@@ -22,6 +22,7 @@ function checkCombinations(o: BenchOptions, r: ResolvedOptions<BenchOptions>): v
   for (const f of ['ca', 'insecure']) {
     if (given(f) && !(o.proxy !== undefined && /^https:/i.test(o.proxy))) throw new UsageError(`--${f} goes with an https:// --proxy`);
   }
+  if (given('serve-workers') && given('proxy')) throw new UsageError("--serve-workers applies to the bench's own serve, not to --proxy");
   if (given('tls') && given('proxy')) throw new UsageError("--tls applies to the bench's own serve; with --proxy the URL scheme decides");
   if (given('post-path') && o.mode !== 'post') throw new UsageError('--post-path applies only to --mode post');
 }
@@ -70,6 +71,7 @@ export async function runBenchCommand(args: BenchOptions, r: ResolvedOptions<Ben
       direct: args.direct,
       idleSessions: args['idle-sessions'],
       nodeOptions: args['node-option'],
+      serveWorkers: args['serve-workers'],
       ...(failIf ? { failIf } : {}),
       signal: controller.signal,
       onEvent: (e: BenchEvent) => {

@@ -1,103 +1,40 @@
-import { readFileSync } from 'node:fs';
-import { parseHostPort } from '../../tunnel/address.js';
-import { ErrorCodes, UdpTunnelError } from '../../tunnel/errors.js';
-import {
-  buildAuthenticator,
-  buildTargetPolicy,
-  isLoopbackListen,
-  listenExposure,
-  parsePostRoutes,
-  refusesUnauthenticatedListen,
-} from '../../tunnel/server-config.js';
-import { TunnelServer, type ServerTlsOptions } from '../../tunnel/server/tunnel-server.js';
-import { describeCertificate, generateCertificate } from '../../tunnel/tls-cert.js';
+import { availableParallelism } from 'node:os';
+import { TunnelServer } from '../../tunnel/server/tunnel-server.js';
 import { makeOutput } from '../common-options.js';
-import { UsageError, flagMessage } from '../errors.js';
+import { UsageError } from '../errors.js';
 import { startInspectTap } from '../inspect-tap.js';
 import { openKeylog } from '../keylog.js';
 import { untilShutdown } from '../lifecycle.js';
 import { attachServerOutput, renderServeListening } from '../render/serve-events.js';
-import { exposureWarning, loopbackWarning, shortTokenWarning, unauthenticatedListenError } from '../serve-warnings.js';
-import { isGiven, type ResolvedOptions } from '../options/resolve.js';
+import { onReloadSignal, reloadServer } from '../serve-reload.js';
+import { buildServeSettings, listeningOf, readServeMaterial, stateOf, usageOnBadOption } from '../serve-settings.js';
+import type { ResolvedOptions } from '../options/resolve.js';
 import type { ServeOptions } from '../schemas/serve.js';
 
-/** Builds a server from flag values: an option it refuses (e.g. --max-datagram) is a bad flag, reported as such. */
-function usageOnBadOption<T>(build: () => T): T {
-  try {
-    return build();
-  } catch (err) {
-    if (err instanceof UdpTunnelError && err.code === ErrorCodes.INVALID_OPTION) throw new UsageError(flagMessage(err));
-    throw err;
-  }
+/** Most worker processes `--workers` accepts. */
+export const MAX_WORKERS = 256;
+
+/** Reads `--workers`: a whole number 1..MAX_WORKERS, or `auto` for one per core. */
+export function workerCount(text: string): number {
+  if (text === 'auto') return availableParallelism();
+  const n = /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!(n >= 1 && n <= MAX_WORKERS)) throw new UsageError(`--workers: '${text}' is not a whole number 1..${MAX_WORKERS} or auto`);
+  return n;
 }
 
 /** `udp-tunnel serve`: the proxy side. */
 export async function runServe(args: ServeOptions, r: ResolvedOptions<ServeOptions>): Promise<void> {
   const out = makeOutput(args);
-  const listen = parseHostPort(args.listen, { allowPortZero: true, what: '--listen' });
-  if (Boolean(args.cert) !== Boolean(args.key)) throw new UsageError('--cert and --key go together');
-  if (args.cert && args['self-signed']) throw new UsageError('--self-signed and --cert exclude each other');
-  if (args['client-ca'] && !args.cert && !args['self-signed']) throw new UsageError('--client-ca needs TLS: add --cert/--key or --self-signed');
-  const policy = buildTargetPolicy(args.allow, args.deny, listen.host);
-  const postRoutes = parsePostRoutes(args['post-route']);
-  const auth = buildAuthenticator({
-    tokens: args.token,
-    ...(args['token-file'] ? { tokenFile: args['token-file'] } : {}),
-    basic: args.basic,
-  });
-  if (!args.auth && auth.enabled) throw new UsageError('--no-auth contradicts the credentials given (--token, --token-file, --basic or UDP_TUNNEL_TOKEN)');
-  if (!auth.enabled) {
-    const ignored = ['max-auth-failures-per-connection', 'auth-failure-burst', 'auth-failure-rate', 'max-auth-failure-entries'].find((f) => isGiven(r, f));
-    if (ignored !== undefined) throw new UsageError(`--${ignored} has no effect without credentials (--token, --token-file or --basic)`);
+  const workers = workerCount(args.workers);
+  if (workers > 1 && (args.inspect || args.record !== undefined)) {
+    throw new UsageError(`--workers ${args.workers} and --${args.inspect ? 'inspect' : 'record'} exclude each other: the traffic view is per process`);
   }
-  if (refusesUnauthenticatedListen(await isLoopbackListen(listen.host), auth.enabled, !args.auth)) throw new UsageError(unauthenticatedListenError(listen.host));
-  let tls: ServerTlsOptions | undefined;
-  let certInfo: { selfSigned: boolean; fingerprint256: string; pin: string } | undefined;
-  if (args['self-signed']) {
-    const hosts = ['localhost', '127.0.0.1', '::1'];
-    if (!hosts.includes(listen.host) && listen.host !== '0.0.0.0' && listen.host !== '::') hosts.push(listen.host);
-    const gen = await generateCertificate({ altNames: hosts });
-    tls = { cert: gen.cert, key: gen.key };
-    certInfo = { selfSigned: true, fingerprint256: gen.fingerprint256, pin: gen.pin };
-  } else if (args.cert && args.key) {
-    const cert = readFileSync(args.cert);
-    tls = { cert, key: readFileSync(args.key) };
-    certInfo = { selfSigned: false, ...describeCertificate(cert) };
-  }
-  if (tls && args['client-ca']) tls.ca = readFileSync(args['client-ca']);
-  if (isGiven(r, 'keylog') && r.sources['keylog'] !== 'env' && !tls) throw new UsageError('--keylog needs TLS: add --cert/--key or --self-signed');
-  const keylog = tls ? openKeylog(args) : undefined;
-  if (tls && keylog) tls.onKeylog = keylog.onKeylog;
-  const server = usageOnBadOption(() => new TunnelServer({
-    host: listen.host,
-    port: listen.port,
-    ...(tls ? { tls } : {}),
-    ...(isGiven(r, 'template') ? { template: args.template } : {}),
-    policy,
-    authenticator: auth,
-    postRoutes,
-    idleTimeoutMs: args['idle-timeout'],
-    maxSessions: args['max-sessions'],
-    ...(args['max-sessions-per-connection'] !== undefined
-      ? { maxSessionsPerConnection: args['max-sessions-per-connection'] }
-      : {}),
-    maxStreamsPerConnection: args['max-streams'],
-    maxSessionsPerClient: args['max-sessions-per-client'],
-    maxAuthFailuresPerConnection: args['max-auth-failures-per-connection'],
-    authFailureBurst: args['auth-failure-burst'],
-    authFailureRefillPerSecond: args['auth-failure-rate'],
-    maxAuthFailureEntries: args['max-auth-failure-entries'],
-    maxCapsuleLength: args['max-capsule'],
-    maxDatagram: args['max-datagram'],
-    maxStreamBuffer: args['max-stream-buffer'],
-    maxUdpSendQueue: args['max-udp-send-queue'],
-    headerTimeoutMs: args['header-timeout'],
-    connectionIdleTimeoutMs: args['connection-idle-timeout'],
-    maxConnections: args['max-connections'],
-    maxHeaderSize: args['max-header-size'],
-    ...(args['dns-server'].length ? { dnsServers: args['dns-server'] } : {}),
-    dnsTimeoutMs: args['dns-timeout'],
-  }));
+  let state = stateOf(r, await readServeMaterial(args));
+  const settings = await buildServeSettings(state);
+  if (workers > 1) return (await import('../serve-cluster.js')).runServePrimary(state, settings, workers, out);
+  const keylog = settings.tls ? openKeylog(args) : undefined;
+  const tls = settings.tls && keylog ? { ...settings.tls, onKeylog: keylog.onKeylog } : settings.tls;
+  const server = usageOnBadOption(() => new TunnelServer({ ...settings.server, ...(tls ? { tls } : {}) }));
   attachServerOutput(server, out);
   const tap = await startInspectTap(args, out, 'serve');
   const addr = await server.listen();
@@ -107,22 +44,12 @@ export async function runServe(args: ServeOptions, r: ResolvedOptions<ServeOptio
     await server.close();
     keylog?.close();
   });
-  renderServeListening(out, {
-    address: addr,
-    tls: Boolean(tls),
-    mtls: Boolean(tls?.ca),
-    auth: auth.enabled ? auth.schemes : [],
-    postRoutes,
-    ...(certInfo ? { certificate: certInfo } : {}),
-    policy: policy.describe(),
-    policySummary: policy.summary(),
-    warnings: [
-      exposureWarning(addr.address, listenExposure(addr.address, auth.enabled, Boolean(tls))),
-      shortTokenWarning(auth.shortTokens),
-      loopbackWarning(policy.summary()),
-    ].filter((w) => w !== null),
+  const stopReload = onReloadSignal(async () => {
+    state = await reloadServer(server, state, out);
   });
+  renderServeListening(out, listeningOf(settings, addr));
   const why = await done;
+  stopReload();
   await tap?.stop();
   out.event('shutdown', { signal: why, counters: server.counters });
 }

@@ -246,3 +246,36 @@ export async function resolveOptions<V>(schema: CommandSchema, argv: readonly st
     ...(Object.keys(lists).length > 0 ? { lists } : {}),
   };
 }
+
+/**
+ * Reads the config file of `previous` again (for a reload): options that came from a flag or the environment keep
+ * their values, the others take the file's new value or their default. Throws UsageError as resolveOptions does.
+ */
+export async function reresolveConfig<V>(schema: CommandSchema, previous: ResolvedOptions<V>): Promise<ResolvedOptions<V>> {
+  const path = previous.configFile;
+  const fromFile = path !== undefined ? await readConfigFile(schema, path) : new Map<string, unknown>();
+  const old = previous.values as Record<string, unknown>;
+  const values: Record<string, unknown> = {};
+  const sources: Record<string, OptionSource> = {};
+  for (const spec of schema.options) {
+    const was = previous.sources[spec.name];
+    if (was === 'flag' || was === 'env') {
+      values[spec.name] = old[spec.name];
+      sources[spec.name] = was;
+      continue;
+    }
+    let raw: unknown;
+    let source: OptionSource | undefined;
+    if (fromFile.has(spec.name)) {
+      source = 'config';
+      raw = fromFile.get(spec.name);
+    } else {
+      source = 'default';
+      raw = spec.default ?? (spec.kind === 'boolean' ? false : spec.kind === 'list' ? [] : undefined);
+    }
+    if (source === undefined || raw === undefined) continue;
+    values[spec.name] = read(spec, raw, source, path);
+    sources[spec.name] = source;
+  }
+  return { values: values as V, sources, positionals: previous.positionals, ...(path !== undefined ? { configFile: path } : {}) };
+}

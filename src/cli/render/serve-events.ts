@@ -76,6 +76,8 @@ export interface ServeListening {
   /** The target policy as data, for the human startup lines. */
   policySummary: PolicySummary;
   warnings: string[];
+  /** `serve --workers N`: the worker processes sharing the listener. */
+  workers?: { count: number; pids: number[] };
 }
 
 /** Renders serve's `listening` event, its certificate pin, POST routes and warnings. */
@@ -96,8 +98,11 @@ export function renderServeListening(out: Output, l: ServeListening): void {
     postRoutes: [...l.postRoutes.keys()],
     ...(l.certificate ? { tls: l.certificate } : {}),
     policy: l.policy,
+    ...(l.workers ? { workers: l.workers.count, workerPids: l.workers.pids } : {}),
   });
   out.info(`serving CONNECT-UDP on ${c.bold(url)} (${protocols.join(', ')})`);
+  // Up to 8 pids fit the line within 100 columns; the JSON event always lists them all.
+  if (l.workers) out.info(`${l.workers.count} worker processes share the port${l.workers.pids.length <= 8 ? ` (pids ${l.workers.pids.join(', ')})` : ''}`);
   const cert = l.certificate;
   if (cert) {
     // The fingerprint alone is 95 columns: it goes on lines of its own, 16 bytes each, to stay within 100 columns.

@@ -68,6 +68,7 @@ export const BENCH_OPTIONS = [
   { name: 'host', kind: 'choice', choices: ['127.0.0.1', '::1'], default: BENCH_DEFAULTS.host, group: TUNNEL, describe: 'Loopback address for echo, serve and connect', advanced: true },
   { name: 'post-path', kind: 'string', value: 'PATH', group: TUNNEL, describe: `With --mode post: the request path (default ${BENCH_DEFAULTS.postPath})`, advanced: true },
   { name: 'node-option', kind: 'list', value: 'OPTION', group: TUNNEL, describe: 'Extra Node option for serve and connect, e.g. --node-option=--cpu-prof', advanced: true },
+  { name: 'serve-workers', kind: 'int', value: 'N', min: 1, max: 256, default: 1, group: TUNNEL, describe: "Run the bench's serve with --workers N (process isolation)", advanced: true },
   { name: 'proxy', kind: 'string', value: 'URL', group: EXTERNAL, describe: 'Benchmark this proxy instead of a local serve (needs --target)', advanced: true },
   { name: 'target', kind: 'string', value: 'HOST:PORT', group: EXTERNAL, describe: 'With --proxy: a UDP echo the proxy can reach', advanced: true },
   { name: 'ca', kind: 'string', value: 'FILE', group: EXTERNAL, describe: 'With an https --proxy: PEM CAs to trust', advanced: true },

@@ -12,6 +12,16 @@ const LIMITS = 'Limits and timeouts';
 /** `udp-tunnel serve`'s options. */
 export const SERVE_OPTIONS = [
   { name: 'listen', short: 'l', kind: 'string', value: 'HOST:PORT', default: '127.0.0.1:4433', group: LISTEN, describe: 'TCP address ([IPv6]:PORT; port 0 = any)' },
+  {
+    name: 'workers',
+    kind: 'string',
+    value: 'N|auto',
+    default: '1',
+    group: LISTEN,
+    describe: 'Processes sharing the listener (auto = one per core)',
+    details: 'Each worker relays its own connections; limits apply per worker.',
+    advanced: true,
+  },
   { name: 'self-signed', kind: 'boolean', group: TLS, describe: 'Serve TLS with a throwaway certificate; prints its pin' },
   { name: 'cert', kind: 'string', value: 'FILE', group: TLS, describe: 'PEM certificate: serve TLS, ALPN h2 and http/1.1 (needs --key)' },
   { name: 'key', kind: 'string', value: 'FILE', group: TLS, describe: 'PEM private key for --cert' },

@@ -200,6 +200,18 @@ export class Listener<T> {
     return this.server.address() as net.AddressInfo;
   }
 
+  /**
+   * Replaces the certificate, key and client CA bundle that new TLS handshakes use; connections already up keep
+   * theirs. Only for a TLS listener, with `ca` set exactly when it was at the start (the owner checks both). Throws
+   * when the material is unusable (bad PEM, a key that does not match); the old context then stays.
+   */
+  setTls(t: ServerTlsOptions): void {
+    const current = this.opts.tls;
+    if (!(this.server instanceof tls.Server) || current === undefined) throw new Error('the listener speaks cleartext');
+    this.server.setSecureContext({ cert: t.cert, key: t.key, ...(t.ca ? { ca: t.ca } : {}) });
+    this.opts.tls = { ...current, cert: t.cert, key: t.key, ...(t.ca ? { ca: t.ca } : {}) };
+  }
+
   /** Client connections open now (any protocol, including ones still in their TLS handshake or first request). */
   get openConnections(): number {
     return this.sockets.size;

@@ -2,6 +2,8 @@ import type { Buffer } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import http2 from 'node:http2';
 import type net from 'node:net';
+import { ErrorCodes, UdpTunnelError } from '../errors.js';
+import { checkMaxDatagram, checkMaxUdpSendQueue } from '../limits.js';
 import { isLocalResourceError } from '../local-resource.js';
 import { formatProxyStatus } from '../proxy-status.js';
 import { compileTemplateMatcher, type TemplateMatcher } from '../uri-template.js';
@@ -24,6 +26,49 @@ export type { RefusalTarget, RefusedEvent } from './refusals.js';
 export { SERVER_DEFAULTS, type RequestAuthenticator, type TargetChecker, type TunnelServerOptions } from './options.js';
 
 /**
+ * The options TunnelServer#update can change while the server runs; they apply to requests that arrive afterwards.
+ * Everything else (host, port, TLS on or off, client certificates on or off, header and idle timeouts of connections,
+ * maxConnections, maxHeaderSize, maxStreamBuffer, the failed-authentication budget, DNS) takes a new server.
+ */
+export type TunnelServerUpdate = Partial<
+  Pick<
+    TunnelServerOptions,
+    | 'tls'
+    | 'template'
+    | 'policy'
+    | 'authenticator'
+    | 'postRoutes'
+    | 'idleTimeoutMs'
+    | 'maxCapsuleLength'
+    | 'maxDatagram'
+    | 'maxUdpSendQueue'
+    | 'maxSessions'
+    | 'maxSessionsPerConnection'
+    | 'maxStreamsPerConnection'
+    | 'maxSessionsPerClient'
+    | 'maxAuthFailuresPerConnection'
+  >
+>;
+
+/** The keys of TunnelServerUpdate, for callers that sort a change into what applies now and what needs a restart. */
+export const UPDATABLE_SERVER_OPTIONS: readonly (keyof TunnelServerUpdate)[] = [
+  'tls',
+  'template',
+  'policy',
+  'authenticator',
+  'postRoutes',
+  'idleTimeoutMs',
+  'maxCapsuleLength',
+  'maxDatagram',
+  'maxUdpSendQueue',
+  'maxSessions',
+  'maxSessionsPerConnection',
+  'maxStreamsPerConnection',
+  'maxSessionsPerClient',
+  'maxAuthFailuresPerConnection',
+];
+
+/**
  * The proxy side of udp-tunnel. One listener accepts CONNECT-UDP over HTTP/2 (RFC 9298 §3.4) and HTTP/1.1
  * (RFC 9298 §3.2), and POST tunnels to configured routes; each front hands a validated target and a byte stream to
  * one shared relay that owns the connected UDP socket. Events: 'session-open', 'session-close' (ServerSessionStats),
@@ -33,8 +78,8 @@ export { SERVER_DEFAULTS, type RequestAuthenticator, type TargetChecker, type Tu
 export class TunnelServer extends EventEmitter {
   readonly counters: ServerCounters = emptyServerCounters();
   private readonly opts: ResolvedServerOptions;
-  private readonly matcher: TemplateMatcher;
-  private readonly postRoutes: PostRoutes;
+  private matcher: TemplateMatcher;
+  private postRoutes: PostRoutes;
   private readonly listener: Listener<ConnectionQuota>;
   private readonly refusals: Refusals;
   private readonly admission: Admission;
@@ -91,6 +136,35 @@ export class TunnelServer extends EventEmitter {
   /** The bound address. */
   address(): net.AddressInfo {
     return this.listener.address();
+  }
+
+  /**
+   * Changes options for what comes next: requests that arrive afterwards are authenticated, checked and limited by
+   * the new values, and TLS handshakes that start afterwards present the new certificate. Sessions and connections
+   * already open keep going as they are. All or nothing: on a bad value it throws UT_ERR_INVALID_OPTION (a bad
+   * template: UT_ERR_INVALID_TEMPLATE, as the constructor does) and nothing changed. `tls` needs a TLS server, and `tls.ca` must be set exactly when it was at the start.
+   */
+  update(changes: TunnelServerUpdate): void {
+    const bad = (option: string, message: string): UdpTunnelError => new UdpTunnelError(ErrorCodes.INVALID_OPTION, `${option}: ${message}`, { option });
+    if (changes.maxDatagram !== undefined) checkMaxDatagram(changes.maxDatagram);
+    if (changes.maxUdpSendQueue !== undefined) checkMaxUdpSendQueue(changes.maxUdpSendQueue);
+    const matcher = changes.template !== undefined ? compileTemplateMatcher(changes.template) : this.matcher;
+    const t = changes.tls;
+    if (t !== undefined) {
+      if (!this.opts.tls) throw bad('tls', 'the server listens in cleartext; serving TLS takes a new server');
+      if (Boolean(this.opts.tls.ca) !== Boolean(t.ca)) throw bad('tls', 'turning client certificate checks on or off takes a new server');
+      try {
+        this.listener.setTls(t);
+      } catch (err) {
+        throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, `tls: ${(err as Error).message}`, { option: 'tls' }, { cause: err });
+      }
+    }
+    // Admission, the relay and the request checks read these from the shared options object on every request.
+    const { tls: _tls, postRoutes, ...rest } = changes;
+    for (const [k, v] of Object.entries(rest)) if (v !== undefined) (this.opts as unknown as Record<string, unknown>)[k] = v;
+    if (t !== undefined) this.opts.tls = { ...this.opts.tls, ...t };
+    if (postRoutes !== undefined) this.postRoutes = postRoutes;
+    this.matcher = matcher;
   }
 
   /** Number of sessions relaying now. */
