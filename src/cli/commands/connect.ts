@@ -2,7 +2,6 @@ import { readFileSync } from 'node:fs';
 import { parseHostPort } from '../../tunnel/address.js';
 import { TunnelClient } from '../../tunnel/client.js';
 import {
-  buildTransport,
   describeProxy,
   parseHeaderFlags,
   redactProxyUrl,
@@ -10,13 +9,14 @@ import {
   type HttpVersionChoice,
   type ProxyConfig,
 } from '../../tunnel/client-config.js';
+import { buildProxiesTransport, splitProxyList } from '../../tunnel/proxy-list.js';
 import { parsePins } from '../../tunnel/transport/proxy-socket.js';
 import { UsageError } from '../errors.js';
 import { makeOutput } from '../common-options.js';
 import { startInspectTap } from '../inspect-tap.js';
 import { openKeylog } from '../keylog.js';
 import { untilShutdown } from '../lifecycle.js';
-import { attachClientOutput, renderConnectListening } from '../render/connect-events.js';
+import { attachClientOutput, attachFailoverOutput, renderConnectListening } from '../render/connect-events.js';
 import { runTunnelCheck, startProxyProbe } from '../proxy-check.js';
 import { isGiven, type ResolvedOptions } from '../options/resolve.js';
 import type { ConnectOptions } from '../schemas/connect.js';
@@ -24,7 +24,9 @@ import type { ConnectOptions } from '../schemas/connect.js';
 /** The combinations connect refuses: each names both flags, so a flag is never silently ignored. */
 function checkCombinations(o: ConnectOptions, r: ResolvedOptions<ConnectOptions>): void {
   const given = (name: string): boolean => isGiven(r, name);
-  if (o.proxy === undefined) throw new UsageError('--proxy URL is required (or UDP_TUNNEL_PROXY, or proxy: in the --config file)');
+  if (o.proxy.length === 0) throw new UsageError('--proxy URL is required (or UDP_TUNNEL_PROXY, or proxy: in the --config file)');
+  const proxies = splitProxyList(o.proxy);
+  if (proxies.length === 1 && given('proxy-strategy')) throw new UsageError('--proxy-strategy needs two or more --proxy URLs');
   if (o.mode === 'connect-udp' && o.target === undefined) throw new UsageError('--target HOST:PORT is required in connect-udp mode');
   if (o.mode === 'post') {
     if (given('target')) throw new UsageError('--target does not apply with --mode post: the proxy maps --post-path to its target; drop --target');
@@ -43,21 +45,26 @@ function checkCombinations(o: ConnectOptions, r: ResolvedOptions<ConnectOptions>
   }
   if (o['backoff-max'] !== undefined && o['backoff-max'] < o['backoff-base']) throw new UsageError('--backoff-max must be at least --backoff-base');
   if (Boolean(o.cert) !== Boolean(o.key)) throw new UsageError('--cert and --key go together');
-  const https = /^https:/i.test(o.proxy);
+  // One TLS configuration applies to every proxy, so with TLS flags all of them must be https://.
+  const cleartext = proxies.find((p) => !/^https:/i.test(p));
   const tlsFlags = ['ca', 'servername', 'cert', 'pin', 'insecure'].filter((f) => given(f));
   if (given('keylog') && r.sources['keylog'] !== 'env') tlsFlags.push('keylog');
-  if (tlsFlags.length > 0 && !https) throw new UsageError(`--${tlsFlags.join(', --')} need${tlsFlags.length === 1 ? 's' : ''} an https:// proxy URL`);
+  if (tlsFlags.length > 0 && cleartext !== undefined) {
+    const which = proxies.length === 1 ? 'an https:// proxy URL' : `every --proxy to be https:// (not ${redactProxyUrl(cleartext)})`;
+    throw new UsageError(`--${tlsFlags.join(', --')} need${tlsFlags.length === 1 ? 's' : ''} ${which}`);
+  }
 }
 
 /** `udp-tunnel connect`: local UDP port -> proxy -> target. */
 export async function runConnect(o: ConnectOptions, r: ResolvedOptions<ConnectOptions>): Promise<void> {
   checkCombinations(o, r);
-  const args = o as ConnectOptions & { proxy: string };
+  const args = o;
+  const proxies = splitProxyList(args.proxy);
   const out = makeOutput(args);
   const local = parseHostPort(args.local, { allowPortZero: true, what: '--local' });
   const target = args.target ? parseHostPort(args.target, { what: '--target' }) : undefined;
   const baseMs = args['backoff-base'];
-  const keylog = /^https:/i.test(args.proxy) ? openKeylog(args) : undefined;
+  const keylog = proxies.some((p) => /^https:/i.test(p)) ? openKeylog(args) : undefined;
   const tls = {
     ...(keylog ? { onKeylog: keylog.onKeylog } : {}),
     insecure: args.insecure,
@@ -68,7 +75,7 @@ export async function runConnect(o: ConnectOptions, r: ResolvedOptions<ConnectOp
   };
   const token = args.token;
   const config: ProxyConfig = {
-    proxy: args.proxy,
+    proxy: proxies[0]!,
     ...(target ? { target } : {}),
     mode: args.mode,
     http: args.http,
@@ -81,13 +88,13 @@ export async function runConnect(o: ConnectOptions, r: ResolvedOptions<ConnectOp
   };
   if (args.check) {
     try {
-      await runTunnelCheck(config, out);
+      await runTunnelCheck(config, out, proxies);
     } finally {
       keylog?.close();
     }
     return;
   }
-  const transport = buildTransport(config);
+  const transport = buildProxiesTransport(proxies, config, { strategy: args['proxy-strategy'] });
   const client = new TunnelClient({
     host: local.host,
     port: local.port,
@@ -101,17 +108,21 @@ export async function runConnect(o: ConnectOptions, r: ResolvedOptions<ConnectOp
     maxUdpSendQueue: args['max-udp-send-queue'],
   });
   attachClientOutput(client, out, { target: args.mode === 'post' ? `POST ${args['post-path']}` : args.target! });
+  if (proxies.length > 1) attachFailoverOutput(transport, out);
   const tap = await startInspectTap(args, out, 'connect');
   const addr = await client.start();
   renderConnectListening(out, {
     address: addr,
-    proxy: redactProxyUrl(args.proxy),
-    description: describeProxy(config),
+    proxy: redactProxyUrl(proxies[0]!),
+    proxies: proxies.map(redactProxyUrl),
+    ...(proxies.length > 1 ? { strategy: args['proxy-strategy'] } : {}),
+    // Several proxies are listed on lines of their own, so the line stays within 100 columns.
+    description: proxies.length === 1 ? describeProxy(config) : `${proxies.length} proxies${describeProxy({ ...config, proxy: '' })}`,
     mode: args.mode,
     ...(args.mode === 'post' ? { postPath: args['post-path'] } : { target: args.target! }),
     transport: transport.name,
   });
-  const probe = args['proxy-check'] ? startProxyProbe(config, out) : undefined;
+  const probe = args['proxy-check'] ? startProxyProbe(config, out, proxies) : undefined;
   const { done } = untilShutdown(async () => {
     out.info('shutting down');
     await probe?.stop();
@@ -120,6 +131,6 @@ export async function runConnect(o: ConnectOptions, r: ResolvedOptions<ConnectOp
   });
   const why = await done;
   await tap?.stop();
-  out.event('shutdown', { signal: why, counters: client.counters });
+  out.event('shutdown', { signal: why, counters: client.counters, proxies: transport.proxies });
   out.debug(`counters ${JSON.stringify(client.counters)}`);
 }
