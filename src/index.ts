@@ -16,6 +16,8 @@ export * from './tunnel/local-resource.js';
 export * from './tunnel/client-config.js';
 export * from './tunnel/forward-group.js';
 export * from './tunnel/header-template.js';
+export * from './tunnel/proxy-list.js';
+export * from './tunnel/transport/failover.js';
 export * from './tunnel/policy.js';
 export * from './tunnel/auth.js';
 export * from './tunnel/resolver.js';

@@ -117,7 +117,8 @@ export interface ClientCounters {
   datagrams_dropped: number;
 }
 
-type State = 'connecting' | 'open' | 'closed';
+// 'lost': the tunnel went away and the transport can reopen it; the next datagram does.
+type State = 'connecting' | 'open' | 'lost' | 'closed';
 
 interface ClientSession {
   id: string;
@@ -128,6 +129,8 @@ interface ClientSession {
   pendingBytes: number;
   handle: TunnelHandle | null;
   channel: DatagramChannel | null;
+  /** The tunnel lost last, passed to the transport when reopening. */
+  lost: TunnelHandle | null;
   idle: IdleTimer;
   abort: AbortController;
   stats: ClientSessionStats;
@@ -141,8 +144,9 @@ import { CLIENT_DEFAULTS } from './defaults.js';
 /**
  * The client side of udp-tunnel: listens on a local UDP port and gives each local peer (source address and port)
  * its own tunnel, following Envoy's udp_proxy tunneling_config semantics.
- * Events: 'session-open' ({id, peer}), 'session-ready' ({id, peer, attempts}), 'session-close' (ClientSessionStats),
- * 'connect-error' ({id, peer, error, attempt, willRetry}).
+ * Events: 'session-open' ({id, peer}), 'session-ready' ({id, peer, attempts, transport, proxy?, reopened}),
+ * 'session-close' (ClientSessionStats), 'connect-error' ({id, peer, error, attempt, willRetry}),
+ * 'tunnel-lost' ({id, peer, reason, proxy?}: the session stays and reopens on its next datagram).
  */
 export class TunnelClient extends EventEmitter {
   readonly counters: ClientCounters = {
@@ -255,6 +259,10 @@ export class TunnelClient extends EventEmitter {
       s.channel!.send(msg);
       return;
     }
+    if (s.state === 'lost') {
+      s.state = 'connecting';
+      void this.connectSession(s);
+    }
     const buf = this.opts.buffer;
     if (!buf.enabled) {
       s.stats.drops.notReady++;
@@ -282,6 +290,7 @@ export class TunnelClient extends EventEmitter {
       pendingBytes: 0,
       handle: null,
       channel: null,
+      lost: null,
       abort: new AbortController(),
       // Envoy #35192: the idle timer also runs while the tunnel is still being set up.
       idle: new IdleTimer(this.opts.idleTimeoutMs, () => {
@@ -330,7 +339,7 @@ export class TunnelClient extends EventEmitter {
           ...this.request,
           ...(local ? { downstream: { remoteAddress: s.address, remotePort: s.port, localAddress: local.address, localPort: local.port } } : {}),
         };
-        const handle = await this.opts.transport.open(s.id, s.abort.signal, request);
+        const handle = await this.opts.transport.open(s.id, s.abort.signal, request, s.lost ? { lost: s.lost } : {});
         if ((s.state as State) === 'closed') {
           handle.abort('close');
           return;
@@ -357,7 +366,8 @@ export class TunnelClient extends EventEmitter {
     this.counters.sess_tunnel_success++;
     s.handle = handle;
     s.state = 'open';
-    s.stats.readyAfterMs = Date.now() - s.stats.openedAt;
+    // A reopened tunnel keeps the first one's set-up time.
+    s.stats.readyAfterMs ??= Date.now() - s.stats.openedAt;
     const socket = this.socket!;
     const maxQueue = this.opts.maxUdpSendQueue;
     s.channel = new DatagramChannel(handle.stream, {
@@ -388,14 +398,50 @@ export class TunnelClient extends EventEmitter {
         this.closeSession(s, `malformed: ${err.message}`);
       },
     });
-    handle.stream.on('close', () => this.closeSession(s, 'tunnel-closed'));
-    handle.stream.on('end', () => this.closeSession(s, 'tunnel-ended'));
-    this.emit('session-ready', { id: s.id, peer: s.stats.peer, attempts: s.stats.connectAttempts, transport: this.opts.transport.name });
+    handle.stream.on('close', () => this.onTunnelGone(s, handle, 'tunnel-closed'));
+    handle.stream.on('end', () => this.onTunnelGone(s, handle, 'tunnel-ended'));
+    const reopened = s.lost !== null;
+    s.lost = null;
+    this.emit('session-ready', {
+      id: s.id,
+      peer: s.stats.peer,
+      attempts: s.stats.connectAttempts,
+      transport: this.opts.transport.name,
+      ...(handle.proxy !== undefined ? { proxy: handle.proxy } : {}),
+      reopened,
+    });
     // Flush what arrived while connecting, in order.
     const pending = s.pending;
     s.pending = [];
     s.pendingBytes = 0;
     for (const msg of pending) s.channel.send(msg);
+  }
+
+  /**
+   * The tunnel closed or ended under a session. A transport that can reopen tunnels (several proxies) keeps the
+   * session: its next datagram opens a new tunnel, so the local peer loses only what was in flight.
+   */
+  private onTunnelGone(s: ClientSession, handle: TunnelHandle, reason: string): void {
+    if (s.state !== 'open' || s.handle !== handle) return;
+    if (!this.opts.transport.reopensLostTunnels || this.closing) return this.closeSession(s, reason);
+    handle.abort('close');
+    this.addChannelStats(s);
+    s.handle = null;
+    s.channel = null;
+    s.lost = handle;
+    s.state = 'lost';
+    this.emit('tunnel-lost', { id: s.id, peer: s.stats.peer, reason, ...(handle.proxy !== undefined ? { proxy: handle.proxy } : {}) });
+  }
+
+  /** Adds what a session's current channel counted to its stats (a session may have several tunnels in turn). */
+  private addChannelStats(s: ClientSession): void {
+    if (!s.channel) return;
+    const c: ChannelCounters = s.channel.counters;
+    s.stats.drops.backpressure += c.dropBackpressure;
+    s.stats.drops.contextId += c.dropContextId;
+    // Tunnel datagrams over --max-datagram or the IPv4 bound (local ones are counted on arrival).
+    s.stats.drops.oversize += c.dropOversize;
+    s.stats.skippedCapsules += c.skippedCapsules;
   }
 
   private closeSession(s: ClientSession, reason: string): void {
@@ -413,14 +459,7 @@ export class TunnelClient extends EventEmitter {
     }
     if (s.handle) s.handle.abort('close');
     const stats = s.stats;
-    if (s.channel) {
-      const c: ChannelCounters = s.channel.counters;
-      stats.drops.backpressure = c.dropBackpressure;
-      stats.drops.contextId = c.dropContextId;
-      // Tunnel datagrams over --max-datagram or the IPv4 bound (local ones are counted on arrival).
-      stats.drops.oversize += c.dropOversize;
-      stats.skippedCapsules = c.skippedCapsules;
-    }
+    this.addChannelStats(s);
     stats.durationMs = Date.now() - stats.openedAt;
     stats.closeReason = reason;
     if (tapChannel.hasSubscribers) tapChannel.publish({ kind: 'close', session: s.id, time: Date.now(), reason });

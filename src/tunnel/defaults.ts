@@ -33,6 +33,15 @@ export const PROXY_CONFIG_DEFAULTS = {
   connectTimeoutMs: 10_000,
 } as const;
 
+/** How a client picks among several proxies: the first healthy one in order, or the next healthy one in turn. */
+export type ProxyStrategy = 'failover' | 'round-robin';
+
+/** FailoverTransport's defaults: a proxy that failed is skipped for 1 s, doubling per failure in a row up to 30 s. */
+export const FAILOVER_DEFAULTS = {
+  strategy: 'failover' as ProxyStrategy,
+  downBackoff: { baseMs: 1000, maxMs: 30_000 },
+} as const;
+
 /** TunnelServer's defaults. */
 export const SERVER_DEFAULTS = {
   template: DEFAULT_URI_TEMPLATE,

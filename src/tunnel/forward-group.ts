@@ -32,6 +32,11 @@ export interface ForwardGroupOptions {
   proxy: ProxyConfig;
   forwards: readonly ForwardConfig[];
   client?: SharedClientOptions;
+  /**
+   * Builds the one transport every forward of a mode shares; default: a transport to `proxy` alone. connect passes
+   * one over all its proxies (failover or round-robin), so forwards and failover combine.
+   */
+  transportFor?: (config: ProxyConfig) => Transport;
 }
 
 /** The headers of `base` with those of `extra` added; a name in both keeps extra's value (forward over proxy). */
@@ -66,7 +71,7 @@ export class ForwardGroup {
         if (mode === 'post') checkPostPath(postPath);
         let transport = this.transports.get(mode);
         if (transport === undefined) {
-          transport = buildSharedTransport({ ...proxy, mode });
+          transport = (options.transportFor ?? buildSharedTransport)({ ...proxy, mode });
           this.transports.set(mode, transport);
         }
         this.transportByForward.push(transport);

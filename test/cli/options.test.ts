@@ -144,7 +144,8 @@ describe('CLI config files', () => {
     assert.equal(r.code, 0, r.stderr);
     assert.ok(!r.stdout.includes('cli-s3cret-token'), r.stdout);
     assert.ok(!r.stderr.includes('cli-s3cret-token'), r.stderr);
-    assert.match(r.stdout, /^proxy: http:\/\/127\.0\.0\.1:2222 {2}# \$UDP_TUNNEL_PROXY$/m);
+    // --proxy is a list (several proxies fail over): one item, from the environment.
+    assert.match(r.stdout, /^proxy: {2}# \$UDP_TUNNEL_PROXY\n {2}- http:\/\/127\.0\.0\.1:2222$/m);
     assert.match(r.stdout, /^max-sessions: 9 {2}# --max-sessions$/m);
     assert.match(r.stdout, /^target: 127\.0\.0\.1:53 {2}# .*connect\.yaml$/m);
     assert.match(r.stdout, /^idle-timeout: 2m {2}# .*connect\.yaml$/m);
@@ -160,7 +161,7 @@ describe('CLI config files', () => {
     const event = JSON.parse(lines[0]!) as { event: string; command: string; options: Record<string, unknown> };
     assert.equal(event.event, 'config');
     assert.equal(event.command, 'connect');
-    assert.equal(event.options['proxy'], 'http://127.0.0.1:2222');
+    assert.deepEqual(event.options['proxy'], ['http://127.0.0.1:2222']);
     assert.equal(event.options['max-sessions'], 9);
     assert.equal(event.options['idle-timeout'], 120_000);
     assert.equal(event.options['token'], '<redacted>');

@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import { formatHostPort, parseHostPort } from '../../tunnel/address.js';
 import { describeProxy, parseHeaderFlags, redactProxyUrl, type ProxyConfig } from '../../tunnel/client-config.js';
 import { ForwardGroup, mergeHeaders } from '../../tunnel/forward-group.js';
+import { buildProxiesTransport, splitProxyList } from '../../tunnel/proxy-list.js';
+import type { FailoverTransport } from '../../tunnel/transport/failover.js';
 import { parsePins } from '../../tunnel/transport/proxy-socket.js';
 import { UsageError } from '../errors.js';
 import { forwardFromEntry, forwardFromSpec, parseForwardSpec, type ForwardDefaults, type ResolvedForward } from '../forwards.js';
@@ -9,7 +11,7 @@ import { makeOutput } from '../common-options.js';
 import { startInspectTap } from '../inspect-tap.js';
 import { openKeylog } from '../keylog.js';
 import { untilShutdown } from '../lifecycle.js';
-import { attachClientOutput, renderConnectListening } from '../render/connect-events.js';
+import { attachClientOutput, attachFailoverOutput, renderConnectListening } from '../render/connect-events.js';
 import { runTunnelCheck, startProxyProbe } from '../proxy-check.js';
 import { isGiven, type ResolvedOptions } from '../options/resolve.js';
 import type { ConnectOptions } from '../schemas/connect.js';
@@ -17,7 +19,9 @@ import type { ConnectOptions } from '../schemas/connect.js';
 /** The combinations connect refuses: each names both flags, so a flag is never silently ignored. */
 function checkCombinations(o: ConnectOptions, r: ResolvedOptions<ConnectOptions>): void {
   const given = (name: string): boolean => isGiven(r, name);
-  if (o.proxy === undefined) throw new UsageError('--proxy URL is required (or UDP_TUNNEL_PROXY, or proxy: in the --config file)');
+  if (o.proxy.length === 0) throw new UsageError('--proxy URL is required (or UDP_TUNNEL_PROXY, or proxy: in the --config file)');
+  const proxies = splitProxyList(o.proxy);
+  if (proxies.length === 1 && given('proxy-strategy')) throw new UsageError('--proxy-strategy needs two or more --proxy URLs');
   const forwards = forwardsGiven(r);
   if (forwards !== null) {
     for (const f of ['local', 'target']) if (given(f)) throw new UsageError(`--${f} does not apply with ${forwards}: each forward names its own local port and target; drop --${f}`);
@@ -43,10 +47,14 @@ function checkCombinations(o: ConnectOptions, r: ResolvedOptions<ConnectOptions>
   }
   if (o['backoff-max'] !== undefined && o['backoff-max'] < o['backoff-base']) throw new UsageError('--backoff-max must be at least --backoff-base');
   if (Boolean(o.cert) !== Boolean(o.key)) throw new UsageError('--cert and --key go together');
-  const https = /^https:/i.test(o.proxy);
+  // One TLS configuration applies to every proxy, so with TLS flags all of them must be https://.
+  const cleartext = proxies.find((p) => !/^https:/i.test(p));
   const tlsFlags = ['ca', 'servername', 'cert', 'pin', 'insecure'].filter((f) => given(f));
   if (given('keylog') && r.sources['keylog'] !== 'env') tlsFlags.push('keylog');
-  if (tlsFlags.length > 0 && !https) throw new UsageError(`--${tlsFlags.join(', --')} need${tlsFlags.length === 1 ? 's' : ''} an https:// proxy URL`);
+  if (tlsFlags.length > 0 && cleartext !== undefined) {
+    const which = proxies.length === 1 ? 'an https:// proxy URL' : `every --proxy to be https:// (not ${redactProxyUrl(cleartext)})`;
+    throw new UsageError(`--${tlsFlags.join(', --')} need${tlsFlags.length === 1 ? 's' : ''} ${which}`);
+  }
 }
 
 /**
@@ -94,12 +102,13 @@ function resolveForwards(o: ConnectOptions, r: ResolvedOptions<ConnectOptions>):
 /** `udp-tunnel connect`: local UDP ports -> proxy -> targets. */
 export async function runConnect(o: ConnectOptions, r: ResolvedOptions<ConnectOptions>): Promise<void> {
   checkCombinations(o, r);
-  const args = o as ConnectOptions & { proxy: string };
+  const args = o;
+  const proxies = splitProxyList(args.proxy);
   const out = makeOutput(args);
   const forwards = resolveForwards(args, r);
   const target = forwards.length === 1 ? forwards[0]!.config.target : undefined;
   const baseMs = args['backoff-base'];
-  const keylog = /^https:/i.test(args.proxy) ? openKeylog(args) : undefined;
+  const keylog = proxies.some((p) => /^https:/i.test(p)) ? openKeylog(args) : undefined;
   const tls = {
     ...(keylog ? { onKeylog: keylog.onKeylog } : {}),
     insecure: args.insecure,
@@ -110,7 +119,7 @@ export async function runConnect(o: ConnectOptions, r: ResolvedOptions<ConnectOp
   };
   const token = args.token;
   const config: ProxyConfig = {
-    proxy: args.proxy,
+    proxy: proxies[0]!,
     ...(target ? { target } : {}),
     mode: args.mode,
     http: args.http,
@@ -134,7 +143,7 @@ export async function runConnect(o: ConnectOptions, r: ResolvedOptions<ConnectOp
           ...(f.config.headers ? { headers: mergeHeaders(config.headers ?? [], f.config.headers) } : {}),
         };
         try {
-          await runTunnelCheck(one, out);
+          await runTunnelCheck(one, out, proxies);
         } catch (err) {
           failure ??= err;
         }
@@ -145,9 +154,17 @@ export async function runConnect(o: ConnectOptions, r: ResolvedOptions<ConnectOp
     }
     return;
   }
+  // One transport per mode over every proxy (failover or round-robin), shared by the forwards of that mode.
+  const failovers: FailoverTransport[] = [];
   const group = new ForwardGroup({
     proxy: config,
     forwards: forwards.map((f) => f.config),
+    transportFor: (cfg) => {
+      const t = buildProxiesTransport(proxies, cfg, { strategy: args['proxy-strategy'] });
+      failovers.push(t);
+      if (proxies.length > 1) attachFailoverOutput(t, out);
+      return t;
+    },
     client: {
       maxConnectAttempts: args['max-connect-attempts'],
       backoff: { baseMs, maxMs: args['backoff-max'] ?? baseMs * 10 },
@@ -164,17 +181,21 @@ export async function runConnect(o: ConnectOptions, r: ResolvedOptions<ConnectOp
   const addrs = await group.start();
   addrs.forEach((address, i) => {
     const f = forwards[i]!;
+    const one: ProxyConfig = { ...config, mode: f.mode, ...(f.config.target ? { target: f.config.target } : {}), ...(f.postPath ? { postPath: f.postPath } : {}) };
     renderConnectListening(out, {
       forward: i,
       address,
-      proxy: redactProxyUrl(args.proxy),
-      description: describeProxy({ ...config, mode: f.mode, ...(f.config.target ? { target: f.config.target } : {}), ...(f.postPath ? { postPath: f.postPath } : {}) }),
+      proxy: redactProxyUrl(proxies[0]!),
+      proxies: proxies.map(redactProxyUrl),
+      ...(proxies.length > 1 ? { strategy: args['proxy-strategy'] } : {}),
+      // Several proxies are listed on lines of their own, so the line stays within 100 columns.
+      description: proxies.length === 1 ? describeProxy(one) : `${proxies.length} proxies${describeProxy({ ...one, proxy: '' })}`,
       mode: f.mode,
       ...(f.mode === 'post' ? { postPath: f.postPath! } : { target: f.target! }),
       transport: group.transportOf(i).name,
     });
   });
-  const probe = args['proxy-check'] ? startProxyProbe(config, out) : undefined;
+  const probe = args['proxy-check'] ? startProxyProbe(config, out, proxies) : undefined;
   const { done } = untilShutdown(async () => {
     out.info('shutting down');
     await probe?.stop();
@@ -184,6 +205,7 @@ export async function runConnect(o: ConnectOptions, r: ResolvedOptions<ConnectOp
   const why = await done;
   await tap?.stop();
   const perForward = forwards.length > 1 ? { forwards: group.clients.map((c) => c.counters) } : {};
-  out.event('shutdown', { signal: why, counters: group.counters, ...perForward });
+  const perProxy = failovers.length === 1 ? failovers[0]!.proxies : failovers.flatMap((t) => t.proxies);
+  out.event('shutdown', { signal: why, counters: group.counters, ...perForward, proxies: perProxy });
   out.debug(`counters ${JSON.stringify(group.counters)}`);
 }

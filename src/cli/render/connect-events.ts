@@ -2,6 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { formatHostPort } from '../../tunnel/address.js';
 import type { ClientSessionStats, TunnelClient } from '../../tunnel/client.js';
 import type { ClientMode } from '../../tunnel/client-config.js';
+import type { FailoverTransport, ProxyDownEvent } from '../../tunnel/transport/failover.js';
 import { ErrorCodes, UdpTunnelError, type RefusalDetails } from '../../tunnel/errors.js';
 import { color } from '../color.js';
 import { flagMessage } from '../errors.js';
@@ -19,7 +20,7 @@ export interface ClientOutputOptions {
 const ERROR_LINE_WIDTH = 84;
 
 /** Cuts `text` into pieces of at most `width` columns, at spaces where it can. */
-function wrap(text: string, width: number): string[] {
+export function wrap(text: string, width: number): string[] {
   const out: string[] = [];
   let rest = text;
   while (rest.length > width) {
@@ -59,9 +60,14 @@ export function attachClientOutput(client: TunnelClient, out: Output, options: C
     out.event('session-open', { ...e, ...tag });
     out.debug(`${c.cyan(e.id)} ${e.peer} new session`);
   });
-  client.on('session-ready', (e: { id: string; peer: string; attempts: number; transport: string }) => {
+  client.on('session-ready', (e: { id: string; peer: string; attempts: number; transport: string; reopened: boolean }) => {
     out.event('session-ready', { ...e, ...tag });
-    out.info(`${c.cyan(e.id)} ${e.peer} tunnel ready${e.attempts > 1 ? ` after ${e.attempts} attempts` : ''}`);
+    const what = e.reopened ? 'tunnel reopened' : 'tunnel ready';
+    out.info(`${c.cyan(e.id)} ${e.peer} ${what}${e.attempts > 1 ? ` after ${e.attempts} attempts` : ''}`);
+  });
+  client.on('tunnel-lost', (e: { id: string; peer: string; reason: string; proxy?: string }) => {
+    out.event('tunnel-lost', { ...e, ...tag });
+    out.info(`${c.cyan(e.id)} ${e.peer} tunnel lost (${e.reason}${e.proxy ? ` on ${e.proxy}` : ''}); the next datagram reopens it`);
   });
   client.on('connect-error', (e: { id: string; peer: string; error: Error & { code?: string }; attempt: number; willRetry: boolean }) => {
     // Library messages name options by their library names; a CLI user reads flags.
@@ -97,14 +103,38 @@ export function attachClientOutput(client: TunnelClient, out: Output, options: C
   client.on('error', (err: Error) => out.error(err.message));
 }
 
+/** Renders a FailoverTransport's events (several proxies): a proxy marked down or back up, a session moved. */
+export function attachFailoverOutput(transport: FailoverTransport, out: Output): void {
+  const c = color();
+  transport.on('proxy-down', (e: ProxyDownEvent) => {
+    const message = e.error instanceof UdpTunnelError ? flagMessage(e.error) : e.error.message;
+    const code = e.error instanceof UdpTunnelError ? e.error.code : undefined;
+    out.event('proxy-down', { proxy: e.proxy, ...(code ? { code } : {}), message, failures: e.failures, retryInMs: e.retryInMs });
+    out.warn(`proxy ${e.proxy} down, skipped for ${(e.retryInMs / 1000).toFixed(1)}s:`);
+    for (const line of wrap(message, ERROR_LINE_WIDTH - 2)) out.warn(`  ${line}`);
+  });
+  transport.on('proxy-up', (e: { proxy: string }) => {
+    out.event('proxy-up', { proxy: e.proxy });
+    out.info(`proxy ${e.proxy} ${c.green('up')} again`);
+  });
+  transport.on('session-moved', (e: { session: string; from: string; to: string }) => {
+    out.event('session-moved', e);
+    out.info(`${c.cyan(e.session)} moved from ${e.from} to ${e.to}`);
+  });
+}
+
 /** What connect reports once its local socket is bound. */
 export interface ConnectListening {
   /** The forward's index when connect runs several. */
   forward?: number;
   address: AddressInfo;
-  /** The proxy URL with credentials redacted. */
+  /** The (first) proxy URL with credentials redacted. */
   proxy: string;
-  /** One line naming the proxy and the target or POST path. */
+  /** Every proxy URL, credentials redacted, in order. */
+  proxies: string[];
+  /** How sessions pick a proxy, when there are several. */
+  strategy?: string;
+  /** One line naming the proxy (or how many) and the target or POST path. */
   description: string;
   mode: ClientMode;
   /** The target as given (connect-udp mode). */
@@ -124,10 +154,14 @@ export function renderConnectListening(out: Output, l: ConnectListening): void {
     port: l.address.port,
     family: l.address.family,
     proxy: l.proxy,
+    proxies: l.proxies,
+    ...(l.strategy !== undefined ? { strategy: l.strategy } : {}),
     ...(l.mode === 'post' ? { postPath: l.postPath } : { target: l.target }),
     mode: l.mode,
     transport: l.transport,
   });
-  out.info(`listening on udp ${color().bold(formatHostPort(l.address.address, l.address.port))} -> ${l.description} [${l.transport}]`);
+  const how = l.strategy !== undefined ? `${l.transport}, ${l.strategy}` : l.transport;
+  out.info(`listening on udp ${color().bold(formatHostPort(l.address.address, l.address.port))} -> ${l.description} [${how}]`);
+  if (l.proxies.length > 1) l.proxies.forEach((p, i) => out.info(`  proxy ${i + 1}: ${p}`));
   if (l.mode === 'post') out.info('POST mode is not RFC 9298: the proxy maps the path to its target');
 }

@@ -1,8 +1,12 @@
 import type { ProxyProbeResult } from '../../tunnel/proxy-probe.js';
 import type { TunnelCheckResult } from '../../tunnel/tunnel-check.js';
 import { color } from '../color.js';
+import { wrap } from './connect-events.js';
 import { flagMessage, flagText } from '../errors.js';
 import type { Output } from '../output.js';
+
+/** Columns a wrapped warning line may use after the time prefix, `warning: ` and its indent (100 in all). */
+const WRAP_WIDTH = 80;
 
 /** `TLSv1.3` -> `TLS 1.3`. */
 function tlsName(version: string | undefined): string {
@@ -34,18 +38,26 @@ function probeFields(r: ProxyProbeResult): Record<string, unknown> {
   };
 }
 
-/** Renders connect's start-up probe: one `proxy-check` event, or one info line (ok) or a warning with a hint. */
-export function renderProxyProbe(out: Output, r: ProxyProbeResult): void {
+/**
+ * Renders connect's start-up probe: one `proxy-check` event, or one info line (ok) or a warning with a hint.
+ * `named`: one of several proxies, so each line names it.
+ */
+export function renderProxyProbe(out: Output, r: ProxyProbeResult, opts: { named?: boolean } = {}): void {
   out.event('proxy-check', probeFields(r));
   if (out.json) return;
+  const which = opts.named ? ` ${r.proxy}` : '';
   if (r.ok) {
-    out.info(`proxy ok: ${describeProbe(r)}`);
+    out.info(`proxy${which} ok: ${describeProbe(r)}`);
     return;
   }
   const f = failureLines(r);
-  out.warn(`proxy check: ${f.message}`);
+  if (opts.named) {
+    // The URL makes the line long: the message goes on lines of its own.
+    out.warn(`proxy check${which} failed:`);
+    for (const line of wrap(f.message, WRAP_WIDTH)) out.warn(`  ${line}`);
+  } else out.warn(`proxy check: ${f.message}`);
   if (f.hint) out.warn(`hint: ${f.hint}`);
-  out.warn('connect keeps listening; each new peer tries the proxy again');
+  out.warn(opts.named ? 'connect keeps listening; sessions skip a proxy while it is down' : 'connect keeps listening; each new peer tries the proxy again');
 }
 
 /** Renders `connect --check`: one `check` event, or a short report on stdout. */

@@ -1,5 +1,5 @@
 import { MAX_UDP_PAYLOAD } from '../../tunnel/codec/datagram.js';
-import { CLIENT_DEFAULTS, PROXY_CONFIG_DEFAULTS } from '../../tunnel/defaults.js';
+import { CLIENT_DEFAULTS, FAILOVER_DEFAULTS, PROXY_CONFIG_DEFAULTS } from '../../tunnel/defaults.js';
 import { showDuration, type CommandSchema, type OptionSpec, type OptionValues } from '../options/spec.js';
 import { CONFIG_OPTIONS, OUTPUT_GROUP, OUTPUT_OPTIONS } from './common.js';
 
@@ -26,12 +26,14 @@ export const CONNECT_OPTIONS = [
   {
     name: 'proxy',
     short: 'p',
-    kind: 'string',
+    kind: 'list',
     value: 'URL',
     env: 'UDP_TUNNEL_PROXY',
     group: PROXY,
     describe: 'Proxy URL: http://HOST:PORT (h2c) or https://HOST:PORT (TLS)',
-    details: 'May be a URI template (RFC 9298 §2); user:pass@ in the URL is sent as Basic credentials. Required.',
+    details:
+      'May be a URI template (RFC 9298 §2); user:pass@ in the URL is sent as Basic credentials. Required. Repeat it ' +
+      '(or give a comma-separated list, also in UDP_TUNNEL_PROXY) for failover: see docs/failover.md.',
   },
   { name: 'target', short: 't', kind: 'string', value: 'HOST:PORT', group: PROXY, describe: 'UDP target the proxy should reach (connect-udp mode)' },
   {
@@ -55,6 +57,16 @@ export const CONNECT_OPTIONS = [
   { name: 'header', short: 'H', kind: 'list', value: "'NAME: VALUE'", group: PROXY, describe: 'Extra request header (repeatable)' },
   { name: 'post-path', kind: 'string', value: 'PATH', default: PROXY_CONFIG_DEFAULTS.postPath, group: PROXY, describe: 'With --mode post: the request path', advanced: true },
   { name: 'template', kind: 'string', value: 'PATH', default: PROXY_CONFIG_DEFAULTS.template, group: PROXY, describe: 'URI template path of the CONNECT-UDP request', advanced: true },
+  {
+    name: 'proxy-strategy',
+    kind: 'choice',
+    choices: ['failover', 'round-robin'],
+    default: FAILOVER_DEFAULTS.strategy,
+    group: PROXY,
+    describe: 'With several --proxy: first healthy in order, or take turns',
+    details: 'A proxy that fails to connect is skipped for a backoff period either way (docs/failover.md).',
+    advanced: true,
+  },
   {
     name: 'idle-timeout',
     kind: 'duration',
@@ -204,5 +216,6 @@ export const CONNECT_SCHEMA: CommandSchema = {
     { cmd: "udp-tunnel connect -p http://127.0.0.1:4433 -t 127.0.0.1:9000 -H 'x-tenant: blue'", what: 'An extra request header' },
     { cmd: 'udp-tunnel connect -p http://127.0.0.1:4433 --mode post --post-path /dns', what: 'POST mode (not RFC 9298)' },
     { cmd: 'udp-tunnel connect -p http://127.0.0.1:4433 -L 5353:127.0.0.1:53 -L 5354:127.0.0.1:54', what: 'Two forwards over one connection' },
+    { cmd: 'udp-tunnel connect -p http://127.0.0.1:4433 -p http://127.0.0.1:4434 -t 127.0.0.1:53', what: 'Two proxies: the second takes over when the first is down' },
   ],
 };

@@ -10,6 +10,14 @@ export interface TunnelHandle {
   readonly responseHeaders: Record<string, string | string[] | undefined>;
   /** Ends the tunnel: 'malformed' aborts it as a protocol error (RFC 9297 §3.3), 'close' ends it normally. */
   abort(reason: 'malformed' | 'close'): void;
+  /** The proxy it rides (credentials redacted), when the transport knows several. */
+  readonly proxy?: string;
+}
+
+/** What a session tells open() besides its id. */
+export interface OpenOptions {
+  /** The tunnel this session just lost (reset, connection gone); a transport with several proxies moves it on. */
+  lost?: TunnelHandle;
 }
 
 /** TLS settings of a client transport. */
@@ -62,7 +70,12 @@ export interface Transport {
   /** Short name for logs: `h2`, `h1`, `post`. */
   readonly name: string;
   /** Opens one tunnel; rejects with a UdpTunnelError whose `retryable` says whether another attempt may help. */
-  open(session: string, signal: AbortSignal, request?: TunnelRequest): Promise<TunnelHandle>;
+  open(session: string, signal: AbortSignal, request?: TunnelRequest, options?: OpenOptions): Promise<TunnelHandle>;
+  /**
+   * When true, a session whose tunnel is lost stays and opens a new one (passing the lost one) on its next datagram,
+   * instead of ending.
+   */
+  readonly reopensLostTunnels?: boolean;
   /** Closes pooled connections. */
   close(): Promise<void>;
 }

@@ -124,7 +124,8 @@ describe('resolveOptions: where a value comes from', () => {
     const file = configFile('proxy: http://127.0.0.1:1\ntarget: 127.0.0.1:53\nmax-sessions: 7\nidle-timeout: 90s\n');
     const env = { UDP_TUNNEL_PROXY: 'http://127.0.0.1:2', UDP_TUNNEL_TOKEN: 'env-token' };
     const c = await resolve(CONNECT_SCHEMA, ['--config', file, '--max-sessions', '9', '-H', 'a: b', '--header', 'c: d'], env);
-    assert.equal(c.values['proxy'], 'http://127.0.0.1:2');
+    // --proxy is a list (several proxies fail over).
+    assert.deepEqual(c.values['proxy'], ['http://127.0.0.1:2']);
     assert.equal(c.sources['proxy'], 'env');
     assert.equal(c.values['target'], '127.0.0.1:53');
     assert.equal(c.sources['target'], 'config');

@@ -193,7 +193,8 @@ describe('--print-config', () => {
     assert.ok(!text.includes('tok-s3cret-value'), text);
     for (const line of text.split('\n')) assert.ok(columns(line) <= WIDTH || line.includes('http'), line);
     assert.match(text, /^token: <redacted> {2}# \$UDP_TUNNEL_TOKEN$/m);
-    assert.match(text, /^proxy: http:\/\/127\.0\.0\.1:4433 {2}# \$UDP_TUNNEL_PROXY$/m);
+    // --proxy is a list (several proxies fail over): one item.
+    assert.match(text, /^proxy: {2}# \$UDP_TUNNEL_PROXY\n {2}- http:\/\/127\.0\.0\.1:4433$/m);
     assert.match(text, /^max-sessions: 7 {2}# --max-sessions$/m);
     assert.match(text, new RegExp(`^target: 127\\.0\\.0\\.1:53 {2}# ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'));
     assert.match(text, /^backoff-base: 250ms {2}# --backoff-base$/m);
@@ -230,7 +231,7 @@ describe('--print-config', () => {
     const obj = configObject(CONNECT_SCHEMA, resolved);
     assert.ok(!JSON.stringify(obj).includes('tok-json-s3cret'));
     assert.equal(obj['token'], REDACTED);
-    assert.equal(obj['proxy'], 'http://127.0.0.1:1');
+    assert.deepEqual(obj['proxy'], ['http://127.0.0.1:1']);
     assert.equal(obj['max-sessions'], resolved.values['max-sessions']);
     for (const key of ['config', 'print-config', 'check']) assert.ok(!(key in obj), key);
   });
