@@ -1,6 +1,6 @@
 import type { ProxyConfig } from '../tunnel/client-config.js';
 import { ErrorCodes, UdpTunnelError } from '../tunnel/errors.js';
-import { probeProxy } from '../tunnel/proxy-probe.js';
+import { probeProxy, type ProxyProbeResult } from '../tunnel/proxy-probe.js';
 import { checkTunnel } from '../tunnel/tunnel-check.js';
 import type { Output } from './output.js';
 import { renderProxyProbe, renderTunnelCheck } from './render/proxy-check-render.js';
@@ -11,13 +11,18 @@ export interface BackgroundProbe {
   stop(): Promise<void>;
 }
 
-/** Starts connect's start-up probe; its verdict is rendered when it comes and never ends the process. */
-export function startProxyProbe(config: ProxyConfig, out: Output): BackgroundProbe {
+/**
+ * Starts connect's start-up probe; its verdict is rendered when it comes (and handed to `onResult`) and never ends
+ * the process.
+ */
+export function startProxyProbe(config: ProxyConfig, out: Output, onResult?: (r: ProxyProbeResult) => void): BackgroundProbe {
   const controller = new AbortController();
   const running = probeProxy(config, { signal: controller.signal }).then(
     (r) => {
       // A probe cut short by shutdown has nothing to say.
-      if (!controller.signal.aborted) renderProxyProbe(out, r);
+      if (controller.signal.aborted) return;
+      renderProxyProbe(out, r);
+      onResult?.(r);
     },
     (err: unknown) => out.warn(`proxy check: ${(err as Error)?.message ?? String(err)}`),
   );

@@ -16,6 +16,8 @@ import { makeOutput } from '../common-options.js';
 import { startInspectTap } from '../inspect-tap.js';
 import { openKeylog } from '../keylog.js';
 import { untilShutdown } from '../lifecycle.js';
+import { startConnectObservability } from '../observability.js';
+import { proxyOrigin, proxyUrlSecrets } from '../access-log.js';
 import { attachClientOutput, renderConnectListening } from '../render/connect-events.js';
 import { runTunnelCheck, startProxyProbe } from '../proxy-check.js';
 import { isGiven, type ResolvedOptions } from '../options/resolve.js';
@@ -101,8 +103,20 @@ export async function runConnect(o: ConnectOptions, r: ResolvedOptions<ConnectOp
     maxUdpSendQueue: args['max-udp-send-queue'],
   });
   attachClientOutput(client, out, { target: args.mode === 'post' ? `POST ${args['post-path']}` : args.target! });
+  const observe = await startConnectObservability(args, client, out, [...(token ? [token] : []), ...proxyUrlSecrets(args.proxy)], {
+    config,
+    startupProbe: args['proxy-check'],
+    proxy: proxyOrigin(args.proxy),
+    target: args.mode === 'post' ? null : args.target!,
+    mode: args.mode,
+    transport: transport.name,
+  });
   const tap = await startInspectTap(args, out, 'connect');
-  const addr = await client.start();
+  const addr = await client.start().catch(async (err: unknown) => {
+    await observe.close();
+    throw err;
+  });
+  observe.listening();
   renderConnectListening(out, {
     address: addr,
     proxy: redactProxyUrl(args.proxy),
@@ -111,11 +125,13 @@ export async function runConnect(o: ConnectOptions, r: ResolvedOptions<ConnectOp
     ...(args.mode === 'post' ? { postPath: args['post-path'] } : { target: args.target! }),
     transport: transport.name,
   });
-  const probe = args['proxy-check'] ? startProxyProbe(config, out) : undefined;
+  const probe = args['proxy-check'] ? startProxyProbe(config, out, (r) => observe.probeResult(r)) : undefined;
   const { done } = untilShutdown(async () => {
     out.info('shutting down');
+    observe.stopping();
     await probe?.stop();
     await client.close();
+    await observe.close();
     keylog?.close();
   });
   const why = await done;

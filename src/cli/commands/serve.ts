@@ -16,6 +16,7 @@ import { UsageError, flagMessage } from '../errors.js';
 import { startInspectTap } from '../inspect-tap.js';
 import { openKeylog } from '../keylog.js';
 import { untilShutdown } from '../lifecycle.js';
+import { startServeObservability } from '../observability.js';
 import { attachServerOutput, renderServeListening } from '../render/serve-events.js';
 import { exposureWarning, loopbackWarning, shortTokenWarning, unauthenticatedListenError } from '../serve-warnings.js';
 import { isGiven, type ResolvedOptions } from '../options/resolve.js';
@@ -99,12 +100,19 @@ export async function runServe(args: ServeOptions, r: ResolvedOptions<ServeOptio
     dnsTimeoutMs: args['dns-timeout'],
   }));
   attachServerOutput(server, out);
+  const observe = await startServeObservability(args, server, out, [...args.token, ...args.basic, ...args.basic.map((b) => b.slice(b.indexOf(':') + 1))]);
   const tap = await startInspectTap(args, out, 'serve');
-  const addr = await server.listen();
+  const addr = await server.listen().catch(async (err: unknown) => {
+    await observe.close();
+    throw err;
+  });
+  observe.listening();
   // Before 'listening' is printed: a signal sent by whoever reads that line must find the handler in place.
   const { done } = untilShutdown(async () => {
     out.info('shutting down');
+    observe.stopping();
     await server.close();
+    await observe.close();
     keylog?.close();
   });
   renderServeListening(out, {
