@@ -24,13 +24,15 @@ export interface Observability {
   listening(): void;
   /** The command is shutting down: /readyz answers 503. */
   stopping(): void;
+  /** Says where the metrics are served (after the command's `listening` event, which stays the first). */
+  announce(): void;
   /** Connect: hands the start-up proxy probe's verdict to /readyz. */
   probeResult(r: ProxyProbeResult): void;
   /** Closes the metrics listener and flushes the access log; call after the sessions are closed. */
   close(): Promise<void>;
 }
 
-const NOTHING: Observability = { listening() {}, stopping() {}, probeResult() {}, close: async () => {} };
+const NOTHING: Observability = { listening() {}, stopping() {}, announce() {}, probeResult() {}, close: async () => {} };
 
 /** Checks the flag combinations and opens the access log (a file that cannot be opened is a usage error). */
 function openAccessLog(args: ObserveArgs, secrets: readonly string[], out: Output): AccessLog | undefined {
@@ -72,10 +74,10 @@ export async function startServeObservability(args: ObserveArgs, server: TunnelS
     await log?.close();
     throw metricsListenError(args.metrics, err);
   }
-  announce(out, metrics);
   const http = metrics;
   return {
     listening: () => (state = 'listening'),
+    announce: () => announce(out, http),
     stopping: () => (state = 'stopping'),
     probeResult() {},
     close: async () => {
@@ -125,9 +127,9 @@ export async function startConnectObservability(
     await log?.close();
     throw metricsListenError(args.metrics, err);
   }
-  announce(out, metrics);
   const http = metrics;
   return {
+    announce: () => announce(out, http),
     listening: () => {
       state = 'listening';
       if (!ctx.startupProbe) readiness.check();

@@ -125,6 +125,7 @@ export async function runConnect(o: ConnectOptions, r: ResolvedOptions<ConnectOp
     ...(args.mode === 'post' ? { postPath: args['post-path'] } : { target: args.target! }),
     transport: transport.name,
   });
+  observe.announce();
   const probe = args['proxy-check'] ? startProxyProbe(config, out, (r) => observe.probeResult(r)) : undefined;
   const { done } = untilShutdown(async () => {
     out.info('shutting down');

@@ -130,6 +130,7 @@ export async function runServe(args: ServeOptions, r: ResolvedOptions<ServeOptio
       loopbackWarning(policy.summary()),
     ].filter((w) => w !== null),
   });
+  observe.announce();
   const why = await done;
   await tap?.stop();
   out.event('shutdown', { signal: why, counters: server.counters });
