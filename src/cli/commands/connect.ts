@@ -103,6 +103,8 @@ export async function runConnect(o: ConnectOptions, r: ResolvedOptions<ConnectOp
     maxUdpSendQueue: args['max-udp-send-queue'],
   });
   attachClientOutput(client, out, { target: args.mode === 'post' ? `POST ${args['post-path']}` : args.target! });
+  const tap = await startInspectTap(args, out, 'connect');
+  // Last before listening: from here on its listener must be closed on every way out.
   const observe = await startConnectObservability(args, client, out, [...(token ? [token] : []), ...proxyUrlSecrets(args.proxy)], {
     config,
     startupProbe: args['proxy-check'],
@@ -111,7 +113,6 @@ export async function runConnect(o: ConnectOptions, r: ResolvedOptions<ConnectOp
     mode: args.mode,
     transport: transport.name,
   });
-  const tap = await startInspectTap(args, out, 'connect');
   const addr = await client.start().catch(async (err: unknown) => {
     await observe.close();
     throw err;

@@ -100,8 +100,9 @@ export async function runServe(args: ServeOptions, r: ResolvedOptions<ServeOptio
     dnsTimeoutMs: args['dns-timeout'],
   }));
   attachServerOutput(server, out);
-  const observe = await startServeObservability(args, server, out, [...args.token, ...args.basic, ...args.basic.map((b) => b.slice(b.indexOf(':') + 1))]);
   const tap = await startInspectTap(args, out, 'serve');
+  // Last before listening: from here on its listener must be closed on every way out.
+  const observe = await startServeObservability(args, server, out, [...args.token, ...args.basic, ...args.basic.map((b) => b.slice(b.indexOf(':') + 1))]);
   const addr = await server.listen().catch(async (err: unknown) => {
     await observe.close();
     throw err;
