@@ -1,6 +1,6 @@
 import type { ProxyConfig } from '../tunnel/client-config.js';
 import { ErrorCodes, UdpTunnelError } from '../tunnel/errors.js';
-import { probeProxy } from '../tunnel/proxy-probe.js';
+import { probeProxy, type ProxyProbeResult } from '../tunnel/proxy-probe.js';
 import { checkTunnel } from '../tunnel/tunnel-check.js';
 import type { Output } from './output.js';
 import { renderProxyProbe, renderTunnelCheck } from './render/proxy-check-render.js';
@@ -13,9 +13,14 @@ export interface BackgroundProbe {
 
 /**
  * Starts connect's start-up probe of each proxy (`proxies`, default the config's one); each verdict is rendered when
- * it comes, one line per proxy, and never ends the process.
+ * it comes, one line per proxy (and handed to `onResult`), and never ends the process.
  */
-export function startProxyProbe(config: ProxyConfig, out: Output, proxies: readonly string[] = [config.proxy]): BackgroundProbe {
+export function startProxyProbe(
+  config: ProxyConfig,
+  out: Output,
+  proxies: readonly string[] = [config.proxy],
+  onResult?: (r: ProxyProbeResult, proxy: string) => void,
+): BackgroundProbe {
   const controller = new AbortController();
   // With several proxies each line names its proxy; with one the line stays as it was.
   const named = proxies.length > 1;
@@ -24,7 +29,9 @@ export function startProxyProbe(config: ProxyConfig, out: Output, proxies: reado
       probeProxy({ ...config, proxy }, { signal: controller.signal }).then(
         (r) => {
           // A probe cut short by shutdown has nothing to say.
-          if (!controller.signal.aborted) renderProxyProbe(out, r, { named });
+          if (controller.signal.aborted) return;
+          renderProxyProbe(out, r, { named });
+          onResult?.(r, proxy);
         },
         (err: unknown) => out.warn(`proxy check${named ? ` ${originOf(proxy)}` : ''}: ${(err as Error)?.message ?? String(err)}`),
       ),

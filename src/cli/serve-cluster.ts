@@ -7,6 +7,7 @@ import { setupColor, colorLevel } from './color.js';
 import { describeError, EXIT_USAGE, UsageError } from './errors.js';
 import { openKeylog } from './keylog.js';
 import { untilShutdown } from './lifecycle.js';
+import { serveSecrets, startClusterMetrics, startServeWorkerObservability } from './observability.js';
 import { Output } from './output.js';
 import { attachServerOutput, renderServeListening } from './render/serve-events.js';
 import { onReloadSignal, planReload, reloadError, reportReload, reportReloadFailed, serverUpdate, type ReloadPlan } from './serve-reload.js';
@@ -232,11 +233,20 @@ export async function runServePrimary(initial: ServeState, settings: ServeSettin
   };
 
   const stopReload = onReloadSignal(reload);
+  // The access log is written by every worker: a logrotate SIGUSR1 to the primary reaches them all.
+  const reopenLogs = (): void => {
+    for (const slot of alive()) slot.worker?.process.kill('SIGUSR1');
+  };
+  process.on('SIGUSR1', reopenLogs);
+  const metrics = await startClusterMetrics(state.values, out, () => (shuttingDown ? 'shutting down' : alive().some((x) => x.listening) ? null : 'no worker listening'));
   const pids = slots.map((s) => s.worker?.process.pid ?? 0);
   const address = firstAddress ?? { address: host, port, family: net.isIPv6(host) ? 'IPv6' : 'IPv4' };
   renderServeListening(out, { ...listeningOf(settings, address), workers: { count, pids } });
+  metrics.announce();
   const why = await done;
   stopReload();
+  process.off('SIGUSR1', reopenLogs);
+  await metrics.close();
   const total = emptyServerCounters();
   for (const s of slots) if (s.counters) addCounters(total, s.counters);
   out.event('shutdown', { signal: why, counters: total, workers: slots.map((s) => ({ worker: s.id, counters: s.counters })) });
@@ -326,6 +336,7 @@ export async function runServeWorker(): Promise<void> {
   const out = new WorkerOutput({ json: args.json, verbosity: args.quiet ? 0 : args.verbose ? 2 : 1 }, start.id);
   let server: TunnelServer;
   let closeKeylog: () => void = () => {};
+  let closeObservability: () => Promise<void> = async () => {};
   try {
     const settings = await buildServeSettings(start.state);
     const keylog = settings.tls ? openKeylog(args) : undefined;
@@ -333,6 +344,8 @@ export async function runServeWorker(): Promise<void> {
     const tls = settings.tls && keylog ? { ...settings.tls, onKeylog: keylog.onKeylog } : settings.tls;
     server = new TunnelServer({ ...settings.server, port: start.port, ...(tls ? { tls } : {}) });
     attachServerOutput(server, out);
+    const observed = await startServeWorkerObservability(args, server, out, serveSecrets(args));
+    closeObservability = () => observed.close();
     const address = await server.listen();
     await send({ type: 'listening', address });
   } catch (err) {
@@ -345,6 +358,7 @@ export async function runServeWorker(): Promise<void> {
     (closing ??= (async () => {
       await server.close();
       closeKeylog();
+      await closeObservability();
       await send({ type: 'counters', counters: server.counters });
       if (process.connected) process.disconnect();
       // A target socket or DNS query still winding down must not keep a worker the primary waits for.

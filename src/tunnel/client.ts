@@ -80,6 +80,15 @@ export interface SessionDrops {
   contextId: number;
 }
 
+/** A SessionDrops with every count 0. */
+export function emptySessionDrops(): SessionDrops {
+  return { oversize: 0, notReady: 0, bufferOverflow: 0, backpressure: 0, unsent: 0, replyFailed: 0, sendQueue: 0, contextId: 0 };
+}
+
+function addDrops(into: SessionDrops, from: SessionDrops): void {
+  for (const k of Object.keys(into) as (keyof SessionDrops)[]) into[k] += from[k];
+}
+
 /** Statistics of one client session, emitted with 'session-close'. */
 export interface ClientSessionStats {
   id: string;
@@ -93,6 +102,11 @@ export interface ClientSessionStats {
   drops: SessionDrops;
   skippedCapsules: number;
   connectAttempts: number;
+  /**
+   * The proxy's answer to the last attempt: 101 (HTTP/1.1) or the 2xx of an established tunnel, the status of a
+   * refusal, or null when no response came (unreachable, timeout, reset).
+   */
+  status: number | null;
   openedAt: number;
   readyAfterMs: number | null;
   durationMs: number;
@@ -174,6 +188,8 @@ export class TunnelClient extends EventEmitter {
   private socket: dgram.Socket | null = null;
   private nextId = 1;
   private closing = false;
+  /** Drops of the sessions that have ended, summed (dropsByReason adds the live ones). */
+  private readonly closedDrops: SessionDrops = emptySessionDrops();
 
   constructor(options: TunnelClientOptions) {
     super();
@@ -218,6 +234,23 @@ export class TunnelClient extends EventEmitter {
   /** Number of live sessions. */
   get activeSessions(): number {
     return this.sessions.size;
+  }
+
+  /**
+   * Datagrams dropped so far, by reason, over every session (ended and live); computed on demand, so a metrics
+   * scrape costs one pass over the live sessions and the data path nothing.
+   */
+  dropsByReason(): SessionDrops {
+    const d = { ...this.closedDrops };
+    for (const s of this.sessions) {
+      addDrops(d, s.stats.drops);
+      if (s.channel) {
+        d.backpressure += s.channel.counters.dropBackpressure;
+        d.contextId += s.channel.counters.dropContextId;
+        d.oversize += s.channel.counters.dropOversize;
+      }
+    }
+    return d;
   }
 
   /** Closes every session, the transport's connections (unless ownsTransport is false) and the local socket. */
@@ -304,9 +337,10 @@ export class TunnelClient extends EventEmitter {
         rxBytes: 0,
         txDatagrams: 0,
         txBytes: 0,
-        drops: { oversize: 0, notReady: 0, bufferOverflow: 0, backpressure: 0, unsent: 0, replyFailed: 0, sendQueue: 0, contextId: 0 },
+        drops: emptySessionDrops(),
         skippedCapsules: 0,
         connectAttempts: 0,
+        status: null,
         openedAt: Date.now(),
         readyAfterMs: null,
         durationMs: 0,
@@ -349,6 +383,8 @@ export class TunnelClient extends EventEmitter {
       } catch (err) {
         if ((s.state as State) === 'closed') return;
         const e = err instanceof UdpTunnelError ? err : new UdpTunnelError(ErrorCodes.TUNNEL_FAILED, String((err as Error)?.message ?? err), {}, { cause: err });
+        const status = (e.details as { status?: unknown }).status;
+        s.stats.status = typeof status === 'number' ? status : null;
         const willRetry = attempt < max && e.retryable;
         this.emit('connect-error', { id: s.id, peer: s.stats.peer, error: e, attempt, willRetry });
         if (!willRetry) {
@@ -368,6 +404,9 @@ export class TunnelClient extends EventEmitter {
     s.state = 'open';
     // A reopened tunnel keeps the first one's set-up time.
     s.stats.readyAfterMs ??= Date.now() - s.stats.openedAt;
+    // RFC 9298 §3.3: HTTP/1.1 answers 101, and its transport keeps no pseudo-header; HTTP/2 any 2xx (§3.5).
+    const status = Number(handle.responseHeaders[':status']);
+    s.stats.status = Number.isInteger(status) ? status : 101;
     const socket = this.socket!;
     const maxQueue = this.opts.maxUdpSendQueue;
     s.channel = new DatagramChannel(handle.stream, {
@@ -462,6 +501,7 @@ export class TunnelClient extends EventEmitter {
     this.addChannelStats(s);
     stats.durationMs = Date.now() - stats.openedAt;
     stats.closeReason = reason;
+    addDrops(this.closedDrops, stats.drops);
     if (tapChannel.hasSubscribers) tapChannel.publish({ kind: 'close', session: s.id, time: Date.now(), reason });
     this.emit('session-close', stats);
   }

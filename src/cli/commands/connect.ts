@@ -11,6 +11,8 @@ import { makeOutput } from '../common-options.js';
 import { startInspectTap } from '../inspect-tap.js';
 import { openKeylog } from '../keylog.js';
 import { untilShutdown } from '../lifecycle.js';
+import { startConnectObservability } from '../observability.js';
+import { proxyOrigin, proxyUrlSecrets } from '../access-log.js';
 import { attachClientOutput, attachFailoverOutput, renderConnectListening } from '../render/connect-events.js';
 import { runTunnelCheck, startProxyProbe } from '../proxy-check.js';
 import { isGiven, type ResolvedOptions } from '../options/resolve.js';
@@ -178,7 +180,22 @@ export async function runConnect(o: ConnectOptions, r: ResolvedOptions<ConnectOp
     attachClientOutput(client, out, { target: f.mode === 'post' ? `POST ${f.postPath}` : f.target!, forward: i });
   });
   const tap = await startInspectTap(args, out, 'connect');
-  const addrs = await group.start();
+  // Last before listening: from here on its listener must be closed on every way out.
+  const observe = await startConnectObservability(
+    args,
+    group.clients.map((client, i) => {
+      const f = forwards[i]!;
+      return { client, log: { proxy: proxyOrigin(proxies[0]!), target: f.mode === 'post' ? null : f.target!, mode: f.mode, transport: group.transportOf(i).name } };
+    }),
+    out,
+    [...(token ? [token] : []), ...proxies.flatMap((p) => proxyUrlSecrets(p))],
+    { config, startupProbe: args['proxy-check'], proxy: proxyOrigin(proxies[0]!) },
+  );
+  const addrs = await group.start().catch(async (err: unknown) => {
+    await observe.close();
+    throw err;
+  });
+  observe.listening();
   addrs.forEach((address, i) => {
     const f = forwards[i]!;
     const one: ProxyConfig = { ...config, mode: f.mode, ...(f.config.target ? { target: f.config.target } : {}), ...(f.postPath ? { postPath: f.postPath } : {}) };
@@ -195,11 +212,15 @@ export async function runConnect(o: ConnectOptions, r: ResolvedOptions<ConnectOp
       transport: group.transportOf(i).name,
     });
   });
-  const probe = args['proxy-check'] ? startProxyProbe(config, out, proxies) : undefined;
+  observe.announce();
+  // Readiness follows the first proxy's verdict (the one sessions try first under failover).
+  const probe = args['proxy-check'] ? startProxyProbe(config, out, proxies, (r, proxy) => proxy === proxies[0] && observe.probeResult(r)) : undefined;
   const { done } = untilShutdown(async () => {
     out.info('shutting down');
+    observe.stopping();
     await probe?.stop();
     await group.close();
+    await observe.close();
     keylog?.close();
   });
   const why = await done;

@@ -5,6 +5,7 @@ import { UsageError } from '../errors.js';
 import { startInspectTap } from '../inspect-tap.js';
 import { openKeylog } from '../keylog.js';
 import { untilShutdown } from '../lifecycle.js';
+import { serveSecrets, startServeObservability } from '../observability.js';
 import { attachServerOutput, renderServeListening } from '../render/serve-events.js';
 import { onReloadSignal, reloadServer } from '../serve-reload.js';
 import { buildServeSettings, listeningOf, readServeMaterial, stateOf, usageOnBadOption } from '../serve-settings.js';
@@ -37,17 +38,26 @@ export async function runServe(args: ServeOptions, r: ResolvedOptions<ServeOptio
   const server = usageOnBadOption(() => new TunnelServer({ ...settings.server, ...(tls ? { tls } : {}) }));
   attachServerOutput(server, out);
   const tap = await startInspectTap(args, out, 'serve');
-  const addr = await server.listen();
+  // Last before listening: from here on its listener must be closed on every way out.
+  const observe = await startServeObservability(args, server, out, serveSecrets(args));
+  const addr = await server.listen().catch(async (err: unknown) => {
+    await observe.close();
+    throw err;
+  });
+  observe.listening();
   // Before 'listening' is printed: a signal sent by whoever reads that line must find the handler in place.
   const { done } = untilShutdown(async () => {
     out.info('shutting down');
+    observe.stopping();
     await server.close();
+    await observe.close();
     keylog?.close();
   });
   const stopReload = onReloadSignal(async () => {
     state = await reloadServer(server, state, out);
   });
   renderServeListening(out, listeningOf(settings, addr));
+  observe.announce();
   const why = await done;
   stopReload();
   await tap?.stop();

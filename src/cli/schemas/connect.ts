@@ -8,6 +8,7 @@ const PROXY = 'The proxy';
 const TUNNEL = 'The tunnel';
 const TLS = 'TLS to the proxy';
 const LIMITS = 'Limits';
+const OBSERVE = 'Metrics and access log';
 
 /** `udp-tunnel connect`'s options. */
 export const CONNECT_OPTIONS = [
@@ -184,6 +185,33 @@ export const CONNECT_OPTIONS = [
     describe: 'Check the proxy (TLS, HTTP/2 SETTINGS) once after listening',
     advanced: true,
   },
+  {
+    name: 'metrics',
+    kind: 'string',
+    value: 'HOST:PORT',
+    group: OBSERVE,
+    describe: 'Serve Prometheus /metrics, /healthz and /readyz on this address',
+    details: 'A bare PORT listens on 127.0.0.1. The listener has no authentication: keep it on loopback or a private network. See docs/metrics.md.',
+    advanced: true,
+  },
+  {
+    name: 'access-log',
+    kind: 'string',
+    value: 'FILE|-',
+    group: OBSERVE,
+    describe: 'Append one line per session to FILE (- = stdout); SIGUSR1 reopens it',
+    details: 'JSON lines unless --access-log-format is given. Credentials never appear. See docs/access-log.md.',
+    advanced: true,
+  },
+  {
+    name: 'access-log-format',
+    kind: 'string',
+    value: 'FORMAT',
+    group: OBSERVE,
+    describe: "Access log as text, e.g. '%START_TIME% %CLIENT% %TARGET% %STATUS%'",
+    details: 'Fields are listed in docs/access-log.md; an unknown %FIELD% is refused. %% is a percent sign.',
+    advanced: true,
+  },
   ...OUTPUT_OPTIONS,
   { name: 'inspect', kind: 'boolean', group: OUTPUT_GROUP, describe: 'Print the decoded capsule traffic on stdout (the inspect view)', advanced: true },
   { name: 'record', kind: 'string', value: 'FILE', group: OUTPUT_GROUP, describe: 'Write the decoded traffic to FILE as an NDJSON recording', advanced: true },
@@ -198,7 +226,7 @@ export const CONNECT_SCHEMA: CommandSchema = {
   command: 'connect',
   usage: 'connect --proxy URL --target HOST:PORT [options]',
   summary: 'Listen on a local UDP port and forward each local peer through an HTTP proxy: CONNECT-UDP (RFC 9298) over HTTP/2 or HTTP/1.1, or a POST stream.',
-  groups: [LISTEN, PROXY, TUNNEL, TLS, LIMITS, OUTPUT_GROUP],
+  groups: [LISTEN, PROXY, TUNNEL, TLS, LIMITS, OBSERVE, OUTPUT_GROUP],
   options: CONNECT_OPTIONS,
   configLists: [
     {

@@ -1,4 +1,4 @@
-import type { ChannelCounters } from '../datagram-channel.js';
+import { emptyChannelCounters, type ChannelCounters } from '../datagram-channel.js';
 
 /** Statistics of one relayed session, reported when it closes. */
 export interface ServerSessionStats extends ChannelCounters {
@@ -17,6 +17,26 @@ export interface ServerSessionStats extends ChannelCounters {
   openedAt: number;
   durationMs: number;
   closeReason: string;
+}
+
+/**
+ * Traffic of every session so far (ended and live), summed: what TunnelServer.sessionTotals() reports. rx is what the
+ * clients sent through their tunnels, tx what went back to them.
+ */
+export interface ServerSessionTotals extends ChannelCounters {
+  dropUdpSend: number;
+  dropSendQueue: number;
+  targetUnreachable: number;
+}
+
+/** A zeroed ServerSessionTotals. */
+export function emptySessionTotals(): ServerSessionTotals {
+  return { ...emptyChannelCounters(), dropUdpSend: 0, dropSendQueue: 0, targetUnreachable: 0 };
+}
+
+/** Adds the counts of `from` (session stats or totals) to `into`. */
+export function addSessionTotals(into: ServerSessionTotals, from: ChannelCounters & Partial<ServerSessionTotals>): void {
+  for (const k of Object.keys(into) as (keyof ServerSessionTotals)[]) into[k] += from[k] ?? 0;
 }
 
 /** How often each configured limit was hit. */

@@ -11,7 +11,7 @@ import { maxDatagramTo } from '../limits.js';
 import { isLocalResourceError } from '../local-resource.js';
 import { Resolver, type ResolvedAddress } from '../resolver.js';
 import type { TunnelMode } from './connect-udp-request.js';
-import type { ServerCounters, ServerSessionStats } from './counters.js';
+import { addSessionTotals, emptySessionTotals, type ServerCounters, type ServerSessionStats, type ServerSessionTotals } from './counters.js';
 import type { ResolvedServerOptions } from './options.js';
 import type { RefusalTarget, Refusals } from './refusals.js';
 import type { RequestFront } from './request-front.js';
@@ -57,6 +57,8 @@ export class RelaySessions {
   private readonly sessions = new Set<RelaySession>();
   private nextId = 1;
   private closing = false;
+  /** The traffic of the sessions that have ended, summed (totals() adds the live ones). */
+  private readonly closedTotals: ServerSessionTotals = emptySessionTotals();
 
   /** Relays by `opts`, counts into `counters`, refuses through `refusals`, emits on `events` (the TunnelServer). */
   constructor(opts: ResolvedServerOptions, counters: ServerCounters, refusals: Refusals, events: EventEmitter) {
@@ -70,6 +72,18 @@ export class RelaySessions {
   /** Number of sessions relaying now. */
   get size(): number {
     return this.sessions.size;
+  }
+
+  /** Traffic and drops of every session so far; one pass over the live sessions, nothing on the data path. */
+  totals(): ServerSessionTotals {
+    const t = { ...this.closedTotals };
+    for (const s of this.sessions) {
+      addSessionTotals(t, s.channel.counters);
+      t.dropUdpSend += s.stats.dropUdpSend;
+      t.dropSendQueue += s.stats.dropSendQueue;
+      t.targetUnreachable += s.stats.targetUnreachable;
+    }
+    return t;
   }
 
   /** Closes every session; requests still being set up are refused from now on. */
@@ -289,6 +303,7 @@ export class RelaySessions {
     Object.assign(stats, session.channel.counters);
     stats.durationMs = Date.now() - stats.openedAt;
     stats.closeReason = reason;
+    addSessionTotals(this.closedTotals, stats);
     if (tapChannel.hasSubscribers) tapChannel.publish({ kind: 'close', session: session.id, time: Date.now(), reason });
     this.events.emit('session-close', stats);
   }

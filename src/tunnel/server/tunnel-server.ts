@@ -9,7 +9,7 @@ import { formatProxyStatus } from '../proxy-status.js';
 import { compileTemplateMatcher, type TemplateMatcher } from '../uri-template.js';
 import { Admission } from './admission.js';
 import { validateConnectUdpRequest, type IncomingTunnelRequest, type PostRoutes } from './connect-udp-request.js';
-import { emptyServerCounters, type ServerCounters } from './counters.js';
+import { emptyServerCounters, type ServerCounters, type ServerSessionTotals } from './counters.js';
 import { h1Front, h1Refuse, h1TunnelRequest, readRequestHead } from './h1-front.js';
 import { h2Front, h2TunnelRequest, headerListSize, streamEndedWithHeaders } from './h2-front.js';
 import { Listener, type ListenerCount } from './listener.js';
@@ -19,7 +19,7 @@ import { newConnectionQuota, type ConnectionQuota, type RequestFront, type Serve
 import { RelaySessions } from './session.js';
 
 export { H2_PREFACE } from '../http/version-detect.js';
-export type { ServerCounters, ServerLimitCounters, ServerSessionStats } from './counters.js';
+export type { ServerCounters, ServerLimitCounters, ServerSessionStats, ServerSessionTotals } from './counters.js';
 export { headerListSize } from './h2-front.js';
 export type { ServerTlsOptions } from './listener.js';
 export type { RefusalTarget, RefusedEvent } from './refusals.js';
@@ -170,6 +170,11 @@ export class TunnelServer extends EventEmitter {
   /** Number of sessions relaying now. */
   get activeSessions(): number {
     return this.sessions.size;
+  }
+
+  /** Datagrams and bytes relayed, and dropped by reason, over every session so far (computed on demand). */
+  sessionTotals(): ServerSessionTotals {
+    return this.sessions.totals();
   }
 
   /** Number of client connections open now (any protocol, including ones still sending their first request). */
