@@ -2,6 +2,9 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import net, { type AddressInfo } from 'node:net';
 import tls from 'node:tls';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describeCertificate } from '../../src/tunnel/tls-cert.js';
 import { runCli, startCli, type CliProcess } from '../helpers/cli.js';
 import { attemptEcho, openTunnel } from '../helpers/attempt.js';
@@ -109,6 +112,40 @@ describe('serve --workers (CLI)', () => {
     } finally {
       assert.equal(await serve.stop('SIGTERM'), 0, serve.stderr());
     }
+  });
+
+  it('--metrics: the primary serves the sum of every worker\'s series; the access log has a line from each worker', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'udp-tunnel-workers-'));
+    const log = join(dir, 'access.log');
+    const serve = startCli(['serve', '--listen', '127.0.0.1:0', '--workers', '2', '--metrics', '127.0.0.1:0', '--access-log', log, '--json'], {
+      env: { UDP_TUNNEL_TOKEN: undefined },
+    });
+    try {
+      const l = await serve.waitForEvent('listening', 20_000);
+      const m = await serve.waitForEvent('metrics', 20_000);
+      const port = Number(l['port']);
+      // node:cluster hands connections to the workers in turn: tunnels until both have served one.
+      let n = 0;
+      const served = (): Set<unknown> => new Set(serve.lines.filter((e) => e['event'] === 'session-close').map((e) => e['worker']));
+      while (served().size < 2 && n < 10) {
+        assert.deepEqual(await attemptEcho({ proxy: `http://127.0.0.1:${port}` }, echo.port), { reply: 'hi' });
+        await events(serve, 'session-close', ++n);
+      }
+      assert.equal(served().size, 2, `the tunnels went to both workers (${n} tried)`);
+      const res = await fetch(String(m['url']));
+      assert.equal(res.status, 200);
+      const body = await res.text();
+      const total = /^udp_tunnel_downstream_sess_total (\d+)$/m.exec(body);
+      assert.ok(total, body.slice(0, 2000));
+      assert.equal(Number(total[1]), n, 'the aggregate counts the sessions of both workers');
+      const ready = await fetch(String(m['url']).replace(/\/metrics$/, '/readyz'));
+      assert.equal(ready.status, 200);
+    } finally {
+      assert.equal(await serve.stop('SIGTERM'), 0, serve.stderr());
+    }
+    const lines = readFileSync(log, 'utf8').trim().split('\n').map((x) => JSON.parse(x) as Record<string, unknown>);
+    assert.ok(lines.length >= 2, `one line per session: ${lines.length}`);
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it('a worker that cannot listen fails the start: exit 1 with the reason, no worker left behind', async () => {
