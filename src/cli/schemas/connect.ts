@@ -1,14 +1,13 @@
 import { MAX_UDP_PAYLOAD } from '../../tunnel/codec/datagram.js';
 import { CLIENT_DEFAULTS, FAILOVER_DEFAULTS, PROXY_CONFIG_DEFAULTS } from '../../tunnel/defaults.js';
 import { showDuration, type CommandSchema, type OptionSpec, type OptionValues } from '../options/spec.js';
-import { CONFIG_OPTIONS, OUTPUT_GROUP, OUTPUT_OPTIONS } from './common.js';
+import { CONFIG_OPTIONS, OBSERVE_GROUP, OBSERVE_OPTIONS, OUTPUT_GROUP, OUTPUT_OPTIONS, TAP_OPTIONS } from './common.js';
 
 const LISTEN = 'Where to listen';
 const PROXY = 'The proxy';
 const TUNNEL = 'The tunnel';
 const TLS = 'TLS to the proxy';
 const LIMITS = 'Limits';
-const OBSERVE = 'Metrics and access log';
 
 /** `udp-tunnel connect`'s options. */
 export const CONNECT_OPTIONS = [
@@ -185,36 +184,9 @@ export const CONNECT_OPTIONS = [
     describe: 'Check the proxy (TLS, HTTP/2 SETTINGS) once after listening',
     advanced: true,
   },
-  {
-    name: 'metrics',
-    kind: 'string',
-    value: 'HOST:PORT',
-    group: OBSERVE,
-    describe: 'Serve Prometheus /metrics, /healthz and /readyz on this address',
-    details: 'A bare PORT listens on 127.0.0.1. The listener has no authentication: keep it on loopback or a private network. See docs/metrics.md.',
-    advanced: true,
-  },
-  {
-    name: 'access-log',
-    kind: 'string',
-    value: 'FILE|-',
-    group: OBSERVE,
-    describe: 'Append one line per session to FILE (- = stdout); SIGUSR1 reopens it',
-    details: 'JSON lines unless --access-log-format is given. Credentials never appear. See docs/access-log.md.',
-    advanced: true,
-  },
-  {
-    name: 'access-log-format',
-    kind: 'string',
-    value: 'FORMAT',
-    group: OBSERVE,
-    describe: "Access log as text, e.g. '%START_TIME% %CLIENT% %TARGET% %STATUS%'",
-    details: 'Fields are listed in docs/access-log.md; an unknown %FIELD% is refused. %% is a percent sign.',
-    advanced: true,
-  },
+  ...OBSERVE_OPTIONS,
   ...OUTPUT_OPTIONS,
-  { name: 'inspect', kind: 'boolean', group: OUTPUT_GROUP, describe: 'Print the decoded capsule traffic on stdout (the inspect view)', advanced: true },
-  { name: 'record', kind: 'string', value: 'FILE', group: OUTPUT_GROUP, describe: 'Write the decoded traffic to FILE as an NDJSON recording', advanced: true },
+  ...TAP_OPTIONS,
   ...CONFIG_OPTIONS,
 ] as const satisfies readonly OptionSpec[];
 
@@ -226,7 +198,7 @@ export const CONNECT_SCHEMA: CommandSchema = {
   command: 'connect',
   usage: 'connect --proxy URL --target HOST:PORT [options]',
   summary: 'Listen on a local UDP port and forward each local peer through an HTTP proxy: CONNECT-UDP (RFC 9298) over HTTP/2 or HTTP/1.1, or a POST stream.',
-  groups: [LISTEN, PROXY, TUNNEL, TLS, LIMITS, OBSERVE, OUTPUT_GROUP],
+  groups: [LISTEN, PROXY, TUNNEL, TLS, LIMITS, OBSERVE_GROUP, OUTPUT_GROUP],
   options: CONNECT_OPTIONS,
   configLists: [
     {

@@ -1,14 +1,13 @@
 import { MAX_UDP_PAYLOAD } from '../../tunnel/codec/datagram.js';
 import { SERVER_DEFAULTS } from '../../tunnel/defaults.js';
 import { showDuration, type CommandSchema, type OptionSpec, type OptionValues } from '../options/spec.js';
-import { CONFIG_OPTIONS, OUTPUT_GROUP, OUTPUT_OPTIONS } from './common.js';
+import { CONFIG_OPTIONS, OBSERVE_GROUP, OBSERVE_OPTIONS, OUTPUT_GROUP, OUTPUT_OPTIONS, TAP_OPTIONS } from './common.js';
 
 const LISTEN = 'Where to listen';
 const TLS = 'TLS';
 const AUTH = 'Who may connect';
 const TARGETS = 'Targets';
 const LIMITS = 'Limits and timeouts';
-const OBSERVE = 'Metrics and access log';
 
 /** `udp-tunnel serve`'s options. */
 export const SERVE_OPTIONS = [
@@ -214,36 +213,9 @@ export const SERVE_OPTIONS = [
     describe: 'Largest request head / header list (431 beyond)',
     advanced: true,
   },
-  {
-    name: 'metrics',
-    kind: 'string',
-    value: 'HOST:PORT',
-    group: OBSERVE,
-    describe: 'Serve Prometheus /metrics, /healthz and /readyz on this address',
-    details: 'A bare PORT listens on 127.0.0.1. The listener has no authentication: keep it on loopback or a private network. See docs/metrics.md.',
-    advanced: true,
-  },
-  {
-    name: 'access-log',
-    kind: 'string',
-    value: 'FILE|-',
-    group: OBSERVE,
-    describe: 'Append one line per session to FILE (- = stdout); SIGUSR1 reopens it',
-    details: 'JSON lines unless --access-log-format is given. Credentials never appear. See docs/access-log.md.',
-    advanced: true,
-  },
-  {
-    name: 'access-log-format',
-    kind: 'string',
-    value: 'FORMAT',
-    group: OBSERVE,
-    describe: "Access log as text, e.g. '%START_TIME% %CLIENT% %TARGET% %STATUS%'",
-    details: 'Fields are listed in docs/access-log.md; an unknown %FIELD% is refused. %% is a percent sign.',
-    advanced: true,
-  },
+  ...OBSERVE_OPTIONS,
   ...OUTPUT_OPTIONS,
-  { name: 'inspect', kind: 'boolean', group: OUTPUT_GROUP, describe: 'Print the decoded capsule traffic on stdout (the inspect view)', advanced: true },
-  { name: 'record', kind: 'string', value: 'FILE', group: OUTPUT_GROUP, describe: 'Write the decoded traffic to FILE as an NDJSON recording', advanced: true },
+  ...TAP_OPTIONS,
   ...CONFIG_OPTIONS,
 ] as const satisfies readonly OptionSpec[];
 
@@ -255,7 +227,7 @@ export const SERVE_SCHEMA: CommandSchema = {
   command: 'serve',
   usage: 'serve [--listen HOST:PORT] [options]',
   summary: 'Run a CONNECT-UDP proxy (RFC 9298) over HTTP/2 and HTTP/1.1, with optional POST routes, relaying to UDP targets that the target policy allows.',
-  groups: [LISTEN, TLS, AUTH, TARGETS, LIMITS, OBSERVE, OUTPUT_GROUP],
+  groups: [LISTEN, TLS, AUTH, TARGETS, LIMITS, OBSERVE_GROUP, OUTPUT_GROUP],
   options: SERVE_OPTIONS,
   examples: [
     { cmd: 'udp-tunnel serve --listen 127.0.0.1:4433', what: 'Cleartext proxy (h2c and HTTP/1.1) for loopback targets' },
