@@ -5,6 +5,7 @@ import { BindSession, requestsBind } from '../../../src/inspect/bind-view.js';
 import { CapsuleView } from '../../../src/inspect/capsule-view.js';
 import type { CapsuleEvent, Direction, ErrorEvent, InspectEvent } from '../../../src/inspect/events.js';
 import { parseInspectEvent } from '../../../src/inspect/event-parse.js';
+import { LiveSessionDecoder } from '../../../src/inspect/live-decoder.js';
 import { decodeCapture } from '../../../src/inspect/pcap-decode.js';
 import { encodeCapsule } from '../../../src/tunnel/codec/capsule.js';
 import { encodeCompressionAck, encodeCompressionAssign, encodeCompressionClose, encodeUncompressedDatagram } from '../../../src/tunnel/codec/bind.js';
@@ -149,5 +150,40 @@ describe('capture decoder: a bound session', () => {
     assert.equal(e.length, 1);
     assert.equal(e[0]?.code, 'UT_ERR_BIND_MALFORMED');
     assert.equal(e[0]?.dir, '<-');
+  });
+});
+
+describe('live decoder (relay, tap): a bound session', () => {
+  function run(headers: Array<[string, string]>, bindRules: boolean): InspectEvent[] {
+    const out: InspectEvent[] = [];
+    const d = new LiveSessionDecoder({ bindRules, onEvent: (ev) => out.push(ev) });
+    d.request('c1s1', 0, {
+      http: '2',
+      method: 'CONNECT',
+      protocol: 'connect-udp',
+      scheme: 'https',
+      authority: 'proxy',
+      path: '/.well-known/masque/udp/%2A/%2A/',
+      headers: [['capsule-protocol', '?1'], ...headers],
+    });
+    d.bytes('c1s1', '->', assign0(2), 1);
+    d.bytes('c1s1', '<-', ack(2), 2);
+    d.bytes('c1s1', '->', dgram(2, encodeUncompressedDatagram({ ipVersion: 4, address: '127.0.0.3', port: 53 }, Buffer.from('q'))), 3);
+    d.bytes('c1s1', '<-', ack(8), 4);
+    d.close('c1s1', 5, 'end-stream', null);
+    return JSON.parse(JSON.stringify(out)) as InspectEvent[];
+  }
+
+  it('reads Connect-UDP-Bind from the request and shares one context table between the directions', () => {
+    const evs = run([['connect-udp-bind', '?1']], true);
+    const d = capsules(evs).find((c) => c.typeName === 'DATAGRAM');
+    assert.deepEqual(d?.target, { ipVersion: 4, address: '127.0.0.3', port: 53, compressed: false });
+    assert.deepEqual(errors(evs).map((e) => [e.dir, e.code]), [['<-', 'UT_ERR_BIND_MALFORMED']]);
+  });
+
+  it('without the header or the rules, shows plain datagrams and no rule errors', () => {
+    const evs = run([], false);
+    assert.equal(capsules(evs).find((c) => c.typeName === 'DATAGRAM')?.target, undefined);
+    assert.deepEqual(errors(evs), []);
   });
 });
