@@ -2,10 +2,20 @@ import { Buffer } from 'node:buffer';
 import { CapsuleDecoder, DEFAULT_MAX_CAPSULE_LENGTH } from '../tunnel/codec/capsule-decoder.js';
 import type { DecodedCapsule } from '../tunnel/codec/capsule-decoder.js';
 import { CAPSULE_TYPE_DATAGRAM, capsuleTypeName } from '../tunnel/codec/capsule.js';
+import {
+  CAPSULE_TYPE_COMPRESSION_ACK,
+  CAPSULE_TYPE_COMPRESSION_ASSIGN,
+  CAPSULE_TYPE_COMPRESSION_CLOSE,
+  decodeCompressionAck,
+  decodeCompressionAssign,
+  decodeCompressionClose,
+  decodeUncompressedDatagram,
+} from '../tunnel/codec/bind.js';
 import { CONTEXT_ID_UDP, MAX_UDP_PAYLOAD } from '../tunnel/codec/datagram.js';
 import { readVarintBig } from '../tunnel/codec/varint.js';
 import { ErrorCodes, UdpTunnelError, isUdpTunnelError } from '../tunnel/errors.js';
-import type { CapsuleEvent, Direction, EndEvent, ErrorEvent } from './events.js';
+import { BindSession } from './bind-view.js';
+import type { BindTargetField, CapsuleEvent, Direction, EndEvent, ErrorEvent } from './events.js';
 
 export { DEFAULT_PREVIEW_BYTES } from './defaults.js';
 import { DEFAULT_PREVIEW_BYTES } from './defaults.js';
@@ -22,6 +32,11 @@ export interface CapsuleViewOptions {
   full?: boolean;
   /** Largest declared capsule length accepted (the --max-capsule limit); longer is an error. */
   maxCapsuleLength?: number;
+  /**
+   * CONNECT-UDP Bind state shared with the other direction's view of the session. Without one the view keeps its
+   * own, with bind datagrams off and rules unchecked.
+   */
+  bind?: BindSession;
 }
 
 /** Events a CapsuleView emits while bytes arrive. */
@@ -54,6 +69,7 @@ export class CapsuleView {
   readonly dir: Direction;
   private readonly previewBytes: number;
   private readonly decoder: CapsuleDecoder;
+  private readonly bind: BindSession;
   private pending: CapsuleViewEvent[] = [];
   private now = 0;
   private failedAt = -1;
@@ -75,6 +91,7 @@ export class CapsuleView {
     this.session = options.session;
     this.dir = options.dir;
     this.previewBytes = options.full ? Infinity : preview;
+    this.bind = options.bind ?? new BindSession({ enabled: false, rules: false, bothDirections: false });
     this.decoder = new CapsuleDecoder((c) => this.onCapsule(c), { maxCapsuleLength: max, deliver: () => true });
   }
 
@@ -205,6 +222,13 @@ export class CapsuleView {
       lengthWidth: c.lengthWidth,
       nonMinimal: c.typeWidth > minimalVarintWidth(c.type) || c.lengthWidth > minimalVarintWidth(c.length),
     };
+    if (c.type === CAPSULE_TYPE_COMPRESSION_ASSIGN || c.type === CAPSULE_TYPE_COMPRESSION_ACK || c.type === CAPSULE_TYPE_COMPRESSION_CLOSE) {
+      const p = this.hexPreview(value);
+      const fields = this.bindCapsule(c.type, value, c.offset);
+      this.capsules++;
+      this.pending.push({ ...base, ...fields, valueHex: p.hex, previewTruncated: p.truncated });
+      return;
+    }
     if (c.type !== CAPSULE_TYPE_DATAGRAM) {
       const p = this.hexPreview(value);
       this.capsules++;
@@ -235,15 +259,65 @@ export class CapsuleView {
         ),
       );
     }
-    const p = this.hexPreview(payload);
+    let udp = payload;
+    let target: BindTargetField | undefined;
+    const kind = this.bind.options.enabled && ctx.value <= MAX_SAFE ? this.bind.datagram(Number(ctx.value)) : { kind: 'other' as const };
+    if (kind.kind === 'uncompressed') {
+      // draft-ietf-masque-connect-udp-listen §4: the datagram starts with the IP version, address and port.
+      try {
+        const d = decodeUncompressedDatagram(payload);
+        target = { ipVersion: d.ipVersion, address: d.address, port: d.port, compressed: false };
+        udp = d.payload;
+      } catch (err) {
+        throw new StopDecoding(this.bindError(c.offset, err, `uncompressed DATAGRAM at byte ${c.offset}`));
+      }
+    } else if (kind.kind === 'compressed') {
+      target = { ...kind.target, compressed: true };
+    }
+    const p = this.hexPreview(udp);
     this.capsules++;
     this.pending.push({
       ...base,
       contextId: jsonInteger(ctx.value),
       contextIdWidth: ctx.length,
-      payloadLength: payload.length,
+      ...(target !== undefined ? { target } : {}),
+      payloadLength: udp.length,
       payloadHex: p.hex,
       previewTruncated: p.truncated,
     });
+  }
+
+  private bindError(offset: number, err: unknown, what: string): ErrorEvent {
+    if (!isUdpTunnelError(err, ErrorCodes.BIND_MALFORMED)) throw err;
+    return this.errorEvent(offset, err.code, `${what}: ${err.message}`, err.details.rfc);
+  }
+
+  /**
+   * Decodes a COMPRESSION_ASSIGN/ACK/CLOSE value into event fields and applies it to the session's bind state.
+   * A value that does not parse stops decoding (draft §3.1: a malformed capsule is a capsule protocol error), as
+   * does a broken context-ID rule when rules are checked.
+   */
+  private bindCapsule(type: number | bigint, value: Buffer, offset: number): Partial<CapsuleEvent> {
+    const name = capsuleTypeName(type);
+    let fields: Partial<CapsuleEvent>;
+    let broken: Error | null;
+    try {
+      if (type === CAPSULE_TYPE_COMPRESSION_ASSIGN) {
+        const a = decodeCompressionAssign(value);
+        fields =
+          a.ipVersion === 0
+            ? { contextId: a.contextId, ipVersion: 0, address: null, port: null }
+            : { contextId: a.contextId, ipVersion: a.ipVersion, address: a.address, port: a.port };
+        broken = this.bind.apply(this.dir, { kind: 'assign', assign: a });
+      } else {
+        const id = type === CAPSULE_TYPE_COMPRESSION_ACK ? decodeCompressionAck(value) : decodeCompressionClose(value);
+        fields = { contextId: id };
+        broken = this.bind.apply(this.dir, { kind: type === CAPSULE_TYPE_COMPRESSION_ACK ? 'ack' : 'close', contextId: id });
+      }
+    } catch (err) {
+      throw new StopDecoding(this.bindError(offset, err, `${name} capsule at byte ${offset}`));
+    }
+    if (broken !== null) throw new StopDecoding(this.bindError(offset, broken, `${name} capsule at byte ${offset}`));
+    return fields;
   }
 }

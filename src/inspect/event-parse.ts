@@ -59,6 +59,12 @@ const OPTIONAL_CAPSULE: Record<string, Check> = {
   payloadLength: isCount,
   payloadHex: isHex,
   valueHex: isHex,
+  ipVersion: (v) => v === 0 || v === 4 || v === 6,
+  address: orNull(isStr),
+  port: orNull(isCount),
+  target: (v) =>
+    typeof v === 'object' && v !== null && ((v as Record<string, unknown>)['ipVersion'] === 4 || (v as Record<string, unknown>)['ipVersion'] === 6) &&
+    isStr((v as Record<string, unknown>)['address']) && isCount((v as Record<string, unknown>)['port']) && isBool((v as Record<string, unknown>)['compressed']),
 };
 
 function invalid(message: string, line: number | undefined): never {

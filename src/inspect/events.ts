@@ -129,6 +129,18 @@ export interface ResponseEvent extends InspectEventBase {
   headers: HeaderList;
 }
 
+/** The address a CONNECT-UDP Bind datagram is for or from. */
+export interface BindTargetField {
+  /** 4 or 6. */
+  ipVersion: 4 | 6;
+  /** The IP address in text form. */
+  address: string;
+  /** The UDP port. */
+  port: number;
+  /** True when it comes from the context's registration, false when the datagram carried it (uncompressed). */
+  compressed: boolean;
+}
+
 /** One capsule of a capsule stream. */
 export interface CapsuleEvent extends InspectEventBase {
   event: 'capsule';
@@ -150,6 +162,14 @@ export interface CapsuleEvent extends InspectEventBase {
   payloadHex?: string;
   /** Non-DATAGRAM only: hex preview of the capsule value. */
   valueHex?: string;
+  /** COMPRESSION_ASSIGN only: 0 (uncompressed), 4 or 6 (draft-ietf-masque-connect-udp-listen §3.1). */
+  ipVersion?: 0 | 4 | 6;
+  /** COMPRESSION_ASSIGN only: the registered IP address (null for ipVersion 0). */
+  address?: string | null;
+  /** COMPRESSION_ASSIGN only: the registered UDP port (null for ipVersion 0). */
+  port?: number | null;
+  /** DATAGRAM of a bind session only: the context's target (compressed) or the datagram's own (uncompressed). */
+  target?: BindTargetField;
   previewTruncated: boolean;
 }
 

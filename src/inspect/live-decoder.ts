@@ -1,4 +1,5 @@
 import { ErrorCodes } from '../tunnel/errors.js';
+import { BindSession, requestsBind } from './bind-view.js';
 import { CapsuleView } from './capsule-view.js';
 import type { CapsuleViewEvent } from './capsule-view.js';
 import type { CloseReason, Direction, HeaderList, HttpVersion, InspectEvent } from './events.js';
@@ -10,6 +11,8 @@ export const DEFAULT_MAX_LIVE_SESSIONS = 10_000;
 
 /** Options of a LiveSessionDecoder. */
 export interface LiveDecoderOptions {
+  /** Check CONNECT-UDP Bind context-ID rules and report violations as error events (inspect --strict). */
+  bindRules?: boolean;
   /** Payload/value bytes shown as hex per capsule (default 16). */
   previewBytes?: number;
   /** Show whole payloads/values. */
@@ -76,7 +79,7 @@ export class LiveSessionDecoder {
   request(session: string, t: number, head: RequestHead): void {
     const ev = requestEvent(session, t, head);
     const decode = isCapsuleRequest(head, ev.capsuleProtocol, this.opts.capsuleStreams ?? 'auto');
-    if (!this.sessions.has(session)) this.open(session, decode);
+    if (!this.sessions.has(session)) this.open(session, decode, requestsBind(head.headers));
     this.emit(ev);
   }
 
@@ -158,16 +161,17 @@ export class LiveSessionDecoder {
     return this.sessions.get(session)?.tunnel ?? false;
   }
 
-  private open(session: string, decode: boolean): LiveSession | null {
+  private open(session: string, decode: boolean, bind = false): LiveSession | null {
     this.stats.sessions++;
     if (this.sessions.size >= this.maxSessions) {
       this.stats.droppedSessions++;
       if (this.dropped.size < this.maxSessions) this.dropped.add(session);
       return null;
     }
+    const b = new BindSession({ enabled: bind, rules: this.opts.bindRules ?? false, bothDirections: true });
     const s: LiveSession = {
       id: session,
-      views: decode ? [this.newView(session, '->'), this.newView(session, '<-')] : [null, null],
+      views: decode ? [this.newView(session, '->', b), this.newView(session, '<-', b)] : [null, null],
       ended: [false, false],
       tunnel: decode,
     };
@@ -175,11 +179,12 @@ export class LiveSessionDecoder {
     return s;
   }
 
-  private newView(session: string, dir: Direction): CapsuleView {
+  private newView(session: string, dir: Direction, bind?: BindSession): CapsuleView {
     const o = this.opts;
     return new CapsuleView({
       session,
       dir,
+      ...(bind === undefined ? {} : { bind }),
       ...(o.previewBytes === undefined ? {} : { previewBytes: o.previewBytes }),
       ...(o.full === undefined ? {} : { full: o.full }),
       ...(o.maxCapsuleLength === undefined ? {} : { maxCapsuleLength: o.maxCapsuleLength }),

@@ -1,4 +1,5 @@
 import { Buffer } from 'node:buffer';
+import { BindSession, requestsBind } from './bind-view.js';
 import { ErrorCodes } from '../tunnel/errors.js';
 import { errorFacts } from './error-facts.js';
 import { CapsuleView } from './capsule-view.js';
@@ -26,6 +27,8 @@ import { TcpReassembler, emptyTcpReassemblyStats, type TcpConnection, type TcpEn
 
 /** Options of decodeCapture. */
 export interface CaptureDecodeOptions {
+  /** Check CONNECT-UDP Bind context-ID rules and report violations as error events (inspect --strict). */
+  bindRules?: boolean;
   /** Payload/value bytes shown as hex per capsule (default 16). */
   previewBytes?: number;
   /** Show whole payloads/values. */
@@ -97,6 +100,7 @@ type Role = 0 | 1;
 type Emit = (ev: InspectEvent) => void;
 
 interface Settings {
+  bindRules: boolean;
   previewBytes: number | undefined;
   full: boolean;
   maxCapsuleLength: number | undefined;
@@ -128,10 +132,12 @@ class CaptureSession {
     this.id = id;
   }
 
-  openViews(settings: Settings): void {
+  openViews(settings: Settings, bind: boolean): void {
     this.tunnel = true;
+    const session = new BindSession({ enabled: bind, rules: settings.bindRules, bothDirections: true });
     for (const role of [0, 1] as const) {
       this.views[role] = new CapsuleView({
+        bind: session,
         session: this.id,
         dir: DIRS[role],
         ...(settings.previewBytes === undefined ? {} : { previewBytes: settings.previewBytes }),
@@ -335,7 +341,7 @@ class Http2Decoder implements ProtocolDecoder {
     const head = requestHeadFromHttp2(headers);
     const ev = requestEvent(s.id, t, head);
     emit(ev);
-    if (isCapsuleRequest(head, ev.capsuleProtocol, this.ctx.settings.capsuleStreams)) s.openViews(this.ctx.settings);
+    if (isCapsuleRequest(head, ev.capsuleProtocol, this.ctx.settings.capsuleStreams)) s.openViews(this.ctx.settings, requestsBind(head.headers));
     if (endStream) s.endDir(0, t, false, s.tunnel ? 'end-stream' : 'not-a-tunnel', null, emit);
   }
 
@@ -423,7 +429,7 @@ class Http1Decoder implements ProtocolDecoder {
     const ev = requestEvent(this.session.id, t, head);
     emit(ev);
     this.ctx.stats.streams++;
-    if (isCapsuleRequest(head, ev.capsuleProtocol, this.ctx.settings.capsuleStreams)) this.session.openViews(this.ctx.settings);
+    if (isCapsuleRequest(head, ev.capsuleProtocol, this.ctx.settings.capsuleStreams)) this.session.openViews(this.ctx.settings, requestsBind(head.headers));
     // RFC 9298 §3.2: bytes after the request head already belong to the capsule stream (optimistic datagrams).
     if (r.rest.length > 0) this.session.push(0, r.rest, t, emit);
     const held = this.heldResponse;
@@ -691,6 +697,7 @@ export function streamCapture(
   const stats = emptyStats();
   const ctx: Context = {
     settings: {
+      bindRules: options.bindRules ?? false,
       previewBytes: options.previewBytes,
       full: options.full ?? false,
       maxCapsuleLength: options.maxCapsuleLength,

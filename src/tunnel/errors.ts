@@ -8,6 +8,7 @@ export const ErrorCodes = {
   DECODER_FAILED: 'UT_ERR_DECODER_FAILED',
   DATAGRAM_MALFORMED: 'UT_ERR_DATAGRAM_MALFORMED',
   DATAGRAM_TOO_LARGE: 'UT_ERR_DATAGRAM_TOO_LARGE',
+  BIND_MALFORMED: 'UT_ERR_BIND_MALFORMED',
   INVALID_ADDRESS: 'UT_ERR_INVALID_ADDRESS',
   INVALID_OPTION: 'UT_ERR_INVALID_OPTION',
   INVALID_TEMPLATE: 'UT_ERR_INVALID_TEMPLATE',
@@ -76,6 +77,16 @@ export type ErrorDetailsMap = {
   [ErrorCodes.DECODER_FAILED]: NoDetails;
   [ErrorCodes.DATAGRAM_MALFORMED]: { length: number; rfc: string };
   [ErrorCodes.DATAGRAM_TOO_LARGE]: { length: number; limit: number; rfc: string };
+  [ErrorCodes.BIND_MALFORMED]: {
+    /** Which rule was broken, e.g. `ip-version`, `parity`, `duplicate-id` (docs/errors.md lists them). */
+    rule: string;
+    /** The draft section of the rule, e.g. `draft-ietf-masque-connect-udp-listen §3.1`. */
+    rfc: string;
+    /** The context ID concerned, when there is one (a decimal string). */
+    contextId?: string;
+    /** Length of the value that failed to decode, for format errors. */
+    length?: number;
+  };
   [ErrorCodes.INVALID_ADDRESS]: OptionDetails & { spec?: string; host?: string };
   [ErrorCodes.INVALID_OPTION]: OptionDetails & {
     /** A bad target rule, as given. */
@@ -146,6 +157,7 @@ export const RETRYABLE_BY_DEFAULT: Readonly<Record<ErrorCode, boolean>> = {
   [ErrorCodes.DECODER_FAILED]: false,
   [ErrorCodes.DATAGRAM_MALFORMED]: false,
   [ErrorCodes.DATAGRAM_TOO_LARGE]: false,
+  [ErrorCodes.BIND_MALFORMED]: false,
   [ErrorCodes.INVALID_ADDRESS]: false,
   [ErrorCodes.INVALID_OPTION]: false,
   [ErrorCodes.INVALID_TEMPLATE]: false,

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { formatHostPort, parseHostPort } from '../../tunnel/address.js';
+import { BindSession } from '../../inspect/bind-view.js';
 import { CapsuleView, DEFAULT_PREVIEW_BYTES } from '../../inspect/capsule-view.js';
 import { DEFAULT_MAX_CAPSULE_LENGTH } from '../../tunnel/codec/capsule-decoder.js';
 import type { Direction } from '../../inspect/events.js';
@@ -23,6 +24,7 @@ import type { InspectOptions } from '../schemas/inspect.js';
 
 /** Decoder settings shared by every source. */
 interface DecodeSettings {
+  bindRules: boolean;
   previewBytes: number;
   full: boolean;
   maxCapsuleLength: number;
@@ -62,6 +64,7 @@ export async function runInspect(args: InspectOptions, r: ResolvedOptions<Inspec
     if (decodeOnly !== undefined) throw new UsageError(`--${decodeOnly} has no effect with --file (a recording is already decoded)`);
   }
   const decode: DecodeSettings = {
+    bindRules: args.strict,
     previewBytes: args.bytes,
     full: args.full,
     maxCapsuleLength: args['max-capsule'],
@@ -156,6 +159,8 @@ async function runRaw(src: string, args: InspectOptions, out: Output, settings: 
     previewBytes: decode.previewBytes,
     full: decode.full || view.recording,
     maxCapsuleLength: decode.maxCapsuleLength,
+    // One direction only: no request to say the session is bound, no other side to match ACKs against.
+    bind: new BindSession({ enabled: false, rules: decode.bindRules, bothDirections: false }),
   });
   const started = performance.now();
   // A file (and hex text, read whole) has no timing (t = 0); a live binary pipe on stdin gets the time each chunk arrived.

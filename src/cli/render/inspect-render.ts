@@ -2,6 +2,7 @@ import Table from 'cli-table3';
 import type { ChalkInstance } from 'chalk';
 import { redactCredentials, trimPreview } from '../../inspect/event-transform.js';
 import type { CapsuleEvent, InspectEvent } from '../../inspect/events.js';
+import { formatHostPort } from '../../tunnel/address.js';
 import { parseProxyStatusError } from '../../tunnel/proxy-status.js';
 import { displayWidth, firstThatFits, outputWidth, wrapWords } from './width.js';
 
@@ -309,10 +310,19 @@ export class InspectRenderer {
 
   private formatCapsule(ev: CapsuleEvent): string[] {
     const c = this.opts.chalk;
-    const isDatagram = ev.contextId !== undefined;
+    const isDatagram = ev.payloadLength !== undefined;
     const name = ev.typeName === 'DATAGRAM' ? c.bold(ev.typeName) : c.yellow(ev.typeName);
     const parts = [name, `len ${ev.length}`];
-    if (isDatagram) parts.push(`ctx ${ev.contextId}`, `payload ${ev.payloadLength}`);
+    if (isDatagram) {
+      parts.push(`ctx ${ev.contextId}`);
+      if (ev.target !== undefined) parts.push(`${ev.target.compressed ? 'for' : 'addr'} ${formatHostPort(ev.target.address, ev.target.port)}`);
+      parts.push(`payload ${ev.payloadLength}`);
+    } else if (ev.contextId !== undefined) {
+      // CONNECT-UDP Bind capsules: the context ID, and what COMPRESSION_ASSIGN registers.
+      parts.push(`ctx ${ev.contextId}`);
+      if (ev.ipVersion === 0) parts.push('uncompressed');
+      else if (ev.address != null && ev.port != null) parts.push(formatHostPort(ev.address, ev.port));
+    }
     if (ev.nonMinimal) parts.push(c.yellow('non-minimal'));
     if (this.opts.verbose) {
       const widths = [`type ${ev.typeWidth}B`, `len ${ev.lengthWidth}B`];
