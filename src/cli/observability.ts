@@ -2,6 +2,7 @@ import type { TunnelClient } from '../tunnel/client.js';
 import type { ProxyConfig } from '../tunnel/client-config.js';
 import { probeProxy, type ProxyProbeResult } from '../tunnel/proxy-probe.js';
 import type { TunnelServer } from '../tunnel/server/tunnel-server.js';
+import type { ProxyCounters } from '../tunnel/transport/failover.js';
 import { AccessLog, attachConnectAccessLog, attachServeAccessLog, type ConnectLogContext } from './access-log.js';
 import { ErrorCodes, isUdpTunnelError } from '../tunnel/errors.js';
 import { UsageError } from './errors.js';
@@ -92,6 +93,8 @@ export async function startServeObservability(args: ObserveArgs, server: TunnelS
 export interface ConnectObserveContext {
   /** The proxy origin, without credentials: the metrics' `proxy` label. */
   proxy: string;
+  /** Each proxy's counters, for the per-proxy series. */
+  proxies?: () => readonly ProxyCounters[];
   config: ProxyConfig;
   /** The start-up probe runs and will report its verdict through probeResult(). */
   startupProbe: boolean;
@@ -122,6 +125,7 @@ export async function startConnectObservability(
       notReady,
       proxy: ctx.proxy,
       readiness,
+      ...(ctx.proxies ? { proxies: ctx.proxies } : {}),
       ...(log ? { accessLog: () => log.counts } : {}),
     });
     metrics = await m.serveRegistryOver(registry, listen, notReady);

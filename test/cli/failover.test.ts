@@ -65,6 +65,28 @@ describe('connect with several --proxy', () => {
     ]);
   });
 
+  it('--metrics: per-proxy series name each proxy with its own counts', async () => {
+    const connect = startCli(['connect', '-p', downUrl, '--proxy', upUrl, '-t', `127.0.0.1:${echo.port}`, '--metrics', '127.0.0.1:0', '--json']);
+    procs.push(connect);
+    const l = await connect.waitForEvent('listening');
+    const m = await connect.waitForEvent('metrics');
+    assert.equal(await roundTrip(Number(l['port']), 'counted'), 'counted');
+    await connect.waitForEvent('session-ready');
+    const body = await (await fetch(String(m['url']))).text();
+    const value = (series: string, proxy: string): number => {
+      const line = body.split('\n').find((x) => x.startsWith(`udp_tunnel_${series}{proxy="${proxy}"} `));
+      assert.ok(line, `${series} for ${proxy} in:\n${body.slice(0, 3000)}`);
+      return Number(line.split(' ').pop());
+    };
+    assert.equal(value('proxy_connect_failures', downUrl), 1);
+    assert.equal(value('proxy_sessions_opened', downUrl), 0);
+    assert.equal(value('proxy_sessions_opened', upUrl), 1);
+    // Marked down only until its backoff (about a second) runs out, which a slow scrape may pass: 0 or 1.
+    assert.ok([0, 1].includes(value('proxy_down', downUrl)));
+    assert.equal(value('proxy_down', upUrl), 0);
+    assert.equal(await connect.stop('SIGINT'), 0);
+  });
+
   it('UDP_TUNNEL_PROXY with a comma-separated list; the human listening line and proxy checks name each proxy', async () => {
     const connect = startCli(['connect', '-t', `127.0.0.1:${echo.port}`, '--proxy-strategy', 'round-robin'], {
       env: { UDP_TUNNEL_PROXY: `${downUrl},${upUrl}`, NO_COLOR: '1' },

@@ -189,7 +189,7 @@ export async function runConnect(o: ConnectOptions, r: ResolvedOptions<ConnectOp
     }),
     out,
     [...(token ? [token] : []), ...proxies.flatMap((p) => proxyUrlSecrets(p))],
-    { config, startupProbe: args['proxy-check'], proxy: proxyOrigin(proxies[0]!) },
+    { config, startupProbe: args['proxy-check'], proxy: proxyOrigin(proxies[0]!), proxies: () => failovers.flatMap((t) => t.proxies) },
   );
   const addrs = await group.start().catch(async (err: unknown) => {
     await observe.close();

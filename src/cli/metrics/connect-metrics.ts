@@ -2,6 +2,7 @@ import type { Registry } from 'prom-client';
 import type { TunnelClient } from '../../tunnel/client.js';
 import { UdpTunnelError, type RefusalDetails } from '../../tunnel/errors.js';
 import { errorTypeLabel, eventCounter, registerRead, seriesOf } from './collect.js';
+import type { ProxyCounters } from '../../tunnel/transport/failover.js';
 import type { ProxyReadiness } from './proxy-readiness.js';
 
 /** What connect's metrics label their series with. */
@@ -9,6 +10,8 @@ export interface ConnectMetricsOptions {
   /** The proxy origin (no credentials): the `proxy` label. */
   proxy: string;
   readiness?: ProxyReadiness;
+  /** Each proxy's counters (the failover transport's), read at scrape time; summed per proxy over the transports. */
+  proxies?: () => readonly ProxyCounters[];
 }
 
 /**
@@ -74,6 +77,21 @@ export function registerConnectMetrics(registry: Registry, clientOrForwards: Tun
       failures.inc({ proxy, error_type: errorTypeLabel(details.proxyStatus?.error), code });
       opts.readiness?.tunnelFailed(err);
     });
+  }
+  const perProxy = opts.proxies;
+  if (perProxy !== undefined) {
+    const rows = (pick: (p: ProxyCounters) => number): [{ proxy: string }, number][] => {
+      const sums = new Map<string, number>();
+      for (const p of perProxy()) sums.set(p.proxy, (sums.get(p.proxy) ?? 0) + pick(p));
+      return [...sums].map(([proxy, n]) => [{ proxy }, n]);
+    };
+    const each = (name: string, help: string, type: 'counter' | 'gauge', pick: (p: ProxyCounters) => number): void =>
+      registerRead(registry, { name, help, type, labelNames: ['proxy'], read: () => rows(pick) });
+    each('proxy_sessions_opened', 'Tunnels established through each proxy (new and moved sessions)', 'counter', (p) => p.sessionsOpened);
+    each('proxy_sessions_active', 'Tunnels open now through each proxy', 'gauge', (p) => p.sessionsActive);
+    each('proxy_connect_failures', 'Attempts that could not set up a tunnel through each proxy', 'counter', (p) => p.connectFailures);
+    each('proxy_sessions_moved', 'Sessions that lost their tunnel on each proxy and went on through another', 'counter', (p) => p.sessionsMoved);
+    each('proxy_down', 'Whether each proxy is marked down (1) or not (0)', 'gauge', (p) => (p.down ? 1 : 0));
   }
   const readiness = opts.readiness;
   if (readiness !== undefined) {
