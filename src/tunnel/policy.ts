@@ -1,3 +1,4 @@
+import { formatIp as formatIpBytes } from './codec/bind.js';
 import { isIP } from 'node:net';
 import { ErrorCodes, UdpTunnelError } from './errors.js';
 
@@ -182,28 +183,11 @@ function formatV4(value: bigint): string {
   return `${n >>> 24}.${(n >>> 16) & 0xff}.${(n >>> 8) & 0xff}.${n & 0xff}`;
 }
 
-// RFC 5952 §4: lowercase, no leading zeros, the longest run (>= 2) of zero groups becomes '::', the first on a tie.
+// RFC 5952 §4, written once in the codec (which formats the addresses of bound-tunnel datagrams too).
 function formatV6(value: bigint): string {
-  const groups: number[] = [];
-  for (let i = 7; i >= 0; i--) groups.push(Number((value >> BigInt(i * 16)) & 0xffffn));
-  let bestStart = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart < 0) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+  const bytes = new Uint8Array(16);
+  for (let i = 0; i < 16; i++) bytes[15 - i] = Number((value >> BigInt(i * 8)) & 0xffn);
+  return formatIpBytes(bytes);
 }
 
 /** Canonical text of a parsed address (dotted quad, or RFC 5952 IPv6). */
