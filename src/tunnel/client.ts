@@ -85,7 +85,8 @@ export function emptySessionDrops(): SessionDrops {
   return { oversize: 0, notReady: 0, bufferOverflow: 0, backpressure: 0, unsent: 0, replyFailed: 0, sendQueue: 0, contextId: 0 };
 }
 
-function addDrops(into: SessionDrops, from: SessionDrops): void {
+/** Adds `from`'s counts to `into`, reason by reason. */
+export function addDrops(into: SessionDrops, from: SessionDrops): void {
   for (const k of Object.keys(into) as (keyof SessionDrops)[]) into[k] += from[k];
 }
 

@@ -1,5 +1,5 @@
 import type { Registry } from 'prom-client';
-import type { TunnelClient } from '../../tunnel/client.js';
+import { addDrops, emptySessionDrops, type SessionDrops, type TunnelClient } from '../../tunnel/client.js';
 import { UdpTunnelError, type RefusalDetails } from '../../tunnel/errors.js';
 import { errorTypeLabel, eventCounter, registerRead, seriesOf } from './collect.js';
 import type { ProxyCounters } from '../../tunnel/transport/failover.js';
@@ -24,17 +24,13 @@ export function registerConnectMetrics(registry: Registry, clientOrForwards: Tun
   const clients: readonly TunnelClient[] = Array.isArray(clientOrForwards) ? clientOrForwards : [clientOrForwards as TunnelClient];
   type Counters = TunnelClient['counters'];
   const sum = (name: keyof Counters): number => clients.reduce((n, cl) => n + cl.counters[name], 0);
-  const c = new Proxy({} as Counters, { get: (_t, name) => sum(name as keyof Counters) });
-  const dropsByReason = (): ReturnType<TunnelClient['dropsByReason']> => {
-    const total = clients[0]!.dropsByReason();
-    for (const cl of clients.slice(1)) {
-      const d = cl.dropsByReason() as unknown as Record<string, number>;
-      for (const [k, v] of Object.entries(d)) (total as unknown as Record<string, number>)[k] = ((total as unknown as Record<string, number>)[k] ?? 0) + v;
-    }
+  const dropsByReason = (): SessionDrops => {
+    const total = emptySessionDrops();
+    for (const cl of clients) addDrops(total, cl.dropsByReason());
     return total;
   };
   const read = (name: keyof Counters, help: string, type: 'counter' | 'gauge' = 'counter'): void =>
-    registerRead(registry, { name, help, type, read: () => c[name] });
+    registerRead(registry, { name, help, type, read: () => sum(name) });
   read('downstream_sess_total', 'Sessions (local peers) opened');
   read('downstream_sess_active', 'Sessions open now', 'gauge');
   read('downstream_sess_rx_datagrams', 'Datagrams received from local peers');
@@ -52,7 +48,7 @@ export function registerConnectMetrics(registry: Registry, clientOrForwards: Tun
     help: 'Datagrams dropped, by reason',
     type: 'counter',
     labelNames: ['reason'],
-    read: () => [...seriesOf(dropsByReason(), 'reason'), [{ reason: 'session_overflow' }, c.downstream_sess_overflow] as const],
+    read: () => [...seriesOf(dropsByReason(), 'reason'), [{ reason: 'session_overflow' }, sum('downstream_sess_overflow')] as const],
   });
   const proxy = opts.proxy;
   const attempts = eventCounter(registry, 'upstream_rq_total', 'Tunnel requests (connect attempts) sent to the proxy', ['proxy']);
