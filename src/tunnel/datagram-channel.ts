@@ -1,11 +1,13 @@
 import { Buffer } from 'node:buffer';
 import type { Duplex } from 'node:stream';
+import { BIND_CAPSULE_TYPES, CAPSULE_TYPE_DATAGRAM, encodeCapsule } from './codec/capsule.js';
 import { CapsuleDecoder, type DecodedCapsule } from './codec/capsule-decoder.js';
 import {
   CONTEXT_ID_UDP,
   MAX_UDP_PAYLOAD,
   datagramHeaderLength,
   encodeDatagramCapsule,
+  encodeDatagramHeader,
   parseConnectUdpDatagram,
   writeDatagramCapsule,
 } from './codec/datagram.js';
@@ -56,7 +58,17 @@ export interface DatagramChannelOptions {
    * session already gathers every frame of a turn into one socket write (see send()).
    */
   coalesceWrites?: boolean;
+  /**
+   * A bound tunnel (draft-ietf-masque-connect-udp-listen): datagrams with a context ID other than 0 go to
+   * `onContextDatagram` instead of being dropped, and COMPRESSION_ASSIGN/ACK/CLOSE capsules to `onBindCapsule`.
+   */
+  bind?: {
+    onContextDatagram: (contextId: number, payload: Buffer) => void;
+    onBindCapsule: (type: number, value: Buffer) => void;
+  };
 }
+
+const deliverBind = (type: number | bigint): boolean => type === CAPSULE_TYPE_DATAGRAM || (typeof type === 'number' && BIND_CAPSULE_TYPES.has(type));
 
 const EMPTY = Buffer.alloc(0);
 
@@ -95,7 +107,10 @@ export class DatagramChannel {
     this.maxDatagram = Math.min(opts.maxDatagram ?? MAX_UDP_PAYLOAD, MAX_UDP_PAYLOAD);
     this.txDir = opts.role === 'client' ? '->' : '<-';
     this.rxDir = opts.role === 'client' ? '<-' : '->';
-    this.decoder = new CapsuleDecoder((c) => this.onCapsule(c), { maxCapsuleLength: opts.maxCapsuleLength });
+    this.decoder = new CapsuleDecoder((c) => this.onCapsule(c), {
+      maxCapsuleLength: opts.maxCapsuleLength,
+      ...(opts.bind ? { deliver: deliverBind } : {}),
+    });
     this.coalesce = opts.coalesceWrites ?? !isHttp2Stream(stream);
     stream.on('data', (chunk: Buffer) => this.onData(chunk));
     stream.on('end', () => this.onEnd());
@@ -138,6 +153,46 @@ export class DatagramChannel {
     this.pending.push(payload);
     this.pendingBytes += datagramHeaderLength(payload.length) + payload.length;
     return true;
+  }
+
+  /**
+   * Sends a datagram with a non-zero context ID (a bound tunnel's compressed or uncompressed context). `payload` is
+   * the UDP payload; `prefix`, if given, goes before it (the uncompressed context's address and port). Written at
+   * once, after the datagrams already accepted in this turn; dropped and counted like send() when over the limits.
+   */
+  sendContext(contextId: number, payload: Buffer, prefix?: Buffer): boolean {
+    const stream = this.stream;
+    if (payload.length > this.maxDatagram) {
+      this.drop('oversize');
+      return false;
+    }
+    const bodyLength = (prefix?.length ?? 0) + payload.length;
+    if (this.failed || !stream.writable || stream.writableLength + this.pendingBytes > this.opts.maxWriteBuffer) {
+      this.drop('backpressure');
+      return false;
+    }
+    this.counters.txDatagrams++;
+    this.counters.txBytes += payload.length;
+    this.writePending();
+    const header = encodeDatagramHeader(bodyLength, contextId);
+    this.write(prefix ? Buffer.concat([header, prefix, payload]) : Buffer.concat([header, payload]));
+    return true;
+  }
+
+  /**
+   * Sends a control capsule (COMPRESSION_ASSIGN/ACK/CLOSE). Never dropped for backpressure: control capsules are few
+   * and bounded by their owner. Returns false only when the stream can no longer be written.
+   */
+  sendCapsule(type: number, value: Uint8Array): boolean {
+    if (this.failed || !this.stream.writable) return false;
+    this.writePending();
+    this.write(encodeCapsule(type, value));
+    return true;
+  }
+
+  /** Bytes waiting to be written to the stream (its buffer and this turn's batch). */
+  get bufferedBytes(): number {
+    return this.stream.writableLength + this.pendingBytes;
   }
 
   /** Writes raw capsule bytes (an intermediary forwarding capsules it does not interpret). */
@@ -204,8 +259,12 @@ export class DatagramChannel {
       this.counters.skippedCapsules++;
       return;
     }
-    // Only DATAGRAM capsules are delivered with a value (decoder default).
     const value = c.value;
+    if (c.type !== CAPSULE_TYPE_DATAGRAM) {
+      // Only a bound channel asks for other types: the bind capsules.
+      this.opts.bind!.onBindCapsule(Number(c.type), value);
+      return;
+    }
     let payload: Buffer;
     if (value.length > 0 && value[0] === CONTEXT_ID_UDP && value.length - 1 <= MAX_UDP_PAYLOAD) {
       // RFC 9298 §5: a one-byte context ID 0 is what peers send; taken without building a parse result.
@@ -213,7 +272,11 @@ export class DatagramChannel {
     } else {
       const d = parseConnectUdpDatagram(value);
       if (d.contextId !== CONTEXT_ID_UDP) {
-        this.drop('contextId');
+        if (this.opts.bind === undefined) {
+          this.drop('contextId');
+          return;
+        }
+        this.opts.bind.onContextDatagram(d.contextId, d.payload);
         return;
       }
       payload = d.payload;

@@ -1,3 +1,4 @@
+import { CONNECT_UDP_BIND_HEADER, formatConnectUdpBind } from '../codec/bind.js';
 import { ErrorCodes, UdpTunnelError } from '../errors.js';
 import { expandHeaderTemplates } from '../header-template.js';
 import { expandUriTemplate } from '../uri-template.js';
@@ -13,12 +14,15 @@ export function resolveRequest(
   let path = opts.path;
   if (post) {
     if (request?.postPath !== undefined) path = request.postPath;
-  } else if (request?.target !== undefined) {
+  } else if (request?.target !== undefined || request?.bind === true) {
     if (opts.template === undefined) throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, 'this transport has no URI template to put a target in', { option: 'template' }, { retryable: false });
-    // RFC 9298 §2: the target goes into the URI template; IPv6 colons are percent-encoded once.
-    path = expandUriTemplate(opts.template, { target_host: request.target.host, target_port: String(request.target.port) });
+    // RFC 9298 §2: the target goes into the URI template; IPv6 colons are percent-encoded once. Bind draft §3: no
+    // target is `*` for both variables, which the expansion percent-encodes (%2A) as RFC 6570 §3.2.2 requires.
+    const t = request.target;
+    path = expandUriTemplate(opts.template, t ? { target_host: t.host, target_port: String(t.port) } : { target_host: '*', target_port: '*' });
   }
   if (path === '') throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, 'connect-udp mode needs a target HOST:PORT', { option: 'target' }, { retryable: false });
   const headers = expandHeaderTemplates(request?.headers ?? opts.headers, session, request?.downstream);
+  if (request?.bind === true && !post) headers.push([CONNECT_UDP_BIND_HEADER, formatConnectUdpBind()]);
   return { path, headers };
 }

@@ -63,6 +63,11 @@ export interface TunnelRequest {
   headers?: [string, string][];
   /** The local peer and socket the tunnel serves, for header templates. */
   downstream?: DownstreamInfo;
+  /**
+   * Ask for bound UDP proxying (draft-ietf-masque-connect-udp-listen §3): sends `Connect-UDP-Bind: ?1`, and with no
+   * `target` puts `*` in target_host and target_port (percent-encoded), so the proxy may not fall back.
+   */
+  bind?: boolean;
 }
 
 /** A way to open tunnels to a proxy. Sessions do not know which one they ride. */
