@@ -9,6 +9,7 @@ export const ErrorCodes = {
   DATAGRAM_MALFORMED: 'UT_ERR_DATAGRAM_MALFORMED',
   DATAGRAM_TOO_LARGE: 'UT_ERR_DATAGRAM_TOO_LARGE',
   BIND_MALFORMED: 'UT_ERR_BIND_MALFORMED',
+  BIND_NOT_GRANTED: 'UT_ERR_BIND_NOT_GRANTED',
   INVALID_ADDRESS: 'UT_ERR_INVALID_ADDRESS',
   INVALID_OPTION: 'UT_ERR_INVALID_OPTION',
   INVALID_TEMPLATE: 'UT_ERR_INVALID_TEMPLATE',
@@ -87,6 +88,14 @@ export type ErrorDetailsMap = {
     /** Length of the value that failed to decode, for format errors. */
     length?: number;
   };
+  [ErrorCodes.BIND_NOT_GRANTED]: {
+    /** The response header at fault: `connect-udp-bind` or `proxy-public-address`. */
+    header: string;
+    /** Why it does not grant the binding, e.g. `absent`, `not a Boolean`, `empty list`. */
+    reason: string;
+    /** The status of the (otherwise successful) response, when it carried one. */
+    status?: number;
+  };
   [ErrorCodes.INVALID_ADDRESS]: OptionDetails & { spec?: string; host?: string };
   [ErrorCodes.INVALID_OPTION]: OptionDetails & {
     /** A bad target rule, as given. */
@@ -158,6 +167,7 @@ export const RETRYABLE_BY_DEFAULT: Readonly<Record<ErrorCode, boolean>> = {
   [ErrorCodes.DATAGRAM_MALFORMED]: false,
   [ErrorCodes.DATAGRAM_TOO_LARGE]: false,
   [ErrorCodes.BIND_MALFORMED]: false,
+  [ErrorCodes.BIND_NOT_GRANTED]: false,
   [ErrorCodes.INVALID_ADDRESS]: false,
   [ErrorCodes.INVALID_OPTION]: false,
   [ErrorCodes.INVALID_TEMPLATE]: false,
