@@ -129,6 +129,11 @@ export class BindContexts {
     return this.open.get(id);
   }
 
+  /** The open compressed context for this address and port, if any (either side's). */
+  idFor(target: BindTarget): number | undefined {
+    return this.byTarget.get(targetKey(target));
+  }
+
   /** The ID of the open uncompressed context, or null. */
   get uncompressed(): number | null {
     return this.uncompressedId;

@@ -100,6 +100,8 @@ export class DatagramChannel {
   private readonly pending: Buffer[] = [];
   private pendingBytes = 0;
   private flushScheduled = false;
+  /** Bytes handed to the stream so far. */
+  private written = 0;
 
   constructor(stream: Duplex, opts: DatagramChannelOptions) {
     this.stream = stream;
@@ -190,6 +192,16 @@ export class DatagramChannel {
     return true;
   }
 
+  /** Bytes handed to the stream so far (an offset: what was sent up to some write is known by comparing flushedBytes). */
+  get writtenBytes(): number {
+    return this.written;
+  }
+
+  /** Bytes the stream has passed on (written minus its unsent buffer). */
+  get flushedBytes(): number {
+    return this.written - this.stream.writableLength;
+  }
+
   /** Bytes waiting to be written to the stream (its buffer and this turn's batch). */
   get bufferedBytes(): number {
     return this.stream.writableLength + this.pendingBytes;
@@ -223,6 +235,7 @@ export class DatagramChannel {
   }
 
   private write(bytes: Buffer): void {
+    this.written += bytes.length;
     this.stream.write(bytes);
     if (tapChannel.hasSubscribers) {
       tapChannel.publish({ kind: 'bytes', session: this.opts.session, time: Date.now(), dir: this.txDir, chunk: bytes });

@@ -62,4 +62,9 @@ export const SERVER_DEFAULTS = {
   maxConnections: 10_000,
   maxHeaderSize: 16 * 1024,
   dnsTimeoutMs: 5000,
+  allowBind: false,
+  maxBindContexts: 256,
+  maxBindResponses: 64,
+  maxBoundPorts: 1000,
+  maxBoundPortsPerClient: 16,
 } as const;

@@ -29,7 +29,7 @@ export type PostRoutes = ReadonlyMap<string, HostPort>;
 
 /** Result of validating a request: the target, or the status and Proxy-Status error to answer with. */
 export type RequestVerdict =
-  | { ok: true; host: string; port: number; mode: TunnelMode }
+  | { ok: true; host: string; port: number; mode: TunnelMode; wildcard?: true }
   | { ok: false; status: number; error: ProxyErrorType; details: string; allow?: string };
 
 /**
@@ -83,6 +83,11 @@ export function validateConnectUdpRequest(req: IncomingTunnelRequest, matcher: T
     portText = decodeURIComponent(rawPort);
   } catch {
     return refuse(400, 'http_request_error', 'bad percent-encoding in target');
+  }
+  // Bind draft §3: `*` for both variables asks for bound UDP proxying without a target; only one of them is malformed.
+  if (host === '*' || portText === '*') {
+    if (host === '*' && portText === '*') return { ok: true, host: '*', port: 0, mode: 'connect-udp', wildcard: true };
+    return refuse(400, 'http_request_error', 'target_host and target_port must both be * or neither (draft-ietf-masque-connect-udp-listen §3)');
   }
   if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
   const percent = host.indexOf('%');

@@ -17,6 +17,8 @@ export interface ServerSessionStats extends ChannelCounters {
   openedAt: number;
   durationMs: number;
   closeReason: string;
+  /** A bound tunnel: the public address handed to the client (draft §7). */
+  bound?: string;
 }
 
 /**
@@ -76,6 +78,34 @@ export interface ServerLimitCounters {
   connections: number;
   /** HTTP/2 connections closed with GOAWAY (SETTINGS_TIMEOUT) for not acknowledging our SETTINGS within headerTimeoutMs. */
   settingsTimeout: number;
+  /** Bound tunnels' context registrations refused with COMPRESSION_CLOSE because maxBindContexts were open. */
+  bindContexts: number;
+  /** Bound tunnels aborted because maxBindResponses compression answers were waiting behind flow control. */
+  bindResponses: number;
+  /** Bound requests refused (503) because maxBoundPorts were bound, or no port of the range was free. */
+  boundPorts: number;
+  /** Bound requests refused (503) because their client address already held maxBoundPortsPerClient ports. */
+  boundPortsPerClient: number;
+}
+
+/** What bound tunnels (draft-ietf-masque-connect-udp-listen) refused or dropped, server-wide. */
+export interface ServerBindCounters {
+  /** Bound tunnels opened. */
+  sessions: number;
+  /** Ports bound now. */
+  portsInUse: number;
+  /** Client datagrams on the uncompressed context whose target the policy refused, dropped. */
+  policyDrops: number;
+  /** COMPRESSION_ASSIGN refused with COMPRESSION_CLOSE: target refused by the policy or of an address family not bound. */
+  assignsRefused: number;
+  /** Packets from senders with no context of theirs and no uncompressed context (draft §8.1), or refused by the policy. */
+  unknownSenderDrops: number;
+  /** Datagrams for a closed or never-registered context, discarded (draft §3.3). */
+  contextDrops: number;
+  /** Uncompressed datagrams too short or with a bad IP version, dropped. */
+  malformedDatagrams: number;
+  /** Client datagrams for an address family the bound socket cannot reach, dropped. */
+  familyDrops: number;
 }
 
 /** Server-wide counters. */
@@ -108,6 +138,8 @@ export interface ServerCounters {
    */
   localResourceErrors: number;
   limits: ServerLimitCounters;
+  /** Bound tunnels. */
+  bind: ServerBindCounters;
 }
 
 /** A zeroed ServerCounters. */
@@ -127,6 +159,7 @@ export function emptyServerCounters(): ServerCounters {
     tlsErrors: 0,
     schemeMismatches: 0,
     localResourceErrors: 0,
-    limits: { serverSessions: 0, connectionSessions: 0, connectionStreams: 0, clientSessions: 0, authConnection: 0, authRate: 0, authEvictions: 0, capsuleLength: 0, datagramSize: 0, headerTime: 0, streamBuffer: 0, udpSendQueue: 0, headerSize: 0, connectionIdle: 0, connections: 0, settingsTimeout: 0 },
+    limits: { serverSessions: 0, connectionSessions: 0, connectionStreams: 0, clientSessions: 0, authConnection: 0, authRate: 0, authEvictions: 0, capsuleLength: 0, datagramSize: 0, headerTime: 0, streamBuffer: 0, udpSendQueue: 0, headerSize: 0, connectionIdle: 0, connections: 0, settingsTimeout: 0, bindContexts: 0, bindResponses: 0, boundPorts: 0, boundPortsPerClient: 0 },
+    bind: { sessions: 0, portsInUse: 0, policyDrops: 0, assignsRefused: 0, unknownSenderDrops: 0, contextDrops: 0, malformedDatagrams: 0, familyDrops: 0 },
   };
 }

@@ -88,10 +88,10 @@ export function h1Front(socket: net.Socket, conn: ServerConnection, head: Http1H
     gone: () => socket.destroyed,
     refuse: (status, extra) => h1Refuse(socket, status, extra),
     refuseRetry: () => h1Refuse(socket, 503, {}),
-    accept: () => {
+    accept: (extra = {}) => {
       accepted = true;
       // RFC 9298 §3.3: 101 with Connection: Upgrade and Upgrade: connect-udp; RFC 9297 §3.4 Capsule-Protocol.
-      socket.write(formatResponseHead(101, { connection: 'Upgrade', upgrade: 'connect-udp', 'capsule-protocol': '?1' }));
+      socket.write(formatResponseHead(101, { connection: 'Upgrade', upgrade: 'connect-udp', 'capsule-protocol': '?1', ...extra }));
       // Bytes that followed the request head already belong to the capsule stream.
       if (head.rest.length > 0) socket.unshift(head.rest);
       return socket;

@@ -48,10 +48,10 @@ export function h2Front(stream: http2.ServerHttp2Stream, conn: ServerConnection,
     refuseRetry: () => {
       if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
     },
-    accept: () => {
+    accept: (extra = {}) => {
       // RFC 9298 §3.5 / RFC 9297 §3.4: a 2xx with Capsule-Protocol: ?1 opens the tunnel. waitForTrailers keeps
       // Node from ending the stream by itself, so an abort below is a bare RST_STREAM, never END_STREAM first.
-      stream.respond({ [HTTP2_HEADER_STATUS]: 200, 'capsule-protocol': '?1' }, { waitForTrailers: true });
+      stream.respond({ [HTTP2_HEADER_STATUS]: 200, 'capsule-protocol': '?1', ...extra }, { waitForTrailers: true });
       stream.on('wantTrailers', () => {
         if (!stream.closed && !stream.destroyed) stream.sendTrailers({});
       });

@@ -86,6 +86,32 @@ export interface TunnelServerOptions {
   /** DNS servers for target names; the system resolver when absent. */
   dnsServers?: string[];
   dnsTimeoutMs?: number;
+  /**
+   * Accept bound UDP proxying requests (draft-ietf-masque-connect-udp-listen): each hands the client a public UDP
+   * port that any peer can send to. Off by default; without it a bound request falls back to plain CONNECT-UDP, or is
+   * refused when it names no target.
+   */
+  allowBind?: boolean;
+  /** Address the bound UDP sockets bind to; default the listen host (its wildcard when the listen host is one). */
+  bindAddress?: string;
+  /** Ports bound sockets take, inclusive; default any free port the OS picks. */
+  bindPorts?: { from: number; to: number };
+  /**
+   * Address announced in Proxy-Public-Address instead of the bound one (a proxy behind NAT). Default: the bound
+   * address, or for a wildcard bind the local address the client's connection reached.
+   */
+  publicAddress?: string;
+  /** Contexts one bound tunnel may have open at once (draft §9: a limit is required); more are refused with COMPRESSION_CLOSE. */
+  maxBindContexts?: number;
+  /**
+   * COMPRESSION_ACK/CLOSE answers one bound tunnel may have waiting behind flow control; past it the stream is aborted
+   * (draft §9 requires both the limit and the abort).
+   */
+  maxBindResponses?: number;
+  /** Bound ports across the server; further bound requests get 503. */
+  maxBoundPorts?: number;
+  /** Bound ports one client address may hold; further bound requests get 503. */
+  maxBoundPortsPerClient?: number;
 }
 
 /** TunnelServer's defaults. */
@@ -93,7 +119,7 @@ export { SERVER_DEFAULTS } from '../defaults.js';
 import { SERVER_DEFAULTS } from '../defaults.js';
 
 /** TunnelServerOptions with every default applied. */
-export type ResolvedServerOptions = Required<Omit<TunnelServerOptions, 'tls' | 'authenticator' | 'dnsServers' | 'postRoutes'>> & TunnelServerOptions;
+export type ResolvedServerOptions = Required<Omit<TunnelServerOptions, 'tls' | 'authenticator' | 'dnsServers' | 'postRoutes' | 'bindAddress' | 'bindPorts' | 'publicAddress'>> & TunnelServerOptions;
 
 /** Applies SERVER_DEFAULTS to `options` and checks the relay limits; throws a coded error for a bad value. */
 export function resolveServerOptions(options: TunnelServerOptions): ResolvedServerOptions {

@@ -47,8 +47,8 @@ export interface RequestFront {
   refuse(status: number, headers: Record<string, string>): void;
   /** Refuses in a way that tells the client to retry elsewhere (HTTP/2 REFUSED_STREAM, RFC 9113 §8.7). */
   refuseRetry(): void;
-  /** Sends the success response and returns the capsule stream. */
-  accept(): Duplex;
+  /** Sends the success response (with `extra` fields, lowercase names) and returns the capsule stream. */
+  accept(extra?: Record<string, string>): Duplex;
   /** Ends an accepted tunnel: 'malformed' aborts it (RFC 9297 §3.3), 'close' ends it. */
   end(reason: 'malformed' | 'close'): void;
 }

@@ -43,6 +43,21 @@ function redactHeaders(pairs: readonly string[]): Record<string, string> {
   return out;
 }
 
+/** Tells the tap about an accepted request and its answer (with `extra` response fields), credentials redacted. */
+export function publishTapOpen(id: string, front: RequestFront, extra: Record<string, string>): void {
+  if (!tapChannel.hasSubscribers) return;
+  tapChannel.publish({
+    kind: 'request',
+    session: id,
+    time: Date.now(),
+    headers: redactHeaders(front.rawHeaders),
+    ...(front.requestLine ? { requestLine: front.requestLine } : {}),
+  });
+  const h2 = front.httpVersion === 2;
+  const headers = h2 ? { ':status': '200', 'capsule-protocol': '?1', ...extra } : { 'capsule-protocol': '?1', ...extra };
+  tapChannel.publish({ kind: 'response', session: id, time: Date.now(), http: h2 ? '2' : '1.1', status: h2 ? 200 : 101, headers });
+}
+
 /**
  * The server's relay: turns an admitted request into a session (resolve -> policy -> connected UDP socket ->
  * DatagramChannel over the request's stream) and ends it (stream or socket closed, idle, malformed, shutdown).
@@ -97,37 +112,11 @@ export class RelaySessions {
    * `release` gives back the request's admission slots; it is called on every way out, now or when the session ends.
    */
   async open(front: RequestFront, host: string, port: number, transport: TunnelMode | 'h1' | 'h2', release: () => void): Promise<void> {
-    // RFC 9298 §3.1: resolve before replying, and apply the policy to the resolved address (§7).
-    const res = await this.resolver.resolve(host);
-    if (front.gone()) return release();
+    const target = await this.resolveAllowed(front, host, port, release);
+    if (target === null) return;
     const requested = formatHostPort(host, port);
-    if (!res.ok) {
-      release();
-      return this.refusals.refuse(front, res.error === 'dns_timeout' ? 504 : 502, res.error, res.message, {}, res.rcode, { target: requested });
-    }
-    let chosen: ResolvedAddress | undefined;
-    // The first refused address speaks for the request: the resolver lists the preferred one first.
-    let refused: { address: string; reason: string; rule?: string } | undefined;
-    for (const a of res.addresses) {
-      const v = this.opts.policy.check(a.address, port);
-      if (v.allowed) {
-        chosen = a;
-        break;
-      }
-      refused ??= { address: a.address, reason: v.reason, ...(v.rule !== undefined ? { rule: v.rule } : {}) };
-    }
-    if (!chosen) {
-      release();
-      const resolved = refused !== undefined && refused.address !== host ? refused.address : undefined;
-      const others = res.addresses.length > 1 ? ` (and ${res.addresses.length - 1} more ${res.addresses.length > 2 ? 'addresses' : 'address'})` : '';
-      const shown = resolved !== undefined ? `${requested} (${resolved}${others})` : requested;
-      // Said to the remote client: the target and why, never the operator's allow list (the rule stays in the log).
-      const details = `target ${shown} is not allowed: ${refused?.reason ?? 'the name has no address'}`;
-      const about = { target: requested, ...(resolved !== undefined ? { resolved } : {}), ...(refused?.rule !== undefined ? { rule: refused.rule } : {}) };
-      return this.refusals.refuse(front, 403, 'destination_ip_prohibited', details, {}, undefined, about);
-    }
-    const target = chosen;
     const opened = await this.openTargetSocket(target, port);
+
     if (!('udp' in opened) || front.gone() || this.closing) {
       if ('udp' in opened) opened.udp.close();
       release();
@@ -151,18 +140,7 @@ export class RelaySessions {
       closeReason: '',
     };
     const stream = front.accept();
-    if (tapChannel.hasSubscribers) {
-      tapChannel.publish({
-        kind: 'request',
-        session: id,
-        time: Date.now(),
-        headers: redactHeaders(front.rawHeaders),
-        ...(front.requestLine ? { requestLine: front.requestLine } : {}),
-      });
-      const h2 = front.httpVersion === 2;
-      const headers = h2 ? { ':status': '200', 'capsule-protocol': '?1' } : { 'capsule-protocol': '?1' };
-      tapChannel.publish({ kind: 'response', session: id, time: Date.now(), http: h2 ? '2' : '1.1', status: h2 ? 200 : 101, headers });
-    }
+    publishTapOpen(id, front, {});
     const session = { id, front, stream, udp, stats, closed: false, release } as RelaySession;
     const sendDone = (err: Error | null): void => {
       if (!err) return;
@@ -221,8 +199,50 @@ export class RelaySessions {
     });
     this.sessions.add(session);
     this.counters.sessionsTotal++;
-    this.counters.sessionsActive = this.sessions.size;
+    this.counters.sessionsActive++;
     this.events.emit('session-open', { id, client: stats.client, target: stats.target, resolved: target.address, transport });
+  }
+
+  /**
+   * Resolves a request's target and applies the policy to its addresses: the first allowed one, or null after the
+   * request was refused (or its client left) and `release` was called.
+   */
+  async resolveAllowed(front: RequestFront, host: string, port: number, release: () => void): Promise<ResolvedAddress | null> {
+    // RFC 9298 §3.1: resolve before replying, and apply the policy to the resolved address (§7).
+    const res = await this.resolver.resolve(host);
+    if (front.gone()) {
+      release();
+      return null;
+    }
+    const requested = formatHostPort(host, port);
+    if (!res.ok) {
+      release();
+      this.refusals.refuse(front, res.error === 'dns_timeout' ? 504 : 502, res.error, res.message, {}, res.rcode, { target: requested });
+      return null;
+    }
+    let chosen: ResolvedAddress | undefined;
+    // The first refused address speaks for the request: the resolver lists the preferred one first.
+    let refused: { address: string; reason: string; rule?: string } | undefined;
+    for (const a of res.addresses) {
+      const v = this.opts.policy.check(a.address, port);
+      if (v.allowed) {
+        chosen = a;
+        break;
+      }
+      refused ??= { address: a.address, reason: v.reason, ...(v.rule !== undefined ? { rule: v.rule } : {}) };
+    }
+    if (!chosen) {
+      release();
+      const resolved = refused !== undefined && refused.address !== host ? refused.address : undefined;
+      const others = res.addresses.length > 1 ? ` (and ${res.addresses.length - 1} more ${res.addresses.length > 2 ? 'addresses' : 'address'})` : '';
+      const shown = resolved !== undefined ? `${requested} (${resolved}${others})` : requested;
+      // Said to the remote client: the target and why, never the operator's allow list (the rule stays in the log).
+      const details = `target ${shown} is not allowed: ${refused?.reason ?? 'the name has no address'}`;
+      const about = { target: requested, ...(resolved !== undefined ? { resolved } : {}), ...(refused?.rule !== undefined ? { rule: refused.rule } : {}) };
+      this.refusals.refuse(front, 403, 'destination_ip_prohibited', details, {}, undefined, about);
+      return null;
+    }
+    return chosen;
   }
 
   private countUnreachable(stats: ServerSessionStats): void {
@@ -292,7 +312,7 @@ export class RelaySessions {
     session.idle.stop();
     session.release();
     this.sessions.delete(session);
-    this.counters.sessionsActive = this.sessions.size;
+    this.counters.sessionsActive--;
     try {
       session.udp.close();
     } catch {

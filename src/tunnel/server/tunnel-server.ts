@@ -9,7 +9,7 @@ import { formatProxyStatus } from '../proxy-status.js';
 import { compileTemplateMatcher, type TemplateMatcher } from '../uri-template.js';
 import { Admission } from './admission.js';
 import { validateConnectUdpRequest, type IncomingTunnelRequest, type PostRoutes } from './connect-udp-request.js';
-import { emptyServerCounters, type ServerCounters, type ServerSessionTotals } from './counters.js';
+import { addSessionTotals, emptyServerCounters, type ServerCounters, type ServerSessionTotals } from './counters.js';
 import { h1Front, h1Refuse, h1TunnelRequest, readRequestHead } from './h1-front.js';
 import { h2Front, h2TunnelRequest, headerListSize, streamEndedWithHeaders } from './h2-front.js';
 import { Listener, type ListenerCount } from './listener.js';
@@ -17,6 +17,8 @@ import { resolveServerOptions, type ResolvedServerOptions, type TunnelServerOpti
 import { Refusals } from './refusals.js';
 import { newConnectionQuota, type ConnectionQuota, type RequestFront, type ServerConnection } from './request-front.js';
 import { RelaySessions } from './session.js';
+import { BoundSessions } from './bound-session.js';
+import { CONNECT_UDP_BIND_HEADER, parseConnectUdpBind } from '../codec/bind.js';
 
 export { H2_PREFACE } from '../http/version-detect.js';
 export type { ServerCounters, ServerLimitCounters, ServerSessionStats, ServerSessionTotals } from './counters.js';
@@ -84,6 +86,7 @@ export class TunnelServer extends EventEmitter {
   private readonly refusals: Refusals;
   private readonly admission: Admission;
   private readonly sessions: RelaySessions;
+  private readonly bound: BoundSessions;
   private closing = false;
 
   constructor(options: TunnelServerOptions) {
@@ -94,6 +97,7 @@ export class TunnelServer extends EventEmitter {
     this.refusals = new Refusals(this.counters, this);
     this.admission = new Admission(this.opts, this.counters, this.refusals);
     this.sessions = new RelaySessions(this.opts, this.counters, this.refusals, this);
+    this.bound = new BoundSessions(this.opts, this.counters, this.refusals, this, this.sessions);
     const settings: http2.Settings = {
       // RFC 8441 §3: extended CONNECT must be advertised before clients may use :protocol.
       enableConnectProtocol: true,
@@ -169,12 +173,14 @@ export class TunnelServer extends EventEmitter {
 
   /** Number of sessions relaying now. */
   get activeSessions(): number {
-    return this.sessions.size;
+    return this.sessions.size + this.bound.size;
   }
 
   /** Datagrams and bytes relayed, and dropped by reason, over every session so far (computed on demand). */
   sessionTotals(): ServerSessionTotals {
-    return this.sessions.totals();
+    const t = this.sessions.totals();
+    addSessionTotals(t, this.bound.totals());
+    return t;
   }
 
   /** Number of client connections open now (any protocol, including ones still sending their first request). */
@@ -187,6 +193,7 @@ export class TunnelServer extends EventEmitter {
     if (this.closing) return;
     this.closing = true;
     this.sessions.shutdown();
+    this.bound.shutdown();
     await this.listener.close();
   }
 
@@ -265,12 +272,37 @@ export class TunnelServer extends EventEmitter {
       return this.refusals.refuse(front, verdict.status, verdict.error, verdict.details, verdict.allow ? { allow: verdict.allow } : {});
     }
     if (endedWithHeaders) return this.refusals.refuse(front, 400, 'http_request_error', 'request stream ended with the headers');
+    // Draft §6: bind is asked for with Connect-UDP-Bind: ?1; anything else counts as absent.
+    const bind = verdict.mode === 'connect-udp' && this.opts.allowBind && parseConnectUdpBind(fieldValues(front.rawHeaders, CONNECT_UDP_BIND_HEADER)).enabled;
+    if (verdict.wildcard && !bind) {
+      // Draft §3: `*` names no target, so there is no plain CONNECT-UDP to fall back to.
+      const asked = parseConnectUdpBind(fieldValues(front.rawHeaders, CONNECT_UDP_BIND_HEADER)).enabled;
+      return asked
+        ? this.refusals.refuse(front, 501, 'http_request_error', 'bound UDP proxying is not enabled on this proxy')
+        : this.refusals.refuse(front, 400, 'http_request_error', 'target * asks for bound UDP proxying, which needs Connect-UDP-Bind: ?1 (draft-ietf-masque-connect-udp-listen §3)');
+    }
     const release = this.admission.reserve(front);
     if (release === null) return;
     const transport = verdict.mode === 'post' ? 'post' : front.httpVersion === 2 ? 'h2' : 'h1';
-    this.sessions.open(front, verdict.host, verdict.port, transport, release).catch((err: unknown) => {
+    const fail = (err: unknown): void => {
       release();
       this.refusals.refuse(front, 500, 'proxy_internal_error', (err as Error)?.message ?? 'internal error');
-    });
+    };
+    if (bind && transport !== 'post') {
+      const target = verdict.wildcard ? null : { host: verdict.host, port: verdict.port };
+      this.bound
+        .open(front, target, transport, release)
+        .then((r) => (r === 'fallback' ? this.sessions.open(front, verdict.host, verdict.port, transport, release) : undefined))
+        .catch(fail);
+      return;
+    }
+    this.sessions.open(front, verdict.host, verdict.port, transport, release).catch(fail);
   }
+}
+
+/** Every value of one field in a raw `[name, value, ...]` list (names compared in lowercase). */
+function fieldValues(raw: readonly string[], name: string): string[] | undefined {
+  let out: string[] | undefined;
+  for (let i = 0; i + 1 < raw.length; i += 2) if (String(raw[i]).toLowerCase() === name) (out ??= []).push(String(raw[i + 1]));
+  return out;
 }

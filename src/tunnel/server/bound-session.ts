@@ -1,0 +1,524 @@
+import { Buffer } from 'node:buffer';
+import dgram from 'node:dgram';
+import type { EventEmitter } from 'node:events';
+import { isIP } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { BindContexts } from '../bind-contexts.js';
+import {
+  CAPSULE_TYPE_COMPRESSION_ACK,
+  CAPSULE_TYPE_COMPRESSION_ASSIGN,
+  CAPSULE_TYPE_COMPRESSION_CLOSE,
+  CONNECT_UDP_BIND_HEADER,
+  PROXY_PUBLIC_ADDRESS_HEADER,
+  decodeCompressionAck,
+  decodeCompressionAssign,
+  decodeCompressionClose,
+  decodeUncompressedDatagram,
+  encodeCompressionAck,
+  encodeCompressionClose,
+  encodeUncompressedDatagram,
+  formatConnectUdpBind,
+  formatIp,
+  formatIpPort,
+  formatProxyPublicAddress,
+  parseIpv4,
+  parseIpv6,
+  type BindTarget,
+} from '../codec/bind.js';
+import { DatagramChannel, emptyChannelCounters, type ChannelDropKind } from '../datagram-channel.js';
+import { tapChannel } from '../diagnostics.js';
+import { ErrorCodes, UdpTunnelError } from '../errors.js';
+import { IdleTimer } from '../idle-timer.js';
+import { maxDatagramTo } from '../limits.js';
+import { isLocalResourceError } from '../local-resource.js';
+import type { ResolvedAddress } from '../resolver.js';
+import { addSessionTotals, emptySessionTotals, type ServerCounters, type ServerSessionStats, type ServerSessionTotals } from './counters.js';
+import type { ResolvedServerOptions } from './options.js';
+import type { Refusals } from './refusals.js';
+import type { RequestFront } from './request-front.js';
+import { publishTapOpen, type RelaySessions } from './session.js';
+
+/** One bound tunnel (draft-ietf-masque-connect-udp-listen): a public UDP socket, its contexts and the client's stream. */
+interface BoundSession {
+  id: string;
+  front: RequestFront;
+  stream: Duplex;
+  udp: dgram.Socket;
+  /** The bound port, given back on close. */
+  port: number;
+  /** The client address whose bound-port quota this session holds. */
+  clientKey: string;
+  channel: DatagramChannel;
+  contexts: BindContexts;
+  idle: IdleTimer;
+  stats: ServerSessionStats;
+  /** Context 0's target when the request named one (draft §3), else null (`*`). */
+  target: (BindTarget & { sendAddress: string }) | null;
+  /** Address families the bound socket can send to. */
+  reaches: ReadonlySet<4 | 6>;
+  /** Stream offsets at which the compression answers still waiting behind flow control end (draft §9). */
+  responses: number[];
+  closed: boolean;
+  release: () => void;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** A UDP sender or target as the bind codec writes it: IPv4-mapped IPv6 as IPv4, IPv6 in RFC 5952 form. */
+function bindTargetOf(address: string, port: number): BindTarget | null {
+  if (address.startsWith('::ffff:') && address.includes('.')) address = address.slice(7);
+  const v4 = parseIpv4(address);
+  if (v4 !== null) return { ipVersion: 4, address, port };
+  const v6 = parseIpv6(address);
+  return v6 === null ? null : { ipVersion: 6, address: formatIp(v6), port };
+}
+
+function isWildcard(address: string): boolean {
+  return address === '0.0.0.0' || address === '::';
+}
+
+/**
+ * The server's bound relay: turns an admitted bound request into a session with its own public UDP port (draft §7),
+ * relays per the draft's contexts (§3-§5) with the target policy applied to every destination and registration (§9),
+ * and ends it. Emits 'session-open' (with `bound`) and 'session-close' on the server, like the plain relay.
+ */
+export class BoundSessions {
+  private readonly opts: ResolvedServerOptions;
+  private readonly counters: ServerCounters;
+  private readonly refusals: Refusals;
+  private readonly events: EventEmitter;
+  private readonly relay: RelaySessions;
+  private readonly sessions = new Set<BoundSession>();
+  /** Bound ports held per client address (maxBoundPortsPerClient). */
+  private readonly perClient = new Map<string, number>();
+  /** Ports of the range this server holds, so a bind does not try them. */
+  private readonly portsInUse = new Set<number>();
+  /** Ports bound or being bound now (maxBoundPorts). */
+  private reservedPorts = 0;
+  private nextId = 1;
+  private closing = false;
+  private readonly closedTotals: ServerSessionTotals = emptySessionTotals();
+
+  /** Relays by `opts`, counts into `counters`, refuses through `refusals`, emits on `events`; resolves through `relay`. */
+  constructor(opts: ResolvedServerOptions, counters: ServerCounters, refusals: Refusals, events: EventEmitter, relay: RelaySessions) {
+    this.opts = opts;
+    this.counters = counters;
+    this.refusals = refusals;
+    this.events = events;
+    this.relay = relay;
+  }
+
+  /** Bound tunnels relaying now. */
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  /** Traffic and drops of every bound session so far. */
+  totals(): ServerSessionTotals {
+    const t = { ...this.closedTotals };
+    for (const s of this.sessions) {
+      addSessionTotals(t, s.channel.counters);
+      t.dropUdpSend += s.stats.dropUdpSend;
+      t.dropSendQueue += s.stats.dropSendQueue;
+      t.targetUnreachable += s.stats.targetUnreachable;
+    }
+    return t;
+  }
+
+  /** Closes every bound session. */
+  shutdown(): void {
+    this.closing = true;
+    for (const s of [...this.sessions]) this.closeSession(s, 'server-shutdown');
+  }
+
+  /** The address bound sockets use: the option, else the listen host (the IPv4 wildcard when that is a name). */
+  private bindHost(): string {
+    const host = this.opts.bindAddress ?? this.opts.host;
+    return isIP(host) === 0 ? '0.0.0.0' : host;
+  }
+
+  /**
+   * Opens a bound session for an admitted request: `target` is context 0's target, or null for `*`. Resolves 'fallback'
+   * (nothing answered, `release` not called) when the target's family cannot be reached from the bind address: the
+   * caller relays it as plain CONNECT-UDP, which the client accepted by naming a target (draft §3).
+   */
+  async open(front: RequestFront, target: { host: string; port: number } | null, transport: 'h1' | 'h2', release: () => void): Promise<'fallback' | void> {
+    const clientKey = front.conn.state.address;
+    if (this.reservedPorts >= this.opts.maxBoundPorts) {
+      release();
+      this.counters.limits.boundPorts++;
+      return this.refusals.refuse(front, 503, 'connection_limit_reached', `this proxy has ${this.opts.maxBoundPorts} ports bound`);
+    }
+    const held = this.perClient.get(clientKey) ?? 0;
+    if (held >= this.opts.maxBoundPortsPerClient) {
+      release();
+      this.counters.limits.boundPortsPerClient++;
+      return this.refusals.refuse(front, 503, 'connection_limit_reached', `this client holds ${held} bound ports`);
+    }
+    const host = this.bindHost();
+    const family: 4 | 6 = isIP(host) === 6 ? 6 : 4;
+    // A socket on the IPv6 wildcard is dual-stack (Node's default): it reaches both families.
+    const reaches = new Set<4 | 6>(family === 4 ? [4] : host === '::' ? [4, 6] : [6]);
+    let zero: BoundSession['target'] = null;
+    if (target !== null) {
+      const resolved: ResolvedAddress | null = await this.relay.resolveAllowed(front, target.host, target.port, release);
+      if (resolved === null) return;
+      if (!reaches.has(resolved.family)) return 'fallback';
+      zero = { ...bindTargetOf(resolved.address, target.port)!, sendAddress: this.sendAddress(resolved.address, family) };
+    }
+    this.reservedPorts++;
+    this.perClient.set(clientKey, held + 1);
+    const giveBack = (port: number | null): void => {
+      this.reservedPorts--;
+      const n = (this.perClient.get(clientKey) ?? 1) - 1;
+      if (n <= 0) this.perClient.delete(clientKey);
+      else this.perClient.set(clientKey, n);
+      if (port !== null) this.portsInUse.delete(port);
+    };
+    const bound = await this.bindSocket(host, family);
+    if (!('udp' in bound) || front.gone() || this.closing) {
+      if ('udp' in bound) {
+        bound.udp.close();
+        giveBack(bound.port);
+      } else giveBack(null);
+      release();
+      if ('error' in bound) {
+        if (isLocalResourceError(bound.error)) return this.refusals.localResourceError(bound.error, front);
+        return this.refusals.refuse(front, 503, 'proxy_internal_error', `could not bind a UDP port: ${bound.error.message}`);
+      }
+      if ('exhausted' in bound) {
+        this.counters.limits.boundPorts++;
+        return this.refusals.refuse(front, 503, 'connection_limit_reached', 'no port of the bind range is free');
+      }
+      return;
+    }
+    const udp = bound.udp;
+    const local = udp.address();
+    const announced = this.opts.publicAddress ?? (isWildcard(local.address) ? (front.conn.socket.localAddress ?? local.address) : local.address);
+    const pub = bindTargetOf(announced, local.port) ?? { ipVersion: family, address: local.address, port: local.port };
+    const id = `b${this.nextId++}`;
+    const stats: ServerSessionStats = {
+      id,
+      client: front.client,
+      target: target === null ? '*' : `${target.host}:${target.port}`,
+      resolved: zero?.address ?? '',
+      transport,
+      ...emptyChannelCounters(),
+      dropUdpSend: 0,
+      dropSendQueue: 0,
+      targetUnreachable: 0,
+      openedAt: Date.now(),
+      durationMs: 0,
+      closeReason: '',
+      bound: formatIpPort(pub),
+    };
+    // Draft §6 and §7: the proxy grants bind with Connect-UDP-Bind: ?1 and names the tuples it bound.
+    const answer = { [CONNECT_UDP_BIND_HEADER]: formatConnectUdpBind(), [PROXY_PUBLIC_ADDRESS_HEADER]: formatProxyPublicAddress([pub]) };
+    const stream = front.accept(answer);
+    publishTapOpen(id, front, answer);
+    const s = {
+      id,
+      front,
+      stream,
+      udp,
+      port: bound.port,
+      clientKey,
+      stats,
+      target: zero,
+      reaches,
+      responses: [],
+      closed: false,
+      release: () => {
+        release();
+        giveBack(bound.port);
+      },
+      contexts: new BindContexts({ side: 'proxy', maxContexts: this.opts.maxBindContexts, wildcardTarget: target === null }),
+    } as unknown as BoundSession;
+    s.channel = new DatagramChannel(stream, {
+      session: id,
+      role: 'server',
+      maxCapsuleLength: this.opts.maxCapsuleLength,
+      maxWriteBuffer: this.opts.maxStreamBuffer,
+      maxDatagram: this.opts.maxDatagram,
+      onDrop: (kind) => this.onDrop(kind),
+      onDatagram: (payload) => this.fromClientZero(s, payload),
+      onMalformed: (err) => this.onMalformed(s, err),
+      bind: {
+        onContextDatagram: (contextId, payload) => this.fromClientContext(s, contextId, payload),
+        onBindCapsule: (type, value) => this.onCapsule(s, type, value),
+      },
+    });
+    s.idle = new IdleTimer(this.opts.idleTimeoutMs, () => {
+      this.counters.idleTimeouts++;
+      this.closeSession(s, 'idle-timeout');
+    });
+    udp.removeAllListeners('error');
+    udp.on('message', (msg, rinfo) => this.fromPeer(s, msg, rinfo));
+    udp.on('error', (err: NodeJS.ErrnoException) => {
+      // An unconnected socket hears ICMP errors of its sends on some systems: one target's trouble, not the socket's.
+      if (ICMP_UNREACHABLE_CODES.has(String(err.code))) {
+        stats.targetUnreachable++;
+        this.counters.targetUnreachable++;
+        return;
+      }
+      this.closeSession(s, `udp-error:${err.code ?? err.message}`);
+    });
+    stream.on('close', () => {
+      const rst = (stream as { rstCode?: number }).rstCode;
+      this.closeSession(s, rst ? `stream-reset:${rst}` : 'stream-closed');
+    });
+    stream.on('end', () => {
+      if (!s.closed && !stream.writableEnded) stream.end();
+    });
+    this.sessions.add(s);
+    this.counters.sessionsTotal++;
+    this.counters.sessionsActive++;
+    this.counters.bind.sessions++;
+    this.counters.bind.portsInUse++;
+    this.events.emit('session-open', { id, client: stats.client, target: stats.target, resolved: stats.resolved, transport, bound: stats.bound });
+  }
+
+  /** What a socket of `family` passes to send() for `address`: IPv4 targets of a dual-stack socket as mapped IPv6. */
+  private sendAddress(address: string, family: 4 | 6): string {
+    return family === 6 && isIP(address) === 4 ? `::ffff:${address}` : address;
+  }
+
+  /**
+   * Binds a UDP socket on `host`: any port the OS picks, or a free port of the bind range tried from a random start
+   * (bind, never probe-then-bind). `exhausted` when the range has no free port.
+   */
+  private async bindSocket(host: string, family: 4 | 6): Promise<{ udp: dgram.Socket; port: number } | { error: Error } | { exhausted: true }> {
+    const range = this.opts.bindPorts;
+    if (range === undefined) {
+      const r = await bindOnce(host, family, 0);
+      return 'udp' in r ? { udp: r.udp, port: r.udp.address().port } : r;
+    }
+    const n = range.to - range.from + 1;
+    const start = Math.floor(Math.random() * n);
+    let busy = 0;
+    for (let i = 0; i < n && busy < 64; i++) {
+      const port = range.from + ((start + i) % n);
+      if (this.portsInUse.has(port)) continue;
+      this.portsInUse.add(port);
+      const r = await bindOnce(host, family, port);
+      if ('udp' in r) return { udp: r.udp, port };
+      this.portsInUse.delete(port);
+      const code = (r.error as NodeJS.ErrnoException).code;
+      if (code !== 'EADDRINUSE' && code !== 'EACCES') return r;
+      busy++;
+    }
+    return { exhausted: true };
+  }
+
+  /** Context 0 from the client: the request's target (draft §3); on a `*` tunnel the stream is aborted. */
+  private fromClientZero(s: BoundSession, payload: Buffer): void {
+    if (s.target === null) {
+      try {
+        s.contexts.routeDatagram(0);
+      } catch (err) {
+        return this.onMalformed(s, err as UdpTunnelError);
+      }
+      return;
+    }
+    s.idle.touch();
+    this.sendUdp(s, payload, s.target.port, s.target.sendAddress, s.target.address);
+  }
+
+  private fromClientContext(s: BoundSession, contextId: number, payload: Buffer): void {
+    let route;
+    try {
+      route = s.contexts.routeDatagram(contextId);
+    } catch (err) {
+      return this.onMalformed(s, err as UdpTunnelError);
+    }
+    if (route.kind === 'discard') {
+      // Draft §3.3: datagrams for closed (or never registered, §3.1) contexts are discarded silently.
+      this.counters.bind.contextDrops++;
+      return;
+    }
+    s.idle.touch();
+    if (route.kind === 'compressed') {
+      const t = route.target;
+      return this.sendUdp(s, payload, t.port, this.sendAddress(t.address, s.reaches.has(6) ? 6 : 4), t.address);
+    }
+    if (route.kind === 'udp') return this.fromClientZero(s, payload);
+    let d;
+    try {
+      d = decodeUncompressedDatagram(payload);
+    } catch {
+      this.counters.bind.malformedDatagrams++;
+      return;
+    }
+    if (d.port === 0) {
+      this.counters.bind.malformedDatagrams++;
+      return;
+    }
+    if (!s.reaches.has(d.ipVersion)) {
+      // Draft §7: a family the proxy did not announce is dropped.
+      this.counters.bind.familyDrops++;
+      return;
+    }
+    // Draft §9: with the uncompressed context open, every datagram's target passes the policy.
+    if (!this.opts.policy.check(d.address, d.port).allowed) {
+      this.counters.bind.policyDrops++;
+      return;
+    }
+    this.sendUdp(s, d.payload, d.port, this.sendAddress(d.address, s.reaches.has(6) ? 6 : 4), d.address);
+  }
+
+  private sendUdp(s: BoundSession, payload: Buffer, port: number, sendAddress: string, address: string): void {
+    if (payload.length > maxDatagramTo(address, this.opts.maxDatagram)) {
+      s.channel.counters.dropOversize++;
+      this.counters.limits.datagramSize++;
+      return;
+    }
+    s.channel.counters.rxDatagrams++;
+    s.channel.counters.rxBytes += payload.length;
+    if (s.udp.getSendQueueCount() >= this.opts.maxUdpSendQueue) {
+      s.stats.dropSendQueue++;
+      this.counters.limits.udpSendQueue++;
+      return;
+    }
+    s.udp.send(payload, port, sendAddress, (err) => {
+      if (err) s.stats.dropUdpSend++;
+    });
+  }
+
+  /** A packet to the public port: its sender's compressed context, context 0, or the uncompressed context (draft §4-§5, §8). */
+  private fromPeer(s: BoundSession, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    if (s.closed) return;
+    const from = bindTargetOf(rinfo.address, rinfo.port);
+    if (from === null) {
+      this.counters.bind.unknownSenderDrops++;
+      return;
+    }
+    s.idle.touch();
+    const id = s.contexts.idFor(from);
+    if (id !== undefined) {
+      s.channel.sendContext(id, msg);
+      return;
+    }
+    const zero = s.target;
+    if (zero !== null && zero.port === from.port && zero.address === from.address) {
+      s.channel.send(msg);
+      return;
+    }
+    const unc = s.contexts.uncompressed;
+    // Draft §8.1: with no uncompressed context only the senders the client registered get through; the policy
+    // keeps out senders the client could not have reached itself.
+    if (unc === null || !this.opts.policy.check(from.address, from.port).allowed) {
+      this.counters.bind.unknownSenderDrops++;
+      return;
+    }
+    s.channel.sendContext(unc, msg, encodeUncompressedDatagram(from, EMPTY));
+  }
+
+  private onCapsule(s: BoundSession, type: number, value: Buffer): void {
+    try {
+      if (type === CAPSULE_TYPE_COMPRESSION_ASSIGN) {
+        const a = decodeCompressionAssign(value);
+        const act = s.contexts.receiveAssign(a);
+        if (act.action === 'close') {
+          if (act.reason === 'limit') this.counters.limits.bindContexts++;
+          return this.respond(s, CAPSULE_TYPE_COMPRESSION_CLOSE, encodeCompressionClose(a.contextId));
+        }
+        if (a.ipVersion !== 0) {
+          // Draft §9: a registration's target passes the policy like any target; §7: a family not bound is refused.
+          const refused = a.port === 0 || !s.reaches.has(a.ipVersion) || !this.opts.policy.check(a.address, a.port).allowed;
+          if (refused) {
+            s.contexts.closeLocal(a.contextId);
+            this.counters.bind.assignsRefused++;
+            return this.respond(s, CAPSULE_TYPE_COMPRESSION_CLOSE, encodeCompressionClose(a.contextId));
+          }
+        }
+        this.respond(s, CAPSULE_TYPE_COMPRESSION_ACK, encodeCompressionAck(a.contextId));
+        if (act.closeOwn !== null) this.respond(s, CAPSULE_TYPE_COMPRESSION_CLOSE, encodeCompressionClose(act.closeOwn));
+        return;
+      }
+      if (type === CAPSULE_TYPE_COMPRESSION_ACK) return s.contexts.receiveAck(decodeCompressionAck(value));
+      if (type === CAPSULE_TYPE_COMPRESSION_CLOSE) return s.contexts.receiveClose(decodeCompressionClose(value));
+    } catch (err) {
+      // Draft §3.1: a malformed bind capsule is a capsule protocol error (RFC 9297 §3.3: abort the stream).
+      this.onMalformed(s, err instanceof UdpTunnelError ? err : new UdpTunnelError(ErrorCodes.BIND_MALFORMED, String((err as Error)?.message ?? err), { rule: 'decode', rfc: 'draft-ietf-masque-connect-udp-listen §3' }));
+    }
+  }
+
+  /** Sends a compression answer; past maxBindResponses answers waiting behind flow control the stream is aborted (draft §9). */
+  private respond(s: BoundSession, type: number, value: Buffer): void {
+    if (s.closed) return;
+    const flushed = s.channel.flushedBytes;
+    while (s.responses.length > 0 && s.responses[0]! <= flushed) s.responses.shift();
+    if (s.responses.length >= this.opts.maxBindResponses) {
+      this.counters.limits.bindResponses++;
+      return this.closeSession(s, `${s.responses.length} compression answers waiting behind flow control`, 'malformed');
+    }
+    s.channel.sendCapsule(type, value);
+    s.responses.push(s.channel.writtenBytes);
+  }
+
+  private onDrop(kind: ChannelDropKind): void {
+    if (kind === 'oversize') this.counters.limits.datagramSize++;
+    else if (kind === 'backpressure') this.counters.limits.streamBuffer++;
+  }
+
+  private onMalformed(s: BoundSession, err: UdpTunnelError): void {
+    this.counters.malformedStreams++;
+    if (err.code === ErrorCodes.CAPSULE_TOO_LARGE) this.counters.limits.capsuleLength++;
+    this.closeSession(s, `malformed: ${err.message}`, 'malformed');
+  }
+
+  private closeSession(s: BoundSession, reason: string, end: 'malformed' | 'close' = 'close'): void {
+    if (s.closed) return;
+    s.closed = true;
+    s.idle.stop();
+    s.release();
+    this.sessions.delete(s);
+    this.counters.sessionsActive--;
+    this.counters.bind.portsInUse--;
+    try {
+      s.udp.close();
+    } catch {
+      /* already closed */
+    }
+    s.front.end(end);
+    const stats = s.stats;
+    Object.assign(stats, s.channel.counters);
+    stats.durationMs = Date.now() - stats.openedAt;
+    stats.closeReason = reason;
+    addSessionTotals(this.closedTotals, stats);
+    if (tapChannel.hasSubscribers) tapChannel.publish({ kind: 'close', session: s.id, time: Date.now(), reason });
+    this.events.emit('session-close', stats);
+  }
+}
+
+const ICMP_UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH']);
+
+/** Binds one UDP socket; a failure (thrown or as an 'error' event) closes it and is returned. */
+function bindOnce(host: string, family: 4 | 6, port: number): Promise<{ udp: dgram.Socket } | { error: Error }> {
+  return new Promise((resolve) => {
+    let settled = false;
+    const socket = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4' });
+    const fail = (err: unknown): void => {
+      if (settled) return;
+      settled = true;
+      socket.removeAllListeners('error');
+      socket.on('error', () => {});
+      try {
+        socket.close();
+      } catch {
+        /* never bound */
+      }
+      resolve({ error: err instanceof Error ? err : new Error(String(err)) });
+    };
+    socket.once('error', fail);
+    try {
+      socket.bind({ port, address: host, exclusive: true }, () => {
+        if (settled) return;
+        settled = true;
+        resolve({ udp: socket });
+      });
+    } catch (err) {
+      fail(err);
+    }
+  });
+}
