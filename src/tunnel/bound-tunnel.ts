@@ -159,8 +159,6 @@ export type BoundTunnelCloseReason = 'closed' | 'aborted' | 'malformed' | 'tunne
 
 const EMPTY = new Uint8Array(0);
 
-const targetKey = (t: BindTarget): string => `${t.ipVersion}/${t.address}/${t.port}`;
-
 /** `target` with its address in the codec's text form, or null when the address is not an IP literal or the port is out of range. */
 function normalizeTarget(peer: BoundPeer): BindTarget | null {
   if (!Number.isInteger(peer.port) || peer.port < 0 || peer.port > 0xffff) return null;
@@ -208,8 +206,6 @@ export class BoundTunnel extends EventEmitter {
   private readonly maxDatagram: number;
   private readonly maxStreamBuffer: number;
   private readonly awaitAck: boolean;
-  /** Target -> context ID, for both sides' compressed contexts; checked against `contexts` on use. */
-  private readonly byTarget = new Map<string, number>();
   private readonly signal: AbortSignal | undefined;
   private closedWith: BoundTunnelCloseReason | null = null;
 
@@ -363,7 +359,6 @@ export class BoundTunnel extends EventEmitter {
       return null;
     }
     const ctx = this.contexts.assignLocal({ contextId: this.contexts.nextId(), ...target });
-    this.byTarget.set(targetKey(target), ctx.id);
     this.channel.sendCapsule(CAPSULE_TYPE_COMPRESSION_ASSIGN, encodeCompressionAssign({ contextId: ctx.id, ...target }));
     this.emitContext({ event: 'assigned', id: ctx.id, by: 'client', openedBy: 'client', target });
     return ctx.id;
@@ -418,19 +413,13 @@ export class BoundTunnel extends EventEmitter {
   };
 
   private lookup(target: BindTarget): number | null {
-    const key = targetKey(target);
-    const id = this.byTarget.get(key);
-    if (id === undefined) return null;
-    if (this.contexts.get(id) !== undefined) return id;
-    this.byTarget.delete(key);
-    return null;
+    return this.contexts.idFor(target) ?? null;
   }
 
   private closeContext(id: number): boolean {
     const ctx = this.contexts.get(id);
     if (ctx === undefined || this.closedWith !== null) return false;
     this.contexts.closeLocal(id);
-    if (ctx.target !== null) this.byTarget.delete(targetKey(ctx.target));
     this.channel.sendCapsule(CAPSULE_TYPE_COMPRESSION_CLOSE, encodeCompressionClose(id));
     this.emitContext({ event: 'closed', id, by: 'client', openedBy: ctx.openedBy, target: ctx.target });
     return true;
@@ -481,7 +470,6 @@ export class BoundTunnel extends EventEmitter {
       const target = a.ipVersion === 0 ? null : { ipVersion: a.ipVersion, address: a.address, port: a.port };
       if (answer.action === 'ack') {
         this.contexts.ackLocal(a.contextId);
-        if (target !== null) this.byTarget.set(targetKey(target), a.contextId);
         this.sendResponse(CAPSULE_TYPE_COMPRESSION_ACK, encodeCompressionAck(a.contextId));
         this.emitContext({ event: 'assigned', id: a.contextId, by: 'proxy', openedBy: 'proxy', target });
         this.emitContext({ event: 'acked', id: a.contextId, by: 'client', openedBy: 'proxy', target });
@@ -506,8 +494,7 @@ export class BoundTunnel extends EventEmitter {
       const ctx = this.contexts.get(id);
       this.contexts.receiveClose(id);
       if (ctx === undefined) return;
-      if (ctx.target !== null) this.byTarget.delete(targetKey(ctx.target));
-      // Draft §3.1: a COMPRESSION_CLOSE in answer to a registration is its rejection.
+        // Draft §3.1: a COMPRESSION_CLOSE in answer to a registration is its rejection.
       const refused = ctx.openedBy === 'client' && ctx.pending;
       if (refused) this.counters.registrationsRefused++;
       this.emitContext({ event: 'closed', id, by: 'proxy', openedBy: ctx.openedBy, target: ctx.target, ...(refused ? { refused } : {}) });
