@@ -58,6 +58,13 @@ export interface BoundTunnelOptions {
   /** Register the uncompressed context at once (receive from any sender, send to any target). Default true. */
   uncompressed?: boolean;
   /**
+   * With `uncompressed`, resolve open() only once the proxy acknowledged the uncompressed context, so senders are
+   * delivered from then on (before, the proxy drops them, draft §8). Default true.
+   */
+  awaitUncompressedAck?: boolean;
+  /** How long open() waits for that acknowledgement. Default 10 s. */
+  ackTimeoutMs?: number;
+  /**
    * Send on a compressed context only once the proxy acknowledged it (until then, on the uncompressed context).
    * Default false: the draft (§3.1) allows using it at once, at the risk of losing what is sent before a refusal.
    */
@@ -159,6 +166,9 @@ export type BoundTunnelCloseReason = 'closed' | 'aborted' | 'malformed' | 'tunne
 
 const EMPTY = new Uint8Array(0);
 
+/** How long open() waits for the proxy to acknowledge the uncompressed context by default. */
+export const DEFAULT_ACK_TIMEOUT_MS = 10_000;
+
 /** `target` with its address in the codec's text form, or null when the address is not an IP literal or the port is out of range. */
 function normalizeTarget(peer: BoundPeer): BindTarget | null {
   if (!Number.isInteger(peer.port) || peer.port < 0 || peer.port > 0xffff) return null;
@@ -246,9 +256,10 @@ export class BoundTunnel extends EventEmitter {
   }
 
   /**
-   * Opens a bound tunnel and resolves once the proxy answered. Rejects with the transport's errors, or with
-   * UT_ERR_BIND_NOT_GRANTED when the answer lacks `Connect-UDP-Bind: ?1` (draft §6: the proxy ignored the
-   * extension) or a usable Proxy-Public-Address (draft §7).
+   * Opens a bound tunnel and resolves once the proxy answered and (by default) acknowledged the uncompressed context.
+   * Rejects with the transport's errors, or with UT_ERR_BIND_NOT_GRANTED when the answer lacks `Connect-UDP-Bind: ?1`
+   * (draft §6: the proxy ignored the extension) or a usable Proxy-Public-Address (draft §7), or the proxy refused the
+   * uncompressed context; UT_ERR_TIMEOUT when that acknowledgement does not come within ackTimeoutMs.
    */
   static async open(options: BoundTunnelOptions): Promise<BoundTunnel> {
     const signal = options.signal ?? new AbortController().signal;
@@ -279,8 +290,46 @@ export class BoundTunnel extends EventEmitter {
       tunnel.close();
       throw new UdpTunnelError(ErrorCodes.CLOSED, 'bound tunnel closed while opening');
     }
-    if (options.uncompressed ?? true) tunnel.openUncompressed();
+    if (options.uncompressed ?? true) {
+      const id = tunnel.openUncompressed()!;
+      if (options.awaitUncompressedAck ?? true) {
+        try {
+          await tunnel.acknowledged(id, options.ackTimeoutMs ?? DEFAULT_ACK_TIMEOUT_MS);
+        } catch (err) {
+          tunnel.close();
+          throw err;
+        }
+      }
+    }
     return tunnel;
+  }
+
+  /** Resolves when the proxy acknowledges context `id`; rejects when it refuses it, the tunnel ends, or `timeoutMs` pass. */
+  private acknowledged(id: number, timeoutMs: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const done = (err: UdpTunnelError | null): void => {
+        clearTimeout(timer);
+        this.off('context', onContext);
+        this.off('close', onClose);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onContext = (e: BoundContextEvent): void => {
+        if (e.id !== id) return;
+        if (e.event === 'acked') done(null);
+        else if (e.event === 'closed') {
+          done(new UdpTunnelError(ErrorCodes.BIND_NOT_GRANTED, 'the proxy did not grant bound UDP proxying: it refused the uncompressed context (COMPRESSION_CLOSE)', { reason: 'uncompressed context refused' }));
+        }
+      };
+      const onClose = (reason: BoundTunnelCloseReason, error?: UdpTunnelError): void =>
+        done(error ?? new UdpTunnelError(ErrorCodes.TUNNEL_FAILED, `the bound tunnel ended (${reason}) before the proxy acknowledged its uncompressed context`));
+      const timer = setTimeout(
+        () => done(new UdpTunnelError(ErrorCodes.TIMEOUT, `the proxy did not acknowledge the uncompressed context within ${timeoutMs} ms`, { timeoutMs })),
+        timeoutMs,
+      );
+      this.on('context', onContext);
+      this.on('close', onClose);
+    });
   }
 
   /** True until the tunnel closed. */

@@ -89,8 +89,8 @@ export type ErrorDetailsMap = {
     length?: number;
   };
   [ErrorCodes.BIND_NOT_GRANTED]: {
-    /** The response header at fault: `connect-udp-bind` or `proxy-public-address`. */
-    header: string;
+    /** The response header at fault, `connect-udp-bind` or `proxy-public-address`; absent for a refused context. */
+    header?: string;
     /** Why it does not grant the binding, e.g. `absent`, `not a Boolean`, `empty list`. */
     reason: string;
     /** The status of the (otherwise successful) response, when it carried one. */

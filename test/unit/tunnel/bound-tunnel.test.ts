@@ -42,11 +42,24 @@ interface FakeProxy {
   datagram(contextId: number, body: Buffer): void;
 }
 
-function fakeProxy(headers: Record<string, string> = GRANTED, clientStream?: Duplex): FakeProxy {
+/** How the fake proxy answers the client's uncompressed registration: ACK (as a proxy does), CLOSE, or not at all. */
+type UncompressedAnswer = 'ack' | 'close' | 'none';
+
+function fakeProxy(headers: Record<string, string> = GRANTED, clientStream?: Duplex, answer: UncompressedAnswer = 'ack'): FakeProxy {
   const pair = streamPair();
   const stream = clientStream ?? pair.a;
   const fromClient: DecodedCapsule[] = [];
-  const decoder = new CapsuleDecoder((c) => fromClient.push({ ...c, value: c.value === null ? null : Buffer.from(c.value) }), { deliver: () => true });
+  const decoder = new CapsuleDecoder(
+    (c) => {
+      const value = c.value === null ? null : Buffer.from(c.value);
+      fromClient.push({ ...c, value });
+      if (c.type === CAPSULE_TYPE_COMPRESSION_ASSIGN && value !== null && answer !== 'none') {
+        const a = decodeCompressionAssign(value);
+        if (a.ipVersion === 0) pair.b.write(encodeCapsule(answer === 'ack' ? CAPSULE_TYPE_COMPRESSION_ACK : CAPSULE_TYPE_COMPRESSION_CLOSE, encodeCompressionAck(a.contextId)));
+      }
+    },
+    { deliver: () => true },
+  );
   pair.b.on('data', (chunk: Buffer) => decoder.push(chunk));
   const aborts: string[] = [];
   const handle: TunnelHandle = {
@@ -286,7 +299,7 @@ describe('BoundTunnel: compression responses are bounded (draft §9)', () => {
     // A stream that never takes what is written: everything stays in its write buffer.
     const stuck = new Duplex({ read() {}, write() {} });
     const proxy = fakeProxy(GRANTED, stuck);
-    const o = await open(proxy, { maxStreamBuffer: 64 });
+    const o = await open(proxy, { maxStreamBuffer: 64, awaitUncompressedAck: false });
     let id = 1;
     for (let i = 0; i < 40 && o.tunnel.isOpen; i++) {
       stuck.push(encodeCapsule(CAPSULE_TYPE_COMPRESSION_ASSIGN, encodeCompressionAssign({ contextId: id, ...PEER, port: 1000 + id })));
@@ -314,6 +327,26 @@ describe('BoundTunnel.open', () => {
       assert.deepEqual(proxy.aborts, ['close']);
     });
   }
+
+  it('resolves only once the proxy acknowledged the uncompressed context', async () => {
+    const proxy = fakeProxy();
+    const tunnel = await BoundTunnel.open({ transport: proxy.transport });
+    assert.equal(tunnel.contexts.get(2)?.pending, false);
+    tunnel.close();
+    // Without waiting, the context is still pending when open() resolves.
+    const quick = await BoundTunnel.open({ transport: fakeProxy(GRANTED, undefined, 'none').transport, awaitUncompressedAck: false });
+    assert.equal(quick.contexts.get(2)?.pending, true);
+    quick.close();
+  });
+
+  it('refuses a proxy that closes the uncompressed context, and times out on one that never answers', async () => {
+    const refusing = fakeProxy(GRANTED, undefined, 'close');
+    await assert.rejects(BoundTunnel.open({ transport: refusing.transport }), (e: unknown) => e instanceof UdpTunnelError && e.code === ErrorCodes.BIND_NOT_GRANTED);
+    assert.deepEqual(refusing.aborts, ['close']);
+    const silent = fakeProxy(GRANTED, undefined, 'none');
+    await assert.rejects(BoundTunnel.open({ transport: silent.transport, ackTimeoutMs: 20 }), (e: unknown) => e instanceof UdpTunnelError && e.code === ErrorCodes.TIMEOUT);
+    assert.deepEqual(silent.aborts, ['close']);
+  });
 
   it('closes when its signal aborts, and never twice', async () => {
     const proxy = fakeProxy();
