@@ -25,7 +25,7 @@ export interface AccessLogRecord {
   /** `1.1` or `2`; null when unknown. */
   http_version: '1.1' | '2' | null;
   /** `connect-udp` or `post`; null for a refusal made before the request was read. */
-  mode: 'connect-udp' | 'post' | null;
+  mode: 'connect-udp' | 'connect-udp-bind' | 'post' | null;
   /** The answer to the tunnel request: 101 or 2xx, a refusal's status; null when none was sent or received. */
   status: number | null;
   /** The Proxy-Status error type of a refusal (RFC 9209 §2.3); null otherwise. */
@@ -55,7 +55,7 @@ export const ACCESS_LOG_FIELDS = {
   RESOLVED: "serve: the target's address the relay used",
   PROXY: 'connect: the proxy origin, without credentials',
   HTTP_VERSION: '`1.1` or `2`',
-  MODE: '`connect-udp` or `post`',
+  MODE: '`connect-udp`, `connect-udp-bind` (serve: a bound tunnel) or `post`',
   STATUS: 'the status answered (101, 200, 403, ...)',
   PROXY_STATUS: 'the Proxy-Status error type of a refusal',
   RX_DATAGRAMS: 'datagrams from the client',
@@ -291,7 +291,7 @@ export function serveSessionRecord(s: ServerSessionStats, now = Date.now()): Acc
     resolved: s.resolved,
     proxy: null,
     http_version: http,
-    mode: s.transport === 'post' ? 'post' : 'connect-udp',
+    mode: s.transport === 'post' ? 'post' : s.bound !== undefined ? 'connect-udp-bind' : 'connect-udp',
     // RFC 9298 §3.2: an HTTP/1.1 tunnel is accepted with 101, HTTP/2 (and POST) with 200.
     status: s.transport === 'h1' ? 101 : 200,
     proxy_status: null,

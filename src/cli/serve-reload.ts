@@ -29,6 +29,9 @@ export const RESTART_OPTIONS: readonly (keyof ServeOptions)[] = [
   'max-connections',
   'max-header-size',
   'max-stream-buffer',
+  'bind-address',
+  'bind-ports',
+  'public-address',
   'json',
   'verbose',
   'quiet',
@@ -108,6 +111,8 @@ export function serverUpdate(settings: ServeSettings, tlsChanged: boolean): Tunn
     maxStreamsPerConnection: s.maxStreamsPerConnection!,
     maxSessionsPerClient: s.maxSessionsPerClient!,
     maxAuthFailuresPerConnection: s.maxAuthFailuresPerConnection!,
+    allowBind: s.allowBind ?? false,
+    ...(s.allowBind ? { maxBindContexts: s.maxBindContexts!, maxBindResponses: s.maxBindResponses!, maxBoundPorts: s.maxBoundPorts!, maxBoundPortsPerClient: s.maxBoundPortsPerClient! } : {}),
     ...(tlsChanged && settings.tls ? { tls: settings.tls } : {}),
   };
 }

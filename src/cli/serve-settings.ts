@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
+import { isIP, type AddressInfo } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import { parseHostPort, type HostPort } from '../tunnel/address.js';
 import type { Authenticator } from '../tunnel/auth.js';
@@ -138,6 +138,7 @@ export async function buildServeSettings(state: ServeState): Promise<ServeSettin
     certInfo = { selfSigned: m.selfSigned, ...describeCertificate(m.cert) };
   }
   if (isGiven(r, 'keylog') && r.sources['keylog'] !== 'env' && !tls) throw new UsageError('--keylog needs TLS: add --cert/--key or --self-signed');
+  const bind = bindSettings(args, r);
   const server: ServeSettings['server'] = {
     host: listen.host,
     port: listen.port,
@@ -166,6 +167,7 @@ export async function buildServeSettings(state: ServeState): Promise<ServeSettin
     maxHeaderSize: args['max-header-size'],
     ...(args['dns-server'].length ? { dnsServers: args['dns-server'] } : {}),
     dnsTimeoutMs: args['dns-timeout'],
+    ...bind,
   };
   return { listen, policy, postRoutes, auth, ...(tls ? { tls } : {}), ...(certInfo ? { certInfo } : {}), server };
 }
@@ -189,10 +191,57 @@ export function listeningOf(settings: ServeSettings, addr: AddressInfo): ServeLi
     ...(settings.certInfo ? { certificate: settings.certInfo } : {}),
     policy: policy.describe(),
     policySummary: policy.summary(),
+    ...(settings.server.allowBind ? { bind: bindOf(settings.server, addr) } : {}),
     warnings: [
       exposureWarning(addr.address, listenExposure(addr.address, auth.enabled, Boolean(tls))),
       shortTokenWarning(auth.shortTokens),
       loopbackWarning(policy.summary()),
     ].filter((w) => w !== null),
   };
+}
+
+const BIND_FLAGS = ['bind-address', 'bind-ports', 'public-address', 'max-bind-contexts', 'max-bind-responses', 'max-bound-ports', 'max-bound-ports-per-client'] as const;
+
+/** The bound-UDP options; refuses them without --allow-bind, where they would do nothing. */
+function bindSettings(args: ServeOptions, r: ResolvedOptions<ServeOptions>): Partial<TunnelServerOptions> {
+  if (!args['allow-bind']) {
+    const ignored = BIND_FLAGS.find((f) => isGiven(r, f));
+    if (ignored !== undefined) throw new UsageError(`--${ignored} has no effect without --allow-bind`);
+    return {};
+  }
+  const ip = (flag: 'bind-address' | 'public-address'): string | undefined => {
+    const v = args[flag];
+    if (v === undefined) return undefined;
+    const bare = v.startsWith('[') && v.endsWith(']') ? v.slice(1, -1) : v;
+    if (isIP(bare) === 0) throw new UsageError(`--${flag} must be an IP address, got '${v}'`);
+    return bare;
+  };
+  const bindAddress = ip('bind-address');
+  const publicAddress = ip('public-address');
+  let bindPorts: { from: number; to: number } | undefined;
+  const spec = args['bind-ports'];
+  if (spec !== undefined) {
+    const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(spec);
+    const from = m ? Number(m[1]) : NaN;
+    const to = m ? Number(m[2] ?? m[1]) : NaN;
+    if (!m || from < 1 || to > 65535 || from > to) throw new UsageError(`--bind-ports takes FROM-TO with 1 <= FROM <= TO <= 65535, got '${spec}'`);
+    bindPorts = { from, to };
+  }
+  return {
+    allowBind: true,
+    ...(bindAddress !== undefined ? { bindAddress } : {}),
+    ...(publicAddress !== undefined ? { publicAddress } : {}),
+    ...(bindPorts !== undefined ? { bindPorts } : {}),
+    maxBindContexts: args['max-bind-contexts'],
+    maxBindResponses: args['max-bind-responses'],
+    maxBoundPorts: args['max-bound-ports'],
+    maxBoundPortsPerClient: args['max-bound-ports-per-client'],
+  };
+}
+
+/** serve's `listening` report of where bound ports come from. */
+function bindOf(server: TunnelServerOptions, addr: AddressInfo): NonNullable<ServeListening['bind']> {
+  const address = server.bindAddress ?? (isIP(addr.address) !== 0 ? addr.address : '0.0.0.0');
+  const r = server.bindPorts;
+  return { address, ports: r === undefined ? 'any free' : r.from === r.to ? String(r.from) : `${r.from}-${r.to}`, ...(server.publicAddress !== undefined ? { public: server.publicAddress } : {}) };
 }

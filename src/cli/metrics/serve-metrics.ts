@@ -63,6 +63,18 @@ export function registerServeMetrics(registry: Registry, server: TunnelServer): 
     labelNames: ['limit'],
     read: () => seriesOf(c.limits, 'limit'),
   });
+  read('bind_sessions', 'Bound tunnels opened (CONNECT-UDP Bind)', 'counter', () => c.bind.sessions);
+  read('bind_ports_active', 'UDP ports bound for bound tunnels now', 'gauge', () => c.bind.portsInUse);
+  registerRead(registry, {
+    name: 'bind_dropped',
+    help: 'Bound tunnels: datagrams dropped and registrations refused, by reason',
+    type: 'counter',
+    labelNames: ['reason'],
+    read: () => {
+      const { sessions: _s, portsInUse: _p, ...drops } = c.bind;
+      return seriesOf(drops, 'reason');
+    },
+  });
   const refused = eventCounter(registry, 'downstream_rq_refused', 'Requests refused, by status (reset, goaway) and Proxy-Status error type', ['status', 'error_type']);
   server.on('refused', (e: RefusedEvent) => refused.inc({ status: statusLabel(e), error_type: errorTypeLabel(e.error) }));
   server.on('local-resource-error', (e: LocalResourceEvent) => {

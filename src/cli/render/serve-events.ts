@@ -25,8 +25,13 @@ export function refusedLine(e: RefusedEvent): string {
 export function attachServerOutput(server: TunnelServer, out: Output): void {
   const c = color();
   const localResource = new LogThrottle(LOCAL_RESOURCE_LOG_INTERVAL_MS);
-  server.on('session-open', (e: { id: string; client: string; target: string; resolved: string; transport: string }) => {
+  server.on('session-open', (e: { id: string; client: string; target: string; resolved: string; transport: string; bound?: string }) => {
     out.event('session-open', e);
+    if (e.bound !== undefined) {
+      const zero = e.target === '*' ? '' : `, context 0 -> ${e.target}`;
+      out.info(`${c.magenta(e.id)} ${e.client} bound ${c.bold(e.bound)}${zero} [${e.transport}]`);
+      return;
+    }
     out.info(`${c.magenta(e.id)} ${e.client} -> ${e.target}${e.resolved !== e.target.replace(/:\d+$/, '') ? ` (${e.resolved})` : ''} [${e.transport}]`);
   });
   server.on('session-close', (s: ServerSessionStats) => {
@@ -78,6 +83,8 @@ export interface ServeListening {
   warnings: string[];
   /** `serve --workers N`: the worker processes sharing the listener. */
   workers?: { count: number; pids: number[] };
+  /** `serve --allow-bind`: where bound ports are taken. */
+  bind?: { address: string; ports: string; public?: string };
 }
 
 /** Renders serve's `listening` event, its certificate pin, POST routes and warnings. */
@@ -99,6 +106,7 @@ export function renderServeListening(out: Output, l: ServeListening): void {
     ...(l.certificate ? { tls: l.certificate } : {}),
     policy: l.policy,
     ...(l.workers ? { workers: l.workers.count, workerPids: l.workers.pids } : {}),
+    ...(l.bind ? { bind: l.bind } : {}),
   });
   out.info(`serving CONNECT-UDP on ${c.bold(url)} (${protocols.join(', ')})`);
   // Up to 8 pids fit the line within 100 columns; the JSON event always lists them all.
@@ -111,6 +119,10 @@ export function renderServeListening(out: Output, l: ServeListening): void {
     for (let i = 0; i < bytes.length; i += 16) out.info(`${i === 0 ? 'SHA-256 fingerprint' : ' '.repeat(19)} ${bytes.slice(i, i + 16).join(':')}`);
   }
   for (const [path, t] of l.postRoutes) out.info(`POST ${path} -> ${formatHostPort(t.host, t.port)} (POST mode, not RFC 9298)`);
+  if (l.bind) {
+    const pub = l.bind.public !== undefined ? `, announced as ${l.bind.public}` : '';
+    out.info(`bind: bound requests get a UDP port on ${l.bind.address} (ports ${l.bind.ports}${pub})`);
+  }
   for (const line of policyLines(l.policySummary)) out.info(line);
   for (const warning of l.warnings) {
     // A warning may come in lines, each of which fits 100 columns; the JSON message is one sentence.

@@ -8,6 +8,7 @@ const TLS = 'TLS';
 const AUTH = 'Who may connect';
 const TARGETS = 'Targets';
 const LIMITS = 'Limits and timeouts';
+const BIND = 'Bound UDP (CONNECT-UDP Bind)';
 
 /** `udp-tunnel serve`'s options. */
 export const SERVE_OPTIONS = [
@@ -213,6 +214,67 @@ export const SERVE_OPTIONS = [
     describe: 'Largest request head / header list (431 beyond)',
     advanced: true,
   },
+  {
+    name: 'allow-bind',
+    kind: 'boolean',
+    group: BIND,
+    describe: 'Accept bound requests: give each client a public UDP port (connect --expose)',
+    details: 'draft-ietf-masque-connect-udp-listen. Any peer may send to a bound port; the target policy still applies to every destination.',
+  },
+  { name: 'bind-address', kind: 'string', value: 'IP', group: BIND, describe: 'Address bound ports use (default: the --listen host)', advanced: true },
+  { name: 'bind-ports', kind: 'string', value: 'FROM-TO', group: BIND, describe: 'Ports bound tunnels take (default: any free port)', advanced: true },
+  {
+    name: 'public-address',
+    kind: 'string',
+    value: 'IP',
+    group: BIND,
+    describe: 'Address announced to clients instead of the bound one (behind NAT)',
+    advanced: true,
+  },
+  {
+    name: 'max-bind-contexts',
+    kind: 'int',
+    value: 'N',
+    min: 1,
+    max: 100_000,
+    default: SERVER_DEFAULTS.maxBindContexts,
+    group: BIND,
+    describe: 'Contexts one bound tunnel may register; more are closed',
+    advanced: true,
+  },
+  {
+    name: 'max-bind-responses',
+    kind: 'int',
+    value: 'N',
+    min: 1,
+    max: 100_000,
+    default: SERVER_DEFAULTS.maxBindResponses,
+    group: BIND,
+    describe: 'Compression answers waiting behind flow control before the tunnel is aborted',
+    advanced: true,
+  },
+  {
+    name: 'max-bound-ports',
+    kind: 'int',
+    value: 'N',
+    min: 1,
+    max: 1_000_000,
+    default: SERVER_DEFAULTS.maxBoundPorts,
+    group: BIND,
+    describe: 'Bound ports across the server; more bound requests get 503',
+    advanced: true,
+  },
+  {
+    name: 'max-bound-ports-per-client',
+    kind: 'int',
+    value: 'N',
+    min: 1,
+    max: 1_000_000,
+    default: SERVER_DEFAULTS.maxBoundPortsPerClient,
+    group: BIND,
+    describe: 'Bound ports one client address may hold; more get 503',
+    advanced: true,
+  },
   ...OBSERVE_OPTIONS,
   ...OUTPUT_OPTIONS,
   ...TAP_OPTIONS,
@@ -227,7 +289,7 @@ export const SERVE_SCHEMA: CommandSchema = {
   command: 'serve',
   usage: 'serve [--listen HOST:PORT] [options]',
   summary: 'Run a CONNECT-UDP proxy (RFC 9298) over HTTP/2 and HTTP/1.1, with optional POST routes, relaying to UDP targets that the target policy allows.',
-  groups: [LISTEN, TLS, AUTH, TARGETS, LIMITS, OBSERVE_GROUP, OUTPUT_GROUP],
+  groups: [LISTEN, TLS, AUTH, TARGETS, LIMITS, BIND, OBSERVE_GROUP, OUTPUT_GROUP],
   options: SERVE_OPTIONS,
   examples: [
     { cmd: 'udp-tunnel serve --listen 127.0.0.1:4433', what: 'Cleartext proxy (h2c and HTTP/1.1) for loopback targets' },

@@ -49,6 +49,11 @@ export type TunnelServerUpdate = Partial<
     | 'maxStreamsPerConnection'
     | 'maxSessionsPerClient'
     | 'maxAuthFailuresPerConnection'
+    | 'allowBind'
+    | 'maxBindContexts'
+    | 'maxBindResponses'
+    | 'maxBoundPorts'
+    | 'maxBoundPortsPerClient'
   >
 >;
 
@@ -68,6 +73,11 @@ export const UPDATABLE_SERVER_OPTIONS: readonly (keyof TunnelServerUpdate)[] = [
   'maxStreamsPerConnection',
   'maxSessionsPerClient',
   'maxAuthFailuresPerConnection',
+  'allowBind',
+  'maxBindContexts',
+  'maxBindResponses',
+  'maxBoundPorts',
+  'maxBoundPortsPerClient',
 ];
 
 /**
