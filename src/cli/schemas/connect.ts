@@ -32,7 +32,7 @@ export const CONNECT_OPTIONS = [
     details:
       'Asks the proxy to bind a public UDP port (CONNECT-UDP Bind, draft-ietf-masque-connect-udp-listen; serve needs --allow-bind) ' +
       'and relays what remote peers send there to HOST:PORT, each peer from its own local port. Instead of --local/-L/--target. ' +
-      '--idle-timeout forgets idle peers, --max-sessions caps them; a lost tunnel is reopened with backoff (docs/connect.md#expose).',
+      '--idle-timeout forgets idle peers, --max-sessions caps them; a lost tunnel is reopened with backoff (docs/expose.md).',
   },
   {
     name: 'proxy',
