@@ -30,6 +30,7 @@ import { DEFAULT_MAX_CAPSULE_LENGTH } from './codec/capsule-decoder.js';
 import { MAX_UDP_PAYLOAD } from './codec/datagram.js';
 import { DatagramChannel } from './datagram-channel.js';
 import { ErrorCodes, UdpTunnelError } from './errors.js';
+import { checkMaxDatagram } from './limits.js';
 import type { Transport, TunnelHandle } from './transport/types.js';
 
 /** Where a bound tunnel sends a datagram: an IP address literal and a UDP port. */
@@ -218,13 +219,14 @@ export class BoundTunnel extends EventEmitter {
   private readonly awaitAck: boolean;
   private readonly signal: AbortSignal | undefined;
   private closedWith: BoundTunnelCloseReason | null = null;
+  private aborted = false;
 
   private constructor(handle: TunnelHandle, publicAddresses: BindTarget[], opts: BoundTunnelOptions) {
     super();
     this.handle = handle;
     this.publicAddresses = publicAddresses;
     this.families = new Set(publicAddresses.map((a) => a.ipVersion));
-    this.maxDatagram = Math.min(opts.maxDatagram ?? MAX_UDP_PAYLOAD, MAX_UDP_PAYLOAD);
+    this.maxDatagram = checkMaxDatagram(opts.maxDatagram ?? MAX_UDP_PAYLOAD);
     this.maxStreamBuffer = opts.maxStreamBuffer ?? 256 * 1024;
     this.awaitAck = opts.awaitAck ?? false;
     // Draft §3: the target was `*`, so context ID 0 is not used on this tunnel.
@@ -450,16 +452,17 @@ export class BoundTunnel extends EventEmitter {
 
   /** Ends the tunnel (the request stream is closed normally). */
   close(): void {
-    if (this.closedWith !== null) return;
-    this.handle.abort('close');
     this.finish('closed');
   }
 
-  private readonly onAbort = (): void => {
-    if (this.closedWith !== null) return;
-    this.handle.abort('close');
-    this.finish('aborted');
-  };
+  private readonly onAbort = (): void => this.finish('aborted');
+
+  /** Ends the request stream once: as a protocol error (RFC 9297 §3.3) or normally. */
+  private abortStream(how: 'malformed' | 'close'): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.handle.abort(how);
+  }
 
   private lookup(target: BindTarget): number | null {
     return this.contexts.idFor(target) ?? null;
@@ -566,13 +569,15 @@ export class BoundTunnel extends EventEmitter {
     if (this.closedWith !== null) return;
     const limit = err.code === ErrorCodes.LIMIT_EXCEEDED;
     // RFC 9297 §3.3 (and draft §3.1 for bind capsules): a malformed capsule stream aborts the request stream.
-    this.handle.abort(err.code === ErrorCodes.IO || limit ? 'close' : 'malformed');
+    this.abortStream(err.code === ErrorCodes.IO || limit ? 'close' : 'malformed');
     this.finish(limit ? 'limit' : 'malformed', err);
   }
 
   private finish(reason: BoundTunnelCloseReason, err?: UdpTunnelError): void {
     if (this.closedWith !== null) return;
     this.closedWith = reason;
+    // A stream the proxy ended or reset is closed on this side too, so nothing of it lingers.
+    this.abortStream('close');
     this.signal?.removeEventListener('abort', this.onAbort);
     this.emit('close', reason, err);
   }

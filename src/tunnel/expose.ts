@@ -251,6 +251,7 @@ export class Exposer extends EventEmitter {
    * what 'exposed' reports. Rejects with the last error when no tunnel could be opened.
    */
   async start(): Promise<ExposedEvent> {
+    if (this.service !== null || this.closing) throw new UdpTunnelError(ErrorCodes.CLOSED, this.closing ? 'exposer is closed' : 'exposer already started');
     const { host, port } = this.opts.local;
     const literal = isIP(host) !== 0 ? host : (await lookup(host)).address;
     this.service = { host: literal, port, family: isIP(literal) === 6 ? 6 : 4 };
@@ -315,6 +316,8 @@ export class Exposer extends EventEmitter {
       tunnel.close();
       throw new UdpTunnelError(ErrorCodes.CLOSED, 'exposer closed while its tunnel was opening');
     }
+    // It may have ended between open() resolving and now, before anything listened for its 'close'.
+    if (!tunnel.isOpen) throw new UdpTunnelError(ErrorCodes.TUNNEL_FAILED, 'the bound tunnel ended as soon as it opened');
     this.current = tunnel;
     this.openedAt = Date.now();
     this.counters.tunnelsOpened++;

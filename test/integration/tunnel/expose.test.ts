@@ -1,14 +1,21 @@
 import assert from 'node:assert/strict';
+import { Buffer } from 'node:buffer';
 import { once } from 'node:events';
 import dgram from 'node:dgram';
 import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
 import type { BoundContextEvent } from '../../../src/tunnel/bound-tunnel.js';
 import { buildSharedTransport } from '../../../src/tunnel/client-config.js';
-import { Exposer, type ExposedEvent, type ExposerOptions, type PeerCloseEvent, type PeerOpenEvent } from '../../../src/tunnel/expose.js';
+import { CAPSULE_TYPE_COMPRESSION_ACK, CAPSULE_TYPE_COMPRESSION_ASSIGN, encodeCapsule } from '../../../src/tunnel/codec/capsule.js';
+import { decodeCompressionAssign, encodeCompressionAck, encodeUncompressedDatagram } from '../../../src/tunnel/codec/bind.js';
+import { CapsuleDecoder } from '../../../src/tunnel/codec/capsule-decoder.js';
+import { encodeDatagramHeader } from '../../../src/tunnel/codec/datagram.js';
+import { Exposer, MAX_PENDING_PER_PEER, type ExposedEvent, type ExposerOptions, type PeerCloseEvent, type PeerOpenEvent } from '../../../src/tunnel/expose.js';
 import { TargetPolicy } from '../../../src/tunnel/policy.js';
 import { TunnelServer, type TunnelServerOptions } from '../../../src/tunnel/server/tunnel-server.js';
+import type { Transport } from '../../../src/tunnel/transport/types.js';
 import { openUdpPeer, waitUntil, type UdpPeer } from '../../helpers/net.js';
+import { streamPair } from '../../helpers/stream-pair.js';
 
 /** A UDP echo service that records the source port of every datagram it gets. */
 async function recordingEcho(host: string): Promise<{ port: number; sources: number[]; close(): Promise<void> }> {
@@ -191,3 +198,47 @@ for (const host of ['127.0.0.1', '::1']) {
     });
   });
 }
+
+describe('Exposer: the per-peer queue while its socket is set up', () => {
+  it(`holds at most ${MAX_PENDING_PER_PEER} datagrams of a new peer, then drops and counts the rest`, async () => {
+    const service = await recordingEcho('127.0.0.1');
+    // The proxy end is a hand-written capsule stream (it ACKs the uncompressed context); the service and the
+    // exposer's peer sockets are real.
+    const pair = streamPair();
+    const decoder = new CapsuleDecoder(
+      (c) => {
+        if (c.type === CAPSULE_TYPE_COMPRESSION_ASSIGN && c.value !== null && decodeCompressionAssign(c.value).ipVersion === 0) {
+          pair.b.write(encodeCapsule(CAPSULE_TYPE_COMPRESSION_ACK, encodeCompressionAck(2)));
+        }
+      },
+      { deliver: () => true },
+    );
+    pair.b.on('data', (chunk: Buffer) => decoder.push(chunk));
+    const transport: Transport = {
+      name: 'pair',
+      open: async () => ({ stream: pair.a, responseHeaders: { ':status': '200', 'connect-udp-bind': '?1', 'proxy-public-address': '"192.0.2.45:40001"' }, abort: () => pair.a.destroy() }),
+      close: async () => {},
+    };
+    const run = watch(new Exposer({ transport, local: { host: '127.0.0.1', port: service.port }, compress: false }));
+    try {
+      await run.exposer.start();
+      // 100 datagrams from one peer in one write: all arrive in one turn, before its socket can be bound.
+      const peer = { ipVersion: 4 as const, address: '192.0.2.42', port: 50000 };
+      const burst = Buffer.concat(
+        Array.from({ length: 100 }, (_, i) => {
+          const body = encodeUncompressedDatagram(peer, Buffer.from(`d${i}`));
+          return Buffer.concat([encodeDatagramHeader(body.length, 2), body]);
+        }),
+      );
+      pair.b.write(burst);
+      await waitUntil(() => service.sources.length === MAX_PENDING_PER_PEER, 10_000, 'the held datagrams at the service');
+      assert.equal(run.exposer.counters.drops.pending, 100 - MAX_PENDING_PER_PEER);
+      assert.equal(run.exposer.counters.rxDatagrams, 100);
+      assert.equal(new Set(service.sources).size, 1);
+    } finally {
+      await run.exposer.close();
+      pair.close();
+      await service.close();
+    }
+  });
+});
