@@ -14,7 +14,7 @@ import { openKeylog } from './keylog.js';
 import { untilShutdown } from './lifecycle.js';
 import { isGiven, type ResolvedOptions } from './options/resolve.js';
 import type { Output } from './output.js';
-import { attachFailoverOutput } from './render/connect-events.js';
+import { attachFailoverOutput, wrap } from './render/connect-events.js';
 import type { ConnectOptions } from './schemas/connect.js';
 
 /**
@@ -46,12 +46,23 @@ export function checkExposeCombinations(o: ConnectOptions, r: ResolvedOptions<Co
   }
 }
 
+/** Columns a log line may use after its time prefix, so human output fits 100 columns. */
+const LINE_WIDTH = 90;
+
+/** Logs `text` (plain, no colour) cut at spaces into lines that fit, continuation lines indented. */
+function logWrapped(log: (line: string) => void, text: string, width = LINE_WIDTH): void {
+  wrap(text, width).forEach((line, i) => log(i === 0 ? line : `  ${line}`));
+}
+
 /** Renders an Exposer's events as NDJSON or human log lines. */
 function attachExposerOutput(exposer: Exposer, out: Output, proxies: string[]): void {
   const c = color();
+  const info = (line: string): void => out.info(line);
   exposer.on('exposed', (e: ExposedEvent) => {
     out.event('exposed', { public: e.public, local: e.local, id: e.id, reopened: e.reopened, ...(e.proxy !== undefined ? { proxy: e.proxy } : {}), proxies });
-    out.info(`exposed ${c.bold(e.local)} at ${c.bold(e.public.join(' and '))}${e.reopened ? ' (new binding)' : ''}`);
+    const line = `exposed ${e.local} at ${e.public.join(' and ')}${e.reopened ? ' (new binding)' : ''}`;
+    if (line.length <= LINE_WIDTH) out.info(`exposed ${c.bold(e.local)} at ${c.bold(e.public.join(' and '))}${e.reopened ? ' (new binding)' : ''}`);
+    else logWrapped(info, line);
   });
   exposer.on('peer-open', (e: PeerOpenEvent) => {
     out.event('peer-open', { ...e });
@@ -59,8 +70,9 @@ function attachExposerOutput(exposer: Exposer, out: Output, proxies: string[]): 
   });
   exposer.on('peer-close', (e: PeerCloseEvent) => {
     out.event('peer-close', { ...e });
-    out.info(
-      `${c.cyan(e.peer)} closed (${e.reason}) after ${(e.durationMs / 1000).toFixed(1)}s: ` +
+    logWrapped(
+      info,
+      `${e.peer} closed (${e.reason}) after ${(e.durationMs / 1000).toFixed(1)}s: ` +
         `${e.rxDatagrams} dgrams/${e.rxBytes} B in, ${e.txDatagrams} dgrams/${e.txBytes} B back`,
     );
   });
@@ -72,13 +84,13 @@ function attachExposerOutput(exposer: Exposer, out: Output, proxies: string[]): 
   exposer.on('tunnel-lost', (e: { id: string; reason: string; error?: UdpTunnelError; proxy?: string }) => {
     const message = e.error ? flagMessage(e.error) : undefined;
     out.event('tunnel-lost', { id: e.id, reason: e.reason, ...(e.error ? { code: e.error.code, message } : {}), ...(e.proxy ? { proxy: e.proxy } : {}) });
-    out.warn(`bound tunnel lost (${e.reason}${message ? `: ${message}` : ''}); asking for a new binding`);
+    logWrapped((l) => out.warn(l), `bound tunnel lost (${e.reason}${message ? `: ${message}` : ''}); asking for a new binding`, LINE_WIDTH - 'warning: '.length);
   });
   exposer.on('connect-error', (e: { error: UdpTunnelError; attempt: number; willRetry: boolean }) => {
     const message = flagMessage(e.error);
     const status = e.error.details['status'];
     out.event('connect-error', { code: e.error.code, message, attempt: e.attempt, willRetry: e.willRetry, ...(typeof status === 'number' ? { status } : {}) });
-    if (e.willRetry) out.info(`attempt ${e.attempt} failed: ${message}; retrying`);
+    if (e.willRetry) logWrapped(info, `attempt ${e.attempt} failed: ${message}; retrying`);
   });
 }
 

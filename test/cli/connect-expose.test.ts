@@ -93,6 +93,30 @@ describe('connect --expose output and refusals', () => {
     }
   });
 
+  it('announces a new binding after serve restarts on the same address', async () => {
+    let serve = startCli(['serve', '--listen', '127.0.0.1:0', '--allow-bind', '--allow', '127.0.0.1', '--json']);
+    let connect: CliProcess | null = null;
+    try {
+      const port = Number((await serve.waitForEvent('listening'))['port']);
+      connect = startCli(['connect', '-p', `http://127.0.0.1:${port}`, '--expose', '127.0.0.1:9', '--backoff-base', '20ms', '--backoff-max', '200ms', '--json']);
+      await connect.waitForEvent('exposed');
+      assert.equal(await serve.stop('SIGINT'), 0);
+      const lost = await connect.waitForEvent('tunnel-lost');
+      assert.match(String(lost['reason']), /^tunnel-(closed|ended)$/);
+      serve = startCli(['serve', '--listen', `127.0.0.1:${port}`, '--allow-bind', '--allow', '127.0.0.1', '--json']);
+      await serve.waitForEvent('listening');
+      await waitUntil(() => connect!.lines.filter((x) => x['event'] === 'exposed').length === 2, 20_000, 'the second exposed event');
+      const again = connect.lines.filter((x) => x['event'] === 'exposed')[1]!;
+      assert.equal(again['reopened'], true);
+      assert.equal(await connect.stop('SIGINT'), 0);
+      const shutdown = connect.lines.find((x) => x['event'] === 'shutdown')!;
+      assert.equal((shutdown['counters'] as Record<string, number>)['tunnelsOpened'], 2);
+    } finally {
+      await connect?.stop();
+      await serve.stop();
+    }
+  });
+
   it('exits 1 with UT_ERR_TUNNEL_REFUSED when the proxy does not allow bind', async () => {
     const serve = startCli(['serve', '--listen', '127.0.0.1:0', '--json']);
     try {
