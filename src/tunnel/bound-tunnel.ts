@@ -26,9 +26,9 @@ import {
   parseProxyPublicAddress,
   type BindTarget,
 } from './codec/bind.js';
-import { DEFAULT_MAX_CAPSULE_LENGTH } from './codec/capsule-decoder.js';
 import { MAX_UDP_PAYLOAD } from './codec/datagram.js';
 import { DatagramChannel } from './datagram-channel.js';
+import { CLIENT_DEFAULTS } from './defaults.js';
 import { ErrorCodes, UdpTunnelError } from './errors.js';
 import { checkMaxDatagram } from './limits.js';
 import type { Transport, TunnelHandle } from './transport/types.js';
@@ -227,14 +227,14 @@ export class BoundTunnel extends EventEmitter {
     this.publicAddresses = publicAddresses;
     this.families = new Set(publicAddresses.map((a) => a.ipVersion));
     this.maxDatagram = checkMaxDatagram(opts.maxDatagram ?? MAX_UDP_PAYLOAD);
-    this.maxStreamBuffer = opts.maxStreamBuffer ?? 256 * 1024;
+    this.maxStreamBuffer = opts.maxStreamBuffer ?? CLIENT_DEFAULTS.maxStreamBuffer;
     this.awaitAck = opts.awaitAck ?? false;
     // Draft §3: the target was `*`, so context ID 0 is not used on this tunnel.
     this.contexts = new BindContexts({ side: 'client', wildcardTarget: true, ...(opts.maxContexts !== undefined ? { maxContexts: opts.maxContexts } : {}) });
     this.channel = new DatagramChannel(handle.stream, {
       session: opts.session ?? 'bind',
       role: 'client',
-      maxCapsuleLength: opts.maxCapsuleLength ?? DEFAULT_MAX_CAPSULE_LENGTH,
+      maxCapsuleLength: opts.maxCapsuleLength ?? CLIENT_DEFAULTS.maxCapsuleLength,
       maxWriteBuffer: this.maxStreamBuffer,
       // Context datagrams are measured here, on their UDP payload; the channel's own check covers context 0 only.
       maxDatagram: MAX_UDP_PAYLOAD,
