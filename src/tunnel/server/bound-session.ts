@@ -2,7 +2,6 @@ import { Buffer } from 'node:buffer';
 import dgram from 'node:dgram';
 import type { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
-import type { Duplex } from 'node:stream';
 import { BindContexts } from '../bind-contexts.js';
 import {
   CAPSULE_TYPE_COMPRESSION_ACK,
@@ -25,41 +24,30 @@ import {
   parseIpv6,
   type BindTarget,
 } from '../codec/bind.js';
-import { DatagramChannel, emptyChannelCounters, type ChannelDropKind } from '../datagram-channel.js';
-import { tapChannel } from '../diagnostics.js';
+import { DatagramChannel, emptyChannelCounters } from '../datagram-channel.js';
 import { ErrorCodes, UdpTunnelError } from '../errors.js';
 import { IdleTimer } from '../idle-timer.js';
 import { maxDatagramTo } from '../limits.js';
 import { isLocalResourceError } from '../local-resource.js';
 import type { ResolvedAddress } from '../resolver.js';
-import { addSessionTotals, emptySessionTotals, type ServerCounters, type ServerSessionStats, type ServerSessionTotals } from './counters.js';
+import type { ServerCounters, ServerSessionStats } from './counters.js';
 import type { ResolvedServerOptions } from './options.js';
 import type { Refusals } from './refusals.js';
 import type { RequestFront } from './request-front.js';
 import { publishTapOpen, type RelaySessions } from './session.js';
+import { SessionTable, type TableSession } from './session-table.js';
 
 /** One bound tunnel (draft-ietf-masque-connect-udp-listen): a public UDP socket, its contexts and the client's stream. */
-interface BoundSession {
-  id: string;
-  front: RequestFront;
-  stream: Duplex;
-  udp: dgram.Socket;
+interface BoundSession extends TableSession {
   /** The bound port, given back on close. */
   port: number;
-  /** The client address whose bound-port quota this session holds. */
-  clientKey: string;
-  channel: DatagramChannel;
   contexts: BindContexts;
-  idle: IdleTimer;
-  stats: ServerSessionStats;
   /** Context 0's target when the request named one (draft §3), else null (`*`). */
   target: (BindTarget & { sendAddress: string }) | null;
   /** Address families the bound socket can send to. */
   reaches: ReadonlySet<4 | 6>;
   /** Stream offsets at which the compression answers still waiting behind flow control end (draft §9). */
   responses: number[];
-  closed: boolean;
-  release: () => void;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -82,13 +70,8 @@ function isWildcard(address: string): boolean {
  * relays per the draft's contexts (§3-§5) with the target policy applied to every destination and registration (§9),
  * and ends it. Emits 'session-open' (with `bound`) and 'session-close' on the server, like the plain relay.
  */
-export class BoundSessions {
-  private readonly opts: ResolvedServerOptions;
-  private readonly counters: ServerCounters;
-  private readonly refusals: Refusals;
-  private readonly events: EventEmitter;
+export class BoundSessions extends SessionTable<BoundSession> {
   private readonly relay: RelaySessions;
-  private readonly sessions = new Set<BoundSession>();
   /** Bound ports held per client address (maxBoundPortsPerClient). */
   private readonly perClient = new Map<string, number>();
   /** Ports of the range this server holds, so a bind does not try them. */
@@ -96,39 +79,11 @@ export class BoundSessions {
   /** Ports bound or being bound now (maxBoundPorts). */
   private reservedPorts = 0;
   private nextId = 1;
-  private closing = false;
-  private readonly closedTotals: ServerSessionTotals = emptySessionTotals();
 
   /** Relays by `opts`, counts into `counters`, refuses through `refusals`, emits on `events`; resolves through `relay`. */
   constructor(opts: ResolvedServerOptions, counters: ServerCounters, refusals: Refusals, events: EventEmitter, relay: RelaySessions) {
-    this.opts = opts;
-    this.counters = counters;
-    this.refusals = refusals;
-    this.events = events;
+    super(opts, counters, refusals, events);
     this.relay = relay;
-  }
-
-  /** Bound tunnels relaying now. */
-  get size(): number {
-    return this.sessions.size;
-  }
-
-  /** Traffic and drops of every bound session so far. */
-  totals(): ServerSessionTotals {
-    const t = { ...this.closedTotals };
-    for (const s of this.sessions) {
-      addSessionTotals(t, s.channel.counters);
-      t.dropUdpSend += s.stats.dropUdpSend;
-      t.dropSendQueue += s.stats.dropSendQueue;
-      t.targetUnreachable += s.stats.targetUnreachable;
-    }
-    return t;
-  }
-
-  /** Closes every bound session. */
-  shutdown(): void {
-    this.closing = true;
-    for (const s of [...this.sessions]) this.closeSession(s, 'server-shutdown');
   }
 
   /** The address bound sockets use: the option, else the listen host (the IPv4 wildcard when that is a name). */
@@ -222,7 +177,6 @@ export class BoundSessions {
       stream,
       udp,
       port: bound.port,
-      clientKey,
       stats,
       target: zero,
       reaches,
@@ -252,30 +206,12 @@ export class BoundSessions {
       this.counters.idleTimeouts++;
       this.closeSession(s, 'idle-timeout');
     });
-    udp.removeAllListeners('error');
+    // An unconnected socket may hear ICMP errors of its sends: one target's trouble, not the socket's (see watch()).
+    this.watch(s);
     udp.on('message', (msg, rinfo) => this.fromPeer(s, msg, rinfo));
-    udp.on('error', (err: NodeJS.ErrnoException) => {
-      // An unconnected socket hears ICMP errors of its sends on some systems: one target's trouble, not the socket's.
-      if (ICMP_UNREACHABLE_CODES.has(String(err.code))) {
-        stats.targetUnreachable++;
-        this.counters.targetUnreachable++;
-        return;
-      }
-      this.closeSession(s, `udp-error:${err.code ?? err.message}`);
-    });
-    stream.on('close', () => {
-      const rst = (stream as { rstCode?: number }).rstCode;
-      this.closeSession(s, rst ? `stream-reset:${rst}` : 'stream-closed');
-    });
-    stream.on('end', () => {
-      if (!s.closed && !stream.writableEnded) stream.end();
-    });
-    this.sessions.add(s);
-    this.counters.sessionsTotal++;
-    this.counters.sessionsActive++;
     this.counters.bind.sessions++;
     this.counters.bind.portsInUse++;
-    this.events.emit('session-open', { id, client: stats.client, target: stats.target, resolved: stats.resolved, transport, bound: stats.bound });
+    this.add(s, { id, client: stats.client, target: stats.target, resolved: stats.resolved, transport, bound: stats.bound });
   }
 
   /** What a socket of `family` passes to send() for `address`: IPv4 targets of a dual-stack socket as mapped IPv6. */
@@ -456,42 +392,11 @@ export class BoundSessions {
     s.responses.push(s.channel.writtenBytes);
   }
 
-  private onDrop(kind: ChannelDropKind): void {
-    if (kind === 'oversize') this.counters.limits.datagramSize++;
-    else if (kind === 'backpressure') this.counters.limits.streamBuffer++;
-  }
-
-  private onMalformed(s: BoundSession, err: UdpTunnelError): void {
-    this.counters.malformedStreams++;
-    if (err.code === ErrorCodes.CAPSULE_TOO_LARGE) this.counters.limits.capsuleLength++;
-    this.closeSession(s, `malformed: ${err.message}`, 'malformed');
-  }
-
-  private closeSession(s: BoundSession, reason: string, end: 'malformed' | 'close' = 'close'): void {
-    if (s.closed) return;
-    s.closed = true;
-    s.idle.stop();
-    s.release();
-    this.sessions.delete(s);
-    this.counters.sessionsActive--;
+  protected override onClosed(_s: BoundSession): void {
     this.counters.bind.portsInUse--;
-    try {
-      s.udp.close();
-    } catch {
-      /* already closed */
-    }
-    s.front.end(end);
-    const stats = s.stats;
-    Object.assign(stats, s.channel.counters);
-    stats.durationMs = Date.now() - stats.openedAt;
-    stats.closeReason = reason;
-    addSessionTotals(this.closedTotals, stats);
-    if (tapChannel.hasSubscribers) tapChannel.publish({ kind: 'close', session: s.id, time: Date.now(), reason });
-    this.events.emit('session-close', stats);
   }
 }
 
-const ICMP_UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH']);
 
 /** Binds one UDP socket; a failure (thrown or as an 'error' event) closes it and is returned. */
 function bindOnce(host: string, family: 4 | 6, port: number): Promise<{ udp: dgram.Socket } | { error: Error }> {

@@ -1,10 +1,6 @@
 import type { AuthHeaders } from '../auth.js';
-import { DEFAULT_MAX_CAPSULE_LENGTH } from '../codec/capsule-decoder.js';
-import { MAX_UDP_PAYLOAD } from '../codec/datagram.js';
 import type { PostRoutes } from './connect-udp-request.js';
 import { checkMaxDatagram, checkMaxUdpSendQueue } from '../limits.js';
-import { DEFAULT_MAX_UDP_SEND_QUEUE } from '../udp-socket.js';
-import { DEFAULT_URI_TEMPLATE } from '../uri-template.js';
 import type { ServerTlsOptions } from './listener.js';
 
 /**

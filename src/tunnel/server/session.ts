@@ -1,34 +1,21 @@
 import dgram from 'node:dgram';
 import type { EventEmitter } from 'node:events';
-import type http2 from 'node:http2';
-import type { Duplex } from 'node:stream';
 import { formatHostPort } from '../address.js';
-import { DatagramChannel, emptyChannelCounters, type ChannelDropKind } from '../datagram-channel.js';
+import { DatagramChannel, emptyChannelCounters } from '../datagram-channel.js';
 import { tapChannel } from '../diagnostics.js';
-import { ErrorCodes, type UdpTunnelError } from '../errors.js';
 import { IdleTimer } from '../idle-timer.js';
 import { maxDatagramTo } from '../limits.js';
 import { isLocalResourceError } from '../local-resource.js';
 import { Resolver, type ResolvedAddress } from '../resolver.js';
 import type { TunnelMode } from './connect-udp-request.js';
-import { addSessionTotals, emptySessionTotals, type ServerCounters, type ServerSessionStats, type ServerSessionTotals } from './counters.js';
+import type { ServerCounters, ServerSessionStats } from './counters.js';
 import type { ResolvedServerOptions } from './options.js';
 import type { RefusalTarget, Refusals } from './refusals.js';
 import type { RequestFront } from './request-front.js';
+import { SessionTable, isIcmpUnreachable, type TableSession } from './session-table.js';
 
 /** One relayed tunnel: the request's front and stream, its connected UDP socket and the channel between them. */
-interface RelaySession {
-  id: string;
-  front: RequestFront;
-  stream: Duplex;
-  udp: dgram.Socket;
-  channel: DatagramChannel;
-  idle: IdleTimer;
-  stats: ServerSessionStats;
-  closed: boolean;
-  /** Gives back the server-wide and per-connection slots. */
-  release: () => void;
-}
+type RelaySession = TableSession;
 
 const CREDENTIAL_HEADERS = new Set(['authorization', 'proxy-authorization']);
 
@@ -63,48 +50,14 @@ export function publishTapOpen(id: string, front: RequestFront, extra: Record<st
  * DatagramChannel over the request's stream) and ends it (stream or socket closed, idle, malformed, shutdown).
  * Emits 'session-open' and 'session-close' (ServerSessionStats) on the server.
  */
-export class RelaySessions {
-  private readonly opts: ResolvedServerOptions;
-  private readonly counters: ServerCounters;
-  private readonly refusals: Refusals;
-  private readonly events: EventEmitter;
+export class RelaySessions extends SessionTable<RelaySession> {
   private readonly resolver: Resolver;
-  private readonly sessions = new Set<RelaySession>();
   private nextId = 1;
-  private closing = false;
-  /** The traffic of the sessions that have ended, summed (totals() adds the live ones). */
-  private readonly closedTotals: ServerSessionTotals = emptySessionTotals();
 
   /** Relays by `opts`, counts into `counters`, refuses through `refusals`, emits on `events` (the TunnelServer). */
   constructor(opts: ResolvedServerOptions, counters: ServerCounters, refusals: Refusals, events: EventEmitter) {
-    this.opts = opts;
-    this.counters = counters;
-    this.refusals = refusals;
-    this.events = events;
+    super(opts, counters, refusals, events);
     this.resolver = new Resolver({ ...(opts.dnsServers ? { servers: opts.dnsServers } : {}), timeoutMs: opts.dnsTimeoutMs });
-  }
-
-  /** Number of sessions relaying now. */
-  get size(): number {
-    return this.sessions.size;
-  }
-
-  /** Traffic and drops of every session so far; one pass over the live sessions, nothing on the data path. */
-  totals(): ServerSessionTotals {
-    const t = { ...this.closedTotals };
-    for (const s of this.sessions) {
-      addSessionTotals(t, s.channel.counters);
-      t.dropUdpSend += s.stats.dropUdpSend;
-      t.dropSendQueue += s.stats.dropSendQueue;
-      t.targetUnreachable += s.stats.targetUnreachable;
-    }
-    return t;
-  }
-
-  /** Closes every session; requests still being set up are refused from now on. */
-  shutdown(): void {
-    this.closing = true;
-    for (const s of [...this.sessions]) this.closeSession(s, 'server-shutdown');
   }
 
   /**
@@ -174,33 +127,13 @@ export class RelaySessions {
       this.counters.idleTimeouts++;
       this.closeSession(session, 'idle-timeout');
     });
-    udp.removeAllListeners('error');
+    // RFC 9298 §3.1 and ICMP unreachable: see watch(); an unreachable target keeps its session (counted).
+    this.watch(session);
     udp.on('message', (msg) => {
       session.idle.touch();
       session.channel.send(msg);
     });
-    udp.on('error', (err: NodeJS.ErrnoException) => {
-      // RFC 9298 §3.1: the stream MUST close once the OS reports the socket no longer usable, which an ICMP
-      // Destination Unreachable can cause. An unreachable port, host or network does not do that to a connected
-      // UDP socket: the OS reports the error once and the socket keeps sending and receiving (the target may be
-      // restarting, or its port may open later). UDP is connectionless, so the session stays and the error is
-      // counted; closing would only make the client open a new tunnel for its next datagram. The idle timeout ends
-      // a session left without traffic. Any other socket error is taken as the socket being unusable.
-      if (isIcmpUnreachable(err)) return this.countUnreachable(stats);
-      this.closeSession(session, `udp-error:${err.code ?? err.message}`);
-    });
-    stream.on('close', () => {
-      const rst = (stream as Partial<http2.ServerHttp2Stream>).rstCode;
-      this.closeSession(session, rst ? `stream-reset:${rst}` : 'stream-closed');
-    });
-    stream.on('end', () => {
-      // The client finished sending; end our half too so the stream closes cleanly.
-      if (!session.closed && !stream.writableEnded) stream.end();
-    });
-    this.sessions.add(session);
-    this.counters.sessionsTotal++;
-    this.counters.sessionsActive++;
-    this.events.emit('session-open', { id, client: stats.client, target: stats.target, resolved: target.address, transport });
+    this.add(session, { id, client: stats.client, target: stats.target, resolved: target.address, transport });
   }
 
   /**
@@ -243,11 +176,6 @@ export class RelaySessions {
       return null;
     }
     return chosen;
-  }
-
-  private countUnreachable(stats: ServerSessionStats): void {
-    stats.targetUnreachable++;
-    this.counters.targetUnreachable++;
   }
 
   /**
@@ -293,45 +221,4 @@ export class RelaySessions {
     if (isLocalResourceError(err)) return this.refusals.localResourceError(err, front);
     this.refusals.refuse(front, 502, 'destination_ip_unroutable', err.message, {}, undefined, about);
   }
-
-  private onDrop(kind: ChannelDropKind): void {
-    if (kind === 'oversize') this.counters.limits.datagramSize++;
-    else if (kind === 'backpressure') this.counters.limits.streamBuffer++;
-  }
-
-  private onMalformed(session: RelaySession, err: UdpTunnelError): void {
-    this.counters.malformedStreams++;
-    if (err.code === ErrorCodes.CAPSULE_TOO_LARGE) this.counters.limits.capsuleLength++;
-    this.closeSession(session, `malformed: ${err.message}`, 'malformed');
-  }
-
-  /** Ends a session once; `end` says how its stream ends (RFC 9297 §3.3: a malformed one is aborted). */
-  private closeSession(session: RelaySession, reason: string, end: 'malformed' | 'close' = 'close'): void {
-    if (session.closed) return;
-    session.closed = true;
-    session.idle.stop();
-    session.release();
-    this.sessions.delete(session);
-    this.counters.sessionsActive--;
-    try {
-      session.udp.close();
-    } catch {
-      /* already closed */
-    }
-    session.front.end(end);
-    const stats = session.stats;
-    Object.assign(stats, session.channel.counters);
-    stats.durationMs = Date.now() - stats.openedAt;
-    stats.closeReason = reason;
-    addSessionTotals(this.closedTotals, stats);
-    if (tapChannel.hasSubscribers) tapChannel.publish({ kind: 'close', session: session.id, time: Date.now(), reason });
-    this.events.emit('session-close', stats);
-  }
-}
-
-/** Errors a connected UDP socket reports for an ICMP destination unreachable (port, host or network). */
-const ICMP_UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH']);
-
-function isIcmpUnreachable(err: Error): boolean {
-  return ICMP_UNREACHABLE_CODES.has(String((err as NodeJS.ErrnoException).code));
 }
