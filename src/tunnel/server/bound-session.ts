@@ -384,12 +384,17 @@ export class BoundSessions extends SessionTable<BoundSession> {
     if (s.closed) return;
     const flushed = s.channel.flushedBytes;
     while (s.responses.length > 0 && s.responses[0]! <= flushed) s.responses.shift();
-    if (s.responses.length >= this.opts.maxBindResponses) {
+    // Draft §9 bounds the answers that cannot be sent now because of flow control. Answers written while the stream
+    // keeps up leave with this turn's writes (a burst of registrations is answered in one go); only those written
+    // while the stream is backed up (over its high-water mark) wait, and are counted.
+    const stream = s.stream;
+    const backedUp = stream.writableNeedDrain || stream.writableLength > stream.writableHighWaterMark;
+    if (backedUp && s.responses.length >= this.opts.maxBindResponses) {
       this.counters.limits.bindResponses++;
       return this.closeSession(s, `${s.responses.length} compression answers waiting behind flow control`, 'malformed');
     }
     s.channel.sendCapsule(type, value);
-    s.responses.push(s.channel.writtenBytes);
+    if (backedUp) s.responses.push(s.channel.writtenBytes);
   }
 
   protected override onClosed(_s: BoundSession): void {

@@ -386,6 +386,17 @@ describe('serve --allow-bind: limits', () => {
     await b.raw.close();
   });
 
+  it('maxBindResponses: a burst of registrations on a stream that keeps up is answered in full', async () => {
+    const s = await server(host, { maxBindResponses: 4 });
+    const b = await openBound(s, host);
+    const burst: Buffer[] = [];
+    for (let i = 0; i < 100; i++) burst.push(assign(2 + 2 * i, target(host, 20000 + i)));
+    b.send(Buffer.concat(burst));
+    await waitUntil(() => b.capsules.filter(isType(CAPSULE_TYPE_COMPRESSION_ACK)).length === 100, 10_000, '100 ACKs');
+    assert.equal(s.counters.limits.bindResponses, 0);
+    await b.raw.close();
+  });
+
   it('maxBindResponses: answers stuck behind flow control past the limit abort the stream (draft §9)', async () => {
     const s = await server(host, { maxBindResponses: 4 });
     const b = await openBound(s, host);
