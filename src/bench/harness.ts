@@ -5,15 +5,17 @@ import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { isIP } from 'node:net';
 import { formatHostPort, parseHostPort } from '../tunnel/address.js';
+import { DEFAULT_MAX_BIND_CONTEXTS } from '../tunnel/bind-contexts.js';
 import { ErrorCodes, UdpTunnelError } from '../tunnel/errors.js';
 import { startEchoInWorker } from './echo-server.js';
 import type { EchoStats, EchoWorker } from './echo-server.js';
 import { DEFAULT_DRAIN_MS, DEFAULT_TIMEOUT_MS, normalizeLoadOptions, runLoadInWorker } from './generator.js';
 import type { LoadMode, LoadOptions, LoadProgress } from './load-types.js';
-import { BENCH_MODES, DEFAULT_BENCH_MODE, DEFAULT_BENCH_POST_PATH, benchMode, checkBenchPostPath, isBareRelayMode } from './modes.js';
+import { BENCH_MODES, DEFAULT_BENCH_MODE, DEFAULT_BENCH_POST_PATH, benchEntry, benchMode, checkBenchPostPath, isBareRelayMode } from './modes.js';
 import {
   BENCH_SCHEMA,
   addedLatency,
+  compressedShare,
   benchWarnings,
   evaluateBenchFailIf,
   metricRatios,
@@ -25,6 +27,7 @@ import type {
   BenchDocument,
   BenchEnvironment,
   BenchParameters,
+  BenchWarning,
   ComponentReport,
   IdleSessionMemory,
   PathResult,
@@ -181,6 +184,20 @@ export function normalizeBenchOptions(o: BenchOptions): Normalized {
       ErrorCodes.INVALID_OPTION,
       'mode bare-relay measures two local bare relays in place of serve and connect; it cannot use an external proxy',
       { option: 'proxy', related: ['mode'] },
+    );
+  }
+  if (proxy !== null && benchEntry(modeSpec) === 'expose') {
+    throw new UdpTunnelError(
+      ErrorCodes.INVALID_OPTION,
+      `mode ${mode} measures a bound tunnel to the bench's own serve (with allowBind) and sends to its public port; it cannot use an external proxy`,
+      { option: 'proxy', related: ['mode'] },
+    );
+  }
+  if (modeSpec.onlyIsolation !== undefined && isolation !== modeSpec.onlyIsolation.isolation) {
+    throw new UdpTunnelError(
+      ErrorCodes.INVALID_OPTION,
+      `mode ${mode} runs with isolation ${modeSpec.onlyIsolation.isolation} only (${modeSpec.onlyIsolation.why})`,
+      { option: 'isolation', value: isolation, related: ['mode'] },
     );
   }
   if (proxy !== null && o.tls) {
@@ -454,9 +471,38 @@ export async function runBench(options: BenchOptions): Promise<BenchDocument> {
     components,
     echo: echoStats,
     idleSessionMemory: idle,
-    warnings: benchWarnings(runs, echoStats?.dropped ?? 0, isBareRelayMode(p.mode) ? 'relay' : 'tunnel'),
+    warnings: [
+      ...benchWarnings(runs, echoStats?.dropped ?? 0, isBareRelayMode(p.mode) ? 'relay' : 'tunnel'),
+      ...boundTunnelWarnings(p, components),
+    ],
     failIf: options.failIf ? evaluateBenchFailIf(options.failIf.spec, options.failIf.conditions, summary) : null,
   };
+}
+
+/** Below this share of datagrams on compressed contexts, a compressing bound tunnel is not measured as one. */
+const MIN_COMPRESSED_SHARE = 0.99;
+
+/**
+ * Warnings of modes with a bound tunnel: when the tunnel was meant to compress but a noticeable share of its
+ * datagrams went on the uncompressed context (a tunnel holds a limited number of contexts, and each run's flows
+ * are new peers whose contexts stay open until connect forgets them).
+ */
+function boundTunnelWarnings(p: BenchParameters, components: readonly ComponentReport[]): BenchWarning[] {
+  const mode = benchMode(p.mode);
+  if (benchEntry(mode) !== 'expose' || mode.exposerOptions?.compress === false) return [];
+  const share = compressedShare(components.find((c) => c.role === 'connect'));
+  if (share === null) return [];
+  const low = [share.rx, share.tx].filter((x): x is number => x !== null && x < MIN_COMPRESSED_SHARE);
+  if (low.length === 0) return [];
+  return [
+    {
+      code: 'BIND_UNCOMPRESSED',
+      message:
+        `only ${(Math.min(...low) * 100).toFixed(1)}% of the bound tunnel's datagrams used compressed contexts: a tunnel holds a ` +
+        `limited number (${DEFAULT_MAX_BIND_CONTEXTS} by default, the uncompressed one included) and each run's flows are new peers, ` +
+        "kept until connect's idle timeout",
+    },
+  ];
 }
 
 /** System-wide UDP (IPv4 + IPv6) datagrams dropped at full socket buffers so far, from Linux /proc; null elsewhere. */
