@@ -27,3 +27,27 @@ export * from './inspect/index.js';
 export * from './tunnel/proxy-probe.js';
 export * from './tunnel/tunnel-check.js';
 export type * from './tunnel/failure-hint.js';
+export {
+  BIND_DRAFT,
+  CONNECT_UDP_BIND_HEADER,
+  PROXY_PUBLIC_ADDRESS_HEADER,
+  decodeCompressionAck,
+  decodeCompressionAssign,
+  decodeCompressionClose,
+  decodeUncompressedDatagram,
+  encodeCompressionAck,
+  encodeCompressionAssign,
+  encodeCompressionClose,
+  encodeUncompressedDatagram,
+  formatConnectUdpBind,
+  formatIpPort,
+  formatProxyPublicAddress,
+  parseConnectUdpBind,
+  parseIpPort,
+  parseProxyPublicAddress,
+} from './tunnel/codec/bind.js';
+export type { BindTarget, CompressionAssign, ConnectUdpBindResult, ProxyPublicAddressResult, UncompressedDatagram } from './tunnel/codec/bind.js';
+export { BindContexts, DEFAULT_MAX_BIND_CONTEXTS } from './tunnel/bind-contexts.js';
+export type * from './tunnel/bind-contexts.js';
+export * from './tunnel/bound-tunnel.js';
+export * from './tunnel/expose.js';

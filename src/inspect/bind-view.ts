@@ -17,6 +17,12 @@ export interface BindSessionOptions {
   rules: boolean;
   /** Both directions are decoded: ACKs can be matched to the other side's ASSIGNs (false for a one-way raw stream). */
   bothDirections: boolean;
+  /**
+   * The request was seen: when it did not ask for bind, capsule types 0x11-0x13 mean nothing in the session (RFC 9297
+   * §3.2: unknown types are skipped), so they are shown but neither checked nor able to stop decoding. Without a
+   * request (raw input) they are taken as bind capsules.
+   */
+  requestSeen?: boolean;
 }
 
 /** What a datagram's context ID means in a bind session. */

@@ -301,6 +301,15 @@ export class CapsuleView {
     const name = capsuleTypeName(type);
     let fields: Partial<CapsuleEvent>;
     let broken: Error | null;
+    if (this.bind.options.requestSeen === true && !this.bind.options.enabled) {
+      try {
+        if (type !== CAPSULE_TYPE_COMPRESSION_ASSIGN) return { contextId: type === CAPSULE_TYPE_COMPRESSION_ACK ? decodeCompressionAck(value) : decodeCompressionClose(value) };
+        const a = decodeCompressionAssign(value);
+        return a.ipVersion === 0 ? { contextId: a.contextId, ipVersion: 0, address: null, port: null } : { contextId: a.contextId, ipVersion: a.ipVersion, address: a.address, port: a.port };
+      } catch {
+        return {};
+      }
+    }
     try {
       if (type === CAPSULE_TYPE_COMPRESSION_ASSIGN) {
         const a = decodeCompressionAssign(value);

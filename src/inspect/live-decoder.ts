@@ -79,7 +79,7 @@ export class LiveSessionDecoder {
   request(session: string, t: number, head: RequestHead): void {
     const ev = requestEvent(session, t, head);
     const decode = isCapsuleRequest(head, ev.capsuleProtocol, this.opts.capsuleStreams ?? 'auto');
-    if (!this.sessions.has(session)) this.open(session, decode, requestsBind(head.headers));
+    if (!this.sessions.has(session)) this.open(session, decode, requestsBind(head.headers), true);
     this.emit(ev);
   }
 
@@ -161,14 +161,14 @@ export class LiveSessionDecoder {
     return this.sessions.get(session)?.tunnel ?? false;
   }
 
-  private open(session: string, decode: boolean, bind = false): LiveSession | null {
+  private open(session: string, decode: boolean, bind = false, requestSeen = false): LiveSession | null {
     this.stats.sessions++;
     if (this.sessions.size >= this.maxSessions) {
       this.stats.droppedSessions++;
       if (this.dropped.size < this.maxSessions) this.dropped.add(session);
       return null;
     }
-    const b = new BindSession({ enabled: bind, rules: this.opts.bindRules ?? false, bothDirections: true });
+    const b = new BindSession({ enabled: bind, rules: this.opts.bindRules ?? false, bothDirections: true, requestSeen });
     const s: LiveSession = {
       id: session,
       views: decode ? [this.newView(session, '->', b), this.newView(session, '<-', b)] : [null, null],

@@ -134,7 +134,7 @@ class CaptureSession {
 
   openViews(settings: Settings, bind: boolean): void {
     this.tunnel = true;
-    const session = new BindSession({ enabled: bind, rules: settings.bindRules, bothDirections: true });
+    const session = new BindSession({ enabled: bind, rules: settings.bindRules, bothDirections: true, requestSeen: true });
     for (const role of [0, 1] as const) {
       this.views[role] = new CapsuleView({
         bind: session,

@@ -8,6 +8,7 @@ import { parsePins } from '../../tunnel/transport/proxy-socket.js';
 import { UsageError } from '../errors.js';
 import { forwardFromEntry, forwardFromSpec, parseForwardSpec, type ForwardDefaults, type ResolvedForward } from '../forwards.js';
 import { makeOutput } from '../common-options.js';
+import { checkExposeCombinations, runExpose } from '../expose.js';
 import { startInspectTap } from '../inspect-tap.js';
 import { openKeylog } from '../keylog.js';
 import { untilShutdown } from '../lifecycle.js';
@@ -24,15 +25,18 @@ function checkCombinations(o: ConnectOptions, r: ResolvedOptions<ConnectOptions>
   if (o.proxy.length === 0) throw new UsageError('--proxy URL is required (or UDP_TUNNEL_PROXY, or proxy: in the --config file)');
   const proxies = splitProxyList(o.proxy);
   if (proxies.length === 1 && given('proxy-strategy')) throw new UsageError('--proxy-strategy needs two or more --proxy URLs');
-  const forwards = forwardsGiven(r);
+  // --expose reopens lost tunnels with the backoff, so it applies even with --max-connect-attempts 1.
+  const expose = o.expose !== undefined;
+  if (expose) checkExposeCombinations(o, r);
+  const forwards = expose ? null : forwardsGiven(r);
   if (forwards !== null) {
     for (const f of ['local', 'target']) if (given(f)) throw new UsageError(`--${f} does not apply with ${forwards}: each forward names its own local port and target; drop --${f}`);
     if (forwards === '-L' && o.mode === 'post') throw new UsageError('-L names a target, which --mode post does not use: list POST forwards in the config file\'s forwards: (mode: post)');
     if (forwards === '-L' && given('post-path')) throw new UsageError('--post-path does not apply with -L (CONNECT-UDP forwards)');
-  } else if (o.mode === 'connect-udp' && o.target === undefined) {
+  } else if (!expose && o.mode === 'connect-udp' && o.target === undefined) {
     throw new UsageError('--target HOST:PORT is required in connect-udp mode');
   }
-  if (forwards === null && o.mode === 'post') {
+  if (forwards === null && o.mode === 'post' && !expose) {
     if (given('target')) throw new UsageError('--target does not apply with --mode post: the proxy maps --post-path to its target; drop --target');
     if (given('template')) throw new UsageError('--template does not apply with --mode post: drop --template');
     if (o.http !== '2') throw new UsageError('--mode post runs over HTTP/2 only; drop --http 1.1');
@@ -42,7 +46,7 @@ function checkCombinations(o: ConnectOptions, r: ResolvedOptions<ConnectOptions>
   if (!o.buffer) {
     for (const f of ['max-buffered-datagrams', 'max-buffered-bytes']) if (given(f)) throw new UsageError(`--${f} has no effect with --no-buffer`);
   }
-  if (o['max-connect-attempts'] === 1) {
+  if (o['max-connect-attempts'] === 1 && !expose) {
     for (const f of ['backoff-base', 'backoff-max']) {
       if (given(f)) throw new UsageError(`--${f} has no effect with --max-connect-attempts 1 (no retries); raise --max-connect-attempts`);
     }
@@ -104,6 +108,7 @@ function resolveForwards(o: ConnectOptions, r: ResolvedOptions<ConnectOptions>):
 /** `udp-tunnel connect`: local UDP ports -> proxy -> targets. */
 export async function runConnect(o: ConnectOptions, r: ResolvedOptions<ConnectOptions>): Promise<void> {
   checkCombinations(o, r);
+  if (o.expose !== undefined) return runExpose(o, r);
   const args = o;
   const proxies = splitProxyList(args.proxy);
   const out = makeOutput(args);

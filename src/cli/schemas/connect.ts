@@ -24,6 +24,17 @@ export const CONNECT_OPTIONS = [
       'and all share one connection pool to the proxy. Per-forward settings go in the config file\'s forwards: list (docs/forwards.md).',
   },
   {
+    name: 'expose',
+    kind: 'string',
+    value: 'HOST:PORT',
+    group: LISTEN,
+    describe: 'Reverse tunnel: give the local UDP service HOST:PORT a public address',
+    details:
+      'Asks the proxy to bind a public UDP port (CONNECT-UDP Bind, draft-ietf-masque-connect-udp-listen; serve needs --allow-bind) ' +
+      'and relays what remote peers send there to HOST:PORT, each peer from its own local port. Instead of --local/-L/--target. ' +
+      '--idle-timeout forgets idle peers, --max-sessions caps them; a lost tunnel is reopened with backoff (docs/expose.md).',
+  },
+  {
     name: 'proxy',
     short: 'p',
     kind: 'list',
@@ -73,6 +84,7 @@ export const CONNECT_OPTIONS = [
     default: showDuration(CLIENT_DEFAULTS.idleTimeoutMs),
     group: TUNNEL,
     describe: 'End a session idle this long (0 = never)',
+    details: 'With --expose: forget a remote peer idle this long (its local socket and compressed context are closed).',
   },
   {
     name: 'buffer',
@@ -125,7 +137,7 @@ export const CONNECT_OPTIONS = [
     describe: 'Append TLS secrets to FILE so Wireshark can decrypt a capture',
     advanced: true,
   },
-  { name: 'max-sessions', kind: 'int', value: 'N', min: 1, max: 1_000_000, default: CLIENT_DEFAULTS.maxSessions, group: LIMITS, describe: 'Local peers at once; more are dropped and counted' },
+  { name: 'max-sessions', kind: 'int', value: 'N', min: 1, max: 1_000_000, default: CLIENT_DEFAULTS.maxSessions, group: LIMITS, describe: 'Local peers at once; more are dropped and counted', details: 'With --expose: remote peers at once.' },
   {
     name: 'max-datagram',
     kind: 'size',

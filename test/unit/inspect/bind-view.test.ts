@@ -186,4 +186,19 @@ describe('live decoder (relay, tap): a bound session', () => {
     assert.equal(capsules(evs).find((c) => c.typeName === 'DATAGRAM')?.target, undefined);
     assert.deepEqual(errors(evs), []);
   });
+
+  it('a session that did not ask for bind: types 0x11-0x13 are unknown there, so a bad value neither stops nor breaks rules', () => {
+    const out: InspectEvent[] = [];
+    const d = new LiveSessionDecoder({ bindRules: true, onEvent: (ev) => out.push(ev) });
+    d.request('c1s1', 0, { http: '2', method: 'CONNECT', protocol: 'connect-udp', scheme: 'https', authority: 'proxy', path: '/.well-known/masque/udp/h/53/', headers: [['capsule-protocol', '?1']] });
+    // Unparseable ASSIGN, an ACK for nothing, an odd ID from the client: all fine outside a bound session.
+    d.bytes('c1s1', '->', Buffer.concat([encodeCapsule(0x11, Buffer.from('0205', 'hex')), ack(9), assign4(5, 53), dgram(0, Buffer.from('x'))]), 1);
+    d.close('c1s1', 2, 'end-stream', null);
+    const evs = JSON.parse(JSON.stringify(out)) as InspectEvent[];
+    assert.deepEqual(errors(evs), []);
+    assert.deepEqual(
+      capsules(evs).map((c) => [c.typeName, c.contextId ?? null]),
+      [['COMPRESSION_ASSIGN', null], ['COMPRESSION_ACK', 9], ['COMPRESSION_ASSIGN', 5], ['DATAGRAM', 0]],
+    );
+  });
 });
