@@ -473,7 +473,7 @@ export async function runBench(options: BenchOptions): Promise<BenchDocument> {
     idleSessionMemory: idle,
     warnings: [
       ...benchWarnings(runs, echoStats?.dropped ?? 0, isBareRelayMode(p.mode) ? 'relay' : 'tunnel'),
-      ...boundTunnelWarnings(p, components),
+      ...boundTunnelWarnings(p.mode, components),
     ],
     failIf: options.failIf ? evaluateBenchFailIf(options.failIf.spec, options.failIf.conditions, summary) : null,
   };
@@ -487,8 +487,8 @@ const MIN_COMPRESSED_SHARE = 0.99;
  * datagrams went on the uncompressed context (a tunnel holds a limited number of contexts, and each run's flows
  * are new peers whose contexts stay open until connect forgets them).
  */
-function boundTunnelWarnings(p: BenchParameters, components: readonly ComponentReport[]): BenchWarning[] {
-  const mode = benchMode(p.mode);
+export function boundTunnelWarnings(modeName: string, components: readonly ComponentReport[]): BenchWarning[] {
+  const mode = benchMode(modeName);
   if (benchEntry(mode) !== 'expose' || mode.exposerOptions?.compress === false) return [];
   const share = compressedShare(components.find((c) => c.role === 'connect'));
   if (share === null) return [];

@@ -119,7 +119,7 @@ export const BENCH_MODES: readonly BenchModeSpec[] = [
     proxyConfig: () => ({}),
     serverOptions: () => ({ allowBind: true }),
     exposerOptions: { compress: false },
-    onlyIsolation: { isolation: 'worker', why: 'connect --expose has no flag to turn compression off' },
+    onlyIsolation: { isolation: 'worker', why: 'the connect command has no way to turn compression off' },
   },
   {
     name: 'bare-relay',
