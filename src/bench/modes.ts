@@ -1,6 +1,7 @@
 import { formatHostPort } from '../tunnel/address.js';
 import type { HostPort } from '../tunnel/address.js';
 import type { ProxyConfig } from '../tunnel/client-config.js';
+import { DEFAULT_MAX_BIND_CONTEXTS } from '../tunnel/bind-contexts.js';
 import { ErrorCodes, UdpTunnelError } from '../tunnel/errors.js';
 import type { ExposerOptions } from '../tunnel/expose.js';
 import type { TunnelServerOptions } from '../tunnel/server/tunnel-server.js';
@@ -56,7 +57,19 @@ export interface BenchModeSpec {
    * absent = both.
    */
   readonly onlyIsolation?: { readonly isolation: 'process' | 'worker'; readonly why: string };
+  /**
+   * Limits of the idle-session probe (absent = none): the most sessions it opens, and how many it opens at once
+   * before waiting for their replies.
+   */
+  readonly idleProbe?: { readonly maxSessions: number; readonly burst: number };
 }
+
+/**
+ * The idle-session probe of a bound tunnel: at most as many remote peers as a tunnel holds compressed contexts (the
+ * uncompressed one takes one), so every peer measured has one; opened 32 at a time, because each new peer's context
+ * registration is answered by serve, which bounds the answers it has not yet written out (draft §9).
+ */
+const BOUND_IDLE_PROBE = { maxSessions: DEFAULT_MAX_BIND_CONTEXTS - 1, burst: 32 } as const;
 
 /** What a bench mode runs in serve's and connect's places. */
 export type BenchModeKind = 'tunnel' | 'bare-relay';
@@ -108,6 +121,7 @@ export const BENCH_MODES: readonly BenchModeSpec[] = [
     connectArgs: () => [],
     proxyConfig: () => ({}),
     serverOptions: () => ({ allowBind: true }),
+    idleProbe: BOUND_IDLE_PROBE,
   },
   {
     name: 'bind-uncompressed',
@@ -119,6 +133,7 @@ export const BENCH_MODES: readonly BenchModeSpec[] = [
     proxyConfig: () => ({}),
     serverOptions: () => ({ allowBind: true }),
     exposerOptions: { compress: false },
+    idleProbe: BOUND_IDLE_PROBE,
     onlyIsolation: { isolation: 'worker', why: 'the connect command has no way to turn compression off' },
   },
   {

@@ -106,7 +106,7 @@ export type PathTotals = Pick<LoadResult, 'sent' | 'received' | 'lost' | 'lossRa
 
 /** Something that makes the numbers less trustworthy, with a stable code. */
 export interface BenchWarning {
-  code: 'RUNS_DISAGREE' | 'DIRECT_LOSS' | 'GENERATOR_BEHIND' | 'TIMEOUTS' | 'ABORTED' | 'SINGLE_RUN' | 'NO_REPLIES' | 'ECHO_DROPS' | 'BIND_UNCOMPRESSED';
+  code: 'RUNS_DISAGREE' | 'DIRECT_LOSS' | 'GENERATOR_BEHIND' | 'TIMEOUTS' | 'ABORTED' | 'SINGLE_RUN' | 'NO_REPLIES' | 'ECHO_DROPS' | 'BIND_UNCOMPRESSED' | 'BIND_TUNNEL_LOST';
   message: string;
 }
 

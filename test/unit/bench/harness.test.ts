@@ -105,6 +105,16 @@ describe('bench/harness: a bound tunnel\'s compressed share', () => {
     assert.deepEqual(boundTunnelWarnings('bind', [connect({ ...all, rxCompressed: 980 })]).map((w) => w.code), ['BIND_UNCOMPRESSED']);
   });
 
+  it('warns in bind mode when connect lost its bound tunnel (the load went on to the first public address)', () => {
+    const lostOnce = connect(all);
+    lostOnce.counters = { ...lostOnce.counters, tunnelsLost: 1 };
+    const w = boundTunnelWarnings('bind', [lostOnce]);
+    assert.deepEqual(w.map((x) => x.code), ['BIND_TUNNEL_LOST']);
+    assert.match(w[0]!.message, /lost its bound tunnel 1 time and opened a new binding/);
+    lostOnce.counters = { ...lostOnce.counters, tunnelsLost: 0 };
+    assert.deepEqual(boundTunnelWarnings('bind', [lostOnce]), []);
+  });
+
   it('does not warn where no compression was asked for, or without a bound tunnel', () => {
     const none = connect({ rxDatagrams: 1000, rxCompressed: 0, txDatagrams: 1000, txCompressed: 0 });
     assert.deepEqual(boundTunnelWarnings('bind-uncompressed', [none]), []);

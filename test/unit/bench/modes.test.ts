@@ -74,6 +74,9 @@ describe('BENCH_MODES', () => {
     assert.equal(benchMode('bind').onlyIsolation, undefined);
     assert.deepEqual(benchMode('bind-uncompressed').exposerOptions, { compress: false });
     assert.equal(benchMode('bind-uncompressed').onlyIsolation?.isolation, 'worker');
+    // The idle probe: no more remote peers than compressed contexts (the uncompressed one takes one of 256), in small batches.
+    for (const name of ['bind', 'bind-uncompressed']) assert.deepEqual(benchMode(name).idleProbe, { maxSessions: 255, burst: 32 });
+    for (const m of BENCH_MODES.filter((x) => !x.name.startsWith('bind'))) assert.equal(m.idleProbe, undefined, m.name);
     for (const m of BENCH_MODES.filter((x) => !x.name.startsWith('bind'))) assert.equal(benchEntry(m), 'listen', m.name);
     assert.equal(isExposeMode('no-such-mode'), false);
   });
