@@ -67,7 +67,7 @@ export const BENCH_OPTIONS = [
     default: BENCH_DEFAULTS.idleSessions,
     group: TUNNEL,
     describe: 'Then open this many idle sessions and report memory each (0 = skip)',
-    details: 'With --mode bind: idle remote peers of one bound tunnel (on a fresh serve and connect), memory per peer.',
+    details: 'With --mode bind: idle remote peers of one bound tunnel (a fresh serve and connect), at most 255, opened 32 at a time; memory per peer.',
   },
   {
     name: 'isolation',
