@@ -5,15 +5,17 @@ import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { isIP } from 'node:net';
 import { formatHostPort, parseHostPort } from '../tunnel/address.js';
+import { DEFAULT_MAX_BIND_CONTEXTS } from '../tunnel/bind-contexts.js';
 import { ErrorCodes, UdpTunnelError } from '../tunnel/errors.js';
 import { startEchoInWorker } from './echo-server.js';
 import type { EchoStats, EchoWorker } from './echo-server.js';
 import { DEFAULT_DRAIN_MS, DEFAULT_TIMEOUT_MS, normalizeLoadOptions, runLoadInWorker } from './generator.js';
 import type { LoadMode, LoadOptions, LoadProgress } from './load-types.js';
-import { BENCH_MODES, DEFAULT_BENCH_MODE, DEFAULT_BENCH_POST_PATH, benchMode, checkBenchPostPath, isBareRelayMode } from './modes.js';
+import { BENCH_MODES, DEFAULT_BENCH_MODE, DEFAULT_BENCH_POST_PATH, benchEntry, benchMode, checkBenchPostPath, isBareRelayMode } from './modes.js';
 import {
   BENCH_SCHEMA,
   addedLatency,
+  compressedShare,
   benchWarnings,
   evaluateBenchFailIf,
   metricRatios,
@@ -25,6 +27,7 @@ import type {
   BenchDocument,
   BenchEnvironment,
   BenchParameters,
+  BenchWarning,
   ComponentReport,
   IdleSessionMemory,
   PathResult,
@@ -181,6 +184,20 @@ export function normalizeBenchOptions(o: BenchOptions): Normalized {
       ErrorCodes.INVALID_OPTION,
       'mode bare-relay measures two local bare relays in place of serve and connect; it cannot use an external proxy',
       { option: 'proxy', related: ['mode'] },
+    );
+  }
+  if (proxy !== null && benchEntry(modeSpec) === 'expose') {
+    throw new UdpTunnelError(
+      ErrorCodes.INVALID_OPTION,
+      `mode ${mode} measures a bound tunnel to the bench's own serve (with allowBind) and sends to its public port; it cannot use an external proxy`,
+      { option: 'proxy', related: ['mode'] },
+    );
+  }
+  if (modeSpec.onlyIsolation !== undefined && isolation !== modeSpec.onlyIsolation.isolation) {
+    throw new UdpTunnelError(
+      ErrorCodes.INVALID_OPTION,
+      `mode ${mode} runs with isolation ${modeSpec.onlyIsolation.isolation} only (${modeSpec.onlyIsolation.why})`,
+      { option: 'isolation', value: isolation, related: ['mode'] },
     );
   }
   if (proxy !== null && o.tls) {
@@ -395,7 +412,9 @@ export async function runBench(options: BenchOptions): Promise<BenchDocument> {
     // On a second, fresh serve and connect: memory freed by earlier sessions would absorb the growth on the first
     // pair, and a thousand idle sessions kept there during the runs would enlarge its heap and its GC pauses.
     if (p.idleSessions > 0 && !signal?.aborted) {
-      emit({ type: 'idle-sessions', sessions: p.idleSessions });
+      const limits = mode.idleProbe;
+      const idleSessions = Math.min(p.idleSessions, limits?.maxSessions ?? Infinity);
+      emit({ type: 'idle-sessions', sessions: idleSessions });
       // A small fixed young generation: garbage from setting sessions up is collected at once instead of growing
       // the semi-spaces in multi-megabyte steps, which would swamp the per-session growth in RSS.
       const probeOptions = p.isolation === 'process' ? [...n.nodeOptions, '--min-semi-space-size=1', '--max-semi-space-size=1'] : n.nodeOptions;
@@ -403,7 +422,7 @@ export async function runBench(options: BenchOptions): Promise<BenchDocument> {
       try {
         const probeConnect = await startComponent({ ...connectSpec(probeServe), nodeOptions: probeOptions });
         try {
-          idle = await measureIdleSessions(p.host, probeConnect.address.port, p.idleSessions, probeServe, probeConnect, signal);
+          idle = await measureIdleSessions(p.host, probeConnect.address.port, idleSessions, limits?.burst ?? Infinity, probeServe, probeConnect, signal);
         } finally {
           await probeConnect.stop();
         }
@@ -454,9 +473,49 @@ export async function runBench(options: BenchOptions): Promise<BenchDocument> {
     components,
     echo: echoStats,
     idleSessionMemory: idle,
-    warnings: benchWarnings(runs, echoStats?.dropped ?? 0, isBareRelayMode(p.mode) ? 'relay' : 'tunnel'),
+    warnings: [
+      ...benchWarnings(runs, echoStats?.dropped ?? 0, isBareRelayMode(p.mode) ? 'relay' : 'tunnel'),
+      ...boundTunnelWarnings(p.mode, components),
+    ],
     failIf: options.failIf ? evaluateBenchFailIf(options.failIf.spec, options.failIf.conditions, summary) : null,
   };
+}
+
+/** Below this share of datagrams on compressed contexts, a compressing bound tunnel is not measured as one. */
+const MIN_COMPRESSED_SHARE = 0.99;
+
+/**
+ * Warnings of modes with a bound tunnel: when connect lost it (the generator keeps sending to the first public
+ * address, so what followed went nowhere), and when the tunnel was meant to compress but a noticeable share of its
+ * datagrams went on the uncompressed context (a tunnel holds a limited number of contexts, and each run's flows are
+ * new peers whose contexts stay open until connect forgets them).
+ */
+export function boundTunnelWarnings(modeName: string, components: readonly ComponentReport[]): BenchWarning[] {
+  const mode = benchMode(modeName);
+  if (benchEntry(mode) !== 'expose') return [];
+  const connect = components.find((c) => c.role === 'connect');
+  const w: BenchWarning[] = [];
+  const lost = connect?.counters?.['tunnelsLost'];
+  if (typeof lost === 'number' && lost > 0) {
+    w.push({
+      code: 'BIND_TUNNEL_LOST',
+      message:
+        `connect lost its bound tunnel ${lost} time${lost === 1 ? '' : 's'} and opened a new binding; the load kept going to the first ` +
+        "public address, so datagrams sent after the loss went nowhere (serve's log says why it closed the tunnel)",
+    });
+  }
+  const share = mode.exposerOptions?.compress === false ? null : compressedShare(connect);
+  const low = share === null ? [] : [share.rx, share.tx].filter((x): x is number => x !== null && x < MIN_COMPRESSED_SHARE);
+  if (low.length > 0) {
+    w.push({
+      code: 'BIND_UNCOMPRESSED',
+      message:
+        `only ${(Math.min(...low) * 100).toFixed(1)}% of the bound tunnel's datagrams used compressed contexts: a tunnel holds a ` +
+        `limited number (${DEFAULT_MAX_BIND_CONTEXTS} by default, the uncompressed one included) and each run's flows are new peers, ` +
+        "kept until connect's idle timeout",
+    });
+  }
+  return w;
 }
 
 /** System-wide UDP (IPv4 + IPv6) datagrams dropped at full socket buffers so far, from Linux /proc; null elsewhere. */
@@ -540,14 +599,16 @@ export const IDLE_SESSION_STEPS = 4;
 
 /**
  * Opens `count` local peers in IDLE_SESSION_STEPS steps; each peer sends one datagram through the tunnel and waits
- * for it to come back, so its session is live and then idle. RSS of serve and connect is read before the first step
- * and after each. The per-session figure is the growth over the second half only: the first half absorbs one-time
- * growth (new HTTP/2 connections, heap and code warm-up), so what is left is the marginal cost of one more session.
+ * for it to come back, so its session is live and then idle. Within a step, peers open `burst` at a time, each
+ * batch once the last one's replies came back. RSS of serve and connect is read before the first step and after
+ * each. The per-session figure is the growth over the second half only: the first half absorbs one-time growth (new
+ * HTTP/2 connections, heap and code warm-up), so what is left is the marginal cost of one more session.
  */
 async function measureIdleSessions(
   host: string,
   port: number,
   count: number,
+  burst: number,
   serve: TunnelComponent | null,
   connect: TunnelComponent,
   signal: AbortSignal | undefined,
@@ -567,25 +628,30 @@ async function measureIdleSessions(
     let opened = 0;
     for (let step = 1; step <= IDLE_SESSION_STEPS && !signal?.aborted; step++) {
       const target = Math.round((count * step) / IDLE_SESSION_STEPS);
-      const want = answered + (target - opened);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, IDLE_REPLY_TIMEOUT_MS);
-        function done(): void {
-          clearTimeout(timer);
-          signal?.removeEventListener('abort', done);
-          resolve();
-        }
-        signal?.addEventListener('abort', done, { once: true });
-        for (; opened < target; opened++) {
-          const s = createSocket(type);
-          sockets.push(s);
-          s.on('error', () => {});
-          s.once('message', () => {
-            if (++answered === want) done();
-          });
-          s.bind(0, host, () => s.send(payload, port, host));
-        }
-      });
+      // One deadline for the whole step, however many batches it takes.
+      const deadline = performance.now() + IDLE_REPLY_TIMEOUT_MS;
+      while (opened < target && !signal?.aborted && performance.now() < deadline) {
+        const end = Math.min(target, opened + burst);
+        const want = answered + (end - opened);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(done, Math.max(0, deadline - performance.now()));
+          function done(): void {
+            clearTimeout(timer);
+            signal?.removeEventListener('abort', done);
+            resolve();
+          }
+          signal?.addEventListener('abort', done, { once: true });
+          for (; opened < end; opened++) {
+            const s = createSocket(type);
+            sockets.push(s);
+            s.on('error', () => {});
+            s.once('message', () => {
+              if (++answered >= want) done();
+            });
+            s.bind(0, host, () => s.send(payload, port, host));
+          }
+        });
+      }
       await settle();
       sample(opened, answered);
     }

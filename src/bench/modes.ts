@@ -1,7 +1,9 @@
 import { formatHostPort } from '../tunnel/address.js';
 import type { HostPort } from '../tunnel/address.js';
 import type { ProxyConfig } from '../tunnel/client-config.js';
+import { DEFAULT_MAX_BIND_CONTEXTS } from '../tunnel/bind-contexts.js';
 import { ErrorCodes, UdpTunnelError } from '../tunnel/errors.js';
+import type { ExposerOptions } from '../tunnel/expose.js';
 import type { TunnelServerOptions } from '../tunnel/server/tunnel-server.js';
 
 /** What a run knows when it starts serve and connect: the UDP echo the tunnel reaches, and the POST request path. */
@@ -41,10 +43,39 @@ export interface BenchModeSpec {
   readonly kind?: BenchModeKind;
   /** The tunnel runs over HTTP/1.1 (for the report's header). */
   readonly http1?: boolean;
+  /**
+   * Where the load enters the tunnel (absent = 'listen'). 'listen': connect listens on a local port and forwards to
+   * the echo; each generator flow is a local peer with a tunnel session of its own. 'expose': connect exposes the
+   * echo through one bound tunnel (`connect --expose`, draft-ietf-masque-connect-udp-listen) and the generator sends
+   * to the public address serve bound; each generator flow is a remote peer of that one tunnel.
+   */
+  readonly entry?: BenchEntry;
+  /** With entry 'expose': extra Exposer options (worker isolation), the counterpart of `connectArgs`. */
+  readonly exposerOptions?: Readonly<Partial<Pick<ExposerOptions, 'compress'>>>;
+  /**
+   * The only isolation the mode runs with, and why (it needs a library option that has no command-line flag yet);
+   * absent = both.
+   */
+  readonly onlyIsolation?: { readonly isolation: 'process' | 'worker'; readonly why: string };
+  /**
+   * Limits of the idle-session probe (absent = none): the most sessions it opens, and how many it opens at once
+   * before waiting for their replies.
+   */
+  readonly idleProbe?: { readonly maxSessions: number; readonly burst: number };
 }
+
+/**
+ * The idle-session probe of a bound tunnel: at most as many remote peers as a tunnel holds compressed contexts (the
+ * uncompressed one takes one), so every peer measured has one; opened 32 at a time, because each new peer's context
+ * registration is answered by serve, which bounds the answers it has not yet written out (draft §9).
+ */
+const BOUND_IDLE_PROBE = { maxSessions: DEFAULT_MAX_BIND_CONTEXTS - 1, burst: 32 } as const;
 
 /** What a bench mode runs in serve's and connect's places. */
 export type BenchModeKind = 'tunnel' | 'bare-relay';
+
+/** Where a bench mode's load enters the tunnel: connect's local port, or the public port of a bound tunnel. */
+export type BenchEntry = 'listen' | 'expose';
 
 /** Request path of POST mode when --post-path is not given. */
 export const DEFAULT_BENCH_POST_PATH = '/bench';
@@ -80,6 +111,32 @@ export const BENCH_MODES: readonly BenchModeSpec[] = [
     serverOptions: ({ target, postPath }) => ({ postRoutes: new Map([[postPath, target]]) }),
   },
   {
+    name: 'bind',
+    describe:
+      "CONNECT-UDP Bind (draft-ietf-masque-connect-udp-listen), the reverse path: peers -> serve's public port -> HTTP/2 -> connect --expose -> echo; " +
+      'each session is a remote peer with its own compressed context on ONE bound tunnel',
+    usesPostPath: false,
+    entry: 'expose',
+    serveArgs: () => ['--allow-bind'],
+    connectArgs: () => [],
+    proxyConfig: () => ({}),
+    serverOptions: () => ({ allowBind: true }),
+    idleProbe: BOUND_IDLE_PROBE,
+  },
+  {
+    name: 'bind-uncompressed',
+    describe: 'bind without compressed contexts: every datagram carries its peer\'s address and port on the uncompressed context (draft §4)',
+    usesPostPath: false,
+    entry: 'expose',
+    serveArgs: () => ['--allow-bind'],
+    connectArgs: () => [],
+    proxyConfig: () => ({}),
+    serverOptions: () => ({ allowBind: true }),
+    exposerOptions: { compress: false },
+    idleProbe: BOUND_IDLE_PROBE,
+    onlyIsolation: { isolation: 'worker', why: 'the connect command has no way to turn compression off' },
+  },
+  {
     name: 'bare-relay',
     describe:
       'NOT a tunnel, a reference floor: two bare Node relays where connect and serve sit, one TCP connection per peer, 2-byte length-prefixed frames, no HTTP',
@@ -98,6 +155,17 @@ export const DEFAULT_BENCH_MODE = 'connect-udp';
 /** What a mode runs in serve's and connect's places. */
 export function benchModeKind(mode: BenchModeSpec): BenchModeKind {
   return mode.kind ?? 'tunnel';
+}
+
+/** Where the mode's load enters the tunnel. */
+export function benchEntry(mode: BenchModeSpec): BenchEntry {
+  return mode.entry ?? 'listen';
+}
+
+/** True when the mode named `name` exposes the echo through a bound tunnel (entry 'expose'); false for unknown names. */
+export function isExposeMode(name: string): boolean {
+  const m = BENCH_MODES.find((x) => x.name === name);
+  return m !== undefined && benchEntry(m) === 'expose';
 }
 
 /** True when the mode named `name` runs the bare relays (a reference floor, not a tunnel); false for unknown names. */

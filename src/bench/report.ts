@@ -106,7 +106,7 @@ export type PathTotals = Pick<LoadResult, 'sent' | 'received' | 'lost' | 'lossRa
 
 /** Something that makes the numbers less trustworthy, with a stable code. */
 export interface BenchWarning {
-  code: 'RUNS_DISAGREE' | 'DIRECT_LOSS' | 'GENERATOR_BEHIND' | 'TIMEOUTS' | 'ABORTED' | 'SINGLE_RUN' | 'NO_REPLIES' | 'ECHO_DROPS';
+  code: 'RUNS_DISAGREE' | 'DIRECT_LOSS' | 'GENERATOR_BEHIND' | 'TIMEOUTS' | 'ABORTED' | 'SINGLE_RUN' | 'NO_REPLIES' | 'ECHO_DROPS' | 'BIND_UNCOMPRESSED' | 'BIND_TUNNEL_LOST';
   message: string;
 }
 
@@ -351,6 +351,16 @@ export interface ComponentReport {
   /** Datagrams its sessions dropped over the whole bench, by reason (see ClientSessionStats / ServerSessionStats). */
   drops: Record<string, number>;
   exitCode: number | null;
+}
+
+/** Share of a bound tunnel's datagrams that went on compressed contexts, from connect's final counters; null if unknown. */
+export function compressedShare(connect: ComponentReport | undefined): { rx: number | null; tx: number | null } | null {
+  const t = connect?.counters?.['tunnel'];
+  if (t === null || typeof t !== 'object') return null;
+  const c = t as Record<string, unknown>;
+  const share = (part: unknown, all: unknown): number | null =>
+    typeof part === 'number' && typeof all === 'number' && all > 0 ? part / all : null;
+  return { rx: share(c['rxCompressed'], c['rxDatagrams']), tx: share(c['txCompressed'], c['txDatagrams']) };
 }
 
 /**

@@ -5,9 +5,10 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { formatHostPort, parseHostPort } from '../tunnel/address.js';
+import { parseIpPort } from '../tunnel/codec/bind.js';
 import { ErrorCodes, UdpTunnelError } from '../tunnel/errors.js';
 import { SERVER_DEFAULTS } from '../tunnel/server/tunnel-server.js';
-import { DEFAULT_BENCH_POST_PATH, benchMode, isBareRelayMode } from './modes.js';
+import { DEFAULT_BENCH_POST_PATH, benchEntry, benchMode, isBareRelayMode } from './modes.js';
 import type { BenchModeContext } from './modes.js';
 
 /** How serve and connect are kept off the generator's event loop. */
@@ -17,7 +18,10 @@ import type { Isolation } from './defaults.js';
 /** Which place a component takes: serve's or connect's (in bare-relay mode: relay-back's or relay-front's). */
 export type ComponentRole = 'serve' | 'connect';
 
-/** Where a component listens, from its `listening` report. */
+/**
+ * Where a component takes its load, from its `listening` report; for connect in a mode whose entry is 'expose', the
+ * public address of its bound tunnel (on serve's side), from its `exposed` report.
+ */
 export interface ComponentAddress {
   address: string;
   port: number;
@@ -40,9 +44,15 @@ export interface ComponentSample {
 
 /** What a component reported when it stopped. */
 export interface ComponentExit {
-  /** The counters of its final report (TunnelServer or TunnelClient counters), or null if it reported none. */
+  /**
+   * The counters of its final report (TunnelServer or TunnelClient counters; with an exposed echo the Exposer's, with
+   * the bound tunnel's under `tunnel`), or null if it reported none.
+   */
   counters: Record<string, unknown> | null;
-  /** Datagrams its sessions dropped, by reason, summed over the sessions that closed (all of them on a clean stop). */
+  /**
+   * Datagrams its sessions dropped, by reason, summed over the sessions that closed (all of them on a clean stop);
+   * with an exposed echo, the Exposer's and its bound tunnel's drops from the final report.
+   */
   drops: Record<string, number>;
   /** Process exit code (process isolation), or null. */
   exitCode: number | null;
@@ -142,6 +152,35 @@ export function addSessionDrops(into: Record<string, number>, stats: Record<stri
   for (const [k, v] of Object.entries(stats)) if (k.startsWith('drop')) add(k, v);
 }
 
+/**
+ * Adds the drops of an Exposer's final counters to `into`: its own (`drops`) and, under `tunnel`, its bound
+ * tunnels' (prefixed `tunnel.`, as both count a `backpressure`-like reason of their own).
+ */
+export function addExposerDrops(into: Record<string, number>, counters: Record<string, unknown>): void {
+  const add = (prefix: string, drops: unknown): void => {
+    if (drops === null || typeof drops !== 'object') return;
+    for (const [k, v] of Object.entries(drops)) if (typeof v === 'number' && Number.isFinite(v) && v > 0) into[prefix + k] = (into[prefix + k] ?? 0) + v;
+  };
+  add('', counters['drops']);
+  const tunnel = counters['tunnel'];
+  if (tunnel !== null && typeof tunnel === 'object') add('tunnel.', (tunnel as Record<string, unknown>)['drops']);
+}
+
+/**
+ * The public address of an `exposed` report that the load generator, bound to `host`, can reach: the first of the
+ * IP family of `host`, else the first. Null when it lists none that parse.
+ */
+export function exposedAddress(publicAddresses: unknown, host: string): ComponentAddress | null {
+  if (!Array.isArray(publicAddresses)) return null;
+  const parsed = publicAddresses.flatMap((a) => {
+    const t = typeof a === 'string' ? parseIpPort(a) : null;
+    return t ? [t] : [];
+  });
+  const want = host.includes(':') ? 6 : 4;
+  const t = parsed.find((x) => x.ipVersion === want) ?? parsed[0];
+  return t ? { address: t.address, port: t.port, family: t.ipVersion === 6 ? 'IPv6' : 'IPv4' } : null;
+}
+
 /** Reads VmRSS and CPU time of a process from Linux /proc; nulls elsewhere or when it is gone. */
 export function readProcSample(pid: number): ComponentSample {
   let rssBytes: number | null = null;
@@ -225,6 +264,17 @@ export function componentArgs(spec: ComponentSpec): string[] {
     ];
   }
   if (spec.proxy === undefined) throw new UdpTunnelError(ErrorCodes.INVALID_OPTION, 'a bench connect component needs a proxy');
+  if (benchEntry(mode) === 'expose') {
+    // The echo is the local service: remote peers (the generator's flows) reach it through serve's public port.
+    // connect --expose refuses --local, --target and --no-proxy-check, which a bound tunnel does not use.
+    return [
+      'connect', '--expose', formatHostPort(ctx.target.host, ctx.target.port), '--proxy', spec.proxy, '--json', '--quiet',
+      ...(spec.tls ? ['--ca', spec.tls.certPath] : []),
+      ...(spec.insecure ? ['--insecure'] : []),
+      ...mode.connectArgs(ctx),
+      ...extra,
+    ];
+  }
   return [
     'connect', '--local', listen, '--proxy', spec.proxy, '--json', '--quiet', '--no-proxy-check',
     // In POST mode the proxy maps the path to the target; connect refuses a --target it would ignore.
@@ -263,6 +313,9 @@ export function startComponent(spec: ComponentSpec): Promise<TunnelComponent> {
 
 async function startProcess(spec: ComponentSpec): Promise<TunnelComponent> {
   const args = [...(spec.nodeOptions ?? []), ...componentCommand(spec)];
+  // connect --expose reports where its load goes in `exposed` (the public address), not in `listening`.
+  const exposes = spec.role === 'connect' && benchEntry(benchMode(spec.mode)) === 'expose';
+  const ready = exposes ? 'exposed' : 'listening';
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   track(child);
   let stderrTail = '';
@@ -296,7 +349,7 @@ async function startProcess(spec: ComponentSpec): Promise<TunnelComponent> {
         }),
       );
     };
-    const timer = setTimeout(() => fail(`no listening report within ${spec.startTimeoutMs ?? 15_000} ms`), spec.startTimeoutMs ?? 15_000);
+    const timer = setTimeout(() => fail(`no ${ready} report within ${spec.startTimeoutMs ?? 15_000} ms`), spec.startTimeoutMs ?? 15_000);
     child.once('error', (err) => {
       clearTimeout(timer);
       fail(err.message);
@@ -309,13 +362,21 @@ async function startProcess(spec: ComponentSpec): Promise<TunnelComponent> {
       // Only these reports matter here; the others are parsed only for an observer.
       if (
         spec.onEvent === undefined &&
-        !line.startsWith('{"event":"listening"') &&
+        !line.startsWith(`{"event":"${ready}"`) &&
         !line.startsWith('{"event":"shutdown"') &&
         !line.startsWith('{"event":"session-close"')
       ) {
         return;
       }
-      let ev: { event?: string; address?: string; port?: number; family?: string; counters?: Record<string, unknown> };
+      let ev: {
+        event?: string;
+        address?: string;
+        port?: number;
+        family?: string;
+        public?: unknown;
+        counters?: Record<string, unknown>;
+        tunnel?: Record<string, unknown>;
+      };
       try {
         ev = JSON.parse(line) as typeof ev;
       } catch {
@@ -328,12 +389,22 @@ async function startProcess(spec: ComponentSpec): Promise<TunnelComponent> {
           // A failing observer must not stop the reading of the component's reports.
         }
       }
-      if (ev.event === 'listening' && typeof ev.port === 'number' && !started) {
+      if (exposes && ev.event === 'exposed' && !started) {
+        const a = exposedAddress(ev.public, spec.host);
+        if (a === null) return fail(`its exposed report lists no public address: ${line.slice(0, 200)}`);
+        started = true;
+        clearTimeout(timer);
+        resolve(a);
+      } else if (!exposes && ev.event === 'listening' && typeof ev.port === 'number' && !started) {
         started = true;
         clearTimeout(timer);
         resolve({ address: String(ev.address), port: ev.port, family: String(ev.family) });
       } else if (ev.event === 'shutdown') {
         counters = ev.counters ?? null;
+        if (exposes && counters !== null) {
+          if (ev.tunnel !== undefined) counters = { ...counters, tunnel: ev.tunnel };
+          addExposerDrops(drops, counters);
+        }
       } else if (ev.event === 'session-close') {
         addSessionDrops(drops, ev as Record<string, unknown>);
       }

@@ -1,12 +1,13 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { TunnelClient } from '../tunnel/client.js';
-import { buildTransport } from '../tunnel/client-config.js';
+import { buildSharedTransport, buildTransport } from '../tunnel/client-config.js';
 import { isUdpTunnelError } from '../tunnel/errors.js';
+import { Exposer } from '../tunnel/expose.js';
 import { TargetPolicy } from '../tunnel/policy.js';
 import { TunnelServer } from '../tunnel/server/tunnel-server.js';
 import { RelayBack, RelayFront } from './bare-relay.js';
-import { benchMode, benchModeKind } from './modes.js';
-import { BENCH_MAX_SESSIONS_PER_CLIENT, addSessionDrops, componentContext } from './tunnel-launcher.js';
+import { benchEntry, benchMode, benchModeKind } from './modes.js';
+import { BENCH_MAX_SESSIONS_PER_CLIENT, addExposerDrops, addSessionDrops, componentContext, exposedAddress } from './tunnel-launcher.js';
 import { resolveUdpHost } from './resolve-host.js';
 import type { TunnelWorkerRequest, TunnelWorkerToParent } from './tunnel-launcher.js';
 
@@ -73,6 +74,25 @@ try {
       return { ...server.counters };
     };
     post({ type: 'listening', address: { address: a.address, port: a.port, family: a.family } });
+  } else if (benchEntry(mode) === 'expose') {
+    // connect --expose's library counterpart: the echo is the local service, reached through one bound tunnel.
+    const transport = buildSharedTransport({
+      proxy: req.proxy ?? '',
+      tls: { ...(req.tls ? { ca: req.tls.cert } : {}), ...(req.insecure ? { insecure: true } : {}) },
+      ...mode.proxyConfig(ctx),
+    });
+    const exposer = new Exposer({ transport, local: ctx.target, ...mode.exposerOptions });
+    exposer.on('error', () => {});
+    const exposed = await exposer.start();
+    const a = exposedAddress(exposed.public, req.host);
+    if (a === null) throw new Error(`the bound tunnel lists no public address (${exposed.public.join(', ')})`);
+    close = async () => {
+      await exposer.close();
+      const counters = { ...exposer.counters, tunnel: exposer.tunnelCounters() };
+      addExposerDrops(drops, counters);
+      return counters;
+    };
+    post({ type: 'listening', address: a });
   } else {
     const transport = buildTransport({
       proxy: req.proxy ?? '',

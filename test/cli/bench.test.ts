@@ -275,6 +275,53 @@ describe('udp-tunnel bench (spawned)', () => {
     assert.doesNotMatch(text.replaceAll('udp-tunnel', '').replaceAll('not a tunnel', ''), /tunnel/, 'nothing in the report calls the relays a tunnel');
   });
 
+  it('--mode bind sends to the public port of one bound tunnel: serve --allow-bind, connect --expose, each flow a remote peer', async () => {
+    const r = await bench([...SHORT, '--mode', 'bind', '--sessions', '2', '--idle-sessions', '4', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const doc = resultDocument(r.stdout);
+    assertShape(doc, { ...(DOCUMENT as Record<string, Shape>), failIf: 'null' });
+    assert.equal(doc['parameters'].mode, 'bind');
+    const run = doc['runs'][0];
+    assert.ok(run.tunnel.received > 0, 'datagrams came back through the bound tunnel');
+    assert.equal(run.tunnel.received + run.tunnel.lost, run.tunnel.sent);
+    const [serve, connect] = doc['components'] as { role: string; exitCode: number; port: number; counters: Record<string, any>; drops: Record<string, number> }[];
+    assert.deepEqual([serve!.role, serve!.exitCode, connect!.role, connect!.exitCode], ['serve', 0, 'connect', 0]);
+    // One request, and it was a bound one: the load went to its public port, not to a port of connect's.
+    assert.equal(serve!.counters['requests'], 1);
+    assert.equal(serve!.counters['bind'].sessions, 1);
+    assert.equal(run.tunnel.target.port, connect!.port, "the generator sent to the exposed report's public port");
+    assert.notEqual(connect!.port, serve!.port);
+    // The Exposer's counters: warmup and measurement went through the same two remote peers.
+    assert.equal(connect!.counters['peersTotal'], 2);
+    assert.equal(connect!.counters['tunnelsOpened'], 1);
+    assert.ok(connect!.counters['rxDatagrams'] >= run.tunnel.received);
+    assert.ok(connect!.counters['tunnel'].rxCompressed > 0, 'datagrams from peers came on compressed contexts');
+    assert.ok(connect!.counters['tunnel'].txCompressed > 0, 'replies went on compressed contexts');
+    // Idle sessions are idle remote peers of a fresh bound tunnel.
+    assert.equal(doc['idleSessionMemory'].answered, 4);
+    const text = (renderHeader(doc['parameters'], doc['environment'], '9.9.9', 200) + '\n' + renderReport(doc as BenchDocument, 200)).replace(/\u001b\[[0-9;]*m/g, '');
+    assert.match(text, /2 remote peers on one bound tunnel/);
+    assert.match(text, /tunnel: bind \(h2c\) on 127\.0\.0\.1, process isolation, peers -> serve's public port -> h2c -> connect --expose -> echo/);
+    assert.match(text, /bound tunnel: 2 remote peers over the whole bench; on compressed contexts: \d+\.\d% of datagrams from peers/);
+    assert.match(text, /memory of 4\/4 idle remote peers of one bound tunnel/);
+  });
+
+  it('--mode bind-uncompressed (worker isolation) carries every datagram on the uncompressed context', async () => {
+    const r = await bench([...SHORT, '--mode', 'bind-uncompressed', '--isolation', 'worker', '--idle-sessions', '0', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const doc = resultDocument(r.stdout);
+    assert.equal(doc['parameters'].mode, 'bind-uncompressed');
+    const run = doc['runs'][0];
+    assert.ok(run.tunnel.received > 0, 'datagrams came back through the bound tunnel');
+    assert.equal(run.tunnel.received + run.tunnel.lost, run.tunnel.sent);
+    const connect = (doc['components'] as { role: string; isolation: string; counters: Record<string, any> }[]).find((c) => c.role === 'connect')!;
+    assert.equal(connect.isolation, 'worker');
+    const t = connect.counters['tunnel'];
+    assert.ok(t.rxDatagrams >= run.tunnel.received && t.txDatagrams >= run.tunnel.received);
+    assert.deepEqual([t.rxCompressed, t.txCompressed], [0, 0]);
+    assert.ok(!(doc['warnings'] as { code: string }[]).some((w) => w.code === 'BIND_UNCOMPRESSED'));
+  });
+
   it('--fail-if that holds exits 1 after printing the report', async () => {
     const r = await bench([...SHORT, '--idle-sessions', '0', '--no-direct', '--fail-if', 'loss>=0%']);
     assert.equal(r.code, 1, r.stderr);
@@ -308,6 +355,8 @@ describe('udp-tunnel bench (spawned)', () => {
     ['--rate with --inflight', ['--rate', '100', '--inflight', '4'], /--rate \(open loop\) and --inflight \(closed loop\) exclude each other/],
     ['an unknown --mode', ['--mode', 'smoke-signals'], /--mode: 'smoke-signals' is not one of connect-udp, /],
     ['--post-path without --mode post', ['--post-path', '/bench'], /--post-path applies only to --mode post/],
+    ['--mode bind with --proxy', ['--mode', 'bind', '--proxy', 'http://127.0.0.1:9', '--target', '127.0.0.1:7'], /--mode bind .*cannot measure an external --proxy/],
+    ['--mode bind-uncompressed without --isolation worker', ['--mode', 'bind-uncompressed'], /--mode bind-uncompressed runs with --isolation worker only/],
     ['--mode bare-relay with --proxy', ['--mode', 'bare-relay', '--proxy', 'http://127.0.0.1:9', '--target', '127.0.0.1:7'], /cannot use an external --proxy/],
   ];
   for (const [what, args, message] of usage) {

@@ -1,6 +1,7 @@
 import { ErrorCodes, UdpTunnelError } from '../../tunnel/errors.js';
 import { DEFAULT_BENCH_INFLIGHT, runBench } from '../../bench/harness.js';
 import type { BenchEvent } from '../../bench/harness.js';
+import { benchEntry, benchMode } from '../../bench/modes.js';
 import { parseFailIf } from '../../bench/stats.js';
 import type { LoadMode } from '../../bench/load-types.js';
 import { isBareRelay, renderEvent, renderHeader, renderReport } from '../render/bench-render.js';
@@ -25,6 +26,14 @@ function checkCombinations(o: BenchOptions, r: ResolvedOptions<BenchOptions>): v
   if (given('serve-workers') && given('proxy')) throw new UsageError("--serve-workers applies to the bench's own serve, not to --proxy");
   if (given('tls') && given('proxy')) throw new UsageError("--tls applies to the bench's own serve; with --proxy the URL scheme decides");
   if (given('post-path') && o.mode !== 'post') throw new UsageError('--post-path applies only to --mode post');
+  const mode = benchMode(o.mode);
+  if (given('proxy') && benchEntry(mode) === 'expose') {
+    throw new UsageError(`--mode ${o.mode} sends to the public port of the bench's own serve --allow-bind; it cannot measure an external --proxy`);
+  }
+  const only = mode.onlyIsolation;
+  if (only !== undefined && o.isolation !== only.isolation) {
+    throw new UsageError(`--mode ${o.mode} runs with --isolation ${only.isolation} only (${only.why}); add --isolation ${only.isolation}`);
+  }
 }
 
 /** `udp-tunnel bench`: the one-command benchmark, direct path against the tunnel. */

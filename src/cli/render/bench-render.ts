@@ -1,6 +1,7 @@
 import Table from 'cli-table3';
 import type { BenchEvent } from '../../bench/harness.js';
-import { benchMode, isBareRelayMode } from '../../bench/modes.js';
+import { benchMode, isBareRelayMode, isExposeMode } from '../../bench/modes.js';
+import { compressedShare } from '../../bench/report.js';
 import type { BenchDocument, BenchEnvironment, BenchParameters, PathResult, SummaryMetric } from '../../bench/report.js';
 import type { NumberSummary } from '../../bench/stats.js';
 import { color } from '../color.js';
@@ -63,22 +64,27 @@ export const isBareRelay = isBareRelayMode;
 /** The line that keeps a reader from taking the bare-relay numbers for a tunnel's. */
 export const BARE_RELAY_NOTE = 'note: bare-relay is a reference floor, not a tunnel: two bare Node relays, TCP per peer, no HTTP';
 
-/** What the report calls the measured path and the two components. */
-function names(mode: string): { path: string; connect: string; serve: string } {
-  return isBareRelay(mode) ? { path: 'relay', connect: 'relay-front', serve: 'relay-back' } : { path: 'tunnel', connect: 'connect', serve: 'serve' };
+/**
+ * What the report calls the measured path, the two components, a generator flow and the socket the load enters at
+ * (with a bound tunnel: serve's public port, and each flow a remote peer of that one tunnel).
+ */
+function names(mode: string): { path: string; connect: string; serve: string; session: string; entry: string } {
+  if (isBareRelay(mode)) return { path: 'relay', connect: 'relay-front', serve: 'relay-back', session: 'session', entry: "relay-front's UDP socket" };
+  if (isExposeMode(mode)) return { path: 'tunnel', connect: 'connect', serve: 'serve', session: 'remote peer', entry: "serve's public UDP port" };
+  return { path: 'tunnel', connect: 'connect', serve: 'serve', session: 'session', entry: "connect's UDP socket" };
 }
 
 function describeLoad(doc: BenchDocument): string {
   const l = doc.parameters.load;
-  return l.kind === 'rate' ? `open loop ${fmtInt(l.rate)} datagrams/s` : `closed loop ${l.inflight} in flight per session`;
+  return l.kind === 'rate' ? `open loop ${fmtInt(l.rate)} datagrams/s` : `closed loop ${l.inflight} in flight per ${names(doc.parameters.mode).session}`;
 }
 
 /** The header: parameters, Node version, CPUs and udp-tunnel version, wrapped to `width`. */
 export function renderHeader(p: BenchParameters, env: BenchEnvironment, version: string, width: number = outputWidth()): string {
   const c = color();
-  const load = p.load.kind === 'rate' ? `open loop ${fmtInt(p.load.rate)} datagrams/s` : `closed loop, ${p.load.inflight} in flight per session`;
-  const bare = isBareRelay(p.mode);
   const n = names(p.mode);
+  const load = p.load.kind === 'rate' ? `open loop ${fmtInt(p.load.rate)} datagrams/s` : `closed loop, ${p.load.inflight} in flight per ${n.session}`;
+  const bare = isBareRelay(p.mode);
   const mode = p.postPath !== null ? `${p.mode} ${p.postPath}` : p.mode;
   const wire = benchMode(p.mode).http1 === true ? (p.tls ? 'TLS HTTP/1.1' : 'cleartext HTTP/1.1') : p.tls ? 'TLS h2' : 'h2c';
   const path =
@@ -86,16 +92,28 @@ export function renderHeader(p: BenchParameters, env: BenchEnvironment, version:
       ? `external proxy ${p.proxy} -> ${p.target}, ${mode}`
       : bare
         ? `bare-relay (${p.tls ? 'TLS over TCP' : 'plain TCP'}, no HTTP) on ${p.host}, ${p.isolation} isolation`
-        : `${mode} (${wire}) on ${p.host}, ${p.isolation} isolation`;
+        : `${mode} (${wire}) on ${p.host}, ${p.isolation} isolation` +
+          (isExposeMode(p.mode) ? `, peers -> serve's public port -> ${wire} -> connect --expose -> echo` : '');
+  const sessions = `${p.sessions} ${n.session}${p.sessions === 1 ? '' : 's'}${isExposeMode(p.mode) ? ' on one bound tunnel' : ''}`;
   return [
     c.bold(`udp-tunnel ${version} bench`) + c.dim(` · Node ${env.node} · ${env.cpus} CPUs (${env.cpuModel}) · ${env.platform} ${env.arch}`),
-    `  ${p.size}-byte datagrams, ${p.sessions} session${p.sessions === 1 ? '' : 's'}, ${load}`,
+    `  ${p.size}-byte datagrams, ${sessions}, ${load}`,
     `  ${p.runs} run${p.runs === 1 ? '' : 's'} of ${p.direct ? `direct + ${n.path}` : `${n.path} only`}, each ${p.warmupMs} ms warmup + ${p.durationMs} ms measured`,
     `  ${n.path}: ${path}`,
     ...(bare ? [`  ${c.yellow(BARE_RELAY_NOTE)}`] : []),
   ]
     .map((l) => wrapText(l, width, '    '))
     .join('\n');
+}
+
+/** With a bound tunnel: how many remote peers it carried and the share of datagrams on compressed contexts. */
+function boundTunnelLine(doc: BenchDocument): string | null {
+  const connect = doc.components.find((x) => x.role === 'connect');
+  const share = compressedShare(connect);
+  const peers = connect?.counters?.['peersTotal'];
+  if (share === null || typeof peers !== 'number') return null;
+  const pct = (x: number | null): string => (x === null ? 'n/a' : fmtPct(x, 1));
+  return `bound tunnel: ${fmtInt(peers)} remote peers over the whole bench; on compressed contexts: ${pct(share.rx)} of datagrams from peers, ${pct(share.tx)} of replies`;
 }
 
 /** One line for the spinner or the log; `tunnelLabel` names the tunnel path ('relay' in bare-relay mode). */
@@ -249,15 +267,19 @@ export function renderReport(doc: BenchDocument, width: number = outputWidth()):
   const kernel = doc.runs.reduce((a, r) => a + (r.kernelUdpDrops?.rcvbufErrors ?? 0) + (r.kernelUdpDrops?.sndbufErrors ?? 0), 0);
   const entry = doc.runs.reduce((a, r) => a + (r.connectSocketDrops ?? 0), 0);
   const kernelParts = [
-    ...(entry > 0 ? [`at ${n.connect}'s UDP socket (receive buffer full) ${fmtInt(entry)}`] : []),
+    ...(entry > 0 ? [`at ${n.entry} (receive buffer full) ${fmtInt(entry)}`] : []),
     ...(kernel > 0 ? [`kernel UDP buffers, system-wide ${fmtInt(kernel)}`] : []),
   ];
   if (drops.length > 0 || kernelParts.length > 0) out.push(c.yellow(packParts('dropped: ', [...drops, ...kernelParts], width)));
+  const bound = isExposeMode(doc.parameters.mode) ? boundTunnelLine(doc) : null;
+  if (bound !== null) out.push(bound);
   const idle = doc.idleSessionMemory;
   if (idle) {
-    const per = (x: { bytesPerSession: number | null }): string => (x.bytesPerSession === null ? 'n/a' : `${fmtBytes(x.bytesPerSession)}/session`);
+    const noun = n.session === 'session' ? 'session' : 'peer';
+    const per = (x: { bytesPerSession: number | null }): string => (x.bytesPerSession === null ? 'n/a' : `${fmtBytes(x.bytesPerSession)}/${noun}`);
+    const what = n.session === 'session' ? 'idle sessions' : `idle ${n.session}s of one bound tunnel`;
     out.push(
-      `memory of ${fmtInt(idle.answered)}/${fmtInt(idle.sessions)} idle sessions (RSS growth over the last half): ${n.connect} ${per(idle.connect)}` +
+      `memory of ${fmtInt(idle.answered)}/${fmtInt(idle.sessions)} ${what} (RSS growth over the last half): ${n.connect} ${per(idle.connect)}` +
         (doc.components.some((x) => x.role === 'serve') ? `, ${n.serve} ${per(idle.serve)}` : ''),
     );
   }

@@ -11,7 +11,19 @@ const REPORT = 'Report';
 /** `udp-tunnel bench`'s options. */
 export const BENCH_OPTIONS = [
   { name: 'size', kind: 'int', value: 'BYTES', min: 32, max: 65507, default: BENCH_DEFAULTS.size, group: LOAD, describe: 'UDP payload bytes per datagram' },
-  { name: 'sessions', kind: 'int', value: 'N', min: 1, max: MAX_SESSIONS, default: BENCH_DEFAULTS.sessions, group: LOAD, describe: 'Local peers, each its own tunnel session' },
+  {
+    name: 'sessions',
+    kind: 'int',
+    value: 'N',
+    min: 1,
+    max: MAX_SESSIONS,
+    default: BENCH_DEFAULTS.sessions,
+    group: LOAD,
+    describe: 'Local peers, each its own tunnel session',
+    details:
+      'Each is a socket of its own (a distinct source port). With --mode bind: remote peers of ONE bound tunnel, each with its own ' +
+      'compressed context (a tunnel holds 255; each run brings new peers, kept until connect\'s idle timeout).',
+  },
   {
     name: 'inflight',
     kind: 'int',
@@ -55,6 +67,7 @@ export const BENCH_OPTIONS = [
     default: BENCH_DEFAULTS.idleSessions,
     group: TUNNEL,
     describe: 'Then open this many idle sessions and report memory each (0 = skip)',
+    details: 'With --mode bind: idle remote peers of one bound tunnel (a fresh serve and connect), at most 255, opened 32 at a time; memory per peer.',
   },
   {
     name: 'isolation',

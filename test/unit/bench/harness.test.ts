@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isUdpTunnelError } from '../../../src/tunnel/errors.js';
-import { BENCH_DEFAULTS, normalizeBenchOptions } from '../../../src/bench/harness.js';
+import { BENCH_DEFAULTS, boundTunnelWarnings, normalizeBenchOptions } from '../../../src/bench/harness.js';
+import { compressedShare } from '../../../src/bench/report.js';
+import type { ComponentReport } from '../../../src/bench/report.js';
 import type { BenchOptions } from '../../../src/bench/harness.js';
 import { parseFailIf } from '../../../src/bench/stats.js';
 
@@ -55,7 +57,14 @@ describe('bench/harness: normalizeBenchOptions', () => {
     ['a post path with a CONNECT-UDP mode', { mode: 'connect-udp', postPath: '/bench' }],
     ['a post path without a leading slash', { mode: 'post', postPath: 'bench' }],
     ['a post path with =', { mode: 'post', postPath: '/a=b' }],
+    ['bind with an external proxy', { mode: 'bind', proxy: 'http://127.0.0.1:1', target: '127.0.0.1:7' }],
+    ['bind-uncompressed with process isolation', { mode: 'bind-uncompressed', isolation: 'process' }],
   ];
+  it('takes bind with either isolation, bind-uncompressed with worker isolation', () => {
+    for (const isolation of ['process', 'worker'] as const) assert.equal(normalizeBenchOptions({ toolVersion: '1', mode: 'bind', isolation }).params.mode, 'bind');
+    assert.equal(normalizeBenchOptions({ toolVersion: '1', mode: 'bind-uncompressed', isolation: 'worker' }).params.isolation, 'worker');
+  });
+
   for (const [what, opts] of bad) {
     it(`refuses ${what}`, () => {
       assert.throws(
@@ -64,4 +73,52 @@ describe('bench/harness: normalizeBenchOptions', () => {
       );
     });
   }
+});
+
+describe('bench/harness: a bound tunnel\'s compressed share', () => {
+  const connect = (tunnel: unknown): ComponentReport => ({
+    role: 'connect',
+    isolation: 'process',
+    pid: 1,
+    address: '127.0.0.1',
+    port: 4000,
+    rssStartBytes: null,
+    rssEndBytes: null,
+    counters: { peersTotal: 2, tunnel },
+    drops: {},
+    exitCode: 0,
+  });
+  const all = { rxDatagrams: 1000, rxCompressed: 995, txDatagrams: 1000, txCompressed: 1000 };
+
+  it('compressedShare reads both directions from connect\'s final counters, null where nothing was carried', () => {
+    assert.deepEqual(compressedShare(connect(all)), { rx: 0.995, tx: 1 });
+    assert.deepEqual(compressedShare(connect({ rxDatagrams: 0, rxCompressed: 0, txDatagrams: 4, txCompressed: 1 })), { rx: null, tx: 0.25 });
+    assert.equal(compressedShare(connect(undefined)), null);
+    assert.equal(compressedShare(undefined), null);
+  });
+
+  it('warns in bind mode when under 99% went compressed, in either direction, and not at or above it', () => {
+    assert.deepEqual(boundTunnelWarnings('bind', [connect(all)]), []);
+    const low = boundTunnelWarnings('bind', [connect({ ...all, txCompressed: 500 })]);
+    assert.deepEqual(low.map((w) => w.code), ['BIND_UNCOMPRESSED']);
+    assert.match(low[0]!.message, /only 50\.0% of the bound tunnel's datagrams used compressed contexts/);
+    assert.deepEqual(boundTunnelWarnings('bind', [connect({ ...all, rxCompressed: 980 })]).map((w) => w.code), ['BIND_UNCOMPRESSED']);
+  });
+
+  it('warns in bind mode when connect lost its bound tunnel (the load went on to the first public address)', () => {
+    const lostOnce = connect(all);
+    lostOnce.counters = { ...lostOnce.counters, tunnelsLost: 1 };
+    const w = boundTunnelWarnings('bind', [lostOnce]);
+    assert.deepEqual(w.map((x) => x.code), ['BIND_TUNNEL_LOST']);
+    assert.match(w[0]!.message, /lost its bound tunnel 1 time and opened a new binding/);
+    lostOnce.counters = { ...lostOnce.counters, tunnelsLost: 0 };
+    assert.deepEqual(boundTunnelWarnings('bind', [lostOnce]), []);
+  });
+
+  it('does not warn where no compression was asked for, or without a bound tunnel', () => {
+    const none = connect({ rxDatagrams: 1000, rxCompressed: 0, txDatagrams: 1000, txCompressed: 0 });
+    assert.deepEqual(boundTunnelWarnings('bind-uncompressed', [none]), []);
+    assert.deepEqual(boundTunnelWarnings('connect-udp', [none]), []);
+    assert.deepEqual(boundTunnelWarnings('bind', []), []);
+  });
 });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { buildTransport } from '../../../src/tunnel/client-config.js';
 import { isUdpTunnelError } from '../../../src/tunnel/errors.js';
-import { BENCH_MODES, DEFAULT_BENCH_MODE, DEFAULT_BENCH_POST_PATH, benchMode, benchModeKind, checkBenchPostPath } from '../../../src/bench/modes.js';
+import { BENCH_MODES, DEFAULT_BENCH_MODE, DEFAULT_BENCH_POST_PATH, benchEntry, benchMode, benchModeKind, checkBenchPostPath, isExposeMode } from '../../../src/bench/modes.js';
 import type { BenchModeContext } from '../../../src/bench/modes.js';
 import { parsePostRoutes } from '../../../src/tunnel/server-config.js';
 import { componentArgs } from '../../../src/bench/tunnel-launcher.js';
@@ -26,7 +26,7 @@ describe('BENCH_MODES', () => {
   it('lists the transports in --help order, the default first', () => {
     assert.deepEqual(
       BENCH_MODES.map((m) => m.name),
-      ['connect-udp', 'connect-udp-h1', 'post', 'bare-relay'],
+      ['connect-udp', 'connect-udp-h1', 'post', 'bind', 'bind-uncompressed', 'bare-relay'],
     );
     assert.equal(DEFAULT_BENCH_MODE, 'connect-udp');
     assert.equal(DEFAULT_BENCH_POST_PATH, '/bench');
@@ -64,6 +64,23 @@ describe('BENCH_MODES', () => {
     });
   });
 
+  it('bind: serve accepts bound requests, connect exposes the echo (entry expose); bind-uncompressed turns compression off, worker isolation only', () => {
+    for (const name of ['bind', 'bind-uncompressed']) {
+      assert.deepEqual(derive(name, V4), { usesPostPath: false, serveArgs: ['--allow-bind'], connectArgs: [], proxyConfig: {}, serverOptions: { allowBind: true } });
+      assert.equal(benchEntry(benchMode(name)), 'expose');
+      assert.equal(isExposeMode(name), true);
+    }
+    assert.equal(benchMode('bind').exposerOptions, undefined);
+    assert.equal(benchMode('bind').onlyIsolation, undefined);
+    assert.deepEqual(benchMode('bind-uncompressed').exposerOptions, { compress: false });
+    assert.equal(benchMode('bind-uncompressed').onlyIsolation?.isolation, 'worker');
+    // The idle probe: no more remote peers than compressed contexts (the uncompressed one takes one of 256), in small batches.
+    for (const name of ['bind', 'bind-uncompressed']) assert.deepEqual(benchMode(name).idleProbe, { maxSessions: 255, burst: 32 });
+    for (const m of BENCH_MODES.filter((x) => !x.name.startsWith('bind'))) assert.equal(m.idleProbe, undefined, m.name);
+    for (const m of BENCH_MODES.filter((x) => !x.name.startsWith('bind'))) assert.equal(benchEntry(m), 'listen', m.name);
+    assert.equal(isExposeMode('no-such-mode'), false);
+  });
+
   // bare-relay starts no serve or connect, so it has no flags to compare.
   for (const m of BENCH_MODES.filter((x) => benchModeKind(x) === 'tunnel')) {
     it(`${m.name}: process and worker isolation configure the same tunnel`, () => {
@@ -75,6 +92,7 @@ describe('BENCH_MODES', () => {
           if (a === '--post-route') routes.push(args[i + 1]!);
         });
         assert.deepEqual(parsePostRoutes(routes), m.serverOptions(ctx).postRoutes ?? new Map());
+        assert.equal(args.includes('--allow-bind'), m.serverOptions(ctx).allowBind === true);
         // connect: the transport buildTransport picks from the worker's ProxyConfig is the one the flags name.
         const c = m.connectArgs(ctx);
         const flag = (name: string): string | undefined => {
@@ -90,7 +108,7 @@ describe('BENCH_MODES', () => {
   }
 
   it('refuses an unknown mode with a coded error', () => {
-    assert.throws(() => benchMode('carrier-pigeon'), (e: unknown) => isUdpTunnelError(e, 'UT_ERR_INVALID_OPTION') && /known: connect-udp, connect-udp-h1, post, bare-relay\)/.test(e.message));
+    assert.throws(() => benchMode('carrier-pigeon'), (e: unknown) => isUdpTunnelError(e, 'UT_ERR_INVALID_OPTION') && /known: connect-udp, connect-udp-h1, post, bind, bind-uncompressed, bare-relay\)/.test(e.message));
   });
 });
 
