@@ -66,8 +66,8 @@ export interface BenchModeSpec {
 
 /**
  * The idle-session probe of a bound tunnel: at most as many remote peers as a tunnel holds compressed contexts (the
- * uncompressed one takes one), so every peer measured has one; opened 32 at a time, because each new peer's context
- * registration is answered by serve, which bounds the answers it has not yet written out (draft §9).
+ * uncompressed one takes one), so every peer measured has one; opened 32 at a time, so each step's
+ * peers have their replies (and registrations answered) before the next step opens more.
  */
 const BOUND_IDLE_PROBE = { maxSessions: DEFAULT_MAX_BIND_CONTEXTS - 1, burst: 32 } as const;
 
