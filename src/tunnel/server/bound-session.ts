@@ -48,12 +48,36 @@ interface BoundSession extends TableSession {
   reaches: ReadonlySet<4 | 6>;
   /** Stream offsets at which the compression answers still waiting behind flow control end (draft §9). */
   responses: number[];
+  /**
+   * Addresses this session sent to or heard from lately, with what was decided about them (keyed by `address port`,
+   * or for an uncompressed IPv4 target by its 6 address and port bytes as one number), and the policy that decided.
+   */
+  dests: Map<string | number, Dest>;
+  destsOf: unknown;
 }
+
+/** One address and port as a bound session uses it, worked out once rather than per datagram. */
+interface Dest {
+  target: BindTarget;
+  /** What send() is given: IPv4 targets of a dual-stack socket as mapped IPv6. */
+  sendAddress: string;
+  /** Largest payload that can go to it (IPv4 carries less, RFC 9298 §5). */
+  maxDatagram: number;
+  /** Why it may not be used as a destination or a sender: the policy refused it, or it is port 0. */
+  refused: 'policy' | 'port' | null;
+  /** The uncompressed-context header naming it (draft §4), made when first needed. */
+  prefix: Buffer | null;
+}
+
+/** Addresses a bound session remembers; the table starts over when full. */
+const MAX_DESTS = 1024;
 
 const EMPTY = Buffer.alloc(0);
 
 /** A UDP sender or target as the bind codec writes it: IPv4-mapped IPv6 as IPv4, IPv6 in RFC 5952 form. */
 function bindTargetOf(address: string, port: number): BindTarget | null {
+  // The kernel's dotted quads are well formed: only IPv6 text needs the parse (mapped IPv4, RFC 5952 form).
+  if (!address.includes(':')) return { ipVersion: 4, address, port };
   if (address.startsWith('::ffff:') && address.includes('.')) address = address.slice(7);
   const v4 = parseIpv4(address);
   if (v4 !== null) return { ipVersion: 4, address, port };
@@ -181,6 +205,8 @@ export class BoundSessions extends SessionTable<BoundSession> {
       target: zero,
       reaches,
       responses: [],
+      dests: new Map(),
+      destsOf: this.opts.policy,
       closed: false,
       release: () => {
         release();
@@ -257,7 +283,7 @@ export class BoundSessions extends SessionTable<BoundSession> {
       return;
     }
     s.idle.touch();
-    this.sendUdp(s, payload, s.target.port, s.target.sendAddress, s.target.address);
+    this.sendUdp(s, payload, this.dest(s, s.target));
   }
 
   private fromClientContext(s: BoundSession, contextId: number, payload: Buffer): void {
@@ -273,37 +299,46 @@ export class BoundSessions extends SessionTable<BoundSession> {
       return;
     }
     s.idle.touch();
-    if (route.kind === 'compressed') {
-      const t = route.target;
-      return this.sendUdp(s, payload, t.port, this.sendAddress(t.address, s.reaches.has(6) ? 6 : 4), t.address);
-    }
+    if (route.kind === 'compressed') return this.sendUdp(s, payload, this.dest(s, route.target));
     if (route.kind === 'udp') return this.fromClientZero(s, payload);
-    let d;
-    try {
-      d = decodeUncompressedDatagram(payload);
-    } catch {
-      this.counters.bind.malformedDatagrams++;
-      return;
+    let dest: Dest;
+    let body: Buffer;
+    if (payload.length >= 7 && payload[0] === 4 && s.reaches.has(4)) {
+      // Draft §4, IPv4: version, 4 address bytes, port. Looked up by those bytes, so a known target costs no parse.
+      const key = payload.readUInt32BE(1) * 65536 + payload.readUInt16BE(5);
+      const known = this.cached(s, key);
+      dest = known ?? this.dest(s, { ipVersion: 4, address: `${payload[1]}.${payload[2]}.${payload[3]}.${payload[4]}`, port: payload.readUInt16BE(5) }, key);
+      body = payload.subarray(7);
+    } else {
+      let d;
+      try {
+        d = decodeUncompressedDatagram(payload);
+      } catch {
+        this.counters.bind.malformedDatagrams++;
+        return;
+      }
+      if (!s.reaches.has(d.ipVersion)) {
+        // Draft §7: a family the proxy did not announce is dropped.
+        this.counters.bind.familyDrops++;
+        return;
+      }
+      dest = this.dest(s, d);
+      body = d.payload;
     }
-    if (d.port === 0) {
+    if (dest.refused === 'port') {
       this.counters.bind.malformedDatagrams++;
-      return;
-    }
-    if (!s.reaches.has(d.ipVersion)) {
-      // Draft §7: a family the proxy did not announce is dropped.
-      this.counters.bind.familyDrops++;
       return;
     }
     // Draft §9: with the uncompressed context open, every datagram's target passes the policy.
-    if (!this.opts.policy.check(d.address, d.port).allowed) {
+    if (dest.refused === 'policy') {
       this.counters.bind.policyDrops++;
       return;
     }
-    this.sendUdp(s, d.payload, d.port, this.sendAddress(d.address, s.reaches.has(6) ? 6 : 4), d.address);
+    this.sendUdp(s, body, dest);
   }
 
-  private sendUdp(s: BoundSession, payload: Buffer, port: number, sendAddress: string, address: string): void {
-    if (payload.length > maxDatagramTo(address, this.opts.maxDatagram)) {
+  private sendUdp(s: BoundSession, payload: Buffer, dest: Dest): void {
+    if (payload.length > dest.maxDatagram) {
       s.channel.counters.dropOversize++;
       this.counters.limits.datagramSize++;
       return;
@@ -315,7 +350,7 @@ export class BoundSessions extends SessionTable<BoundSession> {
       this.counters.limits.udpSendQueue++;
       return;
     }
-    s.udp.send(payload, port, sendAddress, (err) => {
+    s.udp.send(payload, dest.target.port, dest.sendAddress, (err) => {
       if (err) s.stats.dropUdpSend++;
     });
   }
@@ -342,11 +377,13 @@ export class BoundSessions extends SessionTable<BoundSession> {
     const unc = s.contexts.uncompressed;
     // Draft §8.1: with no uncompressed context only the senders the client registered get through; the policy
     // keeps out senders the client could not have reached itself.
-    if (unc === null || !this.opts.policy.check(from.address, from.port).allowed) {
+    const dest = unc === null ? null : this.dest(s, from);
+    if (dest === null || dest.refused !== null) {
       this.counters.bind.unknownSenderDrops++;
       return;
     }
-    s.channel.sendContext(unc, msg, encodeUncompressedDatagram(from, EMPTY));
+    dest.prefix ??= encodeUncompressedDatagram(from, EMPTY);
+    s.channel.sendContext(unc!, msg, dest.prefix);
   }
 
   private onCapsule(s: BoundSession, type: number, value: Buffer): void {
@@ -360,7 +397,7 @@ export class BoundSessions extends SessionTable<BoundSession> {
         }
         if (a.ipVersion !== 0) {
           // Draft §9: a registration's target passes the policy like any target; §7: a family not bound is refused.
-          const refused = a.port === 0 || !s.reaches.has(a.ipVersion) || !this.opts.policy.check(a.address, a.port).allowed;
+          const refused = !s.reaches.has(a.ipVersion) || this.dest(s, { ipVersion: a.ipVersion, address: a.address, port: a.port }).refused !== null;
           if (refused) {
             s.contexts.closeLocal(a.contextId);
             this.counters.bind.assignsRefused++;
@@ -377,6 +414,35 @@ export class BoundSessions extends SessionTable<BoundSession> {
       // Draft §3.1: a malformed bind capsule is a capsule protocol error (RFC 9297 §3.3: abort the stream).
       this.onMalformed(s, err instanceof UdpTunnelError ? err : new UdpTunnelError(ErrorCodes.BIND_MALFORMED, String((err as Error)?.message ?? err), { rule: 'decode', rfc: 'draft-ietf-masque-connect-udp-listen §3' }));
     }
+  }
+
+  /** A remembered destination, when the table is still the current policy's. */
+  private cached(s: BoundSession, key: string | number): Dest | undefined {
+    if (s.destsOf !== this.opts.policy) {
+      s.dests.clear();
+      s.destsOf = this.opts.policy;
+    }
+    return s.dests.get(key);
+  }
+
+  /**
+   * What the session knows about `t`, worked out once: the uncompressed context asks the target policy about every
+   * datagram both ways (draft §9), and a peer seldom changes address. A policy reload starts the table over.
+   */
+  private dest(s: BoundSession, t: BindTarget, key: string | number = `${t.address} ${t.port}`): Dest {
+    const known = this.cached(s, key);
+    if (known !== undefined) return known;
+    if (s.dests.size >= MAX_DESTS) s.dests.clear();
+    const refused = t.port === 0 ? 'port' : this.opts.policy.check(t.address, t.port).allowed ? null : 'policy';
+    const d: Dest = {
+      target: t,
+      sendAddress: this.sendAddress(t.address, s.reaches.has(6) ? 6 : 4),
+      maxDatagram: maxDatagramTo(t.address, this.opts.maxDatagram),
+      refused,
+      prefix: null,
+    };
+    s.dests.set(key, d);
+    return d;
   }
 
   /** Sends a compression answer; past maxBindResponses answers waiting behind flow control the stream is aborted (draft §9). */

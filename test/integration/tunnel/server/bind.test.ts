@@ -228,6 +228,22 @@ for (const host of ['127.0.0.1', '::1']) {
       await b.raw.close();
     });
 
+    it('a policy change (reload) applies to the next uncompressed datagram, also to a target already used', async () => {
+      const e = await echo(host);
+      const s = await server(host);
+      const b = await openBound(s, host);
+      b.send(Buffer.concat([assign(2), datagram(2, encodeUncompressedDatagram(target(host, e.port), Buffer.from('one')))]));
+      await b.wait(isDatagramOn(2), 'the first reply');
+      s.update({ policy: policyRefusing(e.port) });
+      b.send(datagram(2, encodeUncompressedDatagram(target(host, e.port), Buffer.from('two'))));
+      await waitUntil(() => s.counters.bind.policyDrops === 1, 5000, 'the datagram refused under the new policy');
+      assert.equal(e.received, 1);
+      // Port 0 is no destination: dropped as malformed.
+      b.send(datagram(2, encodeUncompressedDatagram(target(host, 0), Buffer.from('zero'))));
+      await waitUntil(() => s.counters.bind.malformedDatagrams === 1, 5000, 'port 0 dropped');
+      await b.raw.close();
+    });
+
     it('a real target with bind: context 0 goes to it, other contexts work beside it', async () => {
       const e0 = await echo(host);
       const e1 = await echo(host);
