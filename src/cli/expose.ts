@@ -132,21 +132,26 @@ export async function runExpose(o: ConnectOptions, r: ResolvedOptions<ConnectOpt
   });
   attachExposerOutput(exposer, out, proxies.map(redactProxyUrl));
   const tap = await startInspectTap(o, out, 'connect');
-  try {
-    await exposer.start();
-  } catch (err) {
-    await exposer.close();
-    await tap?.stop();
-    keylog?.close();
-    throw err;
-  }
-  // The exposer gives up by itself only when a lost tunnel cannot be reopened (a refusal); then connect ends too.
+  // Signals are taken from before start(): `exposed` is printed during it, and a script may stop connect at once.
+  let stopping = false;
   let failure: Error | undefined;
   const { done, shutdown } = untilShutdown(async () => {
+    stopping = true;
     out.info('shutting down');
     await exposer.close();
     keylog?.close();
   });
+  try {
+    await exposer.start();
+  } catch (err) {
+    if (!stopping) {
+      await exposer.close();
+      await tap?.stop();
+      keylog?.close();
+      throw err;
+    }
+  }
+  // The exposer gives up by itself only when a lost tunnel cannot be reopened (a refusal); then connect ends too.
   exposer.once('close', (e: { reason: string; error?: Error }) => {
     if (e.reason !== 'failed') return;
     failure = e.error;

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
 import { describe, it } from 'node:test';
 import type { ClientSessionStats } from '../../../src/tunnel/client.js';
 import type { ServerSessionStats } from '../../../src/tunnel/server/tunnel-server.js';
@@ -6,12 +7,22 @@ import { openUdpPeer, startUdpEcho, waitUntil, type UdpEcho } from '../../helper
 import { startStack, type StackOptions } from '../../helpers/stack.js';
 import { openHandles } from '../../helpers/tunnel.js';
 
-/** A UDP port on `host` that was bound and closed again: datagrams to it draw ICMP port unreachable. */
+/**
+ * A UDP port on `host` that was bound and closed again: datagrams to it draw ICMP port unreachable. Taken below the
+ * kernel's ephemeral range (32768-60999 on Linux): tests running in parallel bind port 0, which the kernel picks from
+ * that range, so a freed ephemeral port could be handed to one of them before this test sends to it.
+ */
 async function closedPort(host: string): Promise<number> {
-  const tmp = await openUdpPeer(host);
-  const port = tmp.port;
-  await tmp.close();
-  return port;
+  for (;;) {
+    const candidate = 20_000 + Math.floor(Math.random() * 12_000);
+    const socket = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
+    const bound = await new Promise<boolean>((resolve) => {
+      socket.once('error', () => resolve(false));
+      socket.bind(candidate, host, () => resolve(true));
+    });
+    await new Promise<void>((r) => socket.close(() => r()));
+    if (bound) return candidate;
+  }
 }
 
 /** A stack whose target port is closed, with the close events of both sides collected. */
