@@ -24,13 +24,13 @@ import {
   parseIpv6,
   type BindTarget,
 } from '../codec/bind.js';
-import { DatagramChannel, emptyChannelCounters } from '../datagram-channel.js';
+import { DatagramChannel } from '../datagram-channel.js';
 import { ErrorCodes, UdpTunnelError } from '../errors.js';
 import { IdleTimer } from '../idle-timer.js';
 import { maxDatagramTo } from '../limits.js';
 import { isLocalResourceError } from '../local-resource.js';
 import type { ResolvedAddress } from '../resolver.js';
-import type { ServerCounters, ServerSessionStats } from './counters.js';
+import { newSessionStats, type ServerCounters, type ServerSessionStats } from './counters.js';
 import type { ResolvedServerOptions } from './options.js';
 import type { Refusals } from './refusals.js';
 import type { RequestFront } from './request-front.js';
@@ -177,18 +177,7 @@ export class BoundSessions extends SessionTable<BoundSession> {
     const pub = bindTargetOf(announced, local.port) ?? { ipVersion: family, address: local.address, port: local.port };
     const id = `b${this.nextId++}`;
     const stats: ServerSessionStats = {
-      id,
-      client: front.client,
-      target: target === null ? '*' : `${target.host}:${target.port}`,
-      resolved: zero?.address ?? '',
-      transport,
-      ...emptyChannelCounters(),
-      dropUdpSend: 0,
-      dropSendQueue: 0,
-      targetUnreachable: 0,
-      openedAt: Date.now(),
-      durationMs: 0,
-      closeReason: '',
+      ...newSessionStats(id, front.client, target === null ? '*' : `${target.host}:${target.port}`, zero?.address ?? '', transport),
       bound: formatIpPort(pub),
     };
     // Draft §6 and §7: the proxy grants bind with Connect-UDP-Bind: ?1 and names the tuples it bound.

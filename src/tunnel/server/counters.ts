@@ -31,6 +31,24 @@ export interface ServerSessionTotals extends ChannelCounters {
   targetUnreachable: number;
 }
 
+/** The stats of a session opening now: who, where to, over what; its counters zeroed. */
+export function newSessionStats(id: string, client: string, target: string, resolved: string, transport: string): ServerSessionStats {
+  return {
+    id,
+    client,
+    target,
+    resolved,
+    transport,
+    ...emptyChannelCounters(),
+    dropUdpSend: 0,
+    dropSendQueue: 0,
+    targetUnreachable: 0,
+    openedAt: Date.now(),
+    durationMs: 0,
+    closeReason: '',
+  };
+}
+
 /** A zeroed ServerSessionTotals. */
 export function emptySessionTotals(): ServerSessionTotals {
   return { ...emptyChannelCounters(), dropUdpSend: 0, dropSendQueue: 0, targetUnreachable: 0 };

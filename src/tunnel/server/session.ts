@@ -1,14 +1,14 @@
 import dgram from 'node:dgram';
 import type { EventEmitter } from 'node:events';
 import { formatHostPort } from '../address.js';
-import { DatagramChannel, emptyChannelCounters } from '../datagram-channel.js';
+import { DatagramChannel } from '../datagram-channel.js';
 import { tapChannel } from '../diagnostics.js';
 import { IdleTimer } from '../idle-timer.js';
 import { maxDatagramTo } from '../limits.js';
 import { isLocalResourceError } from '../local-resource.js';
 import { Resolver, type ResolvedAddress } from '../resolver.js';
 import type { TunnelMode } from './connect-udp-request.js';
-import type { ServerCounters, ServerSessionStats } from './counters.js';
+import { newSessionStats, type ServerCounters } from './counters.js';
 import type { ResolvedServerOptions } from './options.js';
 import type { RefusalTarget, Refusals } from './refusals.js';
 import type { RequestFront } from './request-front.js';
@@ -78,20 +78,7 @@ export class RelaySessions extends SessionTable<RelaySession> {
     }
     const udp = opened.udp;
     const id = `s${this.nextId++}`;
-    const stats: ServerSessionStats = {
-      id,
-      client: front.client,
-      target: `${host}:${port}`,
-      resolved: target.address,
-      transport,
-      ...emptyChannelCounters(),
-      dropUdpSend: 0,
-      dropSendQueue: 0,
-      targetUnreachable: 0,
-      openedAt: Date.now(),
-      durationMs: 0,
-      closeReason: '',
-    };
+    const stats = newSessionStats(id, front.client, `${host}:${port}`, target.address, transport);
     const stream = front.accept();
     publishTapOpen(id, front, {});
     const session = { id, front, stream, udp, stats, closed: false, release } as RelaySession;
