@@ -9,9 +9,9 @@ import { DEFAULT_MAX_BIND_CONTEXTS } from '../tunnel/bind-contexts.js';
 import { ErrorCodes, UdpTunnelError } from '../tunnel/errors.js';
 import { startEchoInWorker } from './echo-server.js';
 import type { EchoStats, EchoWorker } from './echo-server.js';
-import { DEFAULT_DRAIN_MS, DEFAULT_TIMEOUT_MS, normalizeLoadOptions, runLoadInWorker } from './generator.js';
+import { normalizeLoadOptions, runLoadInWorker } from './generator.js';
 import type { LoadMode, LoadOptions, LoadProgress } from './load-types.js';
-import { BENCH_MODES, DEFAULT_BENCH_MODE, DEFAULT_BENCH_POST_PATH, benchEntry, benchMode, checkBenchPostPath, isBareRelayMode } from './modes.js';
+import { BENCH_MODES, benchEntry, benchMode, checkBenchPostPath, isBareRelayMode } from './modes.js';
 import {
   BENCH_SCHEMA,
   addedLatency,
@@ -121,7 +121,7 @@ export interface BenchOptions {
 }
 
 export { BENCH_DEFAULTS, DEFAULT_BENCH_INFLIGHT, MAX_IDLE_SESSIONS, MAX_RUNS } from './defaults.js';
-import { BENCH_DEFAULTS, DEFAULT_BENCH_INFLIGHT, MAX_IDLE_SESSIONS, MAX_RUNS } from './defaults.js';
+import { BENCH_DEFAULTS, MAX_IDLE_SESSIONS, MAX_RUNS } from './defaults.js';
 
 // How long the idle-session probe waits for its datagrams to come back, and then for the tunnel to settle.
 const IDLE_REPLY_TIMEOUT_MS = 10_000;

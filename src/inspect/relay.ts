@@ -11,7 +11,6 @@ import { formatProxyStatus } from '../tunnel/proxy-status.js';
 import { Listener, type ListenerConnection, type ListenerCount } from '../tunnel/server/listener.js';
 import type { CloseReason, HeaderList, InspectEvent } from './events.js';
 import { headerListFromObject, headerListFromRaw, http2Status, requestHeadFromHttp2 } from './http-fields.js';
-import { DEFAULT_MAX_HEAD_BYTES } from '../tunnel/http/http1-head.js';
 import { http2ErrorName } from './http2-frames.js';
 import { LiveSessionDecoder, type LiveDecoderOptions, type LiveDecoderStats } from './live-decoder.js';
 import { Http1RelayConnection } from './relay-h1.js';

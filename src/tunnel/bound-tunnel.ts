@@ -218,6 +218,11 @@ export class BoundTunnel extends EventEmitter {
   private readonly maxStreamBuffer: number;
   private readonly awaitAck: boolean;
   private readonly signal: AbortSignal | undefined;
+  /**
+   * The parsed form of each peer object send() was given, with the address and port it was parsed from: a caller
+   * that keeps one object per peer (as Exposer does) has it parsed once, not once per datagram.
+   */
+  private readonly parsed = new WeakMap<BoundPeer, { address: string; port: number; target: BindTarget }>();
   private closedWith: BoundTunnelCloseReason | null = null;
   private aborted = false;
 
@@ -356,8 +361,14 @@ export class BoundTunnel extends EventEmitter {
    * when it was dropped (counted by reason). Throws UT_ERR_INVALID_ADDRESS when `to` is not an IP literal and port.
    */
   send(payload: Buffer, to: BoundPeer): boolean {
-    const target = normalizeTarget(to);
-    if (target === null) throw badTarget(to);
+    let target: BindTarget | null;
+    const known = this.parsed.get(to);
+    if (known !== undefined && known.address === to.address && known.port === to.port) target = known.target;
+    else {
+      target = normalizeTarget(to);
+      if (target === null) throw badTarget(to);
+      this.parsed.set(to, { address: to.address, port: to.port, target });
+    }
     const drops = this.counters.drops;
     if (this.closedWith !== null) {
       drops.notOpen++;
@@ -546,7 +557,7 @@ export class BoundTunnel extends EventEmitter {
       const ctx = this.contexts.get(id);
       this.contexts.receiveClose(id);
       if (ctx === undefined) return;
-        // Draft §3.1: a COMPRESSION_CLOSE in answer to a registration is its rejection.
+      // Draft §3.1: a COMPRESSION_CLOSE in answer to a registration is its rejection.
       const refused = ctx.openedBy === 'client' && ctx.pending;
       if (refused) this.counters.registrationsRefused++;
       this.emitContext({ event: 'closed', id, by: 'proxy', openedBy: ctx.openedBy, target: ctx.target, ...(refused ? { refused } : {}) });

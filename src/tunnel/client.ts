@@ -5,8 +5,6 @@ import { isIP } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { formatHostPort } from './address.js';
 import { backoffDelay, sleep, type BackoffOptions } from './backoff.js';
-import { DEFAULT_MAX_CAPSULE_LENGTH } from './codec/capsule-decoder.js';
-import { MAX_UDP_PAYLOAD } from './codec/datagram.js';
 import { DatagramChannel, type ChannelCounters } from './datagram-channel.js';
 import { tapChannel } from './diagnostics.js';
 import { ErrorCodes, UdpTunnelError } from './errors.js';
@@ -15,7 +13,7 @@ import { checkHeaderTemplates } from './header-template.js';
 import type { Transport, TunnelHandle, TunnelRequest } from './transport/types.js';
 import { PeerTable } from './peer-table.js';
 import { checkMaxDatagram, checkMaxUdpSendQueue, maxDatagramTo } from './limits.js';
-import { DEFAULT_MAX_UDP_SEND_QUEUE, DEFAULT_SOCKET_BUFFER_BYTES, literalLookup, trySetSocketBuffers } from './udp-socket.js';
+import { DEFAULT_SOCKET_BUFFER_BYTES, literalLookup, trySetSocketBuffers } from './udp-socket.js';
 
 /** Envoy `buffer_options`: datagrams held while a session's tunnel is not ready yet. */
 export interface BufferOptions {

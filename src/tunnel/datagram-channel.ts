@@ -7,7 +7,8 @@ import {
   MAX_UDP_PAYLOAD,
   datagramHeaderLength,
   encodeDatagramCapsule,
-  encodeDatagramHeader,
+  datagramHeaderLengthFor,
+  writeDatagramHeader,
   parseConnectUdpDatagram,
   writeDatagramCapsule,
 } from './codec/datagram.js';
@@ -176,8 +177,12 @@ export class DatagramChannel {
     this.counters.txDatagrams++;
     this.counters.txBytes += payload.length;
     this.writePending();
-    const header = encodeDatagramHeader(bodyLength, contextId);
-    this.write(prefix ? Buffer.concat([header, prefix, payload]) : Buffer.concat([header, payload]));
+    // One buffer for the capsule: header, the uncompressed context's address header if any, the payload.
+    const out = Buffer.allocUnsafe(datagramHeaderLengthFor(bodyLength, contextId) + bodyLength);
+    let off = writeDatagramHeader(out, 0, bodyLength, contextId);
+    if (prefix) off += prefix.copy(out, off);
+    payload.copy(out, off);
+    this.write(out);
     return true;
   }
 

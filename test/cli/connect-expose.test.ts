@@ -1,23 +1,7 @@
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import dgram from 'node:dgram';
-import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
 import { ANSI_RE, runCli, startCli, type CliProcess } from '../helpers/cli.js';
-import { openUdpPeer, waitUntil } from '../helpers/net.js';
-
-/** A UDP echo service that records the source port of every datagram it gets. */
-async function recordingEcho(host: string): Promise<{ port: number; sources: number[]; close(): Promise<void> }> {
-  const socket = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
-  const sources: number[] = [];
-  socket.on('message', (msg, rinfo) => {
-    sources.push(rinfo.port);
-    socket.send(msg, rinfo.port, rinfo.address);
-  });
-  socket.bind(0, host);
-  await once(socket, 'listening');
-  return { port: (socket.address() as AddressInfo).port, sources, close: () => new Promise<void>((r) => socket.close(() => r())) };
-}
+import { openUdpPeer, startUdpEcho, waitUntil } from '../helpers/net.js';
 
 /** Parses `IP:PORT` / `[IPv6]:PORT` as the exposed event writes it. */
 function ipPort(text: string): { address: string; port: number } {
@@ -31,7 +15,7 @@ const bracket = (host: string): string => (host.includes(':') ? `[${host}]` : ho
 for (const host of ['127.0.0.1', '::1']) {
   describe(`connect --expose over ${host}`, () => {
     it('prints the exposed event; two remote peers reach the local echo service, each from its own source port', async () => {
-      const service = await recordingEcho(host);
+      const service = await startUdpEcho(host);
       const serve = startCli(['serve', '--listen', `${bracket(host)}:0`, '--allow-bind', '--allow', host, '--json']);
       let connect: CliProcess | null = null;
       const a = await openUdpPeer(host);
@@ -75,7 +59,7 @@ for (const host of ['127.0.0.1', '::1']) {
 
 describe('connect --expose output and refusals', () => {
   it("prints 'exposed LOCAL at PUBLIC' for people, without colour under NO_COLOR", async () => {
-    const service = await recordingEcho('127.0.0.1');
+    const service = await startUdpEcho('127.0.0.1');
     const serve = startCli(['serve', '--listen', '127.0.0.1:0', '--allow-bind', '--allow', '127.0.0.1', '--json']);
     let connect: CliProcess | null = null;
     try {

@@ -9,6 +9,8 @@ export interface UdpEcho {
   port: number;
   host: string;
   received: number;
+  /** The source port of every datagram received, in order. */
+  sources: number[];
   close(): Promise<void>;
 }
 
@@ -20,10 +22,12 @@ export function startUdpEcho(host = '127.0.0.1', port = 0): Promise<UdpEcho> {
     port: 0,
     host,
     received: 0,
+    sources: [],
     close: () => new Promise<void>((r) => socket.close(() => r())),
   };
   socket.on('message', (msg, rinfo) => {
     echo.received++;
+    echo.sources.push(rinfo.port);
     socket.send(msg, rinfo.port, rinfo.address);
   });
   return new Promise((resolve) => {

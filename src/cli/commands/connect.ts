@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { formatHostPort, parseHostPort } from '../../tunnel/address.js';
+import { parseHostPort } from '../../tunnel/address.js';
 import { describeProxy, parseHeaderFlags, redactProxyUrl, type ProxyConfig } from '../../tunnel/client-config.js';
 import { ForwardGroup, mergeHeaders } from '../../tunnel/forward-group.js';
 import { buildProxiesTransport, splitProxyList } from '../../tunnel/proxy-list.js';

@@ -1,6 +1,6 @@
 import Table from 'cli-table3';
 import { formatHostPort } from '../../tunnel/address.js';
-import { DEMO_TRAFFIC_DEFAULTS, runDemoTraffic, startDemoStack } from '../../bench/demo.js';
+import { runDemoTraffic, startDemoStack } from '../../bench/demo.js';
 import { color } from '../color.js';
 import { makeOutput } from '../common-options.js';
 import { untilShutdown } from '../lifecycle.js';

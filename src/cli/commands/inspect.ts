@@ -4,8 +4,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { formatHostPort, parseHostPort } from '../../tunnel/address.js';
 import { BindSession } from '../../inspect/bind-view.js';
-import { CapsuleView, DEFAULT_PREVIEW_BYTES } from '../../inspect/capsule-view.js';
-import { DEFAULT_MAX_CAPSULE_LENGTH } from '../../tunnel/codec/capsule-decoder.js';
+import { CapsuleView } from '../../inspect/capsule-view.js';
 import type { Direction } from '../../inspect/events.js';
 import { MAX_HEX_TEXT_LENGTH, looksLikeHexText, parseHexText } from '../../inspect/hex.js';
 import { streamCapture } from '../../inspect/pcap-decode.js';
@@ -29,11 +28,6 @@ interface DecodeSettings {
   full: boolean;
   maxCapsuleLength: number;
   capsuleStreams: 'auto' | 'all';
-}
-
-/** Splits repeatable, comma-separated flag values. */
-function listOf(values: string[]): string[] {
-  return values.flatMap((v) => String(v).split(',')).map((v) => v.trim()).filter((v) => v !== '');
 }
 
 /** `udp-tunnel inspect`: decode capsule traffic from a relay, a raw/hex stream, a recording or a capture. */

@@ -51,13 +51,22 @@ export function parseConnectUdpDatagram(value: Buffer): ConnectUdpDatagram {
  * Type 0x00, Length (i), Context ID (i) (RFC 9297 §3.5, RFC 9298 §5).
  */
 export function encodeDatagramHeader(payloadLength: number, contextId = CONTEXT_ID_UDP): Buffer {
-  const ctxLen = varintLength(contextId);
-  const valueLen = ctxLen + payloadLength;
-  const out = Buffer.allocUnsafe(1 + varintLength(valueLen) + ctxLen);
-  out[0] = CAPSULE_TYPE_DATAGRAM;
-  const off = writeVarint(out, 1, valueLen);
-  writeVarint(out, off, contextId);
+  const out = Buffer.allocUnsafe(datagramHeaderLengthFor(payloadLength, contextId));
+  writeDatagramHeader(out, 0, payloadLength, contextId);
   return out;
+}
+
+/** Length of the DATAGRAM capsule header for a payload of this size on context `contextId`. */
+export function datagramHeaderLengthFor(payloadLength: number, contextId: number): number {
+  const ctxLen = varintLength(contextId);
+  return 1 + varintLength(ctxLen + payloadLength) + ctxLen;
+}
+
+/** Writes the DATAGRAM capsule header for a payload of `payloadLength` bytes on `contextId`; returns the new offset. */
+export function writeDatagramHeader(out: Buffer, offset: number, payloadLength: number, contextId: number): number {
+  out[offset] = CAPSULE_TYPE_DATAGRAM;
+  const off = writeVarint(out, offset + 1, varintLength(contextId) + payloadLength);
+  return writeVarint(out, off, contextId);
 }
 
 /** Length of the DATAGRAM capsule header for a context-0 payload of this size. */

@@ -43,16 +43,17 @@ interface BoundSession extends TableSession {
   port: number;
   contexts: BindContexts;
   /** Context 0's target when the request named one (draft §3), else null (`*`). */
-  target: (BindTarget & { sendAddress: string }) | null;
+  target: BindTarget | null;
   /** Address families the bound socket can send to. */
   reaches: ReadonlySet<4 | 6>;
   /** Stream offsets at which the compression answers still waiting behind flow control end (draft §9). */
   responses: number[];
   /**
-   * Addresses this session sent to or heard from lately, with what was decided about them (keyed by `address port`,
-   * or for an uncompressed IPv4 target by its 6 address and port bytes as one number), and the policy that decided.
+   * Addresses this session sent to or heard from lately, with what was decided about them, and the policy that
+   * decided. Keyed by `address port`; by the target object itself for the stable targets of context 0 and of compressed
+   * contexts; for an uncompressed IPv4 target by its 6 address and port bytes as one number.
    */
-  dests: Map<string | number, Dest>;
+  dests: Map<string | number | BindTarget, Dest>;
   destsOf: unknown;
 }
 
@@ -143,7 +144,7 @@ export class BoundSessions extends SessionTable<BoundSession> {
       const resolved: ResolvedAddress | null = await this.relay.resolveAllowed(front, target.host, target.port, release);
       if (resolved === null) return;
       if (!reaches.has(resolved.family)) return 'fallback';
-      zero = { ...bindTargetOf(resolved.address, target.port)!, sendAddress: this.sendAddress(resolved.address, family) };
+      zero = bindTargetOf(resolved.address, target.port);
     }
     this.reservedPorts++;
     this.perClient.set(clientKey, held + 1);
@@ -272,7 +273,7 @@ export class BoundSessions extends SessionTable<BoundSession> {
       return;
     }
     s.idle.touch();
-    this.sendUdp(s, payload, this.dest(s, s.target));
+    this.sendUdp(s, payload, this.dest(s, s.target, s.target));
   }
 
   private fromClientContext(s: BoundSession, contextId: number, payload: Buffer): void {
@@ -288,7 +289,7 @@ export class BoundSessions extends SessionTable<BoundSession> {
       return;
     }
     s.idle.touch();
-    if (route.kind === 'compressed') return this.sendUdp(s, payload, this.dest(s, route.target));
+    if (route.kind === 'compressed') return this.sendUdp(s, payload, this.dest(s, route.target, route.target));
     if (route.kind === 'udp') return this.fromClientZero(s, payload);
     let dest: Dest;
     let body: Buffer;
@@ -406,7 +407,7 @@ export class BoundSessions extends SessionTable<BoundSession> {
   }
 
   /** A remembered destination, when the table is still the current policy's. */
-  private cached(s: BoundSession, key: string | number): Dest | undefined {
+  private cached(s: BoundSession, key: string | number | BindTarget): Dest | undefined {
     if (s.destsOf !== this.opts.policy) {
       s.dests.clear();
       s.destsOf = this.opts.policy;
@@ -418,7 +419,7 @@ export class BoundSessions extends SessionTable<BoundSession> {
    * What the session knows about `t`, worked out once: the uncompressed context asks the target policy about every
    * datagram both ways (draft §9), and a peer seldom changes address. A policy reload starts the table over.
    */
-  private dest(s: BoundSession, t: BindTarget, key: string | number = `${t.address} ${t.port}`): Dest {
+  private dest(s: BoundSession, t: BindTarget, key: string | number | BindTarget = `${t.address} ${t.port}`): Dest {
     const known = this.cached(s, key);
     if (known !== undefined) return known;
     if (s.dests.size >= MAX_DESTS) s.dests.clear();

@@ -1,8 +1,5 @@
 import assert from 'node:assert/strict';
 import { Buffer } from 'node:buffer';
-import { once } from 'node:events';
-import dgram from 'node:dgram';
-import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
 import type { BoundContextEvent } from '../../../src/tunnel/bound-tunnel.js';
 import { buildSharedTransport } from '../../../src/tunnel/client-config.js';
@@ -14,21 +11,8 @@ import { Exposer, MAX_PENDING_PER_PEER, type ExposedEvent, type ExposerOptions, 
 import { TargetPolicy } from '../../../src/tunnel/policy.js';
 import { TunnelServer, type TunnelServerOptions } from '../../../src/tunnel/server/tunnel-server.js';
 import type { Transport } from '../../../src/tunnel/transport/types.js';
-import { openUdpPeer, waitUntil, type UdpPeer } from '../../helpers/net.js';
+import { openUdpPeer, startUdpEcho, waitUntil, type UdpPeer } from '../../helpers/net.js';
 import { streamPair } from '../../helpers/stream-pair.js';
-
-/** A UDP echo service that records the source port of every datagram it gets. */
-async function recordingEcho(host: string): Promise<{ port: number; sources: number[]; close(): Promise<void> }> {
-  const socket = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
-  const sources: number[] = [];
-  socket.on('message', (msg, rinfo) => {
-    sources.push(rinfo.port);
-    socket.send(msg, rinfo.port, rinfo.address);
-  });
-  socket.bind(0, host);
-  await once(socket, 'listening');
-  return { port: (socket.address() as AddressInfo).port, sources, close: () => new Promise<void>((r) => socket.close(() => r())) };
-}
 
 async function startProxy(host: string, port = 0, extra: Partial<TunnelServerOptions> = {}): Promise<{ server: TunnelServer; port: number }> {
   const server = new TunnelServer({ host, port, policy: new TargetPolicy(), allowBind: true, ...extra });
@@ -71,7 +55,7 @@ async function roundTrip(peer: UdpPeer, text: string, pub: { address: string; po
 for (const host of ['127.0.0.1', '::1']) {
   describe(`Exposer over ${host}`, () => {
     it('two remote peers reach a local echo service through the public address, each from its own local source port', async () => {
-      const service = await recordingEcho(host);
+      const service = await startUdpEcho(host);
       const proxy = await startProxy(host);
       const run = exposerFor(host, proxy.port, service.port);
       const a = await openUdpPeer(host);
@@ -114,7 +98,7 @@ for (const host of ['127.0.0.1', '::1']) {
     });
 
     it('forgets an idle peer: its socket and its compressed context are closed, and it comes back as a new peer', async () => {
-      const service = await recordingEcho(host);
+      const service = await startUdpEcho(host);
       const proxy = await startProxy(host);
       const run = exposerFor(host, proxy.port, service.port, { idleTimeoutMs: 200 });
       const a = await openUdpPeer(host);
@@ -145,7 +129,7 @@ for (const host of ['127.0.0.1', '::1']) {
     });
 
     it('drops the datagrams of peers past maxPeers and counts them', async () => {
-      const service = await recordingEcho(host);
+      const service = await startUdpEcho(host);
       const proxy = await startProxy(host);
       const run = exposerFor(host, proxy.port, service.port, { maxPeers: 1 });
       const a = await openUdpPeer(host);
@@ -168,7 +152,7 @@ for (const host of ['127.0.0.1', '::1']) {
     });
 
     it('after the proxy restarts, asks for a new binding and announces it again', async () => {
-      const service = await recordingEcho(host);
+      const service = await startUdpEcho(host);
       let proxy = await startProxy(host);
       const run = exposerFor(host, proxy.port, service.port);
       const a = await openUdpPeer(host);
@@ -201,7 +185,7 @@ for (const host of ['127.0.0.1', '::1']) {
 
 describe('Exposer: the per-peer queue while its socket is set up', () => {
   it(`holds at most ${MAX_PENDING_PER_PEER} datagrams of a new peer, then drops and counts the rest`, async () => {
-    const service = await recordingEcho('127.0.0.1');
+    const service = await startUdpEcho('127.0.0.1');
     // The proxy end is a hand-written capsule stream (it ACKs the uncompressed context); the service and the
     // exposer's peer sockets are real.
     const pair = streamPair();

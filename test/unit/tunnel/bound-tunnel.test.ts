@@ -145,6 +145,26 @@ describe('BoundTunnel: what it sends', () => {
     o.tunnel.close();
   });
 
+  it('a peer object reused for every send goes where it says, also after its address changed', async () => {
+    const proxy = fakeProxy();
+    const o = await open(proxy);
+    const peer = { address: PEER.address, port: PEER.port };
+    o.tunnel.send(Buffer.from('a'), peer);
+    o.tunnel.send(Buffer.from('b'), peer);
+    peer.address = '192.0.2.43';
+    o.tunnel.send(Buffer.from('c'), peer);
+    peer.address = 'not an address';
+    assert.throws(() => o.tunnel.send(Buffer.from('d'), peer), (e: unknown) => e instanceof UdpTunnelError && e.code === ErrorCodes.INVALID_ADDRESS);
+    await turn();
+    const sent = proxy.fromClient.filter((c) => c.type === CAPSULE_TYPE_DATAGRAM).map((c) => parseConnectUdpDatagram(c.value!).payload);
+    assert.deepEqual(sent, [
+      encodeUncompressedDatagram(PEER, Buffer.from('a')),
+      encodeUncompressedDatagram(PEER, Buffer.from('b')),
+      encodeUncompressedDatagram({ ...PEER, address: '192.0.2.43' }, Buffer.from('c')),
+    ]);
+    o.tunnel.close();
+  });
+
   it('with awaitAck, stays on the uncompressed context until the proxy acknowledges', async () => {
     const proxy = fakeProxy();
     const o = await open(proxy, { awaitAck: true });

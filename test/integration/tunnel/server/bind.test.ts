@@ -402,6 +402,17 @@ describe('serve --allow-bind: limits', () => {
     await b.raw.close();
   });
 
+  it('bindPorts: a range with no free port gets 503, counted with the port limit', async () => {
+    // The test holds the range's only port itself (bound with port 0, so no other test can hold it).
+    const holder = await peer(host);
+    const s = await server(host, { bindPorts: { from: holder.port, to: holder.port } });
+    const b = await openBound(s, host);
+    assert.equal(b.status, 503);
+    assert.equal(s.counters.limits.boundPorts, 1);
+    assert.equal(s.counters.bind.portsInUse, 0);
+    await b.raw.close();
+  });
+
   it('maxBindResponses: a burst of registrations on a stream that keeps up is answered in full', async () => {
     const s = await server(host, { maxBindResponses: 4 });
     const b = await openBound(s, host);
